@@ -1,0 +1,139 @@
+//! The Kafka side: an idempotent producer (acks=all) created once per process, and topic creation
+//! from the topic table.
+//!
+//! Contract: [`EventBus::send`] enqueues every record at once and waits for every acknowledgement
+//! before returning, because Lambda freezes the process (and librdkafka's threads) between
+//! invocations. Records to the same partition keep their order (idempotence).
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use crate::config::KafkaSettings;
+use crate::protocol::topics::{Topic, TOPICS};
+
+/// One record to produce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingRecord {
+    pub topic: Topic,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("kafka health check panicked")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// The producer. Cheap to clone.
+#[derive(Clone)]
+pub struct EventBus {
+    producer: FutureProducer,
+    settings: KafkaSettings,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus").field("brokers", &self.settings.brokers).finish()
+    }
+}
+
+/// Client properties shared by every Kafka client Herald makes (producers, admin, consumers).
+pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &settings.brokers).set("client.id", "herald");
+    for (k, v) in &settings.client_properties {
+        config.set(k, v);
+    }
+    config
+}
+
+impl EventBus {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, BusError> {
+        let timeout_ms = settings.produce_timeout.as_millis().to_string();
+        let producer: FutureProducer = client_config(settings)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", settings.linger_ms.to_string())
+            .set("message.timeout.ms", &timeout_ms)
+            .set("socket.connection.setup.timeout.ms", &timeout_ms)
+            .create()?;
+        Ok(EventBus { producer, settings: settings.clone() })
+    }
+
+    pub fn topic_name(&self, topic: Topic) -> String {
+        topic.name_with(&self.settings.topic_suffix)
+    }
+
+    /// Produces every record and waits for each acknowledgement. The result for record `i` is at
+    /// index `i`. Never takes much longer than the configured produce timeout.
+    pub async fn send(&self, records: &[OutgoingRecord]) -> Vec<Result<Delivered, BusError>> {
+        let mut pending = Vec::with_capacity(records.len());
+        for r in records {
+            let topic = self.topic_name(r.topic);
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header { key: k, value: Some(v) });
+            }
+            let record = FutureRecord::to(&topic).key(&r.key).payload(&r.payload).headers(headers);
+            pending.push(self.producer.send_result(record).map_err(|(e, _)| BusError::Kafka(e)));
+        }
+        let mut results = Vec::with_capacity(pending.len());
+        for p in pending {
+            results.push(match p {
+                Err(e) => Err(e),
+                Ok(future) => match future.await {
+                    Ok(Ok(d)) => Ok(Delivered { partition: d.partition, offset: d.offset }),
+                    Ok(Err((e, _))) => Err(BusError::Kafka(e)),
+                    Err(_) => Err(BusError::Kafka(KafkaError::Canceled)),
+                },
+            });
+        }
+        results
+    }
+
+    /// Round trip to the cluster (a metadata request); the latency if it answered.
+    pub async fn health(&self, timeout: Duration) -> Result<Duration, BusError> {
+        let producer = self.producer.clone();
+        let started = Instant::now();
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout)).await??;
+        Ok(started.elapsed())
+    }
+}
+
+/// Creates Herald's topics (with this deployment's suffix) from the topic table, with their
+/// partitions and retention. Topics that already exist are left as they are.
+pub async fn ensure_topics(settings: &KafkaSettings, replication: i32) -> Result<(), BusError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;
+    let names: Vec<String> = TOPICS.iter().map(|s| s.topic.name_with(&settings.topic_suffix)).collect();
+    let retention: Vec<String> = TOPICS.iter().map(|s| s.retention_ms.to_string()).collect();
+    let new: Vec<NewTopic> = TOPICS
+        .iter()
+        .enumerate()
+        .map(|(i, s)| NewTopic::new(&names[i], s.partitions, TopicReplication::Fixed(replication)).set("retention.ms", &retention[i]))
+        .collect();
+    let results = admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))).await?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(BusError::Kafka(KafkaError::AdminOp(code))),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! The API's limits, defined once. Validation, the OpenAPI document and the tests all read these
+//! constants; nothing else hard-codes them.
+
+/// Maximum length of a notification title, in characters (Unicode scalar values).
+pub const TITLE_MAX_CHARS: usize = 200;
+/// Maximum size of a notification body, in UTF-8 bytes.
+pub const BODY_MAX_BYTES: usize = 4 * 1024;
+/// Maximum size of a whole notification as stored and sent (its JSON), in bytes. Matches API
+/// Gateway's WebSocket frame size, so one notification always fits in one frame.
+pub const NOTIFICATION_MAX_BYTES: usize = 32 * 1024;
+/// Maximum size of a batch-create request body, in bytes: one notification plus 1,000 user ids.
+pub const BATCH_BODY_MAX_BYTES: usize = NOTIFICATION_MAX_BYTES + BATCH_MAX_RECIPIENTS * (USER_ID_MAX_BYTES + 3);
+/// Maximum number of recipients in one batch create.
+pub const BATCH_MAX_RECIPIENTS: usize = 1_000;
+/// Maximum length of a user id, in bytes.
+pub const USER_ID_MAX_BYTES: usize = 128;
+/// Maximum length of a notification type name, in bytes (`[a-z0-9._-]`).
+pub const TYPE_MAX_BYTES: usize = 64;
+/// Maximum length of `actionUrl` and `groupKey`, in bytes.
+pub const URL_MAX_BYTES: usize = 2_048;
+pub const GROUP_KEY_MAX_BYTES: usize = 128;
+/// Maximum length of an `Idempotency-Key` header, in bytes.
+pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 255;
+/// Page size of `GET /v1/notifications`: default and maximum.
+pub const LIST_DEFAULT_LIMIT: usize = 20;
+pub const LIST_MAX_LIMIT: usize = 100;
+/// Page size of `GET /v1/changes`: default and maximum.
+pub const CHANGES_DEFAULT_LIMIT: usize = 100;
+pub const CHANGES_MAX_LIMIT: usize = 1_000;
+/// Maximum size of a preferences document, in bytes.
+pub const PREFERENCES_MAX_BYTES: usize = 16 * 1024;
+
+/// Is `id` acceptable as a user id? Printable ASCII without spaces or braces: braces would break
+/// the `{u:<userId>}` hash tag that keeps a user's keys in one Redis Cluster slot.
+pub fn valid_user_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= USER_ID_MAX_BYTES
+        && id.bytes().all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}')
+}
+
+/// Is `t` acceptable as a notification type? Lower-case letters, digits, `.`, `_` and `-`.
+pub fn valid_type(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= TYPE_MAX_BYTES
+        && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_that_would_break_the_hash_tag_are_refused() {
+        assert!(valid_user_id("alice"));
+        assert!(valid_user_id("auth0|5f1c:x@y.z"));
+        assert!(!valid_user_id(""));
+        assert!(!valid_user_id("a}b"));
+        assert!(!valid_user_id("a{b"));
+        assert!(!valid_user_id("a b"));
+        assert!(!valid_user_id(&"x".repeat(USER_ID_MAX_BYTES + 1)));
+    }
+
+    #[test]
+    fn types_are_lower_case_identifiers() {
+        assert!(valid_type("comment.reply"));
+        assert!(valid_type("security_alert-2"));
+        assert!(!valid_type("Comment"));
+        assert!(!valid_type("a b"));
+        assert!(!valid_type(""));
+    }
+}

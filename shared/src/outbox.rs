@@ -1,0 +1,203 @@
+//! The transactional outbox: every change the store commits reaches Kafka at least once, in the
+//! user's `seq` order, even if Kafka was down when the change was made.
+//!
+//! 1. The store marks the user dirty, then commits the change marked unpublished (one script).
+//! 2. [`Publisher::publish`] produces it and, once Kafka acknowledges, marks it published. If
+//!    Kafka is down the request still succeeds: the change waits in the log.
+//! 3. [`Relay::run_once`] (the scheduled `outbox-relay` function) publishes every unpublished
+//!    change older than the grace period, lowest seq first, then clears the user's mark when that
+//!    is provably safe. Running it twice publishes nothing twice; one lease keeps concurrent
+//!    relays from overlapping.
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::bus::{BusError, EventBus, OutgoingRecord};
+use crate::config::OutboxSettings;
+use crate::protocol::{Topic, IDEMPOTENCY_KEY_HEADER};
+use crate::store::{Change, InboxStore, StoreError};
+
+/// Produces committed changes and marks them published.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    bus: EventBus,
+    store: InboxStore,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{failed} of {total} changes were not acknowledged by Kafka")]
+    NotAcknowledged {
+        failed: usize,
+        total: usize,
+        #[source]
+        first: BusError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Publisher {
+    pub fn new(bus: EventBus, store: InboxStore) -> Self {
+        Publisher { bus, store }
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// The records one change becomes: always `notification-events`; engagement (read, seen,
+    /// click) also `notification-analytics`. Both keyed by user id.
+    pub fn records(change: &Change) -> Vec<OutgoingRecord> {
+        let payload = change.envelope.encode();
+        let headers: Vec<(String, Vec<u8>)> =
+            change.idempotency_key.iter().map(|k| (IDEMPOTENCY_KEY_HEADER.to_owned(), k.as_bytes().to_vec())).collect();
+        let mut topics = vec![Topic::NotificationEvents];
+        if change.envelope.is_engagement() {
+            topics.push(Topic::NotificationAnalytics);
+        }
+        topics
+            .into_iter()
+            .map(|topic| OutgoingRecord { topic, key: change.envelope.user_id.clone(), payload: payload.clone(), headers: headers.clone() })
+            .collect()
+    }
+
+    /// Publishes `changes` (any users, each user's in seq order) and marks every fully
+    /// acknowledged one published. Unacknowledged ones stay for the relay; the error says how many.
+    pub async fn publish(&self, changes: &[Change]) -> Result<(), PublishError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let per_change: Vec<Vec<OutgoingRecord>> = changes.iter().map(Self::records).collect();
+        let flat: Vec<OutgoingRecord> = per_change.iter().flatten().cloned().collect();
+        let mut results = self.bus.send(&flat).await.into_iter();
+        let mut acked: Vec<(&str, u64)> = Vec::new();
+        let mut first_error = None;
+        let mut failed = 0;
+        for (change, records) in changes.iter().zip(&per_change) {
+            let mut ok = true;
+            for _ in records {
+                if let Some(Err(e)) = results.next() {
+                    ok = false;
+                    first_error.get_or_insert(e);
+                }
+            }
+            if ok {
+                acked.push((&change.envelope.user_id, change.seq()));
+            } else {
+                failed += 1;
+            }
+        }
+        acked.sort();
+        for chunk in acked.chunk_by(|a, b| a.0 == b.0) {
+            let seqs: Vec<u64> = chunk.iter().map(|(_, s)| *s).collect();
+            self.store.mark_published(chunk[0].0, &seqs).await?;
+        }
+        match first_error {
+            None => Ok(()),
+            Some(first) => Err(PublishError::NotAcknowledged { failed, total: changes.len(), first }),
+        }
+    }
+}
+
+/// What one relay run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayReport {
+    /// False when another relay held the lease.
+    pub ran: bool,
+    pub users_scanned: usize,
+    pub published: usize,
+    pub failed: usize,
+    pub users_cleared: usize,
+    /// Changes left unpublished after this run (younger than the grace period, or failed).
+    pub backlog: usize,
+}
+
+/// The outbox relay.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    publisher: Publisher,
+    store: InboxStore,
+    settings: OutboxSettings,
+}
+
+/// Most changes relayed per user per round; most users per run.
+const PER_USER_BATCH: usize = 500;
+const USERS_PER_RUN: usize = 10_000;
+
+impl Relay {
+    pub fn new(publisher: Publisher, store: InboxStore, settings: OutboxSettings) -> Self {
+        Relay { publisher, store, settings }
+    }
+
+    /// One pass over the dirty-user index.
+    pub async fn run_once(&self) -> Result<RelayReport, StoreError> {
+        let index = self.store.outbox();
+        let lease_ms = 5 * 60 * 1000;
+        let Some(token) = index.acquire_lease(lease_ms).await? else {
+            return Ok(RelayReport::default());
+        };
+        let result = self.relay_all().await;
+        index.release_lease(&token).await?;
+        result
+    }
+
+    async fn relay_all(&self) -> Result<RelayReport, StoreError> {
+        let users = self.store.outbox().dirty_users(USERS_PER_RUN).await?;
+        let mut report = RelayReport { ran: true, users_scanned: users.len(), ..Default::default() };
+        let outcomes: Vec<Result<UserOutcome, StoreError>> =
+            stream::iter(users).map(|(user, score)| self.relay_user(user, score)).buffer_unordered(self.settings.concurrency).collect().await;
+        for o in outcomes {
+            let o = o?;
+            report.published += o.published;
+            report.failed += o.failed;
+            report.backlog += o.backlog;
+            report.users_cleared += usize::from(o.cleared);
+        }
+        Ok(report)
+    }
+
+    async fn relay_user(&self, user: String, score: f64) -> Result<UserOutcome, StoreError> {
+        let grace = self.settings.grace.as_millis() as i64;
+        let mut out = UserOutcome::default();
+        let mut last_read;
+        loop {
+            let (now, pending) = self.store.pending(&user, PER_USER_BATCH).await?;
+            // Changes younger than the grace period may still be in flight from their request.
+            let eligible: Vec<Change> = pending.iter().filter(|c| c.written_at_ms <= now - grace).cloned().collect();
+            let younger = pending.len() - eligible.len();
+            last_read = now;
+            match self.publisher.publish(&eligible).await {
+                Ok(()) => out.published += eligible.len(),
+                Err(PublishError::NotAcknowledged { failed, .. }) => {
+                    out.published += eligible.len() - failed;
+                    out.failed += failed;
+                    out.backlog += failed + younger;
+                    return Ok(out);
+                }
+                Err(PublishError::Store(e)) => return Err(e),
+            }
+            if younger > 0 {
+                out.backlog += younger;
+                return Ok(out);
+            }
+            if pending.len() < PER_USER_BATCH {
+                break;
+            }
+        }
+        // Every request that set a mark at or before `score` committed within one grace period of
+        // it. If the mark was two grace periods old at the last read, all of those commits were
+        // older than one grace period then, so that read saw them and they are now published.
+        out.cleared = self.store.outbox().clear_dirty(&user, score, last_read - 2 * grace).await?;
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Default)]
+struct UserOutcome {
+    published: usize,
+    failed: usize,
+    backlog: usize,
+    cleared: bool,
+}

@@ -1,0 +1,170 @@
+//! The event envelope: the one JSON shape of every record on `notification-events` and
+//! `notification-analytics`, of every entry in a user's change log, and of every change that
+//! `GET /v1/changes` and the WebSocket `sync` return.
+//!
+//! ```json
+//! {"v":1,"id":"<uuidv7>","type":"NOTIFICATION_CREATED","userId":"alice","seq":42,
+//!  "occurredAt":"2026-11-29T12:00:00Z","payload":{"notification":{..},"counts":{..}}}
+//! ```
+//!
+//! Contract: `seq` is the user's sequence number assigned atomically with the change in Redis, so
+//! consumers order a user's changes by it and drop any `seq` they have already applied. Every
+//! state-changing payload carries the user's exact counts at that `seq`. The `Idempotency-Key` of
+//! the request that caused a change travels as the Kafka header [`IDEMPOTENCY_KEY_HEADER`].
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::model::{Counts, FlagsPatch, Notification};
+
+/// The schema version this code writes and reads. A consumer skips (and counts) any other.
+pub const ENVELOPE_VERSION: u32 = 1;
+/// The Kafka header that carries the creating request's `Idempotency-Key`.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    pub v: u32,
+    /// UUIDv7 of this event.
+    pub id: String,
+    pub user_id: String,
+    pub seq: u64,
+    pub occurred_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What happened. Serialised as `"type": "<NAME>", "payload": {..}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", content = "payload", rename_all = "SCREAMING_SNAKE_CASE", rename_all_fields = "camelCase")]
+pub enum Event {
+    NotificationCreated { notification: Notification, counts: Counts },
+    /// `changes` holds only the flags that changed, with their new values.
+    NotificationUpdated { id: String, changes: FlagsPatch, counts: Counts },
+    NotificationDeleted { id: String, counts: Counts },
+    /// Every notification with a lower `seq` (of `notificationType`, when given) is now read.
+    AllRead {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notification_type: Option<String>,
+        counts: Counts,
+    },
+    /// An interaction, recorded for analytics; it changes no inbox state and no `seq`.
+    NotificationClicked { id: String },
+}
+
+/// Why bytes from Kafka or the change log are not a usable envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("not a JSON envelope: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unknown envelope version {0}")]
+    Version(u32),
+}
+
+impl Envelope {
+    /// A new event for `user_id`; `seq` and counts are filled in by the store, which assigns them.
+    pub fn new(user_id: &str, event: Event) -> Self {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user_id.to_owned(),
+            seq: 0,
+            occurred_at: Utc::now(),
+            event,
+        }
+    }
+
+    /// Parses an envelope and checks its version.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        #[derive(Deserialize)]
+        struct Version {
+            v: u32,
+        }
+        let Version { v } = serde_json::from_slice(bytes)?;
+        if v != ENVELOPE_VERSION {
+            return Err(EnvelopeError::Version(v));
+        }
+        Ok(serde_json::from_slice(bytes)?)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising these plain structs cannot fail (no maps with non-string keys).
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The wire name of the event type, as in `"type"`.
+    pub fn type_name(&self) -> &'static str {
+        match self.event {
+            Event::NotificationCreated { .. } => "NOTIFICATION_CREATED",
+            Event::NotificationUpdated { .. } => "NOTIFICATION_UPDATED",
+            Event::NotificationDeleted { .. } => "NOTIFICATION_DELETED",
+            Event::AllRead { .. } => "ALL_READ",
+            Event::NotificationClicked { .. } => "NOTIFICATION_CLICKED",
+        }
+    }
+
+    /// The counts this event carries, if it changes state.
+    pub fn counts(&self) -> Option<&Counts> {
+        match &self.event {
+            Event::NotificationCreated { counts, .. }
+            | Event::NotificationUpdated { counts, .. }
+            | Event::NotificationDeleted { counts, .. }
+            | Event::AllRead { counts, .. } => Some(counts),
+            Event::NotificationClicked { .. } => None,
+        }
+    }
+
+    /// Stamps the `seq` and counts the store assigned (and the notification's own `seq`).
+    pub fn stamp(&mut self, seq: u64, new_counts: Counts) {
+        self.seq = seq;
+        match &mut self.event {
+            Event::NotificationCreated { notification, counts } => {
+                notification.seq = seq;
+                *counts = new_counts;
+            }
+            Event::NotificationUpdated { counts, .. } | Event::NotificationDeleted { counts, .. } | Event::AllRead { counts, .. } => {
+                *counts = new_counts
+            }
+            Event::NotificationClicked { .. } => {}
+        }
+    }
+
+    /// Does this event also go to `notification-analytics` (engagement: read, seen, click)?
+    pub fn is_engagement(&self) -> bool {
+        match &self.event {
+            Event::NotificationUpdated { changes, .. } => changes.read == Some(true) || changes.seen == Some(true),
+            Event::AllRead { .. } | Event::NotificationClicked { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_shape_is_flat_type_and_payload() {
+        let mut e = Envelope::new("alice", Event::NotificationDeleted { id: "n1".into(), counts: Counts::default() });
+        e.stamp(7, Counts { unread: 1, version: 7, ..Default::default() });
+        let json: serde_json::Value = serde_json::from_slice(&e.encode()).unwrap_or_default();
+        assert_eq!(json["type"], "NOTIFICATION_DELETED");
+        assert_eq!(json["userId"], "alice");
+        assert_eq!(json["seq"], 7);
+        assert_eq!(json["v"], 1);
+        assert_eq!(json["payload"]["id"], "n1");
+        assert_eq!(json["payload"]["counts"]["unread"], 1);
+        assert_eq!(json["payload"]["counts"]["byType"], serde_json::json!({}));
+        let back = Envelope::decode(&e.encode()).ok();
+        assert_eq!(back.as_ref(), Some(&e));
+    }
+
+    #[test]
+    fn unknown_versions_are_refused() {
+        let raw = br#"{"v":2,"id":"x","userId":"a","seq":1,"occurredAt":"2026-01-01T00:00:00Z","type":"X","payload":{}}"#;
+        assert!(matches!(Envelope::decode(raw), Err(EnvelopeError::Version(2))));
+        assert!(matches!(Envelope::decode(b"nope"), Err(EnvelopeError::Json(_))));
+    }
+}

@@ -1,0 +1,445 @@
+//! [`InboxStore`]: one user's inbox, counts, change log and preferences.
+//!
+//! Every method takes the user id it acts for and touches only that user's keys: isolation
+//! between users is structural. Mutations return the committed [`Change`] for the caller to
+//! publish (see [`crate::outbox::Publisher`]).
+
+use chrono::{DateTime, TimeZone, Utc};
+use redis::{AsyncCommands, Value};
+
+use crate::config::InboxSettings;
+use crate::model::{Channel, Counts, Flags, FlagsPatch, Notification, Preferences, Priority};
+use crate::protocol::{Envelope, Event};
+
+use super::keys::{KeySpace, UserKeys};
+use super::outbox_index::OutboxIndex;
+use super::record::{parse_counts, Change};
+use super::{scripts, RedisConn, StoreError};
+
+/// A validated notification to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotification {
+    pub user_id: String,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub data: serde_json::Value,
+    pub channels: Vec<Channel>,
+    pub priority: Priority,
+    pub action_url: Option<String>,
+    pub group_key: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An `Idempotency-Key` claim: the key as sent, and a hash of the request body it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    pub body_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    Created { notification: Notification, change: Change },
+    /// The same key with the same body was seen before: the original notification, as created.
+    Replayed(Notification),
+    /// The same key was used with a different body.
+    Conflict,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateOutcome {
+    Missing,
+    /// Nothing to change: no seq assigned, nothing to publish.
+    Unchanged(Notification),
+    Updated { notification: Notification, change: Change },
+}
+
+/// Which notifications a list returns, by read state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StatusFilter {
+    #[default]
+    Any,
+    Read,
+    Unread,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub status: StatusFilter,
+    /// `Some(false)` (the default of the HTTP API) hides archived ones; `None` shows both.
+    pub archived: Option<bool>,
+    pub kind: Option<String>,
+    /// Return notifications with a seq below this one (the previous page's last).
+    pub before_seq: Option<u64>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub items: Vec<Notification>,
+    /// The seq to continue below, when there are more.
+    pub next_before_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangesPage {
+    /// The log no longer reaches back to the requested position: refetch the inbox.
+    Resync { head: u64 },
+    /// Changes after `since`, oldest first; `up_to` is the last one's seq (or `since`).
+    Changes { changes: Vec<Envelope>, up_to: u64, head: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkAllRead {
+    pub counts: Counts,
+    /// How many notifications changed.
+    pub changed: u64,
+    pub change: Option<Change>,
+}
+
+/// The inbox store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct InboxStore {
+    conn: RedisConn,
+    keys: KeySpace,
+    settings: InboxSettings,
+    outbox: OutboxIndex,
+}
+
+impl InboxStore {
+    pub fn new(conn: RedisConn, keys: KeySpace, settings: InboxSettings) -> Self {
+        let outbox = OutboxIndex::new(conn.clone(), keys.clone());
+        InboxStore { conn, keys, settings, outbox }
+    }
+
+    pub fn settings(&self) -> &InboxSettings {
+        &self.settings
+    }
+
+    pub fn outbox(&self) -> &OutboxIndex {
+        &self.outbox
+    }
+
+    pub fn conn(&self) -> RedisConn {
+        self.conn.clone()
+    }
+
+    fn retention_ms(&self) -> u64 {
+        self.settings.retention.as_millis() as u64
+    }
+
+    fn log_cap(&self) -> u32 {
+        self.settings.change_log_cap
+    }
+
+    /// Creates a notification. With a claim, the key is claimed in the same script as the write:
+    /// a concurrent retry either creates or replays, never both.
+    pub async fn create(&self, sender: &str, new: NewNotification, claim: Option<&IdempotencyClaim>) -> Result<CreateOutcome, StoreError> {
+        let now = Utc::now();
+        let created_at = Utc.timestamp_millis_opt(now.timestamp_millis()).single().unwrap_or(now);
+        let notification = Notification {
+            id: uuid::Uuid::now_v7().to_string(),
+            seq: 0,
+            user_id: new.user_id,
+            kind: new.kind,
+            title: new.title,
+            body: new.body,
+            data: new.data,
+            channels: new.channels,
+            priority: new.priority,
+            action_url: new.action_url,
+            group_key: new.group_key,
+            expires_at: new.expires_at,
+            read: false,
+            seen: false,
+            archived: false,
+            created_at,
+        };
+        let doc = to_json(&notification);
+        let mut envelope = Envelope::new(&notification.user_id, Event::NotificationCreated { notification: notification.clone(), counts: Counts::default() });
+        envelope.occurred_at = created_at;
+        let keys = self.keys.user(&notification.user_id);
+        let (idem_key, body_hash, header) = match claim {
+            Some(c) => (keys.idempotency(sender, &c.key), c.body_hash.as_str(), c.key.as_str()),
+            None => (keys.idempotency(sender, ""), "", ""),
+        };
+        self.outbox.mark_dirty(&notification.user_id).await?;
+        let reply: Vec<Value> = scripts::CREATE
+            .key(&keys.inbox()[..])
+            .key(idem_key)
+            .arg(&notification.id)
+            .arg(&notification.kind)
+            .arg(&doc)
+            .arg(to_json(&envelope))
+            .arg(body_hash)
+            .arg(self.settings.idempotency_ttl.as_millis() as u64)
+            .arg(created_at.timestamp_millis())
+            .arg(self.settings.inbox_cap)
+            .arg(self.log_cap())
+            .arg(self.retention_ms())
+            .arg(header)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match text(&reply, 0)?.as_str() {
+            "created" => {
+                let (seq, counts) = (int(&reply, 1)?, parse_counts(&text(&reply, 2)?)?);
+                envelope.stamp(seq, counts);
+                let Event::NotificationCreated { notification, .. } = &envelope.event else { unreachable!("built above") };
+                let notification = notification.clone();
+                let change = Change { envelope, idempotency_key: claim.map(|c| c.key.clone()), written_at_ms: now.timestamp_millis() };
+                Ok(CreateOutcome::Created { notification, change })
+            }
+            "replay" => Ok(CreateOutcome::Replayed(parse_doc(&text(&reply, 1)?, Flags::default())?)),
+            "conflict" => Ok(CreateOutcome::Conflict),
+            other => Err(StoreError::Corrupt(format!("create replied {other}"))),
+        }
+    }
+
+    /// One notification of this user.
+    pub async fn get(&self, user_id: &str, id: &str) -> Result<Option<Notification>, StoreError> {
+        let keys = self.keys.user(user_id);
+        let (doc, state): (Option<String>, Option<String>) =
+            redis::pipe().atomic().hget(keys.docs(), id).hget(keys.flags(), id).query_async(&mut self.conn.clone()).await?;
+        match (doc, state) {
+            (Some(doc), Some(state)) => Ok(Some(parse_doc(&doc, Flags::from_bits(state_bits(&state)?))?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// One page of the inbox, newest first.
+    pub async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, StoreError> {
+        let keys = self.keys.user(user_id);
+        let status = match query.status {
+            StatusFilter::Any => "any",
+            StatusFilter::Read => "read",
+            StatusFilter::Unread => "unread",
+        };
+        let archived = match query.archived {
+            None => "any",
+            Some(true) => "true",
+            Some(false) => "false",
+        };
+        let cursor = query.before_seq.map_or_else(|| "+inf".to_owned(), |s| s.to_string());
+        let min_created = Utc::now().timestamp_millis() - self.retention_ms() as i64;
+        let reply: Vec<Value> = scripts::LIST
+            .key(&keys.inbox()[..])
+            .arg(status)
+            .arg(archived)
+            .arg(query.kind.as_deref().unwrap_or(""))
+            .arg(cursor)
+            .arg(query.limit)
+            .arg(min_created)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let more = int(&reply, 0)? == 1;
+        let mut items = Vec::with_capacity(reply.len() / 2);
+        for i in (1..reply.len()).step_by(2) {
+            let bits = int(&reply, i + 1)? as u8;
+            items.push(parse_doc(&text(&reply, i)?, Flags::from_bits(bits))?);
+        }
+        let next_before_seq = if more { items.last().map(|n| n.seq) } else { None };
+        Ok(Page { items, next_before_seq })
+    }
+
+    /// Applies a flags patch. Reading implies seen. Unchanged flags produce no change.
+    pub async fn update(&self, user_id: &str, id: &str, patch: FlagsPatch) -> Result<UpdateOutcome, StoreError> {
+        let (set, clear) = patch.masks();
+        let keys = self.keys.user(user_id);
+        let envelope = Envelope::new(user_id, Event::NotificationUpdated { id: id.to_owned(), changes: FlagsPatch::default(), counts: Counts::default() });
+        self.outbox.mark_dirty(user_id).await?;
+        let reply: Vec<Value> = scripts::UPDATE
+            .key(&keys.inbox()[..])
+            .arg(id)
+            .arg(set)
+            .arg(clear)
+            .arg(to_json(&envelope))
+            .arg(self.log_cap())
+            .arg(self.retention_ms())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match text(&reply, 0)?.as_str() {
+            "missing" => Ok(UpdateOutcome::Missing),
+            "unchanged" => Ok(UpdateOutcome::Unchanged(parse_doc(&text(&reply, 1)?, Flags::from_bits(int(&reply, 2)? as u8))?)),
+            "updated" => {
+                let (seq, counts) = (int(&reply, 1)?, parse_counts(&text(&reply, 2)?)?);
+                let notification = parse_doc(&text(&reply, 3)?, Flags::from_bits(int(&reply, 4)? as u8))?;
+                let changes: FlagsPatch = serde_json::from_str(&text(&reply, 5)?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let mut envelope = envelope;
+                if let Event::NotificationUpdated { changes: c, .. } = &mut envelope.event {
+                    *c = changes;
+                }
+                envelope.stamp(seq, counts);
+                Ok(UpdateOutcome::Updated { notification, change: self.committed(envelope) })
+            }
+            other => Err(StoreError::Corrupt(format!("update replied {other}"))),
+        }
+    }
+
+    /// Deletes a notification. `None` if this user has no such notification.
+    pub async fn delete(&self, user_id: &str, id: &str) -> Result<Option<Change>, StoreError> {
+        let keys = self.keys.user(user_id);
+        let envelope = Envelope::new(user_id, Event::NotificationDeleted { id: id.to_owned(), counts: Counts::default() });
+        self.outbox.mark_dirty(user_id).await?;
+        let reply: Vec<Value> = scripts::DELETE
+            .key(&keys.inbox()[..])
+            .arg(id)
+            .arg(to_json(&envelope))
+            .arg(self.log_cap())
+            .arg(self.retention_ms())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match text(&reply, 0)?.as_str() {
+            "missing" => Ok(None),
+            "deleted" => {
+                let mut envelope = envelope;
+                envelope.stamp(int(&reply, 1)?, parse_counts(&text(&reply, 2)?)?);
+                Ok(Some(self.committed(envelope)))
+            }
+            other => Err(StoreError::Corrupt(format!("delete replied {other}"))),
+        }
+    }
+
+    /// Marks every unread notification (of `kind`, if given) read.
+    pub async fn mark_all_read(&self, user_id: &str, kind: Option<&str>) -> Result<MarkAllRead, StoreError> {
+        let keys = self.keys.user(user_id);
+        let envelope = Envelope::new(user_id, Event::AllRead { notification_type: kind.map(str::to_owned), counts: Counts::default() });
+        self.outbox.mark_dirty(user_id).await?;
+        let reply: Vec<Value> = scripts::MARK_ALL_READ
+            .key(&keys.inbox()[..])
+            .arg(kind.unwrap_or(""))
+            .arg(to_json(&envelope))
+            .arg(self.log_cap())
+            .arg(self.retention_ms())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match text(&reply, 0)?.as_str() {
+            "unchanged" => Ok(MarkAllRead { counts: parse_counts(&text(&reply, 1)?)?, changed: 0, change: None }),
+            "updated" => {
+                let counts = parse_counts(&text(&reply, 2)?)?;
+                let mut envelope = envelope;
+                envelope.stamp(int(&reply, 1)?, counts.clone());
+                Ok(MarkAllRead { counts, changed: int(&reply, 3)?, change: Some(self.committed(envelope)) })
+            }
+            other => Err(StoreError::Corrupt(format!("mark-all-read replied {other}"))),
+        }
+    }
+
+    /// The user's exact counts, at the version (seq) they are valid for.
+    pub async fn counts(&self, user_id: &str) -> Result<Counts, StoreError> {
+        let meta: Vec<(String, i64)> = self.conn.clone().hgetall(self.keys.user(user_id).meta()).await?;
+        let mut counts = Counts::default();
+        for (k, v) in meta {
+            let v = v.max(0) as u64;
+            match k.as_str() {
+                "seq" => counts.version = v,
+                "unread" => counts.unread = v,
+                "unseen" => counts.unseen = v,
+                "total" => counts.total = v,
+                t => {
+                    if let Some(kind) = t.strip_prefix("t:") {
+                        counts.by_type.insert(kind.to_owned(), v);
+                    }
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The changes after `since`, at most `limit`, oldest first.
+    pub async fn changes(&self, user_id: &str, since: u64, limit: usize) -> Result<ChangesPage, StoreError> {
+        let keys = self.keys.user(user_id);
+        let reply: Vec<Value> = scripts::CHANGES.key(&keys.inbox()[..]).arg(since).arg(limit).invoke_async(&mut self.conn.clone()).await?;
+        let head = int(&reply, 1)?;
+        match text(&reply, 0)?.as_str() {
+            "resync" => Ok(ChangesPage::Resync { head }),
+            "ok" => {
+                let records = match reply.get(2) {
+                    Some(Value::Array(records)) => records.as_slice(),
+                    _ => &[],
+                };
+                let changes = (0..records.len())
+                    .map(|i| Ok(Change::from_record(&text(records, i)?)?.envelope))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let up_to = changes.last().map_or(since, |c| c.seq);
+                Ok(ChangesPage::Changes { changes, up_to, head })
+            }
+            other => Err(StoreError::Corrupt(format!("changes replied {other}"))),
+        }
+    }
+
+    /// The user's unpublished changes, lowest seq first, and Redis's clock (ms) when read.
+    pub async fn pending(&self, user_id: &str, max: usize) -> Result<(i64, Vec<Change>), StoreError> {
+        let keys = self.keys.user(user_id);
+        let reply: Vec<Value> = scripts::PENDING.key(&keys.inbox()[..]).arg(max).invoke_async(&mut self.conn.clone()).await?;
+        let now = int(&reply, 0)? as i64;
+        let changes = (1..reply.len()).map(|i| Change::from_record(&text(&reply, i)?)).collect::<Result<Vec<_>, _>>()?;
+        Ok((now, changes))
+    }
+
+    /// Records that Kafka acknowledged these changes; the log may trim them from now on.
+    pub async fn mark_published(&self, user_id: &str, seqs: &[u64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = self.conn.clone().zrem(self.keys.user(user_id).unpub(), seqs).await?;
+        Ok(())
+    }
+
+    pub async fn preferences(&self, user_id: &str) -> Result<Preferences, StoreError> {
+        let raw: Option<String> = self.conn.clone().get(self.keys.user(user_id).prefs()).await?;
+        match raw {
+            None => Ok(Preferences::default()),
+            Some(raw) => serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(format!("preferences: {e}"))),
+        }
+    }
+
+    pub async fn set_preferences(&self, user_id: &str, prefs: &Preferences) -> Result<(), StoreError> {
+        let _: () = self.conn.clone().set(self.keys.user(user_id).prefs(), to_json(prefs)).await?;
+        Ok(())
+    }
+
+    /// Keys of one user, for tests and tools that inspect the raw layout.
+    pub fn user_keys(&self, user_id: &str) -> UserKeys {
+        self.keys.user(user_id)
+    }
+
+    fn committed(&self, envelope: Envelope) -> Change {
+        Change { envelope, idempotency_key: None, written_at_ms: Utc::now().timestamp_millis() }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Plain data structures with string keys: serialisation cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Parses `<seq>\n<notification JSON>` and applies the current flags.
+fn parse_doc(doc: &str, flags: Flags) -> Result<Notification, StoreError> {
+    let corrupt = |e: String| StoreError::Corrupt(format!("notification: {e}"));
+    let (seq, json) = doc.split_once('\n').ok_or_else(|| corrupt("no seq".into()))?;
+    let mut n: Notification = serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
+    n.seq = seq.parse().map_err(|_| corrupt("bad seq".into()))?;
+    (n.read, n.seen, n.archived) = (flags.read, flags.seen, flags.archived);
+    Ok(n)
+}
+
+fn state_bits(state: &str) -> Result<u8, StoreError> {
+    state.split('|').next().and_then(|b| b.parse().ok()).ok_or_else(|| StoreError::Corrupt(format!("flags {state:?}")))
+}
+
+fn text(values: &[Value], i: usize) -> Result<String, StoreError> {
+    match values.get(i) {
+        Some(Value::BulkString(b)) => String::from_utf8(b.clone()).map_err(|_| StoreError::Corrupt("not UTF-8".into())),
+        Some(Value::SimpleString(s)) => Ok(s.clone()),
+        Some(Value::Int(n)) => Ok(n.to_string()),
+        other => Err(StoreError::Corrupt(format!("expected text at {i}, got {other:?}"))),
+    }
+}
+
+fn int(values: &[Value], i: usize) -> Result<u64, StoreError> {
+    match values.get(i) {
+        Some(Value::Int(n)) => Ok((*n).max(0) as u64),
+        _ => text(values, i)?.parse().map_err(|_| StoreError::Corrupt(format!("expected a number at {i}"))),
+    }
+}

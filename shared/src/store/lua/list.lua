@@ -1,0 +1,30 @@
+-- One page of the inbox, newest first. Read-only.
+-- ARGV: 1 status ('any'|'read'|'unread'), 2 archived ('false'|'true'|'any'), 3 type ('' = any),
+-- 4 cursor: list below this seq ('+inf' for the first page), 5 page size, 6 oldest createdAt kept.
+-- Returns {more (0|1), doc1, bits1, doc2, bits2, ...}.
+local src = ARGV[1] == 'unread' and K.unread or K.all
+local limit, min_created = tonumber(ARGV[5]), tonumber(ARGV[6])
+local max = ARGV[4] == '+inf' and '+inf' or ('(' .. ARGV[4])
+local out, found, offset, chunk = {0}, 0, 0, 64
+while true do
+  local ids = redis.call('ZREVRANGEBYSCORE', src, max, '-inf', 'LIMIT', offset, chunk)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    local v = redis.call('HGET', K.flags, id)
+    if v then
+      local bits, created, typ = parse_state(v)
+      local wanted = created >= min_created
+        and (ARGV[1] == 'any' or (ARGV[1] == 'read') == has(bits, READ))
+        and (ARGV[2] == 'any' or (ARGV[2] == 'true') == has(bits, ARCHIVED))
+        and (ARGV[3] == '' or ARGV[3] == typ)
+      if wanted then
+        if found == limit then out[1] = 1; return out end
+        found = found + 1
+        table.insert(out, redis.call('HGET', K.docs, id))
+        table.insert(out, bits)
+      end
+    end
+  end
+  offset = offset + chunk
+end
+return out

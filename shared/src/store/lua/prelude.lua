@@ -1,0 +1,103 @@
+-- Herald inbox scripts: the shared prelude, concatenated in front of every user-slot script
+-- (store/scripts.rs). Every user script receives the same seven keys first, all hash-tagged
+-- {u:<userId}, so one script touches one Redis Cluster slot.
+--
+-- Per-notification state lives in the `flags` hash as "<bits>|<createdMs>|<type>",
+-- bits READ=1 SEEN=2 ARCHIVED=4. A change-log record is
+-- "<seq>\n<countsJSON>\n<patchJSON>\n<idempotencyKey>\n<writtenMs>\n<envelopeJSON>";
+-- the envelope is stored with seq 0 and empty counts, and the reader stamps both (store/record.rs).
+local K = {meta = KEYS[1], docs = KEYS[2], flags = KEYS[3], all = KEYS[4], unread = KEYS[5], log = KEYS[6], unpub = KEYS[7]}
+local READ, SEEN, ARCHIVED = 1, 2, 4
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function has(bits, b) return bit.band(bits, b) ~= 0 end
+
+local function parse_state(v)
+  local bits, created, typ = string.match(v, '^(%d+)|(%d+)|(.*)$')
+  return tonumber(bits), tonumber(created), typ
+end
+
+local function state(bits, created, typ) return bits .. '|' .. created .. '|' .. typ end
+
+-- What one notification adds to (total, unread, unseen); archived and absent ones add nothing.
+local function contribution(bits)
+  if bits == nil or has(bits, ARCHIVED) then return 0, 0, 0 end
+  return 1, has(bits, READ) and 0 or 1, has(bits, SEEN) and 0 or 1
+end
+
+-- Moves the counts from a notification's old state to its new one (nil = absent). Counts are
+-- therefore exact by construction: every state change goes through here, in the same script.
+local function recount(typ, old, new)
+  local t0, r0, s0 = contribution(old)
+  local t1, r1, s1 = contribution(new)
+  if t1 ~= t0 then redis.call('HINCRBY', K.meta, 'total', t1 - t0) end
+  if s1 ~= s0 then redis.call('HINCRBY', K.meta, 'unseen', s1 - s0) end
+  if r1 ~= r0 then
+    redis.call('HINCRBY', K.meta, 'unread', r1 - r0)
+    if redis.call('HINCRBY', K.meta, 't:' .. typ, r1 - r0) <= 0 then redis.call('HDEL', K.meta, 't:' .. typ) end
+  end
+end
+
+-- The counts as JSON: {unread, unseen, total, byType, version}.
+local function counts_json()
+  local flat = redis.call('HGETALL', K.meta)
+  local c = {unread = 0, unseen = 0, total = 0, version = 0}
+  local by = {}
+  for i = 1, #flat, 2 do
+    local k, v = flat[i], tonumber(flat[i + 1])
+    if k == 'seq' then c.version = v
+    elseif string.sub(k, 1, 2) == 't:' then by[string.sub(k, 3)] = v
+    elseif c[k] ~= nil then c[k] = v end
+  end
+  c.byType = by
+  return cjson.encode(c)
+end
+
+-- The flags that differ between two states, as JSON with their new values.
+local function patch_json(old, new)
+  local parts = {}
+  for _, f in ipairs({{'read', READ}, {'seen', SEEN}, {'archived', ARCHIVED}}) do
+    if has(old, f[2]) ~= has(new, f[2]) then
+      table.insert(parts, '"' .. f[1] .. '":' .. tostring(has(new, f[2])))
+    end
+  end
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+
+-- Removes one notification and its share of the counts. Returns false if it does not exist.
+local function remove(id)
+  local v = redis.call('HGET', K.flags, id)
+  if not v then return false end
+  local bits, _, typ = parse_state(v)
+  recount(typ, bits, nil)
+  redis.call('HDEL', K.flags, id)
+  redis.call('HDEL', K.docs, id)
+  redis.call('ZREM', K.all, id)
+  redis.call('ZREM', K.unread, id)
+  return true
+end
+
+-- Assigns the next seq.
+local function next_seq() return redis.call('HINCRBY', K.meta, 'seq', 1) end
+
+-- Appends a change, marked unpublished, and trims the log to `cap` entries. The trim never
+-- drops an unpublished change: the cap yields to the lowest unpublished seq.
+local function append_change(seq, counts, patch, idem, envelope, cap)
+  redis.call('ZADD', K.log, seq, seq .. '\n' .. counts .. '\n' .. patch .. '\n' .. idem .. '\n' .. now_ms() .. '\n' .. envelope)
+  redis.call('ZADD', K.unpub, seq, seq)
+  local keep_from = seq - cap + 1
+  local lowest = redis.call('ZRANGE', K.unpub, 0, 0)[1]
+  if lowest and tonumber(lowest) < keep_from then keep_from = tonumber(lowest) end
+  redis.call('ZREMRANGEBYSCORE', K.log, '-inf', '(' .. keep_from)
+end
+
+-- Every write renews the retention of the whole inbox, so an idle user's inbox expires as a unit.
+local function touch(ttl_ms)
+  for _, k in ipairs({K.meta, K.docs, K.flags, K.all, K.unread, K.log, K.unpub}) do
+    redis.call('PEXPIRE', k, ttl_ms)
+  end
+end

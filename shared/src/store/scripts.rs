@@ -1,0 +1,23 @@
+//! The Lua scripts, loaded once per process. User-slot scripts get `prelude.lua` in front.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! user_script {
+    ($file:literal) => {
+        LazyLock::new(|| Script::new(concat!(include_str!("lua/prelude.lua"), "\n", include_str!(concat!("lua/", $file)))))
+    };
+}
+
+pub static CREATE: LazyLock<Script> = user_script!("create.lua");
+pub static UPDATE: LazyLock<Script> = user_script!("update.lua");
+pub static DELETE: LazyLock<Script> = user_script!("delete.lua");
+pub static MARK_ALL_READ: LazyLock<Script> = user_script!("mark_all_read.lua");
+pub static LIST: LazyLock<Script> = user_script!("list.lua");
+pub static CHANGES: LazyLock<Script> = user_script!("changes.lua");
+pub static PENDING: LazyLock<Script> = user_script!("pending.lua");
+
+pub static MARK_DIRTY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/mark_dirty.lua")));
+pub static CLEAR_DIRTY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/clear_dirty.lua")));
+pub static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/gcra.lua")));
