@@ -42,7 +42,10 @@ impl Claims {
 
     fn from_map(claims: &HashMap<String, String>) -> Option<Self> {
         let sub = claims.get("sub").filter(|s| !s.is_empty())?.clone();
-        let scopes = claims.get("scope").map(|s| split_scopes(s)).unwrap_or_default();
+        let scopes = claims
+            .get("scope")
+            .map(|s| split_scopes(s))
+            .unwrap_or_default();
         let exp = claims.get("exp").and_then(|e| e.parse().ok());
         Some(Claims { sub, scopes, exp })
     }
@@ -50,7 +53,9 @@ impl Claims {
     /// The claims API Gateway's JWT authorizer attached to an HTTP API request, if any.
     pub fn from_request(req: &lambda_http::Request) -> Option<Self> {
         match req.request_context_ref()? {
-            RequestContext::ApiGatewayV2(ctx) => Self::from_map(&ctx.authorizer.as_ref()?.jwt.as_ref()?.claims),
+            RequestContext::ApiGatewayV2(ctx) => {
+                Self::from_map(&ctx.authorizer.as_ref()?.jwt.as_ref()?.claims)
+            }
             _ => None,
         }
     }
@@ -58,7 +63,10 @@ impl Claims {
 
 /// API Gateway flattens an array claim into `[a b]`; a normal `scope` claim is `a b`.
 fn split_scopes(s: &str) -> Vec<String> {
-    s.trim_matches(|c| c == '[' || c == ']').split_whitespace().map(str::to_owned).collect()
+    s.trim_matches(|c| c == '[' || c == ']')
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Why a token was refused.
@@ -95,7 +103,9 @@ pub struct JwksVerifier {
 
 impl std::fmt::Debug for JwksVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwksVerifier").field("issuer", &self.settings.issuer).finish()
+        f.debug_struct("JwksVerifier")
+            .field("issuer", &self.settings.issuer)
+            .finish()
     }
 }
 
@@ -103,20 +113,39 @@ impl JwksVerifier {
     pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 
     pub fn new(settings: JwtSettings) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap_or_default();
-        JwksVerifier { settings, http, cache: Arc::new(RwLock::new((None, None))) }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap_or_default();
+        JwksVerifier {
+            settings,
+            http,
+            cache: Arc::new(RwLock::new((None, None))),
+        }
     }
 
     /// A verifier with a fixed key set (no fetching), for tests and tools.
     pub fn with_keys(settings: JwtSettings, keys: JwkSet) -> Self {
         let v = Self::new(settings);
-        v.cache.try_write().map(|mut c| *c = (Some(keys), Some(Instant::now()))).ok();
+        v.cache
+            .try_write()
+            .map(|mut c| *c = (Some(keys), Some(Instant::now())))
+            .ok();
         v
     }
 
     async fn fetch(&self) -> Result<JwkSet, AuthError> {
-        let resp = self.http.get(&self.settings.jwks_url).send().await.map_err(AuthError::Jwks)?;
-        resp.error_for_status().map_err(AuthError::Jwks)?.json::<JwkSet>().await.map_err(AuthError::Jwks)
+        let resp = self
+            .http
+            .get(&self.settings.jwks_url)
+            .send()
+            .await
+            .map_err(AuthError::Jwks)?;
+        resp.error_for_status()
+            .map_err(AuthError::Jwks)?
+            .json::<JwkSet>()
+            .await
+            .map_err(AuthError::Jwks)
     }
 
     async fn key_for(&self, kid: Option<&str>) -> Result<jsonwebtoken::jwk::Jwk, AuthError> {
@@ -131,7 +160,10 @@ impl JwksVerifier {
             }
         }
         let mut cache = self.cache.write().await;
-        let may_refetch = cache.1.is_none_or(|at| at.elapsed() >= Self::REFETCH_INTERVAL) || cache.0.is_none();
+        let may_refetch = cache
+            .1
+            .is_none_or(|at| at.elapsed() >= Self::REFETCH_INTERVAL)
+            || cache.0.is_none();
         if may_refetch {
             let set = self.fetch().await?;
             *cache = (Some(set), Some(Instant::now()));
@@ -147,7 +179,9 @@ impl JwksVerifier {
         }
         let header = jsonwebtoken::decode_header(token)?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-            return Err(AuthError::Invalid(jsonwebtoken::errors::ErrorKind::InvalidAlgorithm.into()));
+            return Err(AuthError::Invalid(
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm.into(),
+            ));
         }
         let jwk = self.key_for(header.kid.as_deref()).await?;
         let key = DecodingKey::from_jwk(&jwk)?;
@@ -157,8 +191,21 @@ impl JwksVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
         let data = jsonwebtoken::decode::<TokenClaims>(token, &key, &validation)?;
-        let sub = data.claims.sub.filter(|s| !s.is_empty()).ok_or(AuthError::NoSubject)?;
-        Ok(Claims { sub, scopes: data.claims.scope.as_deref().map(split_scopes).unwrap_or_default(), exp: data.claims.exp })
+        let sub = data
+            .claims
+            .sub
+            .filter(|s| !s.is_empty())
+            .ok_or(AuthError::NoSubject)?;
+        Ok(Claims {
+            sub,
+            scopes: data
+                .claims
+                .scope
+                .as_deref()
+                .map(split_scopes)
+                .unwrap_or_default(),
+            exp: data.claims.exp,
+        })
     }
 }
 
@@ -168,7 +215,10 @@ mod tests {
 
     #[test]
     fn scopes_are_space_separated_or_flattened_arrays() {
-        assert_eq!(split_scopes("notifications:write analytics:read"), ["notifications:write", "analytics:read"]);
+        assert_eq!(
+            split_scopes("notifications:write analytics:read"),
+            ["notifications:write", "analytics:read"]
+        );
         assert_eq!(split_scopes("[a b]"), ["a", "b"]);
         assert!(split_scopes("").is_empty());
     }

@@ -37,6 +37,8 @@ pub struct Delivered {
 pub enum BusError {
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
+    #[error("kafka did not acknowledge within {0:?}")]
+    Timeout(Duration),
     #[error("kafka health check panicked")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -50,14 +52,18 @@ pub struct EventBus {
 
 impl std::fmt::Debug for EventBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventBus").field("brokers", &self.settings.brokers).finish()
+        f.debug_struct("EventBus")
+            .field("brokers", &self.settings.brokers)
+            .finish()
     }
 }
 
 /// Client properties shared by every Kafka client Herald makes (producers, admin, consumers).
 pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &settings.brokers).set("client.id", "herald");
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set("client.id", "herald");
     for (k, v) in &settings.client_properties {
         config.set(k, v);
     }
@@ -74,7 +80,10 @@ impl EventBus {
             .set("message.timeout.ms", &timeout_ms)
             .set("socket.connection.setup.timeout.ms", &timeout_ms)
             .create()?;
-        Ok(EventBus { producer, settings: settings.clone() })
+        Ok(EventBus {
+            producer,
+            settings: settings.clone(),
+        })
     }
 
     pub fn topic_name(&self, topic: Topic) -> String {
@@ -89,19 +98,38 @@ impl EventBus {
             let topic = self.topic_name(r.topic);
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
             for (k, v) in &r.headers {
-                headers = headers.insert(Header { key: k, value: Some(v) });
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
             }
-            let record = FutureRecord::to(&topic).key(&r.key).payload(&r.payload).headers(headers);
-            pending.push(self.producer.send_result(record).map_err(|(e, _)| BusError::Kafka(e)));
+            let record = FutureRecord::to(&topic)
+                .key(&r.key)
+                .payload(&r.payload)
+                .headers(headers);
+            pending.push(
+                self.producer
+                    .send_result(record)
+                    .map_err(|(e, _)| BusError::Kafka(e)),
+            );
         }
+        // librdkafka checks message timeouts about once a second, so its own timeout can overrun by
+        // up to a second; the deadline here is exact. A record still queued at the deadline may
+        // yet be delivered: it is reported as failed, stays unpublished, and the relay sends it
+        // again (at least once; consumers drop a seq they already applied).
+        let deadline = tokio::time::Instant::now() + self.settings.produce_timeout;
         let mut results = Vec::with_capacity(pending.len());
         for p in pending {
             results.push(match p {
                 Err(e) => Err(e),
-                Ok(future) => match future.await {
-                    Ok(Ok(d)) => Ok(Delivered { partition: d.partition, offset: d.offset }),
-                    Ok(Err((e, _))) => Err(BusError::Kafka(e)),
-                    Err(_) => Err(BusError::Kafka(KafkaError::Canceled)),
+                Ok(future) => match tokio::time::timeout_at(deadline, future).await {
+                    Ok(Ok(Ok(d))) => Ok(Delivered {
+                        partition: d.partition,
+                        offset: d.offset,
+                    }),
+                    Ok(Ok(Err((e, _)))) => Err(BusError::Kafka(e)),
+                    Ok(Err(_)) => Err(BusError::Kafka(KafkaError::Canceled)),
+                    Err(_) => Err(BusError::Timeout(self.settings.produce_timeout)),
                 },
             });
         }
@@ -112,7 +140,8 @@ impl EventBus {
     pub async fn health(&self, timeout: Duration) -> Result<Duration, BusError> {
         let producer = self.producer.clone();
         let started = Instant::now();
-        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout)).await??;
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
+            .await??;
         Ok(started.elapsed())
     }
 }
@@ -121,14 +150,29 @@ impl EventBus {
 /// partitions and retention. Topics that already exist are left as they are.
 pub async fn ensure_topics(settings: &KafkaSettings, replication: i32) -> Result<(), BusError> {
     let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;
-    let names: Vec<String> = TOPICS.iter().map(|s| s.topic.name_with(&settings.topic_suffix)).collect();
+    let names: Vec<String> = TOPICS
+        .iter()
+        .map(|s| s.topic.name_with(&settings.topic_suffix))
+        .collect();
     let retention: Vec<String> = TOPICS.iter().map(|s| s.retention_ms.to_string()).collect();
     let new: Vec<NewTopic> = TOPICS
         .iter()
         .enumerate()
-        .map(|(i, s)| NewTopic::new(&names[i], s.partitions, TopicReplication::Fixed(replication)).set("retention.ms", &retention[i]))
+        .map(|(i, s)| {
+            NewTopic::new(
+                &names[i],
+                s.partitions,
+                TopicReplication::Fixed(replication),
+            )
+            .set("retention.ms", &retention[i])
+        })
         .collect();
-    let results = admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))).await?;
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await?;
     for r in results {
         match r {
             Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}

@@ -15,7 +15,11 @@ pub enum ConfigError {
     #[error("{0} is not set; it has no default")]
     Missing(&'static str),
     #[error("{var}={value:?} is invalid: {reason}")]
-    Invalid { var: &'static str, value: String, reason: String },
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
 }
 
 /// Where settings come from: the process environment, or a fixed map (tests, devstack).
@@ -25,19 +29,33 @@ pub struct Env {
 
 impl Env {
     pub fn process() -> Self {
-        Env { vars: std::env::vars().collect() }
+        Env {
+            vars: std::env::vars().collect(),
+        }
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Env { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
     }
 
     fn get(&self, var: &str) -> Option<&str> {
-        self.vars.get(var).map(String::as_str).filter(|v| !v.is_empty())
+        self.vars
+            .get(var)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn required(&self, var: &'static str) -> Result<String, ConfigError> {
-        self.get(var).map(str::to_owned).ok_or(ConfigError::Missing(var))
+        self.get(var)
+            .map(str::to_owned)
+            .ok_or(ConfigError::Missing(var))
     }
 
     pub fn optional(&self, var: &'static str) -> Option<String> {
@@ -55,7 +73,11 @@ impl Env {
     {
         match self.get(var) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid { var, value: v.to_owned(), reason: e.to_string() }),
+            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                var,
+                value: v.to_owned(),
+                reason: e.to_string(),
+            }),
         }
     }
 
@@ -64,11 +86,19 @@ impl Env {
             None => Ok(default),
             Some("1" | "true" | "yes" | "on") => Ok(true),
             Some("0" | "false" | "no" | "off") => Ok(false),
-            Some(v) => Err(ConfigError::Invalid { var, value: v.to_owned(), reason: "expected true or false".into() }),
+            Some(v) => Err(ConfigError::Invalid {
+                var,
+                value: v.to_owned(),
+                reason: "expected true or false".into(),
+            }),
         }
     }
 
-    fn positive<T: PartialOrd + Default + FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    fn positive<T: PartialOrd + Default + FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError>
     where
         T::Err: std::fmt::Display,
     {
@@ -76,7 +106,11 @@ impl Env {
         if v > T::default() {
             Ok(v)
         } else {
-            Err(ConfigError::Invalid { var, value: self.get(var).unwrap_or_default().to_owned(), reason: "must be greater than 0".into() })
+            Err(ConfigError::Invalid {
+                var,
+                value: self.get(var).unwrap_or_default().to_owned(),
+                reason: "must be greater than 0".into(),
+            })
         }
     }
 }
@@ -95,10 +129,21 @@ pub struct RedisSettings {
 impl RedisSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let url = env.required("REDIS_URL")?;
-        if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
-            return Err(ConfigError::Invalid { var: "REDIS_URL", value: url, reason: "expected redis:// or rediss://".into() });
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://"))
+        {
+            return Err(ConfigError::Invalid {
+                var: "REDIS_URL",
+                value: url,
+                reason: "expected redis:// or rediss://".into(),
+            });
         }
-        Ok(RedisSettings { url, cluster: env.bool_or("REDIS_CLUSTER", false)?, key_prefix: env.string_or("REDIS_KEY_PREFIX", "") })
+        Ok(RedisSettings {
+            url,
+            cluster: env.bool_or("REDIS_CLUSTER", false)?,
+            key_prefix: env.string_or("REDIS_KEY_PREFIX", ""),
+        })
     }
 }
 
@@ -136,7 +181,9 @@ impl KafkaSettings {
             brokers: env.required("KAFKA_BROKERS")?,
             topic_suffix: env.string_or("KAFKA_TOPIC_SUFFIX", ""),
             linger_ms: env.parse_or("KAFKA_LINGER_MS", 0)?,
-            produce_timeout: Duration::from_millis(env.positive("KAFKA_PRODUCE_TIMEOUT_MS", 1_500u64)?),
+            produce_timeout: Duration::from_millis(
+                env.positive("KAFKA_PRODUCE_TIMEOUT_MS", 1_500u64)?,
+            ),
             client_properties,
         })
     }
@@ -153,7 +200,11 @@ pub struct JwtSettings {
 
 impl JwtSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(JwtSettings { issuer: env.required("JWT_ISSUER")?, audience: env.required("JWT_AUDIENCE")?, jwks_url: env.required("JWKS_URL")? })
+        Ok(JwtSettings {
+            issuer: env.required("JWT_ISSUER")?,
+            audience: env.required("JWT_AUDIENCE")?,
+            jwks_url: env.required("JWKS_URL")?,
+        })
     }
 }
 
@@ -193,7 +244,9 @@ impl InboxSettings {
             inbox_cap: env.positive("INBOX_CAP", 1_000)?,
             change_log_cap: env.positive("CHANGE_LOG_CAP", 1_000)?,
             retention: Duration::from_secs(env.positive("RETENTION_DAYS", 90u64)? * 86_400),
-            idempotency_ttl: Duration::from_secs(env.positive("IDEMPOTENCY_TTL_SECONDS", 86_400u64)?),
+            idempotency_ttl: Duration::from_secs(
+                env.positive("IDEMPOTENCY_TTL_SECONDS", 86_400u64)?,
+            ),
             per_recipient: RateLimit {
                 burst: env.positive("RATE_RECIPIENT_BURST", 200)?,
                 per_period: env.positive("RATE_RECIPIENT_PER_MINUTE", 100)?,
@@ -245,20 +298,38 @@ mod tests {
     fn missing_and_invalid_settings_name_the_variable() {
         let env = Env::from_pairs([("KAFKA_BROKERS", "b:9092"), ("KAFKA_LINGER_MS", "soon")]);
         let e = RedisSettings::from_env(&env).err();
-        assert_eq!(e.map(|e| e.to_string()), Some("REDIS_URL is not set; it has no default".into()));
-        let e = KafkaSettings::from_env(&env).err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            e.map(|e| e.to_string()),
+            Some("REDIS_URL is not set; it has no default".into())
+        );
+        let e = KafkaSettings::from_env(&env)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.starts_with("KAFKA_LINGER_MS=\"soon\" is invalid"), "{e}");
         let e = JwtSettings::from_env(&env).err();
         assert_eq!(e, Some(ConfigError::Missing("JWT_ISSUER")));
         let env = Env::from_pairs([("INBOX_CAP", "0")]);
-        assert!(matches!(InboxSettings::from_env(&env), Err(ConfigError::Invalid { var: "INBOX_CAP", .. })));
+        assert!(matches!(
+            InboxSettings::from_env(&env),
+            Err(ConfigError::Invalid {
+                var: "INBOX_CAP",
+                ..
+            })
+        ));
     }
 
     #[test]
     fn defaults_allow_normal_traffic() {
         let s = InboxSettings::default();
-        assert_eq!((s.per_recipient.burst, s.per_recipient.per_period), (200, 100));
-        assert_eq!(s.per_recipient.emission_interval(), Duration::from_millis(600));
+        assert_eq!(
+            (s.per_recipient.burst, s.per_recipient.per_period),
+            (200, 100)
+        );
+        assert_eq!(
+            s.per_recipient.emission_interval(),
+            Duration::from_millis(600)
+        );
         assert_eq!((s.per_sender.burst, s.per_sender.per_period), (500, 100));
         assert_eq!(s.idempotency_ttl, Duration::from_secs(86_400));
     }

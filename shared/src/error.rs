@@ -19,7 +19,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -34,7 +37,11 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// Seconds to wait before retrying (429 only); also sent as the `Retry-After` header.
-    #[serde(default, rename = "retryAfter", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "retryAfter",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retry_after: Option<u64>,
 }
 
@@ -61,7 +68,10 @@ pub enum ApiError {
     #[error("{0}")]
     Unprocessable(String, Vec<FieldError>),
     #[error("rate limit exceeded, retry after {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64, detail: String },
+    RateLimited {
+        retry_after_secs: u64,
+        detail: String,
+    },
     /// A dependency failed; the cause is logged, not returned.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -106,9 +116,14 @@ impl ApiError {
             ApiError::Unauthorized => ("unauthorized", "Unauthorized"),
             ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
             ApiError::NotFound => ("not-found", "Not found"),
-            ApiError::ResyncRequired(_) => ("resync-required", "Change log no longer covers this position"),
+            ApiError::ResyncRequired(_) => (
+                "resync-required",
+                "Change log no longer covers this position",
+            ),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
-            ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
+            ApiError::UnsupportedMediaType(_) => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
             ApiError::Unprocessable(..) => ("validation", "Request is invalid"),
             ApiError::RateLimited { .. } => ("rate-limited", "Too many requests"),
             ApiError::Internal(_) => ("internal", "Internal error"),
@@ -120,12 +135,28 @@ impl ApiError {
     pub fn to_problem(&self) -> Problem {
         let (slug, title) = self.slug_and_title();
         let (detail, errors, retry_after) = match self {
-            ApiError::BadRequest(d, e) | ApiError::Unprocessable(d, e) => (d.clone(), e.clone(), None),
-            ApiError::RateLimited { retry_after_secs, detail } => (detail.clone(), vec![], Some(*retry_after_secs)),
-            ApiError::Internal(_) => ("the request could not be completed; it is safe to retry".to_owned(), vec![], None),
+            ApiError::BadRequest(d, e) | ApiError::Unprocessable(d, e) => {
+                (d.clone(), e.clone(), None)
+            }
+            ApiError::RateLimited {
+                retry_after_secs,
+                detail,
+            } => (detail.clone(), vec![], Some(*retry_after_secs)),
+            ApiError::Internal(_) => (
+                "the request could not be completed; it is safe to retry".to_owned(),
+                vec![],
+                None,
+            ),
             other => (other.to_string(), vec![], None),
         };
-        Problem { kind: format!("{TYPE_BASE}{slug}"), title: title.to_owned(), status: self.status(), detail, errors, retry_after }
+        Problem {
+            kind: format!("{TYPE_BASE}{slug}"),
+            title: title.to_owned(),
+            status: self.status(),
+            detail,
+            errors,
+            retry_after,
+        }
     }
 }
 

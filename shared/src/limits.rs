@@ -9,7 +9,8 @@ pub const BODY_MAX_BYTES: usize = 4 * 1024;
 /// Gateway's WebSocket frame size, so one notification always fits in one frame.
 pub const NOTIFICATION_MAX_BYTES: usize = 32 * 1024;
 /// Maximum size of a batch-create request body, in bytes: one notification plus 1,000 user ids.
-pub const BATCH_BODY_MAX_BYTES: usize = NOTIFICATION_MAX_BYTES + BATCH_MAX_RECIPIENTS * (USER_ID_MAX_BYTES + 3);
+pub const BATCH_BODY_MAX_BYTES: usize =
+    NOTIFICATION_MAX_BYTES + BATCH_MAX_RECIPIENTS * (USER_ID_MAX_BYTES + 3);
 /// Maximum number of recipients in one batch create.
 pub const BATCH_MAX_RECIPIENTS: usize = 1_000;
 /// Maximum length of a user id, in bytes.
@@ -35,14 +36,18 @@ pub const PREFERENCES_MAX_BYTES: usize = 16 * 1024;
 pub fn valid_user_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= USER_ID_MAX_BYTES
-        && id.bytes().all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}')
 }
 
 /// Is `t` acceptable as a notification type? Lower-case letters, digits, `.`, `_` and `-`.
 pub fn valid_type(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= TYPE_MAX_BYTES
-        && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && t.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
 }
 
 #[cfg(test)]

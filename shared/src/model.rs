@@ -10,7 +10,9 @@ use utoipa::ToSchema;
 
 /// Where a notification can be delivered. `IN_APP` is the inbox itself (always stored); the others
 /// are sent by the `push` function, subject to preferences and quiet hours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Channel {
     InApp,
@@ -86,7 +88,11 @@ impl Flags {
     pub const ARCHIVED: u8 = 4;
 
     pub fn from_bits(bits: u8) -> Self {
-        Flags { read: bits & Self::READ != 0, seen: bits & Self::SEEN != 0, archived: bits & Self::ARCHIVED != 0 }
+        Flags {
+            read: bits & Self::READ != 0,
+            seen: bits & Self::SEEN != 0,
+            archived: bits & Self::ARCHIVED != 0,
+        }
     }
 }
 
@@ -133,7 +139,11 @@ impl FlagsPatch {
     /// The fields that differ between two flag states, with their new values.
     pub fn between(old: Flags, new: Flags) -> Self {
         let diff = |a: bool, b: bool| (a != b).then_some(b);
-        FlagsPatch { read: diff(old.read, new.read), seen: diff(old.seen, new.seen), archived: diff(old.archived, new.archived) }
+        FlagsPatch {
+            read: diff(old.read, new.read),
+            seen: diff(old.seen, new.seen),
+            archived: diff(old.archived, new.archived),
+        }
     }
 }
 
@@ -217,7 +227,9 @@ impl QuietHours {
     /// Checks the times and the timezone.
     pub fn validate(&self) -> Result<(), QuietHoursError> {
         let (start, end) = (Self::parse_time(&self.start)?, Self::parse_time(&self.end)?);
-        self.timezone.parse::<chrono_tz::Tz>().map_err(|_| QuietHoursError::Timezone(self.timezone.clone()))?;
+        self.timezone
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| QuietHoursError::Timezone(self.timezone.clone()))?;
         if start == end {
             return Err(QuietHoursError::Empty);
         }
@@ -228,10 +240,17 @@ impl QuietHours {
     pub fn defer_until(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, QuietHoursError> {
         self.validate()?;
         let (start, end) = (Self::parse_time(&self.start)?, Self::parse_time(&self.end)?);
-        let tz: chrono_tz::Tz = self.timezone.parse().map_err(|_| QuietHoursError::Timezone(self.timezone.clone()))?;
+        let tz: chrono_tz::Tz = self
+            .timezone
+            .parse()
+            .map_err(|_| QuietHoursError::Timezone(self.timezone.clone()))?;
         let local = at.with_timezone(&tz);
         let now = local.time();
-        let inside = if start < end { now >= start && now < end } else { now >= start || now < end };
+        let inside = if start < end {
+            now >= start && now < end
+        } else {
+            now >= start || now < end
+        };
         if !inside {
             return Ok(None);
         }
@@ -241,10 +260,10 @@ impl QuietHours {
         }
         // A DST gap can swallow `end`; the earliest valid instant after it is good enough.
         let local_end = day.and_time(end);
-        let resolved = tz
-            .from_local_datetime(&local_end)
-            .earliest()
-            .or_else(|| tz.from_local_datetime(&(local_end + chrono::Duration::hours(1))).earliest());
+        let resolved = tz.from_local_datetime(&local_end).earliest().or_else(|| {
+            tz.from_local_datetime(&(local_end + chrono::Duration::hours(1)))
+                .earliest()
+        });
         Ok(resolved.map(|t| t.with_timezone(&Utc)))
     }
 }
@@ -268,7 +287,9 @@ mod tests {
     use super::*;
 
     fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
     }
 
     #[test]
@@ -287,30 +308,73 @@ mod tests {
 
     #[test]
     fn quiet_hours_across_midnight_defer_to_the_local_end() {
-        let q = QuietHours { start: "22:00".into(), end: "07:00".into(), timezone: "Europe/Paris".into() };
+        let q = QuietHours {
+            start: "22:00".into(),
+            end: "07:00".into(),
+            timezone: "Europe/Paris".into(),
+        };
         // 23:30 in Paris (UTC+1 in January) → 07:00 next day Paris = 06:00 UTC.
-        assert_eq!(q.defer_until(at("2026-01-10T22:30:00Z")), Ok(Some(at("2026-01-11T06:00:00Z"))));
+        assert_eq!(
+            q.defer_until(at("2026-01-10T22:30:00Z")),
+            Ok(Some(at("2026-01-11T06:00:00Z")))
+        );
         // 05:00 Paris → 07:00 the same day.
-        assert_eq!(q.defer_until(at("2026-01-11T04:00:00Z")), Ok(Some(at("2026-01-11T06:00:00Z"))));
+        assert_eq!(
+            q.defer_until(at("2026-01-11T04:00:00Z")),
+            Ok(Some(at("2026-01-11T06:00:00Z")))
+        );
         assert_eq!(q.defer_until(at("2026-01-11T12:00:00Z")), Ok(None));
     }
 
     #[test]
     fn quiet_hours_are_validated() {
-        let bad = |s: &str, e: &str, tz: &str| QuietHours { start: s.into(), end: e.into(), timezone: tz.into() }.validate();
-        assert_eq!(bad("9:00", "10:00", "UTC"), Err(QuietHoursError::Time("9:00".into())));
-        assert_eq!(bad("25:00", "10:00", "UTC"), Err(QuietHoursError::Time("25:00".into())));
-        assert_eq!(bad("09:00", "10:00", "Mars/Base"), Err(QuietHoursError::Timezone("Mars/Base".into())));
+        let bad = |s: &str, e: &str, tz: &str| {
+            QuietHours {
+                start: s.into(),
+                end: e.into(),
+                timezone: tz.into(),
+            }
+            .validate()
+        };
+        assert_eq!(
+            bad("9:00", "10:00", "UTC"),
+            Err(QuietHoursError::Time("9:00".into()))
+        );
+        assert_eq!(
+            bad("25:00", "10:00", "UTC"),
+            Err(QuietHoursError::Time("25:00".into()))
+        );
+        assert_eq!(
+            bad("09:00", "10:00", "Mars/Base"),
+            Err(QuietHoursError::Timezone("Mars/Base".into()))
+        );
         assert_eq!(bad("09:00", "09:00", "UTC"), Err(QuietHoursError::Empty));
         assert_eq!(bad("09:00", "10:00", "America/New_York"), Ok(()));
     }
 
     #[test]
     fn reading_marks_seen_and_patches_report_only_real_changes() {
-        let p = FlagsPatch { read: Some(true), ..Default::default() };
+        let p = FlagsPatch {
+            read: Some(true),
+            ..Default::default()
+        };
         assert_eq!(p.masks(), (Flags::READ | Flags::SEEN, 0));
-        let old = Flags { read: false, seen: true, archived: false };
-        let new = Flags { read: true, seen: true, archived: false };
-        assert_eq!(FlagsPatch::between(old, new), FlagsPatch { read: Some(true), ..Default::default() });
+        let old = Flags {
+            read: false,
+            seen: true,
+            archived: false,
+        };
+        let new = Flags {
+            read: true,
+            seen: true,
+            archived: false,
+        };
+        assert_eq!(
+            FlagsPatch::between(old, new),
+            FlagsPatch {
+                read: Some(true),
+                ..Default::default()
+            }
+        );
     }
 }

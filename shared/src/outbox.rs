@@ -50,15 +50,23 @@ impl Publisher {
     /// click) also `notification-analytics`. Both keyed by user id.
     pub fn records(change: &Change) -> Vec<OutgoingRecord> {
         let payload = change.envelope.encode();
-        let headers: Vec<(String, Vec<u8>)> =
-            change.idempotency_key.iter().map(|k| (IDEMPOTENCY_KEY_HEADER.to_owned(), k.as_bytes().to_vec())).collect();
+        let headers: Vec<(String, Vec<u8>)> = change
+            .idempotency_key
+            .iter()
+            .map(|k| (IDEMPOTENCY_KEY_HEADER.to_owned(), k.as_bytes().to_vec()))
+            .collect();
         let mut topics = vec![Topic::NotificationEvents];
         if change.envelope.is_engagement() {
             topics.push(Topic::NotificationAnalytics);
         }
         topics
             .into_iter()
-            .map(|topic| OutgoingRecord { topic, key: change.envelope.user_id.clone(), payload: payload.clone(), headers: headers.clone() })
+            .map(|topic| OutgoingRecord {
+                topic,
+                key: change.envelope.user_id.clone(),
+                payload: payload.clone(),
+                headers: headers.clone(),
+            })
             .collect()
     }
 
@@ -95,7 +103,11 @@ impl Publisher {
         }
         match first_error {
             None => Ok(()),
-            Some(first) => Err(PublishError::NotAcknowledged { failed, total: changes.len(), first }),
+            Some(first) => Err(PublishError::NotAcknowledged {
+                failed,
+                total: changes.len(),
+                first,
+            }),
         }
     }
 }
@@ -128,7 +140,11 @@ const USERS_PER_RUN: usize = 10_000;
 
 impl Relay {
     pub fn new(publisher: Publisher, store: InboxStore, settings: OutboxSettings) -> Self {
-        Relay { publisher, store, settings }
+        Relay {
+            publisher,
+            store,
+            settings,
+        }
     }
 
     /// One pass over the dirty-user index.
@@ -145,9 +161,16 @@ impl Relay {
 
     async fn relay_all(&self) -> Result<RelayReport, StoreError> {
         let users = self.store.outbox().dirty_users(USERS_PER_RUN).await?;
-        let mut report = RelayReport { ran: true, users_scanned: users.len(), ..Default::default() };
-        let outcomes: Vec<Result<UserOutcome, StoreError>> =
-            stream::iter(users).map(|(user, score)| self.relay_user(user, score)).buffer_unordered(self.settings.concurrency).collect().await;
+        let mut report = RelayReport {
+            ran: true,
+            users_scanned: users.len(),
+            ..Default::default()
+        };
+        let outcomes: Vec<Result<UserOutcome, StoreError>> = stream::iter(users)
+            .map(|(user, score)| self.relay_user(user, score))
+            .buffer_unordered(self.settings.concurrency)
+            .collect()
+            .await;
         for o in outcomes {
             let o = o?;
             report.published += o.published;
@@ -165,7 +188,11 @@ impl Relay {
         loop {
             let (now, pending) = self.store.pending(&user, PER_USER_BATCH).await?;
             // Changes younger than the grace period may still be in flight from their request.
-            let eligible: Vec<Change> = pending.iter().filter(|c| c.written_at_ms <= now - grace).cloned().collect();
+            let eligible: Vec<Change> = pending
+                .iter()
+                .filter(|c| c.written_at_ms <= now - grace)
+                .cloned()
+                .collect();
             let younger = pending.len() - eligible.len();
             last_read = now;
             match self.publisher.publish(&eligible).await {
@@ -189,7 +216,11 @@ impl Relay {
         // Every request that set a mark at or before `score` committed within one grace period of
         // it. If the mark was two grace periods old at the last read, all of those commits were
         // older than one grace period then, so that read saw them and they are now published.
-        out.cleared = self.store.outbox().clear_dirty(&user, score, last_read - 2 * grace).await?;
+        out.cleared = self
+            .store
+            .outbox()
+            .clear_dirty(&user, score, last_read - 2 * grace)
+            .await?;
         Ok(out)
     }
 }

@@ -38,12 +38,27 @@ pub struct Envelope {
 
 /// What happened. Serialised as `"type": "<NAME>", "payload": {..}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", content = "payload", rename_all = "SCREAMING_SNAKE_CASE", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    content = "payload",
+    rename_all = "SCREAMING_SNAKE_CASE",
+    rename_all_fields = "camelCase"
+)]
 pub enum Event {
-    NotificationCreated { notification: Notification, counts: Counts },
+    NotificationCreated {
+        notification: Notification,
+        counts: Counts,
+    },
     /// `changes` holds only the flags that changed, with their new values.
-    NotificationUpdated { id: String, changes: FlagsPatch, counts: Counts },
-    NotificationDeleted { id: String, counts: Counts },
+    NotificationUpdated {
+        id: String,
+        changes: FlagsPatch,
+        counts: Counts,
+    },
+    NotificationDeleted {
+        id: String,
+        counts: Counts,
+    },
     /// Every notification with a lower `seq` (of `notificationType`, when given) is now read.
     AllRead {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,7 +66,9 @@ pub enum Event {
         counts: Counts,
     },
     /// An interaction, recorded for analytics; it changes no inbox state and no `seq`.
-    NotificationClicked { id: String },
+    NotificationClicked {
+        id: String,
+    },
 }
 
 /// Why bytes from Kafka or the change log are not a usable envelope.
@@ -120,13 +137,16 @@ impl Envelope {
     pub fn stamp(&mut self, seq: u64, new_counts: Counts) {
         self.seq = seq;
         match &mut self.event {
-            Event::NotificationCreated { notification, counts } => {
+            Event::NotificationCreated {
+                notification,
+                counts,
+            } => {
                 notification.seq = seq;
                 *counts = new_counts;
             }
-            Event::NotificationUpdated { counts, .. } | Event::NotificationDeleted { counts, .. } | Event::AllRead { counts, .. } => {
-                *counts = new_counts
-            }
+            Event::NotificationUpdated { counts, .. }
+            | Event::NotificationDeleted { counts, .. }
+            | Event::AllRead { counts, .. } => *counts = new_counts,
             Event::NotificationClicked { .. } => {}
         }
     }
@@ -134,7 +154,9 @@ impl Envelope {
     /// Does this event also go to `notification-analytics` (engagement: read, seen, click)?
     pub fn is_engagement(&self) -> bool {
         match &self.event {
-            Event::NotificationUpdated { changes, .. } => changes.read == Some(true) || changes.seen == Some(true),
+            Event::NotificationUpdated { changes, .. } => {
+                changes.read == Some(true) || changes.seen == Some(true)
+            }
             Event::AllRead { .. } | Event::NotificationClicked { .. } => true,
             _ => false,
         }
@@ -147,8 +169,21 @@ mod tests {
 
     #[test]
     fn the_wire_shape_is_flat_type_and_payload() {
-        let mut e = Envelope::new("alice", Event::NotificationDeleted { id: "n1".into(), counts: Counts::default() });
-        e.stamp(7, Counts { unread: 1, version: 7, ..Default::default() });
+        let mut e = Envelope::new(
+            "alice",
+            Event::NotificationDeleted {
+                id: "n1".into(),
+                counts: Counts::default(),
+            },
+        );
+        e.stamp(
+            7,
+            Counts {
+                unread: 1,
+                version: 7,
+                ..Default::default()
+            },
+        );
         let json: serde_json::Value = serde_json::from_slice(&e.encode()).unwrap_or_default();
         assert_eq!(json["type"], "NOTIFICATION_DELETED");
         assert_eq!(json["userId"], "alice");
@@ -164,7 +199,13 @@ mod tests {
     #[test]
     fn unknown_versions_are_refused() {
         let raw = br#"{"v":2,"id":"x","userId":"a","seq":1,"occurredAt":"2026-01-01T00:00:00Z","type":"X","payload":{}}"#;
-        assert!(matches!(Envelope::decode(raw), Err(EnvelopeError::Version(2))));
-        assert!(matches!(Envelope::decode(b"nope"), Err(EnvelopeError::Json(_))));
+        assert!(matches!(
+            Envelope::decode(raw),
+            Err(EnvelopeError::Version(2))
+        ));
+        assert!(matches!(
+            Envelope::decode(b"nope"),
+            Err(EnvelopeError::Json(_))
+        ));
     }
 }

@@ -30,10 +30,34 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// The table. Order is stable; tools that print it keep this order.
 pub const TOPICS: [TopicSpec; 4] = [
-    TopicSpec { topic: Topic::NotificationEvents, name: "notification-events", partitions: 5, retention_ms: 7 * DAY_MS, key: "userId" },
-    TopicSpec { topic: Topic::NotificationDelivery, name: "notification-delivery", partitions: 3, retention_ms: 3 * DAY_MS, key: "notificationId" },
-    TopicSpec { topic: Topic::NotificationAnalytics, name: "notification-analytics", partitions: 2, retention_ms: 30 * DAY_MS, key: "userId" },
-    TopicSpec { topic: Topic::PushNotifications, name: "push-notifications", partitions: 3, retention_ms: DAY_MS, key: "userId" },
+    TopicSpec {
+        topic: Topic::NotificationEvents,
+        name: "notification-events",
+        partitions: 5,
+        retention_ms: 7 * DAY_MS,
+        key: "userId",
+    },
+    TopicSpec {
+        topic: Topic::NotificationDelivery,
+        name: "notification-delivery",
+        partitions: 3,
+        retention_ms: 3 * DAY_MS,
+        key: "notificationId",
+    },
+    TopicSpec {
+        topic: Topic::NotificationAnalytics,
+        name: "notification-analytics",
+        partitions: 2,
+        retention_ms: 30 * DAY_MS,
+        key: "userId",
+    },
+    TopicSpec {
+        topic: Topic::PushNotifications,
+        name: "push-notifications",
+        partitions: 3,
+        retention_ms: DAY_MS,
+        key: "userId",
+    },
 ];
 
 impl Topic {
@@ -70,7 +94,10 @@ mod tests {
 
     #[test]
     fn the_table_matches_the_seed() {
-        let rows: Vec<_> = TOPICS.iter().map(|s| (s.name, s.partitions, s.retention_ms / HOUR_MS)).collect();
+        let rows: Vec<_> = TOPICS
+            .iter()
+            .map(|s| (s.name, s.partitions, s.retention_ms / HOUR_MS))
+            .collect();
         assert_eq!(
             rows,
             [
@@ -82,7 +109,10 @@ mod tests {
         );
         for s in TOPICS {
             assert_eq!(s.topic.spec().name, s.name);
-            assert_eq!(Topic::from_name(&s.topic.name_with(".t1"), ".t1"), Some(s.topic));
+            assert_eq!(
+                Topic::from_name(&s.topic.name_with(".t1"), ".t1"),
+                Some(s.topic)
+            );
         }
     }
 }

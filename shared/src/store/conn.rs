@@ -40,7 +40,9 @@ impl RedisConn {
                 .set_response_timeout(Some(Duration::from_secs(2)))
                 .set_number_of_retries(2)
                 .set_max_delay(Duration::from_millis(500));
-            Ok(RedisConn::Single(ConnectionManager::new_with_config(client, config).await?))
+            Ok(RedisConn::Single(
+                ConnectionManager::new_with_config(client, config).await?,
+            ))
         }
     }
 }
@@ -53,7 +55,12 @@ impl ConnectionLike for RedisConn {
         }
     }
 
-    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),

@@ -40,7 +40,10 @@ pub struct IdempotencyClaim {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateOutcome {
-    Created { notification: Notification, change: Change },
+    Created {
+        notification: Notification,
+        change: Change,
+    },
     /// The same key with the same body was seen before: the original notification, as created.
     Replayed(Notification),
     /// The same key was used with a different body.
@@ -52,7 +55,10 @@ pub enum UpdateOutcome {
     Missing,
     /// Nothing to change: no seq assigned, nothing to publish.
     Unchanged(Notification),
-    Updated { notification: Notification, change: Change },
+    Updated {
+        notification: Notification,
+        change: Change,
+    },
 }
 
 /// Which notifications a list returns, by read state.
@@ -87,7 +93,11 @@ pub enum ChangesPage {
     /// The log no longer reaches back to the requested position: refetch the inbox.
     Resync { head: u64 },
     /// Changes after `since`, oldest first; `up_to` is the last one's seq (or `since`).
-    Changes { changes: Vec<Envelope>, up_to: u64, head: u64 },
+    Changes {
+        changes: Vec<Envelope>,
+        up_to: u64,
+        head: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +120,12 @@ pub struct InboxStore {
 impl InboxStore {
     pub fn new(conn: RedisConn, keys: KeySpace, settings: InboxSettings) -> Self {
         let outbox = OutboxIndex::new(conn.clone(), keys.clone());
-        InboxStore { conn, keys, settings, outbox }
+        InboxStore {
+            conn,
+            keys,
+            settings,
+            outbox,
+        }
     }
 
     pub fn settings(&self) -> &InboxSettings {
@@ -135,9 +150,17 @@ impl InboxStore {
 
     /// Creates a notification. With a claim, the key is claimed in the same script as the write:
     /// a concurrent retry either creates or replays, never both.
-    pub async fn create(&self, sender: &str, new: NewNotification, claim: Option<&IdempotencyClaim>) -> Result<CreateOutcome, StoreError> {
+    pub async fn create(
+        &self,
+        sender: &str,
+        new: NewNotification,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<CreateOutcome, StoreError> {
         let now = Utc::now();
-        let created_at = Utc.timestamp_millis_opt(now.timestamp_millis()).single().unwrap_or(now);
+        let created_at = Utc
+            .timestamp_millis_opt(now.timestamp_millis())
+            .single()
+            .unwrap_or(now);
         let notification = Notification {
             id: uuid::Uuid::now_v7().to_string(),
             seq: 0,
@@ -157,11 +180,21 @@ impl InboxStore {
             created_at,
         };
         let doc = to_json(&notification);
-        let mut envelope = Envelope::new(&notification.user_id, Event::NotificationCreated { notification: notification.clone(), counts: Counts::default() });
+        let mut envelope = Envelope::new(
+            &notification.user_id,
+            Event::NotificationCreated {
+                notification: notification.clone(),
+                counts: Counts::default(),
+            },
+        );
         envelope.occurred_at = created_at;
         let keys = self.keys.user(&notification.user_id);
         let (idem_key, body_hash, header) = match claim {
-            Some(c) => (keys.idempotency(sender, &c.key), c.body_hash.as_str(), c.key.as_str()),
+            Some(c) => (
+                keys.idempotency(sender, &c.key),
+                c.body_hash.as_str(),
+                c.key.as_str(),
+            ),
             None => (keys.idempotency(sender, ""), "", ""),
         };
         self.outbox.mark_dirty(&notification.user_id).await?;
@@ -185,12 +218,24 @@ impl InboxStore {
             "created" => {
                 let (seq, counts) = (int(&reply, 1)?, parse_counts(&text(&reply, 2)?)?);
                 envelope.stamp(seq, counts);
-                let Event::NotificationCreated { notification, .. } = &envelope.event else { unreachable!("built above") };
+                let Event::NotificationCreated { notification, .. } = &envelope.event else {
+                    unreachable!("built above")
+                };
                 let notification = notification.clone();
-                let change = Change { envelope, idempotency_key: claim.map(|c| c.key.clone()), written_at_ms: now.timestamp_millis() };
-                Ok(CreateOutcome::Created { notification, change })
+                let change = Change {
+                    envelope,
+                    idempotency_key: claim.map(|c| c.key.clone()),
+                    written_at_ms: now.timestamp_millis(),
+                };
+                Ok(CreateOutcome::Created {
+                    notification,
+                    change,
+                })
             }
-            "replay" => Ok(CreateOutcome::Replayed(parse_doc(&text(&reply, 1)?, Flags::default())?)),
+            "replay" => Ok(CreateOutcome::Replayed(parse_doc(
+                &text(&reply, 1)?,
+                Flags::default(),
+            )?)),
             "conflict" => Ok(CreateOutcome::Conflict),
             other => Err(StoreError::Corrupt(format!("create replied {other}"))),
         }
@@ -199,10 +244,17 @@ impl InboxStore {
     /// One notification of this user.
     pub async fn get(&self, user_id: &str, id: &str) -> Result<Option<Notification>, StoreError> {
         let keys = self.keys.user(user_id);
-        let (doc, state): (Option<String>, Option<String>) =
-            redis::pipe().atomic().hget(keys.docs(), id).hget(keys.flags(), id).query_async(&mut self.conn.clone()).await?;
+        let (doc, state): (Option<String>, Option<String>) = redis::pipe()
+            .atomic()
+            .hget(keys.docs(), id)
+            .hget(keys.flags(), id)
+            .query_async(&mut self.conn.clone())
+            .await?;
         match (doc, state) {
-            (Some(doc), Some(state)) => Ok(Some(parse_doc(&doc, Flags::from_bits(state_bits(&state)?))?)),
+            (Some(doc), Some(state)) => Ok(Some(parse_doc(
+                &doc,
+                Flags::from_bits(state_bits(&state)?),
+            )?)),
             _ => Ok(None),
         }
     }
@@ -220,7 +272,9 @@ impl InboxStore {
             Some(true) => "true",
             Some(false) => "false",
         };
-        let cursor = query.before_seq.map_or_else(|| "+inf".to_owned(), |s| s.to_string());
+        let cursor = query
+            .before_seq
+            .map_or_else(|| "+inf".to_owned(), |s| s.to_string());
         let min_created = Utc::now().timestamp_millis() - self.retention_ms() as i64;
         let reply: Vec<Value> = scripts::LIST
             .key(&keys.inbox()[..])
@@ -238,15 +292,34 @@ impl InboxStore {
             let bits = int(&reply, i + 1)? as u8;
             items.push(parse_doc(&text(&reply, i)?, Flags::from_bits(bits))?);
         }
-        let next_before_seq = if more { items.last().map(|n| n.seq) } else { None };
-        Ok(Page { items, next_before_seq })
+        let next_before_seq = if more {
+            items.last().map(|n| n.seq)
+        } else {
+            None
+        };
+        Ok(Page {
+            items,
+            next_before_seq,
+        })
     }
 
     /// Applies a flags patch. Reading implies seen. Unchanged flags produce no change.
-    pub async fn update(&self, user_id: &str, id: &str, patch: FlagsPatch) -> Result<UpdateOutcome, StoreError> {
+    pub async fn update(
+        &self,
+        user_id: &str,
+        id: &str,
+        patch: FlagsPatch,
+    ) -> Result<UpdateOutcome, StoreError> {
         let (set, clear) = patch.masks();
         let keys = self.keys.user(user_id);
-        let envelope = Envelope::new(user_id, Event::NotificationUpdated { id: id.to_owned(), changes: FlagsPatch::default(), counts: Counts::default() });
+        let envelope = Envelope::new(
+            user_id,
+            Event::NotificationUpdated {
+                id: id.to_owned(),
+                changes: FlagsPatch::default(),
+                counts: Counts::default(),
+            },
+        );
         self.outbox.mark_dirty(user_id).await?;
         let reply: Vec<Value> = scripts::UPDATE
             .key(&keys.inbox()[..])
@@ -260,17 +333,25 @@ impl InboxStore {
             .await?;
         match text(&reply, 0)?.as_str() {
             "missing" => Ok(UpdateOutcome::Missing),
-            "unchanged" => Ok(UpdateOutcome::Unchanged(parse_doc(&text(&reply, 1)?, Flags::from_bits(int(&reply, 2)? as u8))?)),
+            "unchanged" => Ok(UpdateOutcome::Unchanged(parse_doc(
+                &text(&reply, 1)?,
+                Flags::from_bits(int(&reply, 2)? as u8),
+            )?)),
             "updated" => {
                 let (seq, counts) = (int(&reply, 1)?, parse_counts(&text(&reply, 2)?)?);
-                let notification = parse_doc(&text(&reply, 3)?, Flags::from_bits(int(&reply, 4)? as u8))?;
-                let changes: FlagsPatch = serde_json::from_str(&text(&reply, 5)?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let notification =
+                    parse_doc(&text(&reply, 3)?, Flags::from_bits(int(&reply, 4)? as u8))?;
+                let changes: FlagsPatch = serde_json::from_str(&text(&reply, 5)?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 let mut envelope = envelope;
                 if let Event::NotificationUpdated { changes: c, .. } = &mut envelope.event {
                     *c = changes;
                 }
                 envelope.stamp(seq, counts);
-                Ok(UpdateOutcome::Updated { notification, change: self.committed(envelope) })
+                Ok(UpdateOutcome::Updated {
+                    notification,
+                    change: self.committed(envelope),
+                })
             }
             other => Err(StoreError::Corrupt(format!("update replied {other}"))),
         }
@@ -279,7 +360,13 @@ impl InboxStore {
     /// Deletes a notification. `None` if this user has no such notification.
     pub async fn delete(&self, user_id: &str, id: &str) -> Result<Option<Change>, StoreError> {
         let keys = self.keys.user(user_id);
-        let envelope = Envelope::new(user_id, Event::NotificationDeleted { id: id.to_owned(), counts: Counts::default() });
+        let envelope = Envelope::new(
+            user_id,
+            Event::NotificationDeleted {
+                id: id.to_owned(),
+                counts: Counts::default(),
+            },
+        );
         self.outbox.mark_dirty(user_id).await?;
         let reply: Vec<Value> = scripts::DELETE
             .key(&keys.inbox()[..])
@@ -301,9 +388,19 @@ impl InboxStore {
     }
 
     /// Marks every unread notification (of `kind`, if given) read.
-    pub async fn mark_all_read(&self, user_id: &str, kind: Option<&str>) -> Result<MarkAllRead, StoreError> {
+    pub async fn mark_all_read(
+        &self,
+        user_id: &str,
+        kind: Option<&str>,
+    ) -> Result<MarkAllRead, StoreError> {
         let keys = self.keys.user(user_id);
-        let envelope = Envelope::new(user_id, Event::AllRead { notification_type: kind.map(str::to_owned), counts: Counts::default() });
+        let envelope = Envelope::new(
+            user_id,
+            Event::AllRead {
+                notification_type: kind.map(str::to_owned),
+                counts: Counts::default(),
+            },
+        );
         self.outbox.mark_dirty(user_id).await?;
         let reply: Vec<Value> = scripts::MARK_ALL_READ
             .key(&keys.inbox()[..])
@@ -314,20 +411,34 @@ impl InboxStore {
             .invoke_async(&mut self.conn.clone())
             .await?;
         match text(&reply, 0)?.as_str() {
-            "unchanged" => Ok(MarkAllRead { counts: parse_counts(&text(&reply, 1)?)?, changed: 0, change: None }),
+            "unchanged" => Ok(MarkAllRead {
+                counts: parse_counts(&text(&reply, 1)?)?,
+                changed: 0,
+                change: None,
+            }),
             "updated" => {
                 let counts = parse_counts(&text(&reply, 2)?)?;
                 let mut envelope = envelope;
                 envelope.stamp(int(&reply, 1)?, counts.clone());
-                Ok(MarkAllRead { counts, changed: int(&reply, 3)?, change: Some(self.committed(envelope)) })
+                Ok(MarkAllRead {
+                    counts,
+                    changed: int(&reply, 3)?,
+                    change: Some(self.committed(envelope)),
+                })
             }
-            other => Err(StoreError::Corrupt(format!("mark-all-read replied {other}"))),
+            other => Err(StoreError::Corrupt(format!(
+                "mark-all-read replied {other}"
+            ))),
         }
     }
 
     /// The user's exact counts, at the version (seq) they are valid for.
     pub async fn counts(&self, user_id: &str) -> Result<Counts, StoreError> {
-        let meta: Vec<(String, i64)> = self.conn.clone().hgetall(self.keys.user(user_id).meta()).await?;
+        let meta: Vec<(String, i64)> = self
+            .conn
+            .clone()
+            .hgetall(self.keys.user(user_id).meta())
+            .await?;
         let mut counts = Counts::default();
         for (k, v) in meta {
             let v = v.max(0) as u64;
@@ -347,9 +458,19 @@ impl InboxStore {
     }
 
     /// The changes after `since`, at most `limit`, oldest first.
-    pub async fn changes(&self, user_id: &str, since: u64, limit: usize) -> Result<ChangesPage, StoreError> {
+    pub async fn changes(
+        &self,
+        user_id: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<ChangesPage, StoreError> {
         let keys = self.keys.user(user_id);
-        let reply: Vec<Value> = scripts::CHANGES.key(&keys.inbox()[..]).arg(since).arg(limit).invoke_async(&mut self.conn.clone()).await?;
+        let reply: Vec<Value> = scripts::CHANGES
+            .key(&keys.inbox()[..])
+            .arg(since)
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
         let head = int(&reply, 1)?;
         match text(&reply, 0)?.as_str() {
             "resync" => Ok(ChangesPage::Resync { head }),
@@ -362,18 +483,32 @@ impl InboxStore {
                     .map(|i| Ok(Change::from_record(&text(records, i)?)?.envelope))
                     .collect::<Result<Vec<_>, StoreError>>()?;
                 let up_to = changes.last().map_or(since, |c| c.seq);
-                Ok(ChangesPage::Changes { changes, up_to, head })
+                Ok(ChangesPage::Changes {
+                    changes,
+                    up_to,
+                    head,
+                })
             }
             other => Err(StoreError::Corrupt(format!("changes replied {other}"))),
         }
     }
 
     /// The user's unpublished changes, lowest seq first, and Redis's clock (ms) when read.
-    pub async fn pending(&self, user_id: &str, max: usize) -> Result<(i64, Vec<Change>), StoreError> {
+    pub async fn pending(
+        &self,
+        user_id: &str,
+        max: usize,
+    ) -> Result<(i64, Vec<Change>), StoreError> {
         let keys = self.keys.user(user_id);
-        let reply: Vec<Value> = scripts::PENDING.key(&keys.inbox()[..]).arg(max).invoke_async(&mut self.conn.clone()).await?;
+        let reply: Vec<Value> = scripts::PENDING
+            .key(&keys.inbox()[..])
+            .arg(max)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
         let now = int(&reply, 0)? as i64;
-        let changes = (1..reply.len()).map(|i| Change::from_record(&text(&reply, i)?)).collect::<Result<Vec<_>, _>>()?;
+        let changes = (1..reply.len())
+            .map(|i| Change::from_record(&text(&reply, i)?))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((now, changes))
     }
 
@@ -382,20 +517,37 @@ impl InboxStore {
         if seqs.is_empty() {
             return Ok(());
         }
-        let _: i64 = self.conn.clone().zrem(self.keys.user(user_id).unpub(), seqs).await?;
+        let _: i64 = self
+            .conn
+            .clone()
+            .zrem(self.keys.user(user_id).unpub(), seqs)
+            .await?;
         Ok(())
     }
 
     pub async fn preferences(&self, user_id: &str) -> Result<Preferences, StoreError> {
-        let raw: Option<String> = self.conn.clone().get(self.keys.user(user_id).prefs()).await?;
+        let raw: Option<String> = self
+            .conn
+            .clone()
+            .get(self.keys.user(user_id).prefs())
+            .await?;
         match raw {
             None => Ok(Preferences::default()),
-            Some(raw) => serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(format!("preferences: {e}"))),
+            Some(raw) => serde_json::from_str(&raw)
+                .map_err(|e| StoreError::Corrupt(format!("preferences: {e}"))),
         }
     }
 
-    pub async fn set_preferences(&self, user_id: &str, prefs: &Preferences) -> Result<(), StoreError> {
-        let _: () = self.conn.clone().set(self.keys.user(user_id).prefs(), to_json(prefs)).await?;
+    pub async fn set_preferences(
+        &self,
+        user_id: &str,
+        prefs: &Preferences,
+    ) -> Result<(), StoreError> {
+        let _: () = self
+            .conn
+            .clone()
+            .set(self.keys.user(user_id).prefs(), to_json(prefs))
+            .await?;
         Ok(())
     }
 
@@ -405,7 +557,11 @@ impl InboxStore {
     }
 
     fn committed(&self, envelope: Envelope) -> Change {
-        Change { envelope, idempotency_key: None, written_at_ms: Utc::now().timestamp_millis() }
+        Change {
+            envelope,
+            idempotency_key: None,
+            written_at_ms: Utc::now().timestamp_millis(),
+        }
     }
 }
 
@@ -417,7 +573,9 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 /// Parses `<seq>\n<notification JSON>` and applies the current flags.
 fn parse_doc(doc: &str, flags: Flags) -> Result<Notification, StoreError> {
     let corrupt = |e: String| StoreError::Corrupt(format!("notification: {e}"));
-    let (seq, json) = doc.split_once('\n').ok_or_else(|| corrupt("no seq".into()))?;
+    let (seq, json) = doc
+        .split_once('\n')
+        .ok_or_else(|| corrupt("no seq".into()))?;
     let mut n: Notification = serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
     n.seq = seq.parse().map_err(|_| corrupt("bad seq".into()))?;
     (n.read, n.seen, n.archived) = (flags.read, flags.seen, flags.archived);
@@ -425,21 +583,31 @@ fn parse_doc(doc: &str, flags: Flags) -> Result<Notification, StoreError> {
 }
 
 fn state_bits(state: &str) -> Result<u8, StoreError> {
-    state.split('|').next().and_then(|b| b.parse().ok()).ok_or_else(|| StoreError::Corrupt(format!("flags {state:?}")))
+    state
+        .split('|')
+        .next()
+        .and_then(|b| b.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("flags {state:?}")))
 }
 
 fn text(values: &[Value], i: usize) -> Result<String, StoreError> {
     match values.get(i) {
-        Some(Value::BulkString(b)) => String::from_utf8(b.clone()).map_err(|_| StoreError::Corrupt("not UTF-8".into())),
+        Some(Value::BulkString(b)) => {
+            String::from_utf8(b.clone()).map_err(|_| StoreError::Corrupt("not UTF-8".into()))
+        }
         Some(Value::SimpleString(s)) => Ok(s.clone()),
         Some(Value::Int(n)) => Ok(n.to_string()),
-        other => Err(StoreError::Corrupt(format!("expected text at {i}, got {other:?}"))),
+        other => Err(StoreError::Corrupt(format!(
+            "expected text at {i}, got {other:?}"
+        ))),
     }
 }
 
 fn int(values: &[Value], i: usize) -> Result<u64, StoreError> {
     match values.get(i) {
         Some(Value::Int(n)) => Ok((*n).max(0) as u64),
-        _ => text(values, i)?.parse().map_err(|_| StoreError::Corrupt(format!("expected a number at {i}"))),
+        _ => text(values, i)?
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("expected a number at {i}"))),
     }
 }

@@ -35,11 +35,15 @@ pub struct UserKeys {
 
 impl KeySpace {
     pub fn new(prefix: impl Into<String>) -> Self {
-        KeySpace { prefix: prefix.into() }
+        KeySpace {
+            prefix: prefix.into(),
+        }
     }
 
     pub fn user(&self, user_id: &str) -> UserKeys {
-        UserKeys { tag: format!("{}{{u:{}}}", self.prefix, user_id) }
+        UserKeys {
+            tag: format!("{}{{u:{}}}", self.prefix, user_id),
+        }
     }
 
     pub fn sender_rate(&self, sender: &str) -> String {
@@ -87,7 +91,11 @@ impl UserKeys {
     /// The idempotency record of `key` sent by `sender`: scoped per sender, hashed so any header
     /// value makes a safe key name.
     pub fn idempotency(&self, sender: &str, key: &str) -> String {
-        let digest = Sha256::new().chain_update(sender).chain_update([0u8]).chain_update(key).finalize();
+        let digest = Sha256::new()
+            .chain_update(sender)
+            .chain_update([0u8])
+            .chain_update(key)
+            .finalize();
         self.key(&format!("idem:{}", hex::encode(&digest[..16])))
     }
 }
@@ -99,7 +107,11 @@ mod tests {
     #[test]
     fn all_of_a_users_keys_share_one_hash_tag() {
         let k = KeySpace::new("t1:").user("alice");
-        let keys: Vec<String> = k.inbox().into_iter().chain([k.prefs(), k.rate(), k.idempotency("svc", "k1")]).collect();
+        let keys: Vec<String> = k
+            .inbox()
+            .into_iter()
+            .chain([k.prefs(), k.rate(), k.idempotency("svc", "k1")])
+            .collect();
         for key in keys {
             assert!(key.starts_with("t1:{u:alice}:"), "{key}");
         }

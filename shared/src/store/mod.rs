@@ -20,7 +20,10 @@ mod record;
 mod scripts;
 
 pub use conn::RedisConn;
-pub use inbox::{ChangesPage, CreateOutcome, InboxStore, ListQuery, NewNotification, Page, StatusFilter, UpdateOutcome};
+pub use inbox::{
+    ChangesPage, CreateOutcome, InboxStore, ListQuery, NewNotification, Page, StatusFilter,
+    UpdateOutcome,
+};
 pub use keys::KeySpace;
 pub use outbox_index::OutboxIndex;
 pub use ratelimit::{RateDecision, RateLimiter};

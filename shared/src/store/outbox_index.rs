@@ -19,18 +19,31 @@ impl OutboxIndex {
 
     /// Marks `user_id`, scored by Redis's clock. Call before the user's transaction.
     pub async fn mark_dirty(&self, user_id: &str) -> Result<(), StoreError> {
-        let _: i64 = scripts::MARK_DIRTY.key(self.keys.outbox_dirty()).arg(user_id).invoke_async(&mut self.conn.clone()).await?;
+        let _: i64 = scripts::MARK_DIRTY
+            .key(self.keys.outbox_dirty())
+            .arg(user_id)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
         Ok(())
     }
 
     /// Up to `limit` marked users with their mark scores, oldest mark first.
     pub async fn dirty_users(&self, limit: usize) -> Result<Vec<(String, f64)>, StoreError> {
-        let users: Vec<(String, f64)> = self.conn.clone().zrange_withscores(self.keys.outbox_dirty(), 0, limit as isize - 1).await?;
+        let users: Vec<(String, f64)> = self
+            .conn
+            .clone()
+            .zrange_withscores(self.keys.outbox_dirty(), 0, limit as isize - 1)
+            .await?;
         Ok(users)
     }
 
     /// Clears the mark if its score is still `score` and `score <= cutoff_ms` (Redis clock).
-    pub async fn clear_dirty(&self, user_id: &str, score: f64, cutoff_ms: i64) -> Result<bool, StoreError> {
+    pub async fn clear_dirty(
+        &self,
+        user_id: &str,
+        score: f64,
+        cutoff_ms: i64,
+    ) -> Result<bool, StoreError> {
         let cleared: i64 = scripts::CLEAR_DIRTY
             .key(self.keys.outbox_dirty())
             .arg(user_id)
@@ -44,15 +57,25 @@ impl OutboxIndex {
     /// Takes the relay lease for `ttl_ms` (one relay at a time). Returns the lease token if taken.
     pub async fn acquire_lease(&self, ttl_ms: u64) -> Result<Option<String>, StoreError> {
         let token = uuid::Uuid::new_v4().to_string();
-        let taken: Option<String> =
-            redis::cmd("SET").arg(self.keys.outbox_lease()).arg(&token).arg("NX").arg("PX").arg(ttl_ms).query_async(&mut self.conn.clone()).await?;
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(self.keys.outbox_lease())
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(taken.map(|_| token))
     }
 
     /// Releases the lease if this token still holds it.
     pub async fn release_lease(&self, token: &str) -> Result<(), StoreError> {
         let script = redis::Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0");
-        let _: i64 = script.key(self.keys.outbox_lease()).arg(token).invoke_async(&mut self.conn.clone()).await?;
+        let _: i64 = script
+            .key(self.keys.outbox_lease())
+            .arg(token)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
         Ok(())
     }
 }

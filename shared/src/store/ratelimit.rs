@@ -22,7 +22,12 @@ impl RateLimiter {
         RateLimiter { conn, keys }
     }
 
-    async fn check(&self, key: String, limit: RateLimit, cost: u32) -> Result<RateDecision, StoreError> {
+    async fn check(
+        &self,
+        key: String,
+        limit: RateLimit,
+        cost: u32,
+    ) -> Result<RateDecision, StoreError> {
         let (allowed, retry_ms): (i64, i64) = scripts::GCRA
             .key(key)
             .arg(limit.emission_interval().as_secs_f64() * 1000.0)
@@ -30,16 +35,30 @@ impl RateLimiter {
             .arg(cost)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(if allowed == 1 { RateDecision::Allowed } else { RateDecision::Limited { retry_after: Duration::from_millis(retry_ms.max(1) as u64) } })
+        Ok(if allowed == 1 {
+            RateDecision::Allowed
+        } else {
+            RateDecision::Limited {
+                retry_after: Duration::from_millis(retry_ms.max(1) as u64),
+            }
+        })
     }
 
     /// One request from `sender`.
-    pub async fn check_sender(&self, sender: &str, limit: RateLimit) -> Result<RateDecision, StoreError> {
+    pub async fn check_sender(
+        &self,
+        sender: &str,
+        limit: RateLimit,
+    ) -> Result<RateDecision, StoreError> {
         self.check(self.keys.sender_rate(sender), limit, 1).await
     }
 
     /// One notification to `recipient`.
-    pub async fn check_recipient(&self, recipient: &str, limit: RateLimit) -> Result<RateDecision, StoreError> {
+    pub async fn check_recipient(
+        &self,
+        recipient: &str,
+        limit: RateLimit,
+    ) -> Result<RateDecision, StoreError> {
         self.check(self.keys.user(recipient).rate(), limit, 1).await
     }
 }

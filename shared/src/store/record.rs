@@ -34,14 +34,23 @@ impl Change {
         let seq: u64 = next("seq")?.parse().map_err(|_| corrupt("seq"))?;
         let counts = parse_counts(next("counts")?)?;
         let patch = next("patch")?;
-        let idempotency_key = Some(next("idempotency key")?).filter(|k| !k.is_empty()).map(str::to_owned);
-        let written_at_ms = next("written at")?.parse().map_err(|_| corrupt("written at"))?;
-        let mut envelope = Envelope::decode(next("envelope")?.as_bytes()).map_err(|e| corrupt(&e.to_string()))?;
+        let idempotency_key = Some(next("idempotency key")?)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned);
+        let written_at_ms = next("written at")?
+            .parse()
+            .map_err(|_| corrupt("written at"))?;
+        let mut envelope =
+            Envelope::decode(next("envelope")?.as_bytes()).map_err(|e| corrupt(&e.to_string()))?;
         if let Event::NotificationUpdated { changes, .. } = &mut envelope.event {
             *changes = serde_json::from_str::<FlagsPatch>(patch).map_err(|_| corrupt("patch"))?;
         }
         envelope.stamp(seq, counts);
-        Ok(Change { envelope, idempotency_key, written_at_ms })
+        Ok(Change {
+            envelope,
+            idempotency_key,
+            written_at_ms,
+        })
     }
 }
 
@@ -56,7 +65,14 @@ mod tests {
 
     #[test]
     fn records_are_stamped_with_seq_counts_and_patch() {
-        let env = Envelope::new("alice", Event::NotificationUpdated { id: "n1".into(), changes: FlagsPatch::default(), counts: Counts::default() });
+        let env = Envelope::new(
+            "alice",
+            Event::NotificationUpdated {
+                id: "n1".into(),
+                changes: FlagsPatch::default(),
+                counts: Counts::default(),
+            },
+        );
         let record = format!(
             "9\n{}\n{}\nkey-1\n1700000000000\n{}",
             r#"{"unread":2,"unseen":1,"total":3,"byType":{"x":2},"version":9}"#,
@@ -66,11 +82,19 @@ mod tests {
         let change = Change::from_record(&record).ok();
         let change = change.as_ref();
         assert_eq!(change.map(Change::seq), Some(9));
-        assert_eq!(change.and_then(|c| c.idempotency_key.as_deref()), Some("key-1"));
+        assert_eq!(
+            change.and_then(|c| c.idempotency_key.as_deref()),
+            Some("key-1")
+        );
         match change.map(|c| &c.envelope.event) {
-            Some(Event::NotificationUpdated { changes, counts, .. }) => {
+            Some(Event::NotificationUpdated {
+                changes, counts, ..
+            }) => {
                 assert_eq!(changes.read, Some(true));
-                assert_eq!((counts.unread, counts.version, counts.by_type.get("x")), (2, 9, Some(&2)));
+                assert_eq!(
+                    (counts.unread, counts.version, counts.by_type.get("x")),
+                    (2, 9, Some(&2))
+                );
             }
             other => panic!("unexpected {other:?}"),
         }

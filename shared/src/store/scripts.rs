@@ -6,7 +6,13 @@ use redis::Script;
 
 macro_rules! user_script {
     ($file:literal) => {
-        LazyLock::new(|| Script::new(concat!(include_str!("lua/prelude.lua"), "\n", include_str!(concat!("lua/", $file)))))
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/prelude.lua"),
+                "\n",
+                include_str!(concat!("lua/", $file))
+            ))
+        })
     };
 }
 
@@ -18,6 +24,8 @@ pub static LIST: LazyLock<Script> = user_script!("list.lua");
 pub static CHANGES: LazyLock<Script> = user_script!("changes.lua");
 pub static PENDING: LazyLock<Script> = user_script!("pending.lua");
 
-pub static MARK_DIRTY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/mark_dirty.lua")));
-pub static CLEAR_DIRTY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/clear_dirty.lua")));
+pub static MARK_DIRTY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/mark_dirty.lua")));
+pub static CLEAR_DIRTY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/clear_dirty.lua")));
 pub static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/gcra.lua")));

@@ -1,0 +1,42 @@
+//! Routing on method and path. The router is independent of API Gateway's route keys, so the
+//! same function serves per-route integrations and a catch-all alike.
+
+pub mod changes;
+pub mod health;
+pub mod notifications;
+pub mod preferences;
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use shared::error::ApiError;
+
+use crate::{http, openapi, Deps};
+
+/// Dispatches one request.
+pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let method = req.method();
+    match (segments.as_slice(), method) {
+        (["health"], &Method::GET) => Ok(health::health(deps).await),
+        (["openapi.json"], &Method::GET) => Ok(http::json(StatusCode::OK, &openapi::document())),
+        (["v1", "notifications"], &Method::POST) => notifications::create(deps, req).await,
+        (["v1", "notifications"], &Method::GET) => notifications::list(deps, req).await,
+        (["v1", "notifications", "batch"], &Method::POST) => {
+            notifications::create_batch(deps, req).await
+        }
+        (["v1", "notifications", "counts"], &Method::GET) => notifications::counts(deps, req).await,
+        (["v1", "notifications", "mark-all-read"], &Method::POST) => {
+            notifications::mark_all_read(deps, req).await
+        }
+        (["v1", "notifications", id], &Method::GET) => notifications::get(deps, req, id).await,
+        (["v1", "notifications", id], &Method::PATCH) => notifications::patch(deps, req, id).await,
+        (["v1", "notifications", id], &Method::DELETE) => {
+            notifications::delete(deps, req, id).await
+        }
+        (["v1", "changes"], &Method::GET) => changes::changes(deps, req).await,
+        (["v1", "preferences"], &Method::GET) => preferences::get(deps, req).await,
+        (["v1", "preferences"], &Method::PUT) => preferences::put(deps, req).await,
+        _ => Err(ApiError::NotFound),
+    }
+}

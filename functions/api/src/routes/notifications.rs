@@ -1,0 +1,507 @@
+//! `/v1/notifications`: create (single and batch), list, get, patch, delete, mark-all-read and
+//! counts. User routes act only on the caller's own inbox (`sub`); only create names another user,
+//! and it requires the `notifications:write` scope.
+
+use futures::stream::{self, StreamExt};
+use lambda_http::http::{header, HeaderValue, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use shared::auth::SCOPE_WRITE;
+use shared::error::{ApiError, FieldError, Problem};
+use shared::limits::{self, BATCH_BODY_MAX_BYTES, NOTIFICATION_MAX_BYTES};
+use shared::model::{Counts, FlagsPatch, Notification};
+use shared::store::inbox::{IdempotencyClaim, MarkAllRead};
+use shared::store::{Change, CreateOutcome, ListQuery, RateDecision, StatusFilter, UpdateOutcome};
+use utoipa::ToSchema;
+
+use crate::http::{self, store_error};
+use crate::validate::{self, CreateRequest, Shape};
+use crate::Deps;
+
+/// Header set on a `201` that replays an earlier request with the same Idempotency-Key.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// A page of the inbox.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListResponse {
+    pub items: Vec<Notification>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The result of a batch create.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResponse {
+    /// One notification per recipient that received it, in request order.
+    pub items: Vec<Notification>,
+    /// Recipients that were skipped, with the reason (only `rate-limited`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    pub user_id: String,
+    pub reason: String,
+    pub retry_after: u64,
+}
+
+/// Optional body of mark-all-read.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MarkAllReadRequest {
+    /// Only notifications of this type.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MarkAllReadResponse {
+    /// How many notifications became read.
+    pub updated: u64,
+    pub counts: Counts,
+}
+
+fn idempotency_claim(
+    req: &Request,
+    body: &[u8],
+    derive: impl Fn(&str) -> String,
+) -> Result<Option<IdempotencyClaim>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= limits::IDEMPOTENCY_KEY_MAX_BYTES)
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "Idempotency-Key must be 1–255 visible ASCII characters".into(),
+                vec![FieldError::new("Idempotency-Key", "invalid header value")],
+            )
+        })?;
+    Ok(Some(IdempotencyClaim {
+        key: derive(key),
+        body_hash: hex::encode(Sha256::digest(body)),
+    }))
+}
+
+fn rate_limited(retry_after: std::time::Duration, what: &str) -> ApiError {
+    let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    ApiError::RateLimited {
+        retry_after_secs: secs,
+        detail: format!("{what}; retry after {secs} s"),
+    }
+}
+
+/// Publishes committed changes; a Kafka failure is logged and left to the outbox relay.
+async fn publish(deps: &Deps, changes: &[Change]) {
+    if let Err(e) = deps.publisher.publish(changes).await {
+        tracing::warn!(error = %e, "kafka did not acknowledge; the outbox relay will publish");
+    }
+}
+
+fn too_large_notification(n: &Notification) -> Result<(), ApiError> {
+    let size = serde_json::to_vec(n).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > NOTIFICATION_MAX_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the notification is {size} bytes; at most {NOTIFICATION_MAX_BYTES} are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Builds the stored shape before writing, to enforce the total size up front.
+fn preview(recipient: &str, new: &shared::store::NewNotification) -> Notification {
+    Notification {
+        id: uuid::Uuid::nil().to_string(),
+        seq: u64::MAX,
+        user_id: recipient.to_owned(),
+        kind: new.kind.clone(),
+        title: new.title.clone(),
+        body: new.body.clone(),
+        data: new.data.clone(),
+        channels: new.channels.clone(),
+        priority: new.priority,
+        action_url: new.action_url.clone(),
+        group_key: new.group_key.clone(),
+        expires_at: new.expires_at,
+        read: false,
+        seen: false,
+        archived: false,
+        created_at: chrono::Utc::now(),
+    }
+}
+
+/// Create a notification.
+#[utoipa::path(post, path = "/v1/notifications", tag = "notifications",
+    request_body = CreateRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original 201 for 24 h; a different body with the same key is 422")),
+    responses(
+        (status = 201, description = "Created (or replayed)", body = Notification),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json")),
+    security(("jwt" = ["notifications:write"])))]
+pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
+    let claims = http::claims_with_scope(req, SCOPE_WRITE)?;
+    let bytes = http::body_bytes(req);
+    http::check_json_body(req, bytes, NOTIFICATION_MAX_BYTES)?;
+    let request: CreateRequest = http::parse_json(bytes)?;
+    let (recipients, mut new) =
+        validate::check(request, Shape::Single).map_err(ApiError::validation)?;
+    let recipient = recipients.into_iter().next().unwrap_or_default();
+    too_large_notification(&preview(&recipient, &new))?;
+    let claim = idempotency_claim(req, bytes, str::to_owned)?;
+    let inbox = deps.store.settings();
+    if let RateDecision::Limited { retry_after } = deps
+        .limiter
+        .check_sender(&claims.sub, inbox.per_sender)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(rate_limited(
+            retry_after,
+            "this sender is over its rate limit",
+        ));
+    }
+    if let RateDecision::Limited { retry_after } = deps
+        .limiter
+        .check_recipient(&recipient, inbox.per_recipient)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(rate_limited(
+            retry_after,
+            "this recipient is over its rate limit",
+        ));
+    }
+    new.user_id = recipient;
+    match deps
+        .store
+        .create(&claims.sub, new, claim.as_ref())
+        .await
+        .map_err(store_error)?
+    {
+        CreateOutcome::Created {
+            notification,
+            change,
+        } => {
+            publish(deps, std::slice::from_ref(&change)).await;
+            let mut resp = http::json(StatusCode::CREATED, &notification);
+            if let Ok(location) =
+                HeaderValue::from_str(&format!("/v1/notifications/{}", notification.id))
+            {
+                resp.headers_mut().insert(header::LOCATION, location);
+            }
+            Ok(resp)
+        }
+        CreateOutcome::Replayed(notification) => {
+            let mut resp = http::json(StatusCode::CREATED, &notification);
+            resp.headers_mut()
+                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+            Ok(resp)
+        }
+        CreateOutcome::Conflict => Err(idempotency_conflict()),
+    }
+}
+
+fn idempotency_conflict() -> ApiError {
+    ApiError::Unprocessable(
+        "this Idempotency-Key was already used with a different request body".into(),
+        vec![FieldError::new(
+            "Idempotency-Key",
+            "reused with a different body",
+        )],
+    )
+}
+
+/// Create the same notification for up to 1,000 recipients.
+#[utoipa::path(post, path = "/v1/notifications/batch", tag = "notifications",
+    request_body = CreateRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "One key per recipient is derived from it")),
+    responses(
+        (status = 201, description = "Created for every recipient not skipped", body = BatchResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large or more than 1,000 recipients", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json")),
+    security(("jwt" = ["notifications:write"])))]
+pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
+    let claims = http::claims_with_scope(req, SCOPE_WRITE)?;
+    let bytes = http::body_bytes(req);
+    http::check_json_body(req, bytes, BATCH_BODY_MAX_BYTES)?;
+    let request: CreateRequest = http::parse_json(bytes)?;
+    if let Some(n) = request
+        .user_ids
+        .as_ref()
+        .map(Vec::len)
+        .filter(|n| *n > validate::MAX_RECIPIENTS)
+    {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the batch names {n} recipients; at most {} are allowed",
+            validate::MAX_RECIPIENTS
+        )));
+    }
+    let (recipients, new) = validate::check(request, Shape::Batch).map_err(ApiError::validation)?;
+    if let Some(longest) = recipients.iter().max_by_key(|r| r.len()) {
+        too_large_notification(&preview(longest, &new))?;
+    }
+    let inbox = deps.store.settings();
+    if let RateDecision::Limited { retry_after } = deps
+        .limiter
+        .check_sender(&claims.sub, inbox.per_sender)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(rate_limited(
+            retry_after,
+            "this sender is over its rate limit",
+        ));
+    }
+    let claim = idempotency_claim(req, bytes, |k| format!("batch:{k}"))?;
+    let results: Vec<Result<Option<CreateOutcome>, ApiError>> = stream::iter(recipients.clone())
+        .map(|recipient: String| {
+            let (mut new, claim) = (new.clone(), claim.clone());
+            let sender = claims.sub.clone();
+            async move {
+                match deps
+                    .limiter
+                    .check_recipient(&recipient, inbox.per_recipient)
+                    .await
+                    .map_err(store_error)?
+                {
+                    RateDecision::Limited { .. } => Ok(None),
+                    RateDecision::Allowed => {
+                        new.user_id = recipient;
+                        deps.store
+                            .create(&sender, new, claim.as_ref())
+                            .await
+                            .map(Some)
+                            .map_err(store_error)
+                    }
+                }
+            }
+        })
+        .buffered(32)
+        .collect()
+        .await;
+    let mut response = BatchResponse {
+        items: Vec::with_capacity(recipients.len()),
+        skipped: vec![],
+    };
+    let mut changes = Vec::new();
+    for (recipient, result) in recipients.iter().zip(results) {
+        match result? {
+            Some(CreateOutcome::Created {
+                notification,
+                change,
+            }) => {
+                response.items.push(notification);
+                changes.push(change);
+            }
+            Some(CreateOutcome::Replayed(notification)) => response.items.push(notification),
+            Some(CreateOutcome::Conflict) => return Err(idempotency_conflict()),
+            None => response.skipped.push(Skipped {
+                user_id: recipient.clone(),
+                reason: "rate-limited".into(),
+                retry_after: inbox.per_recipient.emission_interval().as_secs().max(1),
+            }),
+        }
+    }
+    publish(deps, &changes).await;
+    if response.items.is_empty() {
+        return Err(rate_limited(
+            inbox.per_recipient.emission_interval(),
+            "every recipient is over its rate limit",
+        ));
+    }
+    Ok(http::json(StatusCode::CREATED, &response))
+}
+
+/// List the caller's inbox, newest first.
+#[utoipa::path(get, path = "/v1/notifications", tag = "inbox",
+    params(
+        ("status" = Option<String>, Query, description = "`all` (default), `read` or `unread`"),
+        ("type" = Option<String>, Query, description = "Only this type"),
+        ("archived" = Option<String>, Query, description = "`false` (default), `true` or `all`"),
+        ("limit" = Option<usize>, Query, description = "1–100, default 20"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page")),
+    responses((status = 200, body = ListResponse), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("jwt" = [])))]
+pub async fn list(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
+    let claims = http::claims(req)?;
+    let bad = |field: &str, msg: &str| {
+        ApiError::BadRequest(
+            format!("`{field}` {msg}"),
+            vec![FieldError::new(field, msg)],
+        )
+    };
+    let status = match http::query(req, "status") {
+        None | Some("all") => StatusFilter::Any,
+        Some("read") => StatusFilter::Read,
+        Some("unread") => StatusFilter::Unread,
+        Some(_) => return Err(bad("status", "must be all, read or unread")),
+    };
+    let archived = match http::query(req, "archived") {
+        None | Some("false") => Some(false),
+        Some("true") => Some(true),
+        Some("all") => None,
+        Some(_) => return Err(bad("archived", "must be true, false or all")),
+    };
+    let kind = http::query(req, "type").map(str::to_owned);
+    if kind.as_deref().is_some_and(|k| !limits::valid_type(k)) {
+        return Err(bad("type", "is not a valid notification type"));
+    }
+    let limit = http::query_limit(req, limits::LIST_DEFAULT_LIMIT, limits::LIST_MAX_LIMIT)?;
+    let before_seq = http::query(req, "cursor")
+        .map(http::decode_cursor)
+        .transpose()?;
+    let page = deps
+        .store
+        .list(
+            &claims.sub,
+            &ListQuery {
+                status,
+                archived,
+                kind,
+                before_seq,
+                limit,
+            },
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(http::json(
+        StatusCode::OK,
+        &ListResponse {
+            items: page.items,
+            next_cursor: page.next_before_seq.map(http::encode_cursor),
+        },
+    ))
+}
+
+/// One of the caller's notifications (404 for anyone else's).
+#[utoipa::path(get, path = "/v1/notifications/{id}", tag = "inbox", params(("id" = String, Path)),
+    responses((status = 200, body = Notification), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("jwt" = [])))]
+pub async fn get(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
+    let claims = http::claims(req)?;
+    match deps.store.get(&claims.sub, id).await.map_err(store_error)? {
+        Some(n) => Ok(http::json(StatusCode::OK, &n)),
+        None => Err(ApiError::NotFound),
+    }
+}
+
+/// Mark read / seen / archived (or undo). Reading also marks seen.
+#[utoipa::path(patch, path = "/v1/notifications/{id}", tag = "inbox", params(("id" = String, Path)), request_body = FlagsPatch,
+    responses((status = 200, body = Notification), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("jwt" = [])))]
+pub async fn patch(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
+    let claims = http::claims(req)?;
+    let patch: FlagsPatch = http::json_body(req, 1024)?;
+    if patch.is_empty() {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "body",
+            "set at least one of read, seen, archived",
+        )]));
+    }
+    match deps
+        .store
+        .update(&claims.sub, id, patch)
+        .await
+        .map_err(store_error)?
+    {
+        UpdateOutcome::Missing => Err(ApiError::NotFound),
+        UpdateOutcome::Unchanged(n) => Ok(http::json(StatusCode::OK, &n)),
+        UpdateOutcome::Updated {
+            notification,
+            change,
+        } => {
+            publish(deps, std::slice::from_ref(&change)).await;
+            Ok(http::json(StatusCode::OK, &notification))
+        }
+    }
+}
+
+/// Delete one of the caller's notifications.
+#[utoipa::path(delete, path = "/v1/notifications/{id}", tag = "inbox", params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("jwt" = [])))]
+pub async fn delete(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
+    let claims = http::claims(req)?;
+    match deps
+        .store
+        .delete(&claims.sub, id)
+        .await
+        .map_err(store_error)?
+    {
+        None => Err(ApiError::NotFound),
+        Some(change) => {
+            publish(deps, std::slice::from_ref(&change)).await;
+            Ok(http::empty(StatusCode::NO_CONTENT))
+        }
+    }
+}
+
+/// Mark every unread notification read, optionally of one type (body `{type}` or `?type=`).
+#[utoipa::path(post, path = "/v1/notifications/mark-all-read", tag = "inbox", request_body(content = Option<MarkAllReadRequest>),
+    params(("type" = Option<String>, Query, description = "Only this type")),
+    responses((status = 200, body = MarkAllReadResponse), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("jwt" = [])))]
+pub async fn mark_all_read(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
+    let claims = http::claims(req)?;
+    let body: MarkAllReadRequest = if http::body_bytes(req).is_empty() {
+        MarkAllReadRequest::default()
+    } else {
+        http::json_body(req, 1024)?
+    };
+    let kind = body
+        .kind
+        .or_else(|| http::query(req, "type").map(str::to_owned));
+    if kind.as_deref().is_some_and(|k| !limits::valid_type(k)) {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "type",
+            "is not a valid notification type",
+        )]));
+    }
+    let MarkAllRead {
+        counts,
+        changed,
+        change,
+    } = deps
+        .store
+        .mark_all_read(&claims.sub, kind.as_deref())
+        .await
+        .map_err(store_error)?;
+    if let Some(change) = change {
+        publish(deps, std::slice::from_ref(&change)).await;
+    }
+    Ok(http::json(
+        StatusCode::OK,
+        &MarkAllReadResponse {
+            updated: changed,
+            counts,
+        },
+    ))
+}
+
+/// The caller's exact counts.
+#[utoipa::path(get, path = "/v1/notifications/counts", tag = "inbox",
+    responses((status = 200, body = Counts)), security(("jwt" = [])))]
+pub async fn counts(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
+    let claims = http::claims(req)?;
+    Ok(http::json(
+        StatusCode::OK,
+        &deps.store.counts(&claims.sub).await.map_err(store_error)?,
+    ))
+}

@@ -1,0 +1,265 @@
+//! Validation of create requests. Every rule reads its limit from [`shared::limits`], and every
+//! violation is reported with its field, all at once.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use shared::error::FieldError;
+use shared::limits::{
+    self, BATCH_MAX_RECIPIENTS, BODY_MAX_BYTES, GROUP_KEY_MAX_BYTES, TITLE_MAX_CHARS, URL_MAX_BYTES,
+};
+use shared::model::{Channel, Priority};
+use shared::store::NewNotification;
+use utoipa::ToSchema;
+
+/// The body of `POST /v1/notifications` (with `userId`) and of `POST /v1/notifications/batch`
+/// (with `userIds`). Unknown fields are refused, so a typo never silently drops data.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateRequest {
+    /// The recipient (single create only).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The recipients, at most 1,000, duplicates ignored (batch create only).
+    #[serde(default)]
+    pub user_ids: Option<Vec<String>>,
+    /// Lower-case identifier, for example `comment.reply`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// At most 200 characters.
+    pub title: String,
+    /// At most 4 KB of UTF-8.
+    pub body: String,
+    /// Any JSON object, kept as given.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
+    /// Defaults to `[IN_APP]`. IN_APP is always stored.
+    #[serde(default)]
+    pub channels: Option<Vec<Channel>>,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// An `https://`/`http://` URL or an absolute path.
+    #[serde(default)]
+    pub action_url: Option<String>,
+    #[serde(default)]
+    pub group_key: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Which shape a route expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Single,
+    Batch,
+}
+
+/// Checks a create request and returns the recipients and the notification for each.
+pub fn check(
+    req: CreateRequest,
+    shape: Shape,
+) -> Result<(Vec<String>, NewNotification), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut err = |field: &str, message: String| errors.push(FieldError::new(field, message));
+
+    let mut recipient_error = true;
+    let recipients = match (shape, req.user_id, req.user_ids) {
+        (Shape::Single, Some(id), None) => {
+            recipient_error = false;
+            vec![id]
+        }
+        (Shape::Single, _, Some(_)) => {
+            err(
+                "userIds",
+                "not allowed here; use POST /v1/notifications/batch".into(),
+            );
+            vec![]
+        }
+        (Shape::Single, None, None) => {
+            err("userId", "is required".into());
+            vec![]
+        }
+        (Shape::Batch, None, Some(ids)) => {
+            recipient_error = false;
+            let mut seen = HashSet::new();
+            ids.into_iter()
+                .filter(|id| seen.insert(id.clone()))
+                .collect()
+        }
+        (Shape::Batch, Some(_), _) => {
+            err("userId", "not allowed here; use userIds".into());
+            vec![]
+        }
+        (Shape::Batch, None, None) => {
+            err("userIds", "is required".into());
+            vec![]
+        }
+    };
+    if shape == Shape::Batch && recipients.is_empty() && !recipient_error {
+        err("userIds", "must name at least one recipient".into());
+    }
+    for (i, id) in recipients.iter().enumerate() {
+        if !limits::valid_user_id(id) {
+            let field = if shape == Shape::Single {
+                "userId".to_owned()
+            } else {
+                format!("userIds[{i}]")
+            };
+            err(
+                &field,
+                format!(
+                    "must be 1–{} printable ASCII characters without spaces or braces",
+                    limits::USER_ID_MAX_BYTES
+                ),
+            );
+        }
+    }
+    if !limits::valid_type(&req.kind) {
+        err(
+            "type",
+            format!(
+                "must be 1–{} characters of a–z, 0–9, '.', '_' or '-'",
+                limits::TYPE_MAX_BYTES
+            ),
+        );
+    }
+    let title_chars = req.title.chars().count();
+    if req.title.trim().is_empty() {
+        err("title", "must not be empty".into());
+    } else if title_chars > TITLE_MAX_CHARS {
+        err(
+            "title",
+            format!("is {title_chars} characters; at most {TITLE_MAX_CHARS} are allowed"),
+        );
+    }
+    if req.body.len() > BODY_MAX_BYTES {
+        err(
+            "body",
+            format!(
+                "is {} bytes; at most {BODY_MAX_BYTES} are allowed",
+                req.body.len()
+            ),
+        );
+    }
+    let data = req.data.unwrap_or_else(|| serde_json::json!({}));
+    if !data.is_object() {
+        err("data", "must be a JSON object".into());
+    }
+    let channels = req.channels.unwrap_or_else(|| vec![Channel::InApp]);
+    if channels.is_empty() {
+        err("channels", "must name at least one channel".into());
+    }
+    let mut seen = HashSet::new();
+    for (i, c) in channels.iter().enumerate() {
+        if !seen.insert(*c) {
+            err(
+                &format!("channels[{i}]"),
+                format!("{} is listed twice", c.as_str()),
+            );
+        }
+    }
+    if let Some(url) = &req.action_url {
+        let ok = (url.starts_with("https://")
+            || url.starts_with("http://")
+            || (url.starts_with('/') && !url.starts_with("//")))
+            && url.len() <= URL_MAX_BYTES
+            && !url.chars().any(char::is_whitespace);
+        if !ok {
+            err(
+                "actionUrl",
+                format!(
+                    "must be an http(s) URL or an absolute path, at most {URL_MAX_BYTES} bytes"
+                ),
+            );
+        }
+    }
+    if let Some(g) = &req.group_key {
+        if g.is_empty() || g.len() > GROUP_KEY_MAX_BYTES {
+            err("groupKey", format!("must be 1–{GROUP_KEY_MAX_BYTES} bytes"));
+        }
+    }
+    if let Some(at) = req.expires_at {
+        if at <= Utc::now() {
+            err("expiresAt", "must be in the future".into());
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let new = NewNotification {
+        user_id: String::new(),
+        kind: req.kind,
+        title: req.title,
+        body: req.body,
+        data,
+        channels,
+        priority: req.priority.unwrap_or_default(),
+        action_url: req.action_url,
+        group_key: req.group_key,
+        expires_at: req.expires_at,
+    };
+    Ok((recipients, new))
+}
+
+/// The most recipients a batch may name (re-exported for the route's 413).
+pub const MAX_RECIPIENTS: usize = BATCH_MAX_RECIPIENTS;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(v: serde_json::Value) -> CreateRequest {
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn fields(r: Result<(Vec<String>, NewNotification), Vec<FieldError>>) -> Vec<String> {
+        r.err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn every_violation_is_reported_with_its_field() {
+        let r = request(serde_json::json!({
+            "userId": "a b", "type": "Bad Type", "title": "x".repeat(201), "body": "y".repeat(4097),
+            "data": [1], "channels": ["PUSH", "PUSH"], "actionUrl": "javascript:alert(1)", "groupKey": ""
+        }));
+        assert_eq!(
+            fields(check(r, Shape::Single)),
+            [
+                "userId",
+                "type",
+                "title",
+                "body",
+                "data",
+                "channels[1]",
+                "actionUrl",
+                "groupKey"
+            ]
+        );
+    }
+
+    #[test]
+    fn titles_are_counted_in_characters_not_bytes() {
+        let r = request(
+            serde_json::json!({"userId": "a", "type": "t", "title": "é".repeat(200), "body": ""}),
+        );
+        assert!(check(r, Shape::Single).is_ok());
+    }
+
+    #[test]
+    fn batch_recipients_are_deduplicated_and_shapes_are_not_mixed() {
+        let r = request(
+            serde_json::json!({"userIds": ["a", "b", "a"], "type": "t", "title": "x", "body": ""}),
+        );
+        assert_eq!(
+            check(r.clone(), Shape::Batch).map(|(ids, _)| ids).ok(),
+            Some(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(fields(check(r, Shape::Single)), ["userIds"]);
+    }
+}

@@ -1,0 +1,15 @@
+//! Cold start: logs, configuration, clients; then relay on every scheduled invocation.
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::config::Env;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let deps = outbox_relay::Deps::from_env(&Env::process()).await?;
+    let deps = &deps;
+    run(service_fn(move |event: LambdaEvent<_>| {
+        outbox_relay::handle(deps, event)
+    }))
+    .await
+}

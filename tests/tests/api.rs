@@ -1,0 +1,729 @@
+//! The HTTP API end to end through `api::handle`, on real Redis and a real Kafka-protocol broker:
+//! every route for its owner, isolation between users, auth, hostile input, idempotency, exact
+//! counts under concurrency and rate limits.
+
+use futures::future::join_all;
+use herald_tests::{Call, TestEnv};
+use serde_json::{json, Value};
+
+fn note(user: &str, title: &str) -> Value {
+    json!({"userId": user, "type": "comment", "title": title, "body": "hello", "data": {"postId": 7}, "channels": ["IN_APP", "EMAIL"]})
+}
+
+async fn create(deps: &api::Deps, user: &str, title: &str) -> Value {
+    let r = Call::post("/v1/notifications")
+        .service("svc")
+        .json(&note(user, title))
+        .send(deps)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body
+}
+
+async fn counts(deps: &api::Deps, user: &str) -> Value {
+    let r = Call::get("/v1/notifications/counts")
+        .user(user)
+        .send(deps)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+#[tokio::test]
+async fn every_inbox_route_works_for_its_owner() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    let n = create(&deps, "alice", "first").await;
+    for key in [
+        "id",
+        "seq",
+        "userId",
+        "type",
+        "title",
+        "body",
+        "data",
+        "channels",
+        "priority",
+        "read",
+        "seen",
+        "archived",
+        "createdAt",
+    ] {
+        assert!(
+            n.get(key).is_some(),
+            "created notification lacks {key}: {n}"
+        );
+    }
+    assert_eq!(
+        (
+            n["seq"].as_u64(),
+            n["read"].as_bool(),
+            n["priority"].as_str()
+        ),
+        (Some(1), Some(false), Some("normal"))
+    );
+    let id = n["id"].as_str().unwrap_or_default().to_owned();
+    let second = create(&deps, "alice", "second").await;
+
+    let got = Call::get(&format!("/v1/notifications/{id}"))
+        .user("alice")
+        .send(&deps)
+        .await;
+    assert_eq!(
+        (got.status, got.body["title"].as_str()),
+        (200, Some("first"))
+    );
+
+    let list = Call::get("/v1/notifications")
+        .user("alice")
+        .send(&deps)
+        .await;
+    assert_eq!(list.status, 200);
+    let titles: Vec<&str> = list.body["items"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n["title"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(titles, ["second", "first"], "newest first");
+    assert_eq!(list.body["nextCursor"], Value::Null);
+
+    let c = counts(&deps, "alice").await;
+    assert_eq!(
+        (
+            c["unread"].as_u64(),
+            c["unseen"].as_u64(),
+            c["total"].as_u64(),
+            c["version"].as_u64()
+        ),
+        (Some(2), Some(2), Some(2), Some(2))
+    );
+    assert_eq!(c["byType"], json!({"comment": 2}));
+
+    let read = Call::patch(&format!("/v1/notifications/{id}"))
+        .user("alice")
+        .json(&json!({"read": true}))
+        .send(&deps)
+        .await;
+    assert_eq!(
+        (
+            read.status,
+            read.body["read"].as_bool(),
+            read.body["seen"].as_bool()
+        ),
+        (200, Some(true), Some(true)),
+        "reading marks seen"
+    );
+    let unread_only = Call::get("/v1/notifications")
+        .user("alice")
+        .query("status", "unread")
+        .send(&deps)
+        .await;
+    assert_eq!(unread_only.body["items"].as_array().map(Vec::len), Some(1));
+
+    let archived = Call::patch(&format!(
+        "/v1/notifications/{}",
+        second["id"].as_str().unwrap_or_default()
+    ))
+    .user("alice")
+    .json(&json!({"archived": true}))
+    .send(&deps)
+    .await;
+    assert_eq!(archived.status, 200);
+    let c = counts(&deps, "alice").await;
+    assert_eq!(
+        (c["unread"].as_u64(), c["total"].as_u64()),
+        (Some(0), Some(1)),
+        "archived notifications leave the counts: {c}"
+    );
+    let with_archived = Call::get("/v1/notifications")
+        .user("alice")
+        .query("archived", "true")
+        .send(&deps)
+        .await;
+    assert_eq!(
+        with_archived.body["items"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    create(&deps, "alice", "third").await;
+    let all_read = Call::post("/v1/notifications/mark-all-read")
+        .user("alice")
+        .send(&deps)
+        .await;
+    // The archived "second" is unread too: mark-all-read covers archived notifications.
+    assert_eq!(
+        (
+            all_read.status,
+            all_read.body["updated"].as_u64(),
+            all_read.body["counts"]["unread"].as_u64()
+        ),
+        (200, Some(2), Some(0))
+    );
+
+    let changes = Call::get("/v1/changes")
+        .user("alice")
+        .query("since", "0")
+        .send(&deps)
+        .await;
+    assert_eq!(changes.status, 200);
+    let types: Vec<&str> = changes.body["changes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["type"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        types,
+        [
+            "NOTIFICATION_CREATED",
+            "NOTIFICATION_CREATED",
+            "NOTIFICATION_UPDATED",
+            "NOTIFICATION_UPDATED",
+            "NOTIFICATION_CREATED",
+            "ALL_READ"
+        ]
+    );
+    assert_eq!(changes.body["upTo"].as_u64(), Some(6));
+    assert_eq!(
+        changes.body["changes"][2]["payload"]["changes"],
+        json!({"read": true, "seen": true})
+    );
+    let tail = Call::get("/v1/changes")
+        .user("alice")
+        .query("since", "5")
+        .send(&deps)
+        .await;
+    assert_eq!(tail.body["changes"].as_array().map(Vec::len), Some(1));
+
+    let del = Call::delete(&format!("/v1/notifications/{id}"))
+        .user("alice")
+        .send(&deps)
+        .await;
+    assert_eq!(del.status, 204);
+    let gone = Call::get(&format!("/v1/notifications/{id}"))
+        .user("alice")
+        .send(&deps)
+        .await;
+    assert_eq!(gone.status, 404);
+
+    let prefs = json!({"default": {"EMAIL": false}, "types": {"comment": {"EMAIL": true}}, "quietHours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Paris"}});
+    let put = Call::put("/v1/preferences")
+        .user("alice")
+        .json(&prefs)
+        .send(&deps)
+        .await;
+    assert_eq!((put.status, &put.body), (200, &prefs));
+    let get = Call::get("/v1/preferences").user("alice").send(&deps).await;
+    assert_eq!(get.body, prefs);
+}
+
+#[tokio::test]
+async fn another_users_notification_is_404_and_untouched() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    let n = create(&deps, "alice", "private").await;
+    let path = format!("/v1/notifications/{}", n["id"].as_str().unwrap_or_default());
+    assert_eq!(Call::get(&path).user("bob").send(&deps).await.status, 404);
+    assert_eq!(
+        Call::patch(&path)
+            .user("bob")
+            .json(&json!({"read": true}))
+            .send(&deps)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        Call::delete(&path).user("bob").send(&deps).await.status,
+        404
+    );
+    let bob_all = Call::post("/v1/notifications/mark-all-read")
+        .user("bob")
+        .send(&deps)
+        .await;
+    assert_eq!(bob_all.body["updated"].as_u64(), Some(0));
+    let bob_list = Call::get("/v1/notifications").user("bob").send(&deps).await;
+    assert_eq!(bob_list.body["items"], json!([]));
+    assert_eq!(
+        Call::get("/v1/changes")
+            .user("bob")
+            .query("since", "0")
+            .send(&deps)
+            .await
+            .body["changes"],
+        json!([])
+    );
+    // A user id in the query or body of a user route is ignored: only `sub` counts.
+    let sneaky = Call::get("/v1/notifications")
+        .user("bob")
+        .query("userId", "alice")
+        .send(&deps)
+        .await;
+    assert_eq!(sneaky.body["items"], json!([]));
+    let alice = Call::get(&path).user("alice").send(&deps).await;
+    assert_eq!(
+        (alice.status, alice.body["read"].as_bool()),
+        (200, Some(false))
+    );
+    assert_eq!(counts(&deps, "alice").await["unread"].as_u64(), Some(1));
+}
+
+#[tokio::test]
+async fn missing_claims_are_401_and_missing_scope_is_403() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    for call in [
+        Call::get("/v1/notifications"),
+        Call::get("/v1/notifications/counts"),
+        Call::get("/v1/changes"),
+        Call::get("/v1/preferences"),
+        Call::post("/v1/notifications").json(&note("alice", "x")),
+    ] {
+        let r = call.send(&deps).await;
+        assert_eq!(
+            (r.status, r.content_type()),
+            (401, "application/problem+json"),
+            "{}",
+            r.body
+        );
+    }
+    let r = Call::post("/v1/notifications")
+        .user("alice")
+        .json(&note("alice", "x"))
+        .send(&deps)
+        .await;
+    assert_eq!((r.status, r.body["status"].as_u64()), (403, Some(403)));
+    let r = Call::post("/v1/notifications/batch")
+        .user("alice")
+        .scope("analytics:read")
+        .json(&json!({"userIds": ["a"], "type": "t", "title": "x", "body": ""}))
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        counts(&deps, "alice").await["total"].as_u64(),
+        Some(0),
+        "nothing stored"
+    );
+    let health = Call::get("/health").send(&deps).await;
+    assert_eq!(
+        (
+            health.status,
+            health.body["redis"]["ok"].as_bool(),
+            health.body["kafka"]["ok"].as_bool()
+        ),
+        (200, Some(true), Some(true)),
+        "{}",
+        health.body
+    );
+    let doc = Call::get("/openapi.json").send(&deps).await;
+    assert_eq!(doc.status, 200);
+    assert!(doc.body["openapi"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("3.1")));
+    for path in [
+        "/v1/notifications",
+        "/v1/notifications/batch",
+        "/v1/notifications/{id}",
+        "/v1/changes",
+        "/v1/preferences",
+        "/health",
+    ] {
+        assert!(
+            doc.body["paths"].get(path).is_some(),
+            "openapi lacks {path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_precise_problem_and_stores_nothing() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    let base = note("alice", "ok");
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    let create = |body: Value| Call::post("/v1/notifications").service("svc").json(&body);
+    let cases: Vec<(&str, Call, u16, Vec<&str>)> = vec![
+        ("malformed JSON", Call::post("/v1/notifications").service("svc").raw_json("{\"userId\": \"alice\","), 400, vec![]),
+        ("wrong type", create(with("title", json!(42))), 422, vec!["title"]),
+        ("unknown channel", create(with("channels", json!(["IN_APP", "PIGEON"]))), 422, vec!["channels[1]"]),
+        ("unknown field", create(with("colour", json!("red"))), 422, vec!["colour"]),
+        ("title over 200", create(with("title", json!("t".repeat(201)))), 422, vec!["title"]),
+        ("body over 4 KB", create(with("body", json!("b".repeat(4097)))), 422, vec!["body"]),
+        ("notification over 32 KB", create(with("data", json!({"blob": "x".repeat(33_000)}))), 413, vec![]),
+        ("invalid UTF-8", Call::post("/v1/notifications").service("svc").bytes("application/json", b"{\"userId\":\"al\xffice\"}"), 400, vec![]),
+        ("not JSON content", Call::post("/v1/notifications").service("svc").bytes("text/plain", b"hello"), 415, vec![]),
+        ("bad user id", create(with("userId", json!("a}b"))), 422, vec!["userId"]),
+        (
+            "batch over 1,000",
+            Call::post("/v1/notifications/batch").service("svc").json(&json!({"userIds": (0..1001).map(|i| format!("u{i}")).collect::<Vec<_>>(), "type": "t", "title": "x", "body": ""})),
+            413,
+            vec![],
+        ),
+        ("bad cursor", Call::get("/v1/notifications").user("alice").query("cursor", "bm9wZQ"), 400, vec!["cursor"]),
+        ("since not a number", Call::get("/v1/changes").user("alice").query("since", "yesterday"), 400, vec!["since"]),
+        ("empty patch", Call::patch("/v1/notifications/x").user("alice").json(&json!({})), 422, vec!["body"]),
+        ("bad quiet hours", Call::put("/v1/preferences").user("alice").json(&json!({"quietHours": {"start": "25:00", "end": "07:00", "timezone": "UTC"}})), 422, vec!["quietHours"]),
+        ("bad timezone", Call::put("/v1/preferences").user("alice").json(&json!({"quietHours": {"start": "22:00", "end": "07:00", "timezone": "Moon/Base"}})), 422, vec!["quietHours"]),
+    ];
+    for (name, call, status, fields) in cases {
+        let r = call.send(&deps).await;
+        assert_eq!(r.status, status, "{name}: {}", r.body);
+        assert_eq!(r.content_type(), "application/problem+json", "{name}");
+        for key in ["type", "title", "status", "detail"] {
+            assert!(
+                r.body.get(key).is_some(),
+                "{name}: problem lacks {key}: {}",
+                r.body
+            );
+        }
+        assert_eq!(r.body["status"].as_u64(), Some(u64::from(status)), "{name}");
+        assert_eq!(r.error_fields(), fields, "{name}: {}", r.body);
+    }
+    let c = counts(&deps, "alice").await;
+    assert_eq!(
+        (c["total"].as_u64(), c["version"].as_u64()),
+        (Some(0), Some(0)),
+        "nothing was stored: {c}"
+    );
+    assert_eq!(
+        Call::get("/v1/preferences")
+            .user("alice")
+            .send(&deps)
+            .await
+            .body,
+        json!({"default": {}, "types": {}, "quietHours": null})
+    );
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_the_original_and_refuses_a_different_body() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    let send = |body: Value, sender: &str| {
+        Call::post("/v1/notifications")
+            .service(sender)
+            .header("Idempotency-Key", "order-42")
+            .json(&body)
+    };
+    let first = send(note("alice", "shipped"), "svc").send(&deps).await;
+    assert_eq!(first.status, 201);
+    Call::patch(&format!(
+        "/v1/notifications/{}",
+        first.body["id"].as_str().unwrap_or_default()
+    ))
+    .user("alice")
+    .json(&json!({"read": true}))
+    .send(&deps)
+    .await;
+    let again = send(note("alice", "shipped"), "svc").send(&deps).await;
+    assert_eq!(
+        (again.status, &again.body),
+        (201, &first.body),
+        "the original 201, as it was"
+    );
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let different = send(note("alice", "cancelled"), "svc").send(&deps).await;
+    assert_eq!(
+        (different.status, different.error_fields()),
+        (422, vec!["Idempotency-Key".to_owned()])
+    );
+    // Keys are scoped per sender: another service may use the same key.
+    let other = send(note("alice", "shipped"), "other-svc")
+        .send(&deps)
+        .await;
+    assert_eq!(other.status, 201);
+    assert_ne!(other.body["id"], first.body["id"]);
+    assert_eq!(counts(&deps, "alice").await["total"].as_u64(), Some(2));
+
+    // Concurrent retries with one key: exactly one notification.
+    let race = Call::post("/v1/notifications")
+        .service("svc")
+        .header("Idempotency-Key", "race")
+        .json(&note("carol", "once"));
+    let racers = join_all((0..20).map(|_| race.send(&deps))).await;
+    assert!(racers.iter().all(|r| r.status == 201));
+    let ids: std::collections::HashSet<&str> = racers
+        .iter()
+        .filter_map(|r| r.body["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(counts(&deps, "carol").await["total"].as_u64(), Some(1));
+
+    // Batch: one key per recipient, derived from the request's key.
+    let batch =
+        json!({"userIds": ["dave", "erin"], "type": "digest", "title": "weekly", "body": ""});
+    let b1 = Call::post("/v1/notifications/batch")
+        .service("svc")
+        .header("Idempotency-Key", "week-48")
+        .json(&batch)
+        .send(&deps)
+        .await;
+    let b2 = Call::post("/v1/notifications/batch")
+        .service("svc")
+        .header("Idempotency-Key", "week-48")
+        .json(&batch)
+        .send(&deps)
+        .await;
+    assert_eq!((b1.status, b2.status), (201, 201));
+    assert_eq!(b1.body["items"], b2.body["items"]);
+    assert_eq!(b1.body["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(counts(&deps, "erin").await["total"].as_u64(), Some(1));
+}
+
+#[tokio::test]
+async fn counts_stay_exact_under_concurrent_creates_marks_and_deletes() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api_with(TestEnv::unlimited(), env.bus());
+    let deps = &deps;
+    let seeds =
+        join_all((0..100).map(|i| async move { create(deps, "zoe", &format!("seed {i}")).await }))
+            .await;
+    let ids: Vec<String> = seeds
+        .iter()
+        .filter_map(|n| n["id"].as_str().map(str::to_owned))
+        .collect();
+    let ops = (0..500).map(|i| {
+        let id = ids[i % ids.len()].clone();
+        async move {
+            match i % 5 {
+                0 => Call::post("/v1/notifications").service("svc").json(&json!({"userId": "zoe", "type": if i % 2 == 0 { "a" } else { "b" }, "title": "t", "body": ""})).send(deps).await.status,
+                1 => Call::patch(&format!("/v1/notifications/{id}")).user("zoe").json(&json!({"read": true})).send(deps).await.status,
+                2 => Call::patch(&format!("/v1/notifications/{id}")).user("zoe").json(&json!({"read": false, "archived": i % 3 == 0})).send(deps).await.status,
+                3 => Call::delete(&format!("/v1/notifications/{id}")).user("zoe").send(deps).await.status,
+                _ => Call::post("/v1/notifications/mark-all-read").user("zoe").query("type", "a").send(deps).await.status,
+            }
+        }
+    });
+    for status in join_all(ops).await {
+        assert!([200, 201, 204, 404].contains(&status), "{status}");
+    }
+    // Recount from the inbox itself.
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut call = Call::get("/v1/notifications")
+            .user("zoe")
+            .query("archived", "all")
+            .query("limit", "100");
+        if let Some(c) = &cursor {
+            call = call.query("cursor", c);
+        }
+        let page = call.send(deps).await;
+        all.extend(page.body["items"].as_array().cloned().unwrap_or_default());
+        match page.body["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let live: Vec<&Value> = all
+        .iter()
+        .filter(|n| n["archived"] == json!(false))
+        .collect();
+    let unread = live.iter().filter(|n| n["read"] == json!(false)).count() as u64;
+    let unseen = live.iter().filter(|n| n["seen"] == json!(false)).count() as u64;
+    let mut by_type = serde_json::Map::new();
+    for n in live.iter().filter(|n| n["read"] == json!(false)) {
+        let t = n["type"].as_str().unwrap_or_default().to_owned();
+        let v = by_type.get(&t).and_then(Value::as_u64).unwrap_or(0) + 1;
+        by_type.insert(t, json!(v));
+    }
+    let c = counts(deps, "zoe").await;
+    assert_eq!(c["total"].as_u64(), Some(live.len() as u64), "{c}");
+    assert_eq!(c["unread"].as_u64(), Some(unread), "{c}");
+    assert_eq!(c["unseen"].as_u64(), Some(unseen), "{c}");
+    assert_eq!(c["byType"], Value::Object(by_type), "{c}");
+    let head = Call::get("/v1/changes")
+        .user("zoe")
+        .query("since", "0")
+        .query("limit", "1000")
+        .send(deps)
+        .await;
+    assert_eq!(
+        c["version"],
+        head.body["changes"]
+            .as_array()
+            .and_then(|a| a.last())
+            .map(|l| l["seq"].clone())
+            .unwrap_or_default(),
+        "counts are versioned by the last seq"
+    );
+}
+
+#[tokio::test]
+async fn pagination_and_filters_walk_the_whole_inbox_once() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    for i in 0..7 {
+        let body = json!({"userId": "pat", "type": if i % 2 == 0 { "even" } else { "odd" }, "title": format!("n{i}"), "body": ""});
+        assert_eq!(
+            Call::post("/v1/notifications")
+                .service("svc")
+                .json(&body)
+                .send(&deps)
+                .await
+                .status,
+            201
+        );
+    }
+    let mut titles = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let mut call = Call::get("/v1/notifications")
+            .user("pat")
+            .query("limit", "3")
+            .query("type", "even");
+        if let Some(c) = &cursor {
+            call = call.query("cursor", c);
+        }
+        let page = call.send(&deps).await;
+        titles.extend(
+            page.body["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|n| n["title"].as_str().map(str::to_owned)),
+        );
+        match page.body["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(titles, ["n6", "n4", "n2", "n0"]);
+}
+
+#[tokio::test]
+async fn a_sender_over_its_limit_gets_429_with_retry_after() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let mut inbox = shared::config::InboxSettings::default();
+    inbox.per_sender.burst = 3;
+    inbox.per_sender.per_period = 1;
+    inbox.per_sender.period = std::time::Duration::from_secs(60);
+    let deps = env.api_with(inbox, env.bus());
+    for i in 0..3 {
+        assert_eq!(
+            Call::post("/v1/notifications")
+                .service("noisy")
+                .json(&note(&format!("u{i}"), "x"))
+                .send(&deps)
+                .await
+                .status,
+            201
+        );
+    }
+    let r = Call::post("/v1/notifications")
+        .service("noisy")
+        .json(&note("u9", "x"))
+        .send(&deps)
+        .await;
+    assert_eq!(
+        (r.status, r.content_type()),
+        (429, "application/problem+json")
+    );
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(
+        counts(&deps, "u9").await["total"].as_u64(),
+        Some(0),
+        "nothing stored"
+    );
+    // Another sender is not affected.
+    assert_eq!(
+        Call::post("/v1/notifications")
+            .service("quiet")
+            .json(&note("u9", "x"))
+            .send(&deps)
+            .await
+            .status,
+        201
+    );
+
+    // Per recipient.
+    let mut inbox = shared::config::InboxSettings::default();
+    inbox.per_recipient.burst = 2;
+    let deps = env.api_with(inbox, env.bus());
+    for _ in 0..2 {
+        assert_eq!(
+            Call::post("/v1/notifications")
+                .service("svc")
+                .json(&note("flooded", "x"))
+                .send(&deps)
+                .await
+                .status,
+            201
+        );
+    }
+    let r = Call::post("/v1/notifications")
+        .service("svc")
+        .json(&note("flooded", "x"))
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn a_since_older_than_the_retained_log_requires_a_resync() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let inbox = shared::config::InboxSettings {
+        change_log_cap: 3,
+        ..Default::default()
+    };
+    let deps = env.api_with(inbox, env.bus());
+    for i in 0..6 {
+        create(&deps, "quinn", &format!("n{i}")).await;
+    }
+    let r = Call::get("/v1/changes")
+        .user("quinn")
+        .query("since", "1")
+        .send(&deps)
+        .await;
+    assert_eq!(
+        (r.status, r.content_type()),
+        (410, "application/problem+json")
+    );
+    assert!(r.body["type"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("resync-required")));
+    let r = Call::get("/v1/changes")
+        .user("quinn")
+        .query("since", "3")
+        .send(&deps)
+        .await;
+    assert_eq!(
+        (r.status, r.body["changes"].as_array().map(Vec::len)),
+        (200, Some(3))
+    );
+    let ahead = Call::get("/v1/changes")
+        .user("quinn")
+        .query("since", "99")
+        .send(&deps)
+        .await;
+    assert_eq!(
+        ahead.status, 410,
+        "a since ahead of the user's seq (an expired inbox) also resyncs"
+    );
+}
