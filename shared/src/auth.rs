@@ -212,6 +212,97 @@ impl JwksVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    // Test-only P-256 keys. KEY_A is published in the JWKS; KEY_B is an attacker's.
+    const KEY_A: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgQeceKGR8G3Id57A0
+kRyMN00IoTTidj5uIYLSPu78fJ6hRANCAAQ5T8IChnhNSx2iHHuzt8h6Cln38JZo
+pzTTSOY12GCXpI3erhQafN60805ig0hd+M/JceLA4hWpY0+pUb9tt3RX
+-----END PRIVATE KEY-----";
+    const KEY_B: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTI1Ldig0jhbI9Acq
+KMBlV1vkr4H6UcPVtE6iJKzwzXqhRANCAARtJ3B6P792vfGywnTozc4VdtmRv86s
+ZIb/hywEYUgqr2EfZS3N7Evoo7UNH0MSYnAuiE2nMZfG6Rv5KyVKJXoA
+-----END PRIVATE KEY-----";
+
+    fn verifier() -> JwksVerifier {
+        let jwks: JwkSet = serde_json::from_value(json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
+            "x": "OU_CAoZ4TUsdohx7s7fIegpZ9_CWaKc000jmNdhgl6Q", "y": "jd6uFBp83rTzTmKDSF34z8lx4sDiFaljT6lRv223dFc"
+        }]}))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let settings = JwtSettings {
+            issuer: "https://issuer.test".into(),
+            audience: "herald".into(),
+            jwks_url: "http://127.0.0.1:9/jwks".into(),
+        };
+        JwksVerifier::with_keys(settings, jwks)
+    }
+
+    fn token(key: &str, kid: &str, claims: serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.into());
+        let key = EncodingKey::from_ec_pem(key.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        encode(&header, &claims, &key).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn claims(overrides: serde_json::Value) -> serde_json::Value {
+        let now = chrono::Utc::now().timestamp();
+        let mut c = json!({"sub": "alice", "iss": "https://issuer.test", "aud": "herald", "exp": now + 600, "scope": "notifications:write"});
+        if let (Some(c), Some(o)) = (c.as_object_mut(), overrides.as_object()) {
+            c.extend(o.clone());
+        }
+        c
+    }
+
+    #[tokio::test]
+    async fn a_token_from_the_issuer_is_accepted() {
+        let got = verifier()
+            .verify(&token(KEY_A, "k1", claims(json!({}))))
+            .await
+            .ok();
+        assert_eq!(got.as_ref().map(|c| c.sub.as_str()), Some("alice"));
+        assert!(got.is_some_and(|c| c.has_scope(SCOPE_WRITE)));
+    }
+
+    #[tokio::test]
+    async fn forged_expired_and_misdirected_tokens_are_refused() {
+        let v = verifier();
+        let past = chrono::Utc::now().timestamp() - 3600;
+        let cases = [
+            ("forged signature", token(KEY_B, "k1", claims(json!({})))),
+            ("expired", token(KEY_A, "k1", claims(json!({"exp": past})))),
+            (
+                "wrong audience",
+                token(KEY_A, "k1", claims(json!({"aud": "someone-else"}))),
+            ),
+            (
+                "wrong issuer",
+                token(KEY_A, "k1", claims(json!({"iss": "https://evil.test"}))),
+            ),
+            (
+                "empty subject",
+                token(KEY_A, "k1", claims(json!({"sub": ""}))),
+            ),
+            ("not a JWT", "nonsense".to_owned()),
+            ("empty", String::new()),
+        ];
+        for (what, t) in cases {
+            assert!(v.verify(&t).await.is_err(), "{what} was accepted");
+        }
+        let hs256 = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(json!({})),
+            &EncodingKey::from_secret(b"shared"),
+        )
+        .unwrap_or_default();
+        assert!(
+            v.verify(&hs256).await.is_err(),
+            "HS256 is refused, as by API Gateway"
+        );
+    }
 
     #[test]
     fn scopes_are_space_separated_or_flattened_arrays() {
