@@ -1,0 +1,409 @@
+//! Kafka event-source mappings, as Lambda's Kafka pollers run them.
+//!
+//! Contract (per mapping = one consumer group, `ConsumerGroupId`):
+//! - a batch is cut at `BatchSize` records, at 6 MB, or when `MaximumBatchingWindowInSeconds` has
+//!   passed since its first record (`DEVSTACK_BATCH_WINDOW_MS` overrides the window);
+//! - the function receives a `KafkaEvent`: records grouped under `"<topic>-<partition>"`, in offset
+//!   order, base64 key and value, headers as `[{name: [signed bytes]}]`;
+//! - offsets are committed only after the function succeeded; nothing is committed before;
+//! - a failed invocation (error, crash, timeout) retries the *same* batch with backoff, which
+//!   blocks its partitions, until it succeeds or `MaximumRetryAttempts` is exhausted;
+//! - with `ReportBatchItemFailures`, `{"batchItemFailures":[{"itemIdentifier":{"partition":
+//!   "<topic>-<p>","offset":N}}]}` commits what precedes N and resumes that partition at N; an
+//!   identifier naming no record of the batch fails the whole batch, as in Lambda;
+//! - once retries are exhausted the failed records go to the on-failure destination, locally the
+//!   topic `<topic>-dlq` (with `x-devstack-*` headers saying why), and are committed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, Timestamp, TopicPartitionList};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::lambda::Lambda;
+use crate::template::{KafkaEventSource, KafkaSourceKind, StartingPosition};
+
+/// Largest payload Lambda hands a function.
+const MAX_BATCH_BYTES: usize = 6 * 1024 * 1024;
+
+/// One mapping, ready to run.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub function: String,
+    pub source: KafkaEventSource,
+    pub brokers: String,
+    pub batching_window: Duration,
+}
+
+/// The on-failure topic for records of `topic`.
+pub fn dlq_topic(topic: &str) -> String {
+    format!("{topic}-dlq")
+}
+
+/// How one invocation of a batch went, per partition.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Success,
+    /// Whole batch failed, with the reason.
+    Failed(String),
+    /// Partial failure: partition key → first failed offset.
+    Partial(BTreeMap<(String, i32), i64>),
+}
+
+fn signed(bytes: &[u8]) -> Vec<i8> {
+    bytes.iter().map(|b| i8::from_ne_bytes([*b])).collect()
+}
+
+/// Builds the `KafkaEvent` Lambda would send for `batch`.
+pub fn kafka_event(source: &KafkaEventSource, brokers: &str, batch: &[OwnedMessage]) -> Value {
+    let mut records: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for m in batch {
+        let headers: Vec<Value> = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| json!({ h.key: signed(h.value.unwrap_or_default()) }))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (timestamp, kind) = match m.timestamp() {
+            Timestamp::CreateTime(t) => (t, "CREATE_TIME"),
+            Timestamp::LogAppendTime(t) => (t, "LOG_APPEND_TIME"),
+            Timestamp::NotAvailable => (-1, "NO_TIMESTAMP_TYPE"),
+        };
+        let mut r = json!({
+            "topic": m.topic(),
+            "partition": m.partition(),
+            "offset": m.offset(),
+            "timestamp": timestamp,
+            "timestampType": kind,
+            "headers": headers,
+        });
+        if let Some(obj) = r.as_object_mut() {
+            if let Some(k) = m.key() {
+                obj.insert("key".into(), STANDARD.encode(k).into());
+            }
+            if let Some(v) = m.payload() {
+                obj.insert("value".into(), STANDARD.encode(v).into());
+            }
+        }
+        records
+            .entry(format!("{}-{}", m.topic(), m.partition()))
+            .or_default()
+            .push(r);
+    }
+    match &source.kind {
+        KafkaSourceKind::Msk { stream_arn } => {
+            json!({ "eventSource": "aws:kafka", "eventSourceArn": stream_arn, "bootstrapServers": brokers, "records": records })
+        }
+        KafkaSourceKind::SelfManaged => {
+            json!({ "eventSource": "SelfManagedKafka", "bootstrapServers": brokers, "records": records })
+        }
+    }
+}
+
+/// Reads a `ReportBatchItemFailures` answer. `Err` when it names no record of the batch or is
+/// malformed (Lambda then treats the whole batch as failed).
+fn item_failures(
+    body: &[u8],
+    batch: &[OwnedMessage],
+) -> Result<BTreeMap<(String, i32), i64>, String> {
+    let mut out = BTreeMap::new();
+    if body.is_empty() {
+        return Ok(out);
+    }
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the response is not JSON: {e}"))?;
+    let Some(list) = v.get("batchItemFailures") else {
+        return Ok(out);
+    };
+    let Some(list) = list.as_array() else {
+        return if list.is_null() {
+            Ok(out)
+        } else {
+            Err("batchItemFailures is not a list".into())
+        };
+    };
+    for item in list {
+        let id = item
+            .get("itemIdentifier")
+            .ok_or("an item has no itemIdentifier")?;
+        let part = id
+            .get("partition")
+            .and_then(Value::as_str)
+            .ok_or("itemIdentifier.partition is missing")?;
+        let offset = id
+            .get("offset")
+            .and_then(|o| {
+                o.as_i64()
+                    .or_else(|| o.as_str().and_then(|s| s.parse().ok()))
+            })
+            .ok_or("itemIdentifier.offset is missing")?;
+        let m = batch
+            .iter()
+            .find(|m| format!("{}-{}", m.topic(), m.partition()) == part && m.offset() == offset)
+            .ok_or_else(|| format!("itemIdentifier {part}@{offset} is not in the batch"))?;
+        let key = (m.topic().to_owned(), m.partition());
+        let e = out.entry(key).or_insert(offset);
+        *e = (*e).min(offset);
+    }
+    Ok(out)
+}
+
+impl Mapping {
+    fn consumer(&self) -> Result<StreamConsumer, rdkafka::error::KafkaError> {
+        let reset = match self.source.starting_position {
+            StartingPosition::TrimHorizon => "earliest",
+            StartingPosition::Latest => "latest",
+        };
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.source.consumer_group_id)
+            .set("client.id", format!("devstack-{}", self.function))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", reset)
+            // A retried batch may block for a long time; the group must not evict us meanwhile.
+            .set("max.poll.interval.ms", "86400000")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("topic.metadata.refresh.interval.ms", "2000")
+            .create()
+    }
+
+    /// Runs until `stop` is set. Errors talking to Kafka are logged and retried.
+    pub async fn run(self, lambda: Lambda, mut stop: watch::Receiver<bool>) {
+        let label = format!("{}:{}", self.function, self.source.name);
+        let consumer = match self.consumer() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(mapping = %label, "cannot create the consumer: {e}");
+                return;
+            }
+        };
+        let topics: Vec<&str> = self.source.topics.iter().map(String::as_str).collect();
+        if let Err(e) = consumer.subscribe(&topics) {
+            tracing::error!(mapping = %label, "cannot subscribe to {topics:?}: {e}");
+            return;
+        }
+        let producer: Option<FutureProducer> = match ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("linger.ms", "0")
+            .create()
+        {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(mapping = %label, "no producer for the on-failure topic: {e}");
+                None
+            }
+        };
+        tracing::info!(mapping = %label, group = %self.source.consumer_group_id, topics = ?topics, batch_size = self.source.batch_size, "Kafka event-source mapping started");
+        let mut attempts: HashMap<(String, i32), (i64, u32)> = HashMap::new();
+        loop {
+            let first = tokio::select! {
+                m = consumer.recv() => m,
+                _ = crate::lambda::stopped_flag(&mut stop) => return,
+            };
+            let first = match first {
+                Ok(m) => m.detach(),
+                Err(e) => {
+                    tracing::warn!(mapping = %label, "poll failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let mut bytes = first.payload().map_or(0, <[u8]>::len);
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + self.batching_window;
+            while batch.len() < self.source.batch_size && bytes < MAX_BATCH_BYTES {
+                tokio::select! {
+                    m = consumer.recv() => match m {
+                        Ok(m) => {
+                            bytes += m.payload().map_or(0, <[u8]>::len);
+                            batch.push(m.detach());
+                        }
+                        Err(e) => tracing::warn!(mapping = %label, "poll failed: {e}"),
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = crate::lambda::stopped_flag(&mut stop) => return,
+                }
+            }
+            let backoff = self
+                .deliver(
+                    &lambda,
+                    &consumer,
+                    producer.as_ref(),
+                    &batch,
+                    &mut attempts,
+                    &label,
+                )
+                .await;
+            if let Some(wait) = backoff {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = crate::lambda::stopped_flag(&mut stop) => return,
+                }
+            }
+        }
+    }
+
+    /// Invokes the function with `batch`, commits what succeeded and rewinds what must be retried.
+    /// Returns the backoff to wait before the retry, if any.
+    async fn deliver(
+        &self,
+        lambda: &Lambda,
+        consumer: &StreamConsumer,
+        producer: Option<&FutureProducer>,
+        batch: &[OwnedMessage],
+        attempts: &mut HashMap<(String, i32), (i64, u32)>,
+        label: &str,
+    ) -> Option<Duration> {
+        let event = kafka_event(&self.source, &self.brokers, batch);
+        let outcome = match lambda
+            .invoke(&self.function, Bytes::from(event.to_string()))
+            .await
+        {
+            Ok(body) if self.source.report_batch_item_failures => match item_failures(&body, batch)
+            {
+                Ok(f) if f.is_empty() => Outcome::Success,
+                Ok(f) => Outcome::Partial(f),
+                Err(e) => Outcome::Failed(format!("invalid batchItemFailures: {e}")),
+            },
+            Ok(_) => Outcome::Success,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+
+        // Per partition: (first offset in batch, last offset in batch).
+        let mut partitions: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
+        for m in batch {
+            let e = partitions
+                .entry((m.topic().to_owned(), m.partition()))
+                .or_insert((m.offset(), m.offset()));
+            e.0 = e.0.min(m.offset());
+            e.1 = e.1.max(m.offset());
+        }
+        let reason = match &outcome {
+            Outcome::Failed(r) => r.clone(),
+            _ => "the function reported these records as failed".to_owned(),
+        };
+        let mut commit = TopicPartitionList::new();
+        let mut retry_wait: Option<Duration> = None;
+        for ((topic, partition), (first, last)) in &partitions {
+            let key = (topic.clone(), *partition);
+            let failed_at = match &outcome {
+                Outcome::Success => None,
+                Outcome::Failed(_) => Some(*first),
+                Outcome::Partial(f) => f.get(&key).copied(),
+            };
+            let Some(failed_at) = failed_at else {
+                attempts.remove(&key);
+                let _ = commit.add_partition_offset(topic, *partition, Offset::Offset(last + 1));
+                continue;
+            };
+            let entry = attempts.entry(key.clone()).or_insert((failed_at, 0));
+            if entry.0 != failed_at {
+                *entry = (failed_at, 0);
+            }
+            entry.1 += 1;
+            let failures = entry.1;
+            let exhausted = self
+                .source
+                .maximum_retry_attempts
+                .is_some_and(|max| failures > max);
+            if exhausted {
+                let failed: Vec<&OwnedMessage> = batch
+                    .iter()
+                    .filter(|m| {
+                        m.topic() == topic && m.partition() == *partition && m.offset() >= failed_at
+                    })
+                    .collect();
+                tracing::warn!(mapping = %label, partition = %format!("{topic}-{partition}"), offset = failed_at, records = failed.len(), "retries exhausted after {failures} failures: {reason}");
+                self.send_to_destination(producer, &failed, &reason, label)
+                    .await;
+                attempts.remove(&key);
+                let _ = commit.add_partition_offset(topic, *partition, Offset::Offset(last + 1));
+            } else {
+                tracing::warn!(mapping = %label, partition = %format!("{topic}-{partition}"), offset = failed_at, attempt = failures, "batch failed, will retry: {reason}");
+                if failed_at > *first {
+                    let _ =
+                        commit.add_partition_offset(topic, *partition, Offset::Offset(failed_at));
+                }
+                if let Err(e) = consumer.seek(
+                    topic,
+                    *partition,
+                    Offset::Offset(failed_at),
+                    Duration::from_secs(5),
+                ) {
+                    tracing::error!(mapping = %label, "cannot rewind {topic}-{partition} to {failed_at}: {e}");
+                }
+                let wait =
+                    Duration::from_millis(100u64 << failures.min(5)).min(Duration::from_secs(5));
+                retry_wait = Some(retry_wait.map_or(wait, |w| w.max(wait)));
+            }
+        }
+        if commit.count() > 0 {
+            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+                tracing::error!(mapping = %label, "commit failed (the records will be delivered again): {e}");
+            }
+        }
+        retry_wait
+    }
+
+    async fn send_to_destination(
+        &self,
+        producer: Option<&FutureProducer>,
+        records: &[&OwnedMessage],
+        reason: &str,
+        label: &str,
+    ) {
+        let (Some(producer), Some(_)) = (producer, &self.source.on_failure) else {
+            tracing::warn!(mapping = %label, "no on-failure destination: {} records dropped", records.len());
+            return;
+        };
+        for m in records {
+            let topic = dlq_topic(m.topic());
+            let source = format!("{}-{}@{}", m.topic(), m.partition(), m.offset());
+            let mut headers = OwnedHeaders::new();
+            if let Some(h) = m.headers() {
+                for h in h.iter() {
+                    headers = headers.insert(Header {
+                        key: h.key,
+                        value: h.value,
+                    });
+                }
+            }
+            headers = headers
+                .insert(Header {
+                    key: "x-devstack-source",
+                    value: Some(source.as_bytes()),
+                })
+                .insert(Header {
+                    key: "x-devstack-function",
+                    value: Some(self.function.as_bytes()),
+                })
+                .insert(Header {
+                    key: "x-devstack-error",
+                    value: Some(reason.as_bytes()),
+                });
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&topic).headers(headers);
+            if let Some(k) = m.key() {
+                record = record.key(k);
+            }
+            if let Some(v) = m.payload() {
+                record = record.payload(v);
+            }
+            if let Err((e, _)) = producer.send(record, Duration::from_secs(5)).await {
+                tracing::error!(mapping = %label, "cannot write {source} to {topic}: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Kafka for the functions, and the event-source mappings that feed them.
+//!
+//! - [`KafkaService::embedded`]: librdkafka's mock cluster, a real Kafka-protocol broker, kept on a
+//!   dedicated thread (it is not `Send`). Herald's topics are created from
+//!   `shared::protocol::topics::TOPICS` with `create_topic` (the mock has no CreateTopics call).
+//!   Its data lives in memory only.
+//! - [`KafkaService::external`]: `KAFKA_BROKERS`; topics are ensured with `shared::bus::ensure_topics`.
+//! - [`mapping`]: one consumer group per `MSK` / `SelfManagedKafka` event, as Lambda's pollers.
+
+pub mod mapping;
+
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use shared::protocol::topics::TOPICS;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaServiceError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("kafka topics: {0}")]
+    Bus(#[from] shared::bus::BusError),
+    #[error("kafka settings: {0}")]
+    Config(#[from] shared::config::ConfigError),
+    #[error("the embedded Kafka broker stopped")]
+    EmbeddedGone,
+}
+
+enum Command {
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        reply: std_mpsc::Sender<Result<(), KafkaError>>,
+    },
+    Stop,
+}
+
+/// The Kafka the functions and mappings use.
+pub struct KafkaService {
+    brokers: String,
+    embedded: Option<(std_mpsc::Sender<Command>, JoinHandle<()>)>,
+}
+
+impl std::fmt::Debug for KafkaService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaService")
+            .field("brokers", &self.brokers)
+            .field("embedded", &self.embedded.is_some())
+            .finish()
+    }
+}
+
+impl KafkaService {
+    /// Starts the in-process mock cluster (one broker) with Herald's topics.
+    pub fn embedded() -> Result<KafkaService, KafkaServiceError> {
+        let (ready_tx, ready_rx) = std_mpsc::channel::<Result<String, KafkaError>>();
+        let (tx, rx) = std_mpsc::channel::<Command>();
+        let thread = std::thread::Builder::new()
+            .name("devstack-kafka".into())
+            .spawn(move || {
+                let cluster = match rdkafka::mocking::MockCluster::new(1) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                for spec in TOPICS {
+                    if let Err(e) = cluster.create_topic(spec.name, spec.partitions, 1) {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                }
+                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                while let Ok(cmd) = rx.recv() {
+                    match cmd {
+                        Command::CreateTopic {
+                            name,
+                            partitions,
+                            reply,
+                        } => {
+                            let _ = reply.send(cluster.create_topic(&name, partitions, 1));
+                        }
+                        Command::Stop => break,
+                    }
+                }
+            })
+            .map_err(|_| KafkaServiceError::EmbeddedGone)?;
+        let brokers = ready_rx
+            .recv()
+            .map_err(|_| KafkaServiceError::EmbeddedGone)??;
+        tracing::info!("embedded Kafka (librdkafka mock cluster) at {brokers}");
+        Ok(KafkaService {
+            brokers,
+            embedded: Some((tx, thread)),
+        })
+    }
+
+    /// Uses the broker at `brokers`, creating Herald's topics there if they are missing.
+    pub async fn external(brokers: String) -> Result<KafkaService, KafkaServiceError> {
+        let settings = shared::config::KafkaSettings::from_env(&shared::config::Env::from_pairs(
+            [("KAFKA_BROKERS", brokers.as_str())],
+        ))?;
+        shared::bus::ensure_topics(&settings, 1).await?;
+        Ok(KafkaService {
+            brokers,
+            embedded: None,
+        })
+    }
+
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// Creates a topic if it does not exist (mapping topics outside Herald's table, DLQ topics).
+    pub async fn create_topic(&self, name: &str, partitions: i32) -> Result<(), KafkaServiceError> {
+        match &self.embedded {
+            Some((tx, _)) => {
+                let (reply, answer) = std_mpsc::channel();
+                tx.send(Command::CreateTopic {
+                    name: name.to_owned(),
+                    partitions,
+                    reply,
+                })
+                .map_err(|_| KafkaServiceError::EmbeddedGone)?;
+                let answer = tokio::task::spawn_blocking(move || {
+                    answer.recv_timeout(Duration::from_secs(10))
+                })
+                .await
+                .map_err(|_| KafkaServiceError::EmbeddedGone)?
+                .map_err(|_| KafkaServiceError::EmbeddedGone)?;
+                match answer {
+                    Ok(()) | Err(KafkaError::AdminOp(RDKafkaErrorCode::TopicAlreadyExists)) => {
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            None => {
+                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                    .set("bootstrap.servers", &self.brokers)
+                    .create()?;
+                let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+                let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+                for r in admin.create_topics([&topic], &opts).await? {
+                    match r {
+                        Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((_, code)) => return Err(KafkaError::AdminOp(code).into()),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops the embedded broker (its data is gone); nothing for an external one.
+    pub fn stop(self) {
+        if let Some((tx, thread)) = self.embedded {
+            let _ = tx.send(Command::Stop);
+            let _ = thread.join();
+        }
+    }
+}

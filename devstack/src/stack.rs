@@ -1,0 +1,394 @@
+//! Starts everything the template wires, in order, and stops it all again.
+//!
+//! Order: listeners (so the real addresses are known) → issuer key → template (with devstack's
+//! issuer and audience as `JwtIssuer`/`JwtAudience` when the template declares them and they are
+//! not overridden) → Redis → Kafka (+ mapping and DLQ topics) → functions → gateways, mappings,
+//! schedules.
+//!
+//! Function environment, lowest to highest precedence: Globals, the function's own variables,
+//! then any of those variables set in devstack's own environment (as `sam local --env-vars`);
+//! then devstack supplies `REDIS_URL`, `KAFKA_BROKERS`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`
+//! and `CONNECTIONS_URL` unless devstack's own environment sets them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::http_gateway::{self, HttpGateway};
+use crate::jwt::{Issuer, JwtError};
+use crate::kafka::mapping::{self, Mapping};
+use crate::kafka::{KafkaService, KafkaServiceError};
+use crate::lambda::{invoke_api, FunctionSpec, Lambda};
+use crate::redis::{RedisError, RedisService};
+use crate::template::{self, LoadOptions, Pseudo, Stack, TemplateError};
+use crate::ws_gateway::{self, WsGateway, WsLimits};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("template {path}: {source}")]
+    Template {
+        path: PathBuf,
+        #[source]
+        source: TemplateError,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Jwt(#[from] JwtError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaServiceError),
+    #[error("function {function}: {path} does not exist; build it with `cargo build --profile local -p {function}` (or run scripts/dev)")]
+    MissingBinary { function: String, path: PathBuf },
+}
+
+/// A running devstack.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub ws_addr: SocketAddr,
+    pub invoke_addr: SocketAddr,
+    pub stack: Stack,
+    pub lambda: Lambda,
+    pub issuer: Arc<Issuer>,
+    pub ws_stage: String,
+    pub redis_url: String,
+    pub kafka_brokers: String,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    redis: RedisService,
+    kafka: KafkaService,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("http", &self.http_addr)
+            .field("ws", &self.ws_addr)
+            .field("invoke", &self.invoke_addr)
+            .finish()
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StackError> {
+    let l = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StackError::Bind { addr, source })?;
+    let a = l
+        .local_addr()
+        .map_err(|source| StackError::Bind { addr, source })?;
+    Ok((l, a))
+}
+
+/// The template as devstack would run it with `settings`, without starting anything.
+pub fn read_template(settings: &Settings, http: &str, ws: &str) -> Result<Stack, StackError> {
+    let text = std::fs::read_to_string(&settings.template).map_err(|e| StackError::Template {
+        path: settings.template.clone(),
+        source: TemplateError::Read {
+            path: settings.template.clone(),
+            source: e,
+        },
+    })?;
+    let mut parameters = settings.parameters.clone();
+    // devstack is the issuer: point the template's JWT parameters at it unless told otherwise.
+    let declared: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| StackError::Template {
+            path: settings.template.clone(),
+            source: e.into(),
+        })?;
+    for (name, value) in [
+        ("JwtIssuer", http.to_owned()),
+        ("JwtAudience", settings.audience.clone()),
+    ] {
+        if declared
+            .get("Parameters")
+            .and_then(|p| p.get(name))
+            .is_some()
+        {
+            parameters.entry(name.to_owned()).or_insert(value);
+        }
+    }
+    let options = LoadOptions {
+        parameters,
+        pseudo: Pseudo {
+            region: settings.region.clone(),
+            ..Pseudo::default()
+        },
+        http_endpoint: http.to_owned(),
+        ws_endpoint: ws.to_owned(),
+    };
+    template::parse(&text, &options).map_err(|source| StackError::Template {
+        path: settings.template.clone(),
+        source,
+    })
+}
+
+/// Starts devstack. `env` is devstack's own environment (overrides and `REDIS_URL`/`KAFKA_BROKERS`).
+pub async fn start(
+    settings: Settings,
+    env: BTreeMap<String, String>,
+) -> Result<Running, StackError> {
+    let (http_listener, http_addr) = bind(settings.http_addr).await?;
+    let (ws_listener, ws_addr) = bind(settings.ws_addr).await?;
+    let (invoke_listener, invoke_addr) = bind(settings.invoke_addr).await?;
+    let issuer_url = format!("http://{http_addr}");
+    let issuer = Arc::new(Issuer::load_or_create(
+        &settings.data_dir,
+        &issuer_url,
+        &settings.audience,
+    )?);
+    let stack = read_template(&settings, &issuer_url, &format!("ws://{ws_addr}"))?;
+    let ws_stage = settings.ws_stage.clone();
+
+    let mut executables = BTreeMap::new();
+    for f in &stack.functions {
+        let path = settings.bin_dir.join(&f.binary);
+        if !path.is_file() {
+            return Err(StackError::MissingBinary {
+                function: f.binary.clone(),
+                path,
+            });
+        }
+        executables.insert(f.binary.clone(), path);
+    }
+
+    let redis = RedisService::start(
+        &settings.data_dir,
+        env.get("REDIS_URL").filter(|v| !v.is_empty()).cloned(),
+    )
+    .await?;
+    let kafka = match env.get("KAFKA_BROKERS").filter(|v| !v.is_empty()) {
+        Some(b) => KafkaService::external(b.clone()).await?,
+        None => KafkaService::embedded()?,
+    };
+    for f in &stack.functions {
+        for source in &f.kafka {
+            for topic in &source.topics {
+                if !shared::protocol::topics::TOPICS
+                    .iter()
+                    .any(|t| t.name == topic)
+                {
+                    kafka.create_topic(topic, 1).await?;
+                }
+                if source.on_failure.is_some() {
+                    kafka.create_topic(&mapping::dlq_topic(topic), 1).await?;
+                }
+            }
+        }
+    }
+
+    let supplied = [
+        ("REDIS_URL", redis.url().to_owned()),
+        ("KAFKA_BROKERS", kafka.brokers().to_owned()),
+        ("JWT_ISSUER", issuer_url.clone()),
+        ("JWT_AUDIENCE", settings.audience.clone()),
+        ("JWKS_URL", format!("{issuer_url}/.well-known/jwks.json")),
+        ("CONNECTIONS_URL", format!("http://{ws_addr}/{ws_stage}")),
+    ];
+    let pseudo = Pseudo::default();
+    let specs = stack
+        .functions
+        .iter()
+        .map(|f| {
+            let mut environment = f.environment.clone();
+            for (k, v) in environment.iter_mut() {
+                if let Some(own) = env.get(k) {
+                    v.clone_from(own);
+                }
+            }
+            for (k, v) in &supplied {
+                let value = env
+                    .get(*k)
+                    .filter(|v| !v.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| v.clone());
+                environment.insert((*k).to_owned(), value);
+            }
+            FunctionSpec {
+                name: f.binary.clone(),
+                executable: executables.get(&f.binary).cloned().unwrap_or_default(),
+                environment,
+                memory_mb: f.memory_mb,
+                timeout: f.timeout,
+                max_instances: settings.max_instances,
+                region: settings.region.clone(),
+                account_id: pseudo.account_id.clone(),
+            }
+        })
+        .collect();
+    let lambda = Lambda::new(specs);
+
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let serve = |listener: TcpListener, app: axum::Router, mut stopped: watch::Receiver<bool>| {
+        tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            let shutdown = async move { crate::lambda::stopped_flag(&mut stopped).await };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!("server stopped: {e}");
+            }
+        })
+    };
+
+    let http_api = stack.http_api.clone().unwrap_or_default();
+    let gateway = Arc::new(HttpGateway {
+        api: http_api,
+        lambda: lambda.clone(),
+        issuer: issuer.clone(),
+        account_id: pseudo.account_id.clone(),
+    });
+    tasks.push(serve(
+        http_listener,
+        http_gateway::router(gateway),
+        stopped.clone(),
+    ));
+    tasks.push(serve(
+        invoke_listener,
+        invoke_api::router(lambda.clone()),
+        stopped.clone(),
+    ));
+    let ws = WsGateway::new(
+        stack.websocket_api.clone(),
+        lambda.clone(),
+        ws_stage.clone(),
+        WsLimits {
+            idle_timeout: settings.ws_idle_timeout,
+            max_lifetime: settings.ws_max_lifetime,
+            ..WsLimits::default()
+        },
+        format!("{ws_addr}"),
+        pseudo.account_id.clone(),
+    );
+    tasks.push(serve(ws_listener, ws_gateway::router(ws), stopped.clone()));
+
+    for f in &stack.functions {
+        for source in &f.kafka {
+            let m = Mapping {
+                function: f.binary.clone(),
+                source: source.clone(),
+                brokers: kafka.brokers().to_owned(),
+                batching_window: settings.batch_window.unwrap_or(source.batching_window),
+            };
+            tasks.push(tokio::spawn(m.run(lambda.clone(), stopped.clone())));
+        }
+        for s in &f.schedules {
+            tasks.push(tokio::spawn(crate::schedule::run(
+                lambda.clone(),
+                f.binary.clone(),
+                s.clone(),
+                settings.region.clone(),
+                pseudo.account_id.clone(),
+                stopped.clone(),
+            )));
+        }
+    }
+
+    Ok(Running {
+        http_addr,
+        ws_addr,
+        invoke_addr,
+        redis_url: redis.url().to_owned(),
+        kafka_brokers: kafka.brokers().to_owned(),
+        stack,
+        lambda,
+        issuer,
+        ws_stage,
+        stop,
+        tasks,
+        redis,
+        kafka,
+    })
+}
+
+impl Running {
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/{}", self.ws_addr, self.ws_stage)
+    }
+
+    /// A human summary of what runs where.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!("HTTP API        {}\n", self.http_url()));
+        s.push_str(&format!("WebSocket API   {}\n", self.ws_url()));
+        s.push_str(&format!(
+            "@connections    http://{}/{}/@connections/{{id}}\n",
+            self.ws_addr, self.ws_stage
+        ));
+        s.push_str(&format!(
+            "Lambda Invoke   http://{}/2015-03-31/functions/{{name}}/invocations\n",
+            self.invoke_addr
+        ));
+        s.push_str(&format!(
+            "JWKS            {}/.well-known/jwks.json\n",
+            self.http_url()
+        ));
+        s.push_str(&format!("Redis           {}\n", self.redis_url));
+        s.push_str(&format!(
+            "Kafka           {}{}\n",
+            self.kafka_brokers,
+            if self.kafka.is_embedded() {
+                " (embedded)"
+            } else {
+                ""
+            }
+        ));
+        for f in &self.stack.functions {
+            s.push_str(&format!(
+                "function        {} ({}, {} MB, timeout {}s)\n",
+                f.binary,
+                f.logical_id,
+                f.memory_mb,
+                f.timeout.as_secs()
+            ));
+            for k in &f.kafka {
+                s.push_str(&format!(
+                    "  kafka         {:?} group {} batch {}\n",
+                    k.topics, k.consumer_group_id, k.batch_size
+                ));
+            }
+            for sc in &f.schedules {
+                s.push_str(&format!(
+                    "  schedule      {} ({})\n",
+                    sc.expression,
+                    crate::schedule::describe(sc.every)
+                ));
+            }
+        }
+        s
+    }
+
+    /// Stops servers, mappings, schedules and functions, then Redis and Kafka.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a devstack task did not stop within 5 s");
+            }
+        }
+        self.lambda.shutdown().await;
+        self.redis.stop().await;
+        let kafka = self.kafka;
+        let _ = tokio::task::spawn_blocking(move || kafka.stop()).await;
+    }
+}
