@@ -273,7 +273,10 @@ async fn connect(
             let mut multi: Map<String, Value> = Map::new();
             for pair in q.split('&').filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                let (k, v) = (decode(k), decode(v));
+                let (k, v) = (
+                    crate::http_gateway::decode_url_component(k, true),
+                    crate::http_gateway::decode_url_component(v, true),
+                );
                 single.insert(k.clone(), Value::String(v.clone()));
                 if let Some(Value::Array(a)) = multi.get_mut(&k) {
                     a.push(Value::String(v));
@@ -318,27 +321,6 @@ async fn connect(
         .max_frame_size(limits.frame_bytes)
         .max_message_size(limits.message_bytes)
         .on_upgrade(move |socket| session(gw, socket, info))
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            if let Some(b) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn session(gw: Arc<WsGateway>, socket: WebSocket, info: ConnInfo) {
