@@ -99,6 +99,23 @@ fn rate_limited(retry_after: std::time::Duration, what: &str) -> ApiError {
     }
 }
 
+/// 429 when `sender` is over its per-sender limit (one request, whatever the batch size).
+async fn enforce_sender_limit(deps: &Deps, sender: &str) -> Result<(), ApiError> {
+    let limit = deps.store.settings().per_sender;
+    match deps
+        .limiter
+        .check_sender(sender, limit)
+        .await
+        .map_err(store_error)?
+    {
+        RateDecision::Allowed => Ok(()),
+        RateDecision::Limited { retry_after } => Err(rate_limited(
+            retry_after,
+            "this sender is over its rate limit",
+        )),
+    }
+}
+
 /// Publishes committed changes; a Kafka failure is logged and left to the outbox relay.
 async fn publish(deps: &Deps, changes: &[Change]) {
     if let Err(e) = deps.publisher.publish(changes).await {
@@ -163,17 +180,7 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
     too_large_notification(&preview(&recipient, &new))?;
     let claim = idempotency_claim(req, bytes, str::to_owned)?;
     let inbox = deps.store.settings();
-    if let RateDecision::Limited { retry_after } = deps
-        .limiter
-        .check_sender(&claims.sub, inbox.per_sender)
-        .await
-        .map_err(store_error)?
-    {
-        return Err(rate_limited(
-            retry_after,
-            "this sender is over its rate limit",
-        ));
-    }
+    enforce_sender_limit(deps, &claims.sub).await?;
     if let RateDecision::Limited { retry_after } = deps
         .limiter
         .check_recipient(&recipient, inbox.per_recipient)
@@ -258,17 +265,7 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
         too_large_notification(&preview(longest, &new))?;
     }
     let inbox = deps.store.settings();
-    if let RateDecision::Limited { retry_after } = deps
-        .limiter
-        .check_sender(&claims.sub, inbox.per_sender)
-        .await
-        .map_err(store_error)?
-    {
-        return Err(rate_limited(
-            retry_after,
-            "this sender is over its rate limit",
-        ));
-    }
+    enforce_sender_limit(deps, &claims.sub).await?;
     let claim = idempotency_claim(req, bytes, |k| format!("batch:{k}"))?;
     let results: Vec<Result<Option<CreateOutcome>, ApiError>> = stream::iter(recipients.clone())
         .map(|recipient: String| {
