@@ -316,16 +316,9 @@ async fn connect(
         }
     }
 
-    let limits = gw.limits;
-    upgrade
-        .max_frame_size(limits.frame_bytes)
-        .max_message_size(limits.message_bytes)
-        .on_upgrade(move |socket| session(gw, socket, info))
-}
-
-async fn session(gw: Arc<WsGateway>, socket: WebSocket, info: ConnInfo) {
-    let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    // As in AWS, the connection exists once `$connect` has answered 200: register it before
+    // the 101 goes out, so a post racing the handshake is queued, not answered 410.
+    let (tx, rx) = mpsc::unbounded_channel();
     let last_active = Arc::new(Mutex::new((Instant::now(), Utc::now())));
     if let Ok(mut c) = gw.connections.lock() {
         c.insert(
@@ -339,6 +332,28 @@ async fn session(gw: Arc<WsGateway>, socket: WebSocket, info: ConnInfo) {
             },
         );
     }
+    let limits = gw.limits;
+    let (failed_gw, failed_id) = (gw.clone(), info.id.clone());
+    upgrade
+        .max_frame_size(limits.frame_bytes)
+        .max_message_size(limits.message_bytes)
+        .on_failed_upgrade(move |_| {
+            if let Ok(mut c) = failed_gw.connections.lock() {
+                c.remove(&failed_id);
+            }
+        })
+        .on_upgrade(move |socket| session(gw, socket, info, tx, rx, last_active))
+}
+
+async fn session(
+    gw: Arc<WsGateway>,
+    socket: WebSocket,
+    info: ConnInfo,
+    tx: mpsc::UnboundedSender<Outbound>,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    last_active: Arc<Mutex<(Instant, DateTime<Utc>)>>,
+) {
+    let (mut sink, mut stream) = socket.split();
     let touch = || {
         if let Ok(mut l) = last_active.lock() {
             *l = (Instant::now(), Utc::now());

@@ -30,12 +30,19 @@ pub enum KafkaServiceError {
     Config(#[from] shared::config::ConfigError),
     #[error("the embedded Kafka broker stopped")]
     EmbeddedGone,
+    #[error("only the embedded Kafka broker can be taken down")]
+    NotEmbedded,
 }
 
 enum Command {
     CreateTopic {
         name: String,
         partitions: i32,
+        reply: std_mpsc::Sender<Result<(), KafkaError>>,
+    },
+    /// Takes the broker down (`true`) or brings it back, as a fault for tests.
+    SetDown {
+        down: bool,
         reply: std_mpsc::Sender<Result<(), KafkaError>>,
     },
     Stop,
@@ -86,6 +93,14 @@ impl KafkaService {
                             reply,
                         } => {
                             let _ = reply.send(cluster.create_topic(&name, partitions, 1));
+                        }
+                        Command::SetDown { down, reply } => {
+                            // The mock cluster's one broker has id 1.
+                            let _ = reply.send(if down {
+                                cluster.broker_down(1)
+                            } else {
+                                cluster.broker_up(1)
+                            });
                         }
                         Command::Stop => break,
                     }
@@ -161,6 +176,22 @@ impl KafkaService {
                 Ok(())
             }
         }
+    }
+
+    /// Takes the embedded broker down, or brings it back (its data survives): the "Kafka is
+    /// down" fault. An external broker cannot be controlled from here.
+    pub async fn set_down(&self, down: bool) -> Result<(), KafkaServiceError> {
+        let Some((tx, _)) = &self.embedded else {
+            return Err(KafkaServiceError::NotEmbedded);
+        };
+        let (reply, answer) = std_mpsc::channel();
+        tx.send(Command::SetDown { down, reply })
+            .map_err(|_| KafkaServiceError::EmbeddedGone)?;
+        tokio::task::spawn_blocking(move || answer.recv_timeout(Duration::from_secs(10)))
+            .await
+            .map_err(|_| KafkaServiceError::EmbeddedGone)?
+            .map_err(|_| KafkaServiceError::EmbeddedGone)??;
+        Ok(())
     }
 
     /// Stops the embedded broker (its data is gone); nothing for an external one.

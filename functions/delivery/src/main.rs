@@ -1,0 +1,15 @@
+//! Cold start: logs, configuration, clients; then one Kafka batch per invocation.
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::config::Env;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let deps = delivery::Deps::from_env(&Env::process().with_secrets().await?).await?;
+    let deps = &deps;
+    run(service_fn(move |event: LambdaEvent<_>| {
+        delivery::handle(deps, event)
+    }))
+    .await
+}

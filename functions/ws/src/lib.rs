@@ -1,0 +1,373 @@
+//! # The WebSocket routes
+//!
+//! One function behind every route of the WebSocket API (route selection
+//! `$request.body.action`):
+//!
+//! - `$connect` verifies the JWT in `?token=` (signature against the issuer's JWKS, `iss`, `aud`,
+//!   `exp`) and registers the connection for its subject; anything else answers 401 and API
+//!   Gateway refuses the handshake;
+//! - `$disconnect` unregisters it;
+//! - the actions of [`Action`] (`sync`, `markRead`, `markSeen`, `markAllRead`, `archive`, `click`,
+//!   `ping`), and `$default` for anything else, which gets an `error` frame.
+//!
+//! Replies go out through `@connections` (PostToConnection): a route's return value reaches the
+//! client only on a two-way route. Mutations use the same store operations as the HTTP API and
+//! publish the same events; their effect reaches every device of the user (this one included)
+//! through `delivery`, or through the publisher's fallback when Kafka is down. A refused frame
+//! gets an `error` frame and the connection stays open.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use lambda_runtime::LambdaEvent;
+use shared::auth::JwksVerifier;
+use shared::bus::EventBus;
+use shared::config::{Env, InboxSettings, JwtSettings, KafkaSettings, RedisSettings};
+use shared::error::StartupError;
+use shared::limits;
+use shared::model::FlagsPatch;
+use shared::outbox::Publisher;
+use shared::protocol::frames::{sync_pages, ErrorCode};
+use shared::protocol::{Action, Frame, FRAME_MAX_BYTES};
+use shared::realtime::Fanout;
+use shared::store::inbox::MarkAllRead;
+use shared::store::{
+    Change, ChangesPage, Connection, InboxStore, KeySpace, RedisConn, StoreError, UpdateOutcome,
+};
+
+/// How many changes one store read of a `sync` fetches.
+const SYNC_READ: usize = 200;
+
+/// Built once per cold start.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub store: InboxStore,
+    pub publisher: Publisher,
+    pub fanout: Fanout,
+    pub verifier: JwksVerifier,
+}
+
+impl Deps {
+    pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
+        let redis = RedisSettings::from_env(env)?;
+        let kafka = KafkaSettings::from_env(env)?;
+        let conn = RedisConn::connect(&redis).await?;
+        let keys = KeySpace::new(redis.key_prefix);
+        let fanout = Fanout::from_env(env, conn.clone(), keys.clone())?;
+        let store = InboxStore::new(conn, keys, InboxSettings::from_env(env)?);
+        let publisher = Publisher::new(EventBus::connect(&kafka).await?, store.clone())
+            .with_fallback(fanout.clone());
+        Ok(Deps {
+            store,
+            publisher,
+            fanout,
+            verifier: JwksVerifier::new(JwtSettings::from_env(env)?),
+        })
+    }
+}
+
+fn status(code: i64) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = code;
+    response
+}
+
+/// One route event. Answers 200 except for a refused `$connect` (401), or 500 when Redis is down
+/// at `$connect` (the client retries).
+pub async fn handle(
+    deps: &Deps,
+    event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
+) -> Result<ApiGatewayProxyResponse, lambda_runtime::Error> {
+    let request = event.payload;
+    let ctx = &request.request_context;
+    let connection_id = ctx.connection_id.clone().unwrap_or_default();
+    let route = ctx.route_key.as_deref().unwrap_or("$default");
+    Ok(match route {
+        "$connect" => connect(deps, &request, &connection_id).await,
+        "$disconnect" => {
+            if let Err(e) = deps.fanout.registry().unregister(&connection_id).await {
+                // The registry entries expire by themselves; the next delivery prunes it as gone.
+                tracing::warn!(connection = connection_id, error = %e, "unregistering failed");
+            }
+            status(200)
+        }
+        _ => {
+            message(deps, &request, &connection_id).await;
+            status(200)
+        }
+    })
+}
+
+async fn connect(
+    deps: &Deps,
+    request: &ApiGatewayWebsocketProxyRequest,
+    connection_id: &str,
+) -> ApiGatewayProxyResponse {
+    let token = request
+        .query_string_parameters
+        .first("token")
+        .unwrap_or_default();
+    let claims = match deps.verifier.verify(token).await {
+        Ok(claims) => claims,
+        Err(e) => {
+            tracing::info!(connection = connection_id, reason = %e, "refused a connection");
+            return status(401);
+        }
+    };
+    if !limits::valid_user_id(&claims.sub) {
+        tracing::info!(
+            connection = connection_id,
+            "refused a connection: unusable subject"
+        );
+        return status(401);
+    }
+    let connection = Connection {
+        id: connection_id.to_owned(),
+        connected_at_ms: request.request_context.connected_at,
+        token_expires_ms: claims.exp.map_or(i64::MAX, |exp| exp as i64 * 1000),
+    };
+    match deps
+        .fanout
+        .registry()
+        .register(&claims.sub, &connection)
+        .await
+    {
+        Ok(()) => {
+            tracing::debug!(connection = connection_id, user = claims.sub, "connected");
+            status(200)
+        }
+        Err(e) => {
+            tracing::error!(connection = connection_id, error = %e, "registering failed");
+            status(500)
+        }
+    }
+}
+
+/// Posts a reply to the connection. A connection that is gone needs no reply.
+async fn reply(deps: &Deps, connection_id: &str, frame: &Frame) {
+    let outcome = deps.fanout.api().post(connection_id, &frame.encode()).await;
+    if let shared::realtime::PostOutcome::Failed(e) = outcome {
+        tracing::warn!(connection = connection_id, error = %e, "reply failed");
+    }
+}
+
+async fn message(deps: &Deps, request: &ApiGatewayWebsocketProxyRequest, connection_id: &str) {
+    let body = request.body.as_deref().unwrap_or_default();
+    if request.is_base64_encoded {
+        let frame = Frame::error(ErrorCode::BadFrame, "frames are JSON text", None);
+        return reply(deps, connection_id, &frame).await;
+    }
+    if body.len() > FRAME_MAX_BYTES {
+        let frame = Frame::error(
+            ErrorCode::BadFrame,
+            format!("a frame is at most {FRAME_MAX_BYTES} bytes"),
+            None,
+        );
+        return reply(deps, connection_id, &frame).await;
+    }
+    let action = match Action::parse(body) {
+        Ok(action) => action,
+        Err(error) => return reply(deps, connection_id, &error).await,
+    };
+    let user = match deps.fanout.registry().user_of(connection_id).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            let frame = Frame::error(
+                ErrorCode::Unauthorized,
+                "this connection is not registered (its token expired?); reconnect",
+                Some(action.name()),
+            );
+            reply(deps, connection_id, &frame).await;
+            if let Err(e) = deps.fanout.api().close(connection_id).await {
+                tracing::warn!(connection = connection_id, error = %e, "closing failed");
+            }
+            return;
+        }
+        Err(e) => return unavailable(deps, connection_id, action.name(), &e).await,
+    };
+    let name = action.name();
+    if let Err(e) = act(deps, connection_id, &user, action).await {
+        unavailable(deps, connection_id, name, &e).await;
+    }
+}
+
+async fn unavailable(deps: &Deps, connection_id: &str, action: &str, error: &StoreError) {
+    tracing::error!(
+        connection = connection_id,
+        action,
+        error = %error,
+        "action failed"
+    );
+    let frame = Frame::error(
+        ErrorCode::Unavailable,
+        "the store is unavailable; retry",
+        Some(action),
+    );
+    reply(deps, connection_id, &frame).await;
+}
+
+fn not_found(action: &Action, id: &str) -> Frame {
+    Frame::error(
+        ErrorCode::NotFound,
+        format!("no notification {id} in your inbox"),
+        Some(action.name()),
+    )
+}
+
+/// Runs one action for `user` on behalf of `connection_id`.
+async fn act(
+    deps: &Deps,
+    connection_id: &str,
+    user: &str,
+    action: Action,
+) -> Result<(), StoreError> {
+    let patch = |read, seen, archived| FlagsPatch {
+        read,
+        seen,
+        archived,
+    };
+    match &action {
+        Action::Ping {} => reply(deps, connection_id, &Frame::Pong {}).await,
+        Action::Sync { since } => sync(deps, connection_id, user, *since).await?,
+        Action::MarkRead { id } => {
+            update(
+                deps,
+                connection_id,
+                user,
+                &action,
+                id,
+                patch(Some(true), None, None),
+            )
+            .await?
+        }
+        Action::Archive { id } => {
+            update(
+                deps,
+                connection_id,
+                user,
+                &action,
+                id,
+                patch(None, None, Some(true)),
+            )
+            .await?
+        }
+        Action::MarkSeen { ids } => {
+            let mut changes = Vec::new();
+            let mut missing = Vec::new();
+            for id in ids {
+                match deps
+                    .store
+                    .update(user, id, patch(None, Some(true), None))
+                    .await?
+                {
+                    UpdateOutcome::Updated { change, .. } => changes.push(change),
+                    UpdateOutcome::Unchanged(_) => {}
+                    UpdateOutcome::Missing => missing.push(id.as_str()),
+                }
+            }
+            publish(deps, &changes).await;
+            if !missing.is_empty() {
+                reply(
+                    deps,
+                    connection_id,
+                    &not_found(&action, &missing.join(", ")),
+                )
+                .await;
+            }
+        }
+        Action::MarkAllRead { notification_type } => {
+            if notification_type
+                .as_deref()
+                .is_some_and(|t| !limits::valid_type(t))
+            {
+                let frame = Frame::error(
+                    ErrorCode::Invalid,
+                    "type is not a valid notification type",
+                    Some(action.name()),
+                );
+                reply(deps, connection_id, &frame).await;
+                return Ok(());
+            }
+            let MarkAllRead { change, .. } = deps
+                .store
+                .mark_all_read(user, notification_type.as_deref())
+                .await?;
+            if let Some(change) = change {
+                publish(deps, std::slice::from_ref(&change)).await;
+            }
+        }
+        Action::Click { id } => {
+            if deps.store.get(user, id).await?.is_none() {
+                reply(deps, connection_id, &not_found(&action, id)).await;
+                return Ok(());
+            }
+            if let Err(e) = deps.publisher.record_click(user, id).await {
+                tracing::warn!(user, id, error = %e, "click not recorded: kafka unavailable");
+                let frame = Frame::error(
+                    ErrorCode::Unavailable,
+                    "the click could not be recorded; retry",
+                    Some(action.name()),
+                );
+                reply(deps, connection_id, &frame).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn update(
+    deps: &Deps,
+    connection_id: &str,
+    user: &str,
+    action: &Action,
+    id: &str,
+    patch: FlagsPatch,
+) -> Result<(), StoreError> {
+    match deps.store.update(user, id, patch).await? {
+        UpdateOutcome::Updated { change, .. } => publish(deps, std::slice::from_ref(&change)).await,
+        UpdateOutcome::Unchanged(_) => {}
+        UpdateOutcome::Missing => reply(deps, connection_id, &not_found(action, id)).await,
+    }
+    Ok(())
+}
+
+/// Publishes committed changes; if Kafka does not acknowledge, the publisher's fallback posts
+/// them to the user's connections and the outbox relay publishes them later.
+async fn publish(deps: &Deps, changes: &[Change]) {
+    if let Err(e) = deps.publisher.publish(changes).await {
+        tracing::warn!(error = %e, "kafka did not acknowledge; the outbox relay will publish");
+    }
+}
+
+/// Every change after `since`, as `sync.result` pages of at most 32 KB, or `resync`.
+async fn sync(deps: &Deps, connection_id: &str, user: &str, since: u64) -> Result<(), StoreError> {
+    let mut since = since;
+    // The log holds at most CHANGE_LOG_CAP changes (plus unpublished ones): bounded.
+    let max_reads = deps.store.settings().change_log_cap as usize / SYNC_READ + 2;
+    for read in 0..max_reads {
+        match deps.store.changes(user, since, SYNC_READ).await? {
+            ChangesPage::Resync { head } => {
+                reply(deps, connection_id, &Frame::Resync { head }).await;
+                return Ok(());
+            }
+            ChangesPage::Changes {
+                changes,
+                up_to,
+                head,
+            } => {
+                let more = up_to < head && !changes.is_empty() && read + 1 < max_reads;
+                let frames = changes.iter().filter_map(Frame::from_envelope).collect();
+                for page in sync_pages(since, frames, !more) {
+                    if let shared::realtime::PostOutcome::Gone =
+                        deps.fanout.api().post(connection_id, &page).await
+                    {
+                        return Ok(());
+                    }
+                }
+                if !more {
+                    return Ok(());
+                }
+                since = up_to;
+            }
+        }
+    }
+    Ok(())
+}

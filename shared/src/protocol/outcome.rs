@@ -1,0 +1,88 @@
+//! The delivery-outcome event: the one JSON shape of every record on `notification-delivery`,
+//! keyed by notification id. One record per attempt outcome per channel, in the one vocabulary of
+//! `DESIGN.md` §3 ([`OutcomeStatus`] with a `reason`).
+//!
+//! ```json
+//! {"v":1,"id":"<uuidv7>","notificationId":"…","userId":"alice","notificationType":"comment",
+//!  "channel":"IN_APP","status":"suppressed","reason":"no-connection",
+//!  "at":"2026-11-29T12:00:00.004Z","latencyMs":4}
+//! ```
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Channel, Notification, OutcomeStatus};
+
+use super::envelope::ENVELOPE_VERSION;
+
+/// Reasons, defined once. `status` says what happened; `reason` says why.
+pub mod reason {
+    /// IN_APP: the user had no open connection (the inbox still holds it; `sync` brings it).
+    pub const NO_CONNECTION: &str = "no-connection";
+    /// IN_APP: every connection was gone.
+    pub const GONE: &str = "gone";
+    /// The gateway or provider refused or was unreachable.
+    pub const ERROR: &str = "error";
+    pub const OPTED_OUT: &str = "opted-out";
+    pub const QUIET_HOURS: &str = "quiet-hours";
+    pub const NOT_CONFIGURED: &str = "not-configured";
+    pub const PROVIDER_4XX: &str = "provider-4xx";
+    pub const PROVIDER_5XX: &str = "provider-5xx";
+    /// PUSH: the user has no (unexpired) Web Push subscription.
+    pub const NO_SUBSCRIPTION: &str = "no-subscription";
+    /// EMAIL / SMS: the user has no email address / phone number on record.
+    pub const NO_CONTACT: &str = "no-contact";
+    /// The provider answered 429 with a `Retry-After` too long to wait inline: `deferred` to
+    /// the retry schedule (or `failed` after too many deferrals).
+    pub const RATE_LIMITED: &str = "rate-limited";
+    /// The notification's `expiresAt` passed before it could be sent (e.g. during quiet hours).
+    pub const EXPIRED: &str = "expired";
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryOutcome {
+    pub v: u32,
+    /// UUIDv7 of this event.
+    pub id: String,
+    pub notification_id: String,
+    pub user_id: String,
+    pub notification_type: String,
+    pub channel: Channel,
+    pub status: OutcomeStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+    /// From the notification's creation to this outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+}
+
+impl DeliveryOutcome {
+    /// An outcome for `notification` on `channel`, now.
+    pub fn new(
+        notification: &Notification,
+        channel: Channel,
+        status: OutcomeStatus,
+        reason: Option<&str>,
+    ) -> Self {
+        let at = Utc::now();
+        let latency_ms = (at - notification.created_at).num_milliseconds().max(0) as u64;
+        DeliveryOutcome {
+            v: ENVELOPE_VERSION,
+            id: uuid::Uuid::now_v7().to_string(),
+            notification_id: notification.id.clone(),
+            user_id: notification.user_id.clone(),
+            notification_type: notification.kind.clone(),
+            channel,
+            status,
+            reason: reason.map(str::to_owned),
+            at,
+            latency_ms: Some(latency_ms),
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}

@@ -1,0 +1,556 @@
+//! Real-time delivery end to end, through devstack: real template, real function binaries, real
+//! gateways and Kafka trigger, real WebSocket clients. Each test uses fresh user ids on the
+//! binary's one shared stack, except the Kafka fault, which takes down a private stack's broker.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use herald_tests::kafka::consume;
+use herald_tests::stack::{applied_seqs, shared_stack, Stack, WsClient};
+use serde_json::{json, Value};
+use shared::config::{Env, KafkaSettings, RedisSettings};
+use shared::store::{Connection, ConnectionRegistry, KeySpace, RedisConn};
+
+const WAIT: Duration = Duration::from_secs(10);
+const QUIET: Duration = Duration::from_millis(800);
+
+fn user(name: &str) -> String {
+    format!(
+        "{name}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+async fn bounded<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
+    if tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .is_err()
+    {
+        panic!("test did not finish within {secs} s");
+    }
+}
+
+fn seq(v: &Value) -> u64 {
+    v["seq"].as_u64().unwrap_or_else(|| panic!("no seq in {v}"))
+}
+
+/// The registry the functions use (devstack's Redis, no key prefix).
+async fn registry(stack: &Stack) -> ConnectionRegistry {
+    let env = Env::from_pairs([
+        ("REDIS_URL", stack.redis_url.as_str()),
+        (
+            "REDIS_CLUSTER",
+            &std::env::var("REDIS_CLUSTER").unwrap_or_default(),
+        ),
+    ]);
+    let settings = RedisSettings::from_env(&env).unwrap_or_else(|e| panic!("{e}"));
+    let conn = RedisConn::connect(&settings)
+        .await
+        .unwrap_or_else(|e| panic!("redis: {e}"));
+    ConnectionRegistry::new(conn, KeySpace::new(""))
+}
+
+async fn expect_frame(client: &mut WsClient, kind: &str) -> Value {
+    client
+        .next_of(kind, WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no {kind} frame (closed: {:?})", client.closed))
+}
+
+#[tokio::test]
+async fn a_notification_reaches_every_device_of_its_user_and_nobody_else() {
+    let Some(stack) = shared_stack() else { return };
+    bounded(60, async {
+        let (alice, bob) = (user("alice"), user("bob"));
+        let mut phone = stack.connect(&alice).await;
+        let mut laptop = stack.connect(&alice).await;
+        let mut bobs = stack.connect(&bob).await;
+
+        let created = stack.create(&alice, "Your build passed").await;
+        let on_phone = expect_frame(&mut phone, "notification.created").await;
+        let on_laptop = expect_frame(&mut laptop, "notification.created").await;
+        for frame in [&on_phone, &on_laptop] {
+            assert_eq!(frame["seq"], created["seq"]);
+            assert_eq!(frame["id"], created["id"]);
+            assert_eq!(frame["notification"]["title"], "Your build passed");
+            assert_eq!(frame["counts"]["unread"], 1);
+            assert_eq!(frame["counts"]["byType"]["comment"], 1);
+            assert_eq!(frame["counts"]["version"], created["seq"]);
+        }
+        assert_eq!(
+            bobs.next(QUIET).await,
+            None,
+            "bob must not see alice's notification"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn marking_read_on_one_device_updates_the_others() {
+    let Some(stack) = shared_stack() else { return };
+    bounded(60, async {
+        let alice = user("alice");
+        let mut phone = stack.connect(&alice).await;
+        let mut laptop = stack.connect(&alice).await;
+        let created = stack.create(&alice, "hello").await;
+        expect_frame(&mut phone, "notification.created").await;
+        expect_frame(&mut laptop, "notification.created").await;
+
+        phone
+            .send(json!({"action": "markRead", "id": created["id"]}))
+            .await;
+        let update = expect_frame(&mut laptop, "notification.updated").await;
+        assert_eq!(update["id"], created["id"]);
+        assert_eq!(update["seq"], seq(&created) + 1);
+        assert_eq!(update["changes"], json!({"read": true, "seen": true}));
+        assert_eq!(update["counts"]["unread"], 0);
+        assert_eq!(update["counts"]["version"], seq(&created) + 1);
+        // The device that acted hears it too, so every device converges on the same seq.
+        assert_eq!(
+            expect_frame(&mut phone, "notification.updated").await["seq"],
+            update["seq"]
+        );
+
+        // Mark-all-read from the laptop: a counts frame on the phone.
+        stack.create(&alice, "second").await;
+        expect_frame(&mut phone, "notification.created").await;
+        laptop.send(json!({"action": "markAllRead"})).await;
+        let counts = expect_frame(&mut phone, "counts").await;
+        assert_eq!(counts["counts"]["unread"], 0);
+        assert_eq!(counts["allRead"], json!({}));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_device_that_was_away_catches_up_with_exactly_what_it_missed() {
+    let Some(stack) = shared_stack() else { return };
+    bounded(90, async {
+        let alice = user("alice");
+        let mut device = stack.connect(&alice).await;
+        let first = stack.create(&alice, "before").await;
+        let last_applied = seq(&expect_frame(&mut device, "notification.created").await);
+        assert_eq!(last_applied, seq(&first));
+        device.close().await;
+
+        let mut missed = Vec::new();
+        for i in 1..=5 {
+            missed.push(stack.create(&alice, &format!("missed {i}")).await);
+        }
+        let mut device = stack.connect(&alice).await;
+        let (changes, _) = device
+            .sync(last_applied)
+            .await
+            .unwrap_or_else(|head| panic!("unexpected resync at {head}"));
+        let seqs: Vec<u64> = changes.iter().map(seq).collect();
+        let expected: Vec<u64> = missed.iter().map(seq).collect();
+        assert_eq!(seqs, expected, "exactly the 5 missed changes, in order");
+        let titles: Vec<&str> = changes
+            .iter()
+            .map(|c| c["notification"]["title"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            titles,
+            ["missed 1", "missed 2", "missed 3", "missed 4", "missed 5"]
+        );
+        assert_eq!(changes[4]["counts"]["unread"], 6);
+
+        // Nothing new: an empty page up to where the client is.
+        let (none, pages) = device.sync(seq(&missed[4])).await.unwrap_or_default();
+        assert_eq!((none.len(), pages), (0, 1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_position_older_than_the_change_log_gets_resync() {
+    let Some(stack) = shared_stack() else { return };
+    bounded(60, async {
+        let alice = user("alice");
+        for i in 0..3 {
+            stack.create(&alice, &format!("n{i}")).await;
+        }
+        // Trim the log's oldest entry, as the cap does for a user away longer than the log.
+        let registry_conn = {
+            let settings = RedisSettings::from_env(&Env::from_pairs([
+                ("REDIS_URL", stack.redis_url.as_str()),
+                (
+                    "REDIS_CLUSTER",
+                    &std::env::var("REDIS_CLUSTER").unwrap_or_default(),
+                ),
+            ]))
+            .unwrap_or_else(|e| panic!("{e}"));
+            RedisConn::connect(&settings)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let log = format!("{{u:{alice}}}:log");
+        let _: i64 = redis::cmd("ZREMRANGEBYSCORE")
+            .arg(&log)
+            .arg("-inf")
+            .arg(1)
+            .query_async(&mut registry_conn.clone())
+            .await
+            .unwrap_or_else(|e| panic!("trim: {e}"));
+        let mut device = stack.connect(&alice).await;
+        assert_eq!(
+            device.sync(0).await.err(),
+            Some(3),
+            "resync with the head seq"
+        );
+        // From a position the log still holds, a normal reply.
+        let (changes, _) = device.sync(1).await.unwrap_or_default();
+        assert_eq!(changes.iter().map(seq).collect::<Vec<_>>(), [2, 3]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_sync_larger_than_one_frame_arrives_in_pages() {
+    let Some(stack) = shared_stack() else { return };
+    bounded(90, async {
+        let alice = user("alice");
+        let body = "x".repeat(4_000);
+        for i in 0..12 {
+            stack
+                .create_with(&alice, json!({"title": format!("big {i}"), "body": body}))
+                .await;
+        }
+        let mut device = stack.connect(&alice).await;
+        let (changes, pages) = device.sync(0).await.unwrap_or_default();
+        assert!(
+            pages >= 2,
+            "12 × 4 KB must not fit one 32 KB frame ({pages} page)"
+        );
+        assert_eq!(
+            changes.iter().map(seq).collect::<Vec<_>>(),
+            (1..=12).collect::<Vec<_>>()
+        );
+        assert!(changes
+            .iter()
+            .all(|c| c["notification"]["body"] == body.as_str()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_notification_too_big_for_one_frame_arrives_compact() {
+    let Some(stack) = shared_stack() else { return };
+    bounded(60, async {
+        let alice = user("alice");
+        let mut device = stack.connect(&alice).await;
+        // Within the 32 KB notification limit, but not with the frame's own fields around it.
+        let blob = "x".repeat(32_450);
+        let created = stack
+            .create_with(
+                &alice,
+                json!({"title": "big", "body": "", "data": {"blob": blob}}),
+            )
+            .await;
+        let frame = expect_frame(&mut device, "notification.created").await;
+        assert_eq!(frame["id"], created["id"]);
+        assert_eq!(frame["seq"], created["seq"]);
+        assert_eq!(frame["counts"]["unread"], 1);
+        assert!(
+            frame.get("notification").is_none(),
+            "compact: fetch it over HTTP"
+        );
+        let fetched = stack
+            .get(
+                &alice,
+                &format!(
+                    "/v1/notifications/{}",
+                    created["id"].as_str().unwrap_or_default()
+                ),
+            )
+            .await;
+        assert_eq!(fetched["data"]["blob"].as_str().map(str::len), Some(32_450));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_redelivered_batch_changes_nothing_twice() {
+    let Some(stack) = shared_stack() else { return };
+    bounded(90, async {
+        let alice = user("alice");
+        let mut device = stack.connect(&alice).await;
+        let created = stack.create(&alice, "once").await;
+        let live = expect_frame(&mut device, "notification.created").await;
+        assert_eq!(live["seq"], created["seq"]);
+
+        // The same change as Kafka delivered it, handed to delivery twice more.
+        let changes = stack
+            .get(&alice, &format!("/v1/changes?since={}", seq(&created) - 1))
+            .await;
+        let envelope = &changes["changes"][0];
+        assert_eq!(envelope["seq"], created["seq"]);
+        let event = json!({
+            "eventSource": "SelfManagedKafka",
+            "bootstrapServers": stack.kafka_brokers,
+            "records": {"notification-events-0": [{
+                "topic": "notification-events", "partition": 0, "offset": 0,
+                "timestamp": 0, "timestampType": "CREATE_TIME",
+                "key": STANDARD.encode(&alice),
+                "value": STANDARD.encode(envelope.to_string()),
+                "headers": []
+            }]}
+        });
+        for _ in 0..2 {
+            let response = stack.invoke("delivery", &event).await;
+            assert_eq!(response, json!({"batchItemFailures": []}));
+        }
+        let mut frames = vec![live];
+        frames.extend(device.drain(QUIET).await);
+        assert_eq!(applied_seqs(&frames, seq(&created) - 1), [seq(&created)]);
+        assert_eq!(
+            frames.len(),
+            1,
+            "a redelivered record is not posted again: {frames:?}"
+        );
+
+        // Exactly one IN_APP outcome for the notification, however often it was delivered.
+        let kafka = KafkaSettings::from_env(&Env::from_pairs([(
+            "KAFKA_BROKERS",
+            stack.kafka_brokers.as_str(),
+        )]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let outcomes: Vec<Value> = consume(
+            &kafka,
+            "notification-delivery",
+            usize::MAX,
+            Duration::from_secs(4),
+            Duration::ZERO,
+        )
+        .await
+        .iter()
+        .map(|r| r.json())
+        .filter(|o| o["notificationId"] == created["id"])
+        .collect();
+        assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+        assert_eq!(outcomes[0]["channel"], "IN_APP");
+        assert_eq!(outcomes[0]["status"], "sent");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_connection_gone_without_disconnect_is_pruned_and_the_others_still_receive() {
+    let Some(stack) = shared_stack() else { return };
+    bounded(60, async {
+        let alice = user("alice");
+        let registry = registry(stack).await;
+        let mut device = stack.connect(&alice).await;
+        // A connection API Gateway dropped without calling $disconnect.
+        let ghost = Connection {
+            id: "ghost-connection=".into(),
+            connected_at_ms: chrono::Utc::now().timestamp_millis(),
+            token_expires_ms: i64::MAX,
+        };
+        registry
+            .register(&alice, &ghost)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            registry.connections(&alice).await.unwrap_or_default().len(),
+            2
+        );
+
+        stack.create(&alice, "still here").await;
+        expect_frame(&mut device, "notification.created").await;
+        // The ghost's post and removal run alongside the real one's; wait for them to finish.
+        let mut left: Vec<String> = Vec::new();
+        for _ in 0..50 {
+            left = registry
+                .connections(&alice)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            if !left.contains(&ghost.id) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(left.len(), 1, "only the ghost is pruned: {left:?}");
+        assert_ne!(left[0], ghost.id);
+        // The next notification still reaches the real device.
+        stack.create(&alice, "and again").await;
+        expect_frame(&mut device, "notification.created").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_connection_whose_token_expired_is_closed_at_its_next_delivery() {
+    let Some(stack) = shared_stack() else { return };
+    bounded(60, async {
+        let alice = user("alice");
+        let token = stack.token(&alice, &[], Duration::from_secs(1));
+        let mut expiring = WsClient::connect(&stack.ws_url(&token))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut fresh = stack.connect(&alice).await;
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        stack.create(&alice, "after expiry").await;
+        expect_frame(&mut fresh, "notification.created").await;
+        assert_eq!(expiring.next(WAIT).await, None, "no frame after expiry");
+        assert!(
+            expiring.closed.is_some(),
+            "the expired connection is closed"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_clear_errors_and_the_connection_stays_up() {
+    let Some(stack) = shared_stack() else { return };
+    bounded(60, async {
+        let alice = user("alice");
+        let mut device = stack.connect(&alice).await;
+        let error = |frame: Option<Value>| frame.unwrap_or_else(|| panic!("no error frame"));
+
+        device.send_text("not json".into()).await;
+        let e = error(device.next(WAIT).await);
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some("bad-frame"))
+        );
+
+        device.send(json!({"action": "dance"})).await;
+        let e = error(device.next(WAIT).await);
+        assert_eq!(e["code"], "unknown-action");
+        assert_eq!(e["action"], "dance");
+
+        device
+            .send(json!({"action": "sync", "since": "yesterday"}))
+            .await;
+        assert_eq!(error(device.next(WAIT).await)["code"], "invalid");
+
+        device
+            .send(json!({"action": "markRead", "id": "0190f3a2-0000-7000-8000-00000000dead"}))
+            .await;
+        assert_eq!(error(device.next(WAIT).await)["code"], "not-found");
+
+        device.send(json!({"action": "ping"})).await;
+        assert_eq!(device.next(WAIT).await, Some(json!({"type": "pong"})));
+
+        // A frame over API Gateway's 32 KB limit closes that connection (1009) only.
+        device.send_text("x".repeat(40 * 1024)).await;
+        assert_eq!(device.next(WAIT).await, None);
+        assert_eq!(device.closed, Some(Some(1009)));
+        let mut again = stack.connect(&alice).await;
+        again.send(json!({"action": "ping"})).await;
+        assert_eq!(again.next(WAIT).await, Some(json!({"type": "pong"})));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn missing_forged_and_expired_tokens_are_refused_at_connect() {
+    let Some(stack) = shared_stack() else { return };
+    bounded(60, async {
+        let alice = user("alice");
+        let no_token = format!("ws://{}/{}", stack.ws, stack.stage);
+        assert_eq!(WsClient::connect(&no_token).await.err().as_deref(), Some("HTTP 401"));
+
+        // Signed by a key that is not the issuer's, with the issuer's name and audience.
+        let other = tempdir();
+        let forger = devstack::jwt::Issuer::load_or_create(
+            &other,
+            &stack.http_url(""),
+            "herald",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let forged = forger
+            .token(&alice, &[], Duration::from_secs(300))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            WsClient::connect(&stack.ws_url(&forged)).await.err().as_deref(),
+            Some("HTTP 401")
+        );
+
+        // The issuer's own key, expired a minute ago.
+        let pem = std::fs::read(devstack::jwt::key_path(&stack.data_dir))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap_or_else(|e| panic!("{e}"));
+        let now = chrono::Utc::now().timestamp();
+        let expired = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            &json!({"iss": stack.http_url(""), "aud": "herald", "sub": alice, "exp": now - 60, "iat": now - 120}),
+            &key,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            WsClient::connect(&stack.ws_url(&expired)).await.err().as_deref(),
+            Some("HTTP 401")
+        );
+        assert_eq!(
+            WsClient::connect(&stack.ws_url("not-a-jwt")).await.err().as_deref(),
+            Some("HTTP 401")
+        );
+
+        // And the server is still healthy.
+        let mut device = stack.connect(&alice).await;
+        device.send(json!({"action": "ping"})).await;
+        assert_eq!(device.next(WAIT).await, Some(json!({"type": "pong"})));
+    })
+    .await;
+}
+
+/// The EventBridge schedule event the relay gets every minute.
+fn schedule_event() -> Value {
+    serde_json::from_str(include_str!(
+        "../../events/eventbridge-outbox-relay-schedule.json"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("herald-forger-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    dir
+}
+
+/// The seed's fallback: with Kafka down, a create still reaches the open socket at once; when
+/// Kafka is back the relay publishes the change, and the client applies its seq exactly once.
+#[tokio::test]
+async fn with_kafka_down_a_create_still_reaches_the_socket_and_is_applied_once() {
+    if shared_stack().is_none() {
+        return;
+    }
+    // A private stack on the embedded broker, with no relay grace, so the test can take Kafka
+    // down and run the relay without waiting.
+    let stack = Stack::start(&[("KAFKA_BROKERS", ""), ("OUTBOX_GRACE_MS", "0")]);
+    bounded(120, async {
+        let alice = user("alice");
+        let mut device = stack.connect(&alice).await;
+        let before = stack.create(&alice, "while kafka is up").await;
+        expect_frame(&mut device, "notification.created").await;
+
+        stack.kafka_down(true).await;
+        let during = stack.create(&alice, "while kafka is down").await;
+        let fallback = expect_frame(&mut device, "notification.created").await;
+        assert_eq!(fallback["seq"], during["seq"]);
+        assert_eq!(fallback["notification"]["title"], "while kafka is down");
+
+        stack.kafka_down(false).await;
+        let report = stack.invoke("outbox-relay", &schedule_event()).await;
+        assert!(
+            report["published"].as_u64() >= Some(1),
+            "the relay published it: {report}"
+        );
+
+        // delivery posts it again once Kafka has it; the client drops the repeat by seq.
+        let mut frames = vec![fallback];
+        frames.extend(device.drain(Duration::from_secs(3)).await);
+        assert_eq!(applied_seqs(&frames, seq(&before)), [seq(&during)]);
+        let counts = stack.get(&alice, "/v1/notifications/counts").await;
+        assert_eq!(counts["unread"], 2);
+    })
+    .await;
+}
