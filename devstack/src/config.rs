@@ -45,6 +45,8 @@ pub struct Settings {
     /// Audience of the tokens devstack issues (and of its JWT authorizer).
     pub audience: String,
     pub region: String,
+    /// The demo page's folder, served at `/` on the HTTP port (relative to the current folder).
+    pub web_dir: PathBuf,
 }
 
 pub const USAGE: &str = "\
@@ -69,6 +71,7 @@ OPTIONS (and the variables that set them):
   --max-instances N      DEVSTACK_MAX_INSTANCES  4 per function
   --ws-idle-timeout S    DEVSTACK_WS_IDLE_TIMEOUT_SECS  600
   --ws-max-lifetime S    DEVSTACK_WS_MAX_LIFETIME_SECS  7200
+  --web-dir DIR          DEVSTACK_WEB_DIR        web (the demo page, served at / on the HTTP port)
                          DEVSTACK_BATCH_WINDOW_MS  override every Kafka batching window
   REDIS_URL / KAFKA_BROKERS: use these instead of launching redis-server / the embedded broker.
 ";
@@ -93,6 +96,7 @@ impl Default for Settings {
             batch_window: None,
             audience: "herald".into(),
             region: "us-east-1".into(),
+            web_dir: PathBuf::from("web"),
         }
     }
 }
@@ -150,6 +154,7 @@ impl Settings {
             ("DEVSTACK_MAX_INSTANCES", "--max-instances"),
             ("DEVSTACK_WS_IDLE_TIMEOUT_SECS", "--ws-idle-timeout"),
             ("DEVSTACK_WS_MAX_LIFETIME_SECS", "--ws-max-lifetime"),
+            ("DEVSTACK_WEB_DIR", "--web-dir"),
         ] {
             if let Some(v) = env.get(var).filter(|v| !v.is_empty()) {
                 s.apply(flag, var, v)?;
@@ -211,6 +216,7 @@ impl Settings {
             "--max-instances" => self.max_instances = number::<usize>(name, v)?.max(1),
             "--ws-idle-timeout" => self.ws_idle_timeout = seconds(name, v)?,
             "--ws-max-lifetime" => self.ws_max_lifetime = seconds(name, v)?,
+            "--web-dir" => self.web_dir = PathBuf::from(v),
             other => return Err(SettingsError::Unknown(other.to_owned())),
         }
         Ok(())

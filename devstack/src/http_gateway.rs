@@ -16,7 +16,8 @@
 //!   headers are added to responses for allowed origins.
 //!
 //! The issuer's `/.well-known/openid-configuration` and `/.well-known/jwks.json` are served here
-//! too, because the issuer URL is this server's.
+//! too, because the issuer URL is this server's; so are the files of devstack's demo page
+//! ([`crate::web`]), for what no route matches.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ use serde_json::{json, Map, Value};
 use crate::jwt::Issuer;
 use crate::lambda::{InvokeError, Lambda};
 use crate::template::{Cors, HttpApi, HttpRoute, RouteAuth};
+use crate::web::Site;
 
 /// Largest request body API Gateway accepts for an HTTP API.
 pub const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -45,6 +47,8 @@ pub struct HttpGateway {
     pub lambda: Lambda,
     pub issuer: Arc<Issuer>,
     pub account_id: String,
+    /// Files served (GET/HEAD) where no route matches, instead of the 404; devstack's demo page.
+    pub site: Option<Site>,
 }
 
 pub fn router(gateway: Arc<HttpGateway>) -> Router {
@@ -300,13 +304,19 @@ async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response {
+    dispatch(&gw, peer, req).await
+}
+
+/// Answers one request exactly as the HTTP API does (CORS, routing, authorizer, integration).
+/// devstack's own endpoints call the template's routes through it, as a client would.
+pub async fn dispatch(gw: &HttpGateway, peer: SocketAddr, req: Request<Body>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let origin = req
         .headers()
         .get("origin")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut response = serve(&gw, peer, req, &request_id).await;
+    let mut response = serve(gw, peer, req, &request_id).await;
     if let Some(cors) = &gw.api.cors {
         for (k, v) in cors_headers(cors, origin.as_deref(), false) {
             if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
@@ -346,6 +356,12 @@ async fn serve(
     }
 
     let Some((route, path_params)) = gw.route(&method, &raw_path) else {
+        // Routes win; what none of them matches may be a file of the demo page.
+        if let Some(site) = &gw.site {
+            if let Some(file) = site.serve(&parts.method, &raw_path).await {
+                return file;
+            }
+        }
         return message(StatusCode::NOT_FOUND, "Not Found");
     };
 

@@ -1,0 +1,425 @@
+//! devstack's demo page and the two endpoints it needs, on the HTTP API's port. None of this
+//! exists in AWS: it is how a developer sees Herald's inbox working in a browser.
+//!
+//! - [`Site`]: the files of the web folder (`--web-dir`, default `web/`) at `/`, for `GET`/`HEAD`
+//!   requests that no route of the template matches — API routes always win, so a template with a
+//!   `$default` route hides the page. `/` and `dir/` serve `index.html`; dot-files,
+//!   `node_modules/` and anything outside the folder (`..`, symlinks out) are 404.
+//! - `GET /_devstack/demo/session[?user=ID]` → `{userId, token, httpUrl, wsUrl, expiresIn}`: a
+//!   one-hour user token (no scopes) from devstack's issuer, for `ID` or a random `demo-xxxxxxxx`.
+//! - `POST /_devstack/demo/send` with that token as `Authorization: Bearer` and
+//!   `{title?, body?, type?, channels?}`: devstack verifies the token with its own key, mints a
+//!   one-minute service token with scope `notifications:write`, and sends
+//!   `POST /v1/notifications {userId: <sub>, ...}` through the HTTP API (route, authorizer, api
+//!   function) exactly as a service would; the answer is the API's. So the browser never holds
+//!   a token that may write, and can only notify itself. Without a valid token: 401.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::http_gateway::{self, HttpGateway};
+use crate::jwt::Issuer;
+
+/// Lifetime of a demo session's user token.
+pub const SESSION_TTL: Duration = Duration::from_secs(3600);
+/// Lifetime of the service token minted for one `send`.
+const SERVICE_TTL: Duration = Duration::from_secs(60);
+/// The `sub` of the service token: the sender the API's per-sender rate limit counts.
+pub const DEMO_SENDER: &str = "devstack-demo";
+const WRITE_SCOPE: &str = "notifications:write";
+/// Largest `send` body accepted.
+const SEND_MAX_BODY: usize = 16 * 1024;
+
+/// The web folder, served read-only.
+#[derive(Debug, Clone)]
+pub struct Site {
+    root: PathBuf,
+}
+
+impl Site {
+    /// The site of `dir`, or `None` when `dir` is not a folder (devstack then serves no page).
+    pub fn open(dir: &Path) -> Option<Site> {
+        let root = dir.canonicalize().ok().filter(|r| r.is_dir())?;
+        Some(Site { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The answer for `path`, or `None` (the caller's 404) for other methods and missing files.
+    pub async fn serve(&self, method: &Method, path: &str) -> Option<Response> {
+        if method != Method::GET && method != Method::HEAD {
+            return None;
+        }
+        let relative = safe_relative_path(path)?;
+        let root = self.root.clone();
+        let want_dir = path.ends_with('/');
+        let head = method == Method::HEAD;
+        let found = tokio::task::spawn_blocking(move || read_file(&root, &relative, want_dir))
+            .await
+            .ok()??;
+        Some(match found {
+            Found::Redirect => (
+                StatusCode::PERMANENT_REDIRECT,
+                [(header::LOCATION, format!("{path}/"))],
+            )
+                .into_response(),
+            Found::File { bytes, file } => {
+                let mut r = Response::new(if head {
+                    Body::empty()
+                } else {
+                    Body::from(bytes)
+                });
+                let h = r.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(content_type(&file)),
+                );
+                // A development server: every reload sees the files as they are now.
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                h.insert(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                );
+                r
+            }
+        })
+    }
+}
+
+enum Found {
+    File {
+        bytes: Vec<u8>,
+        file: PathBuf,
+    },
+    /// A folder asked for without its trailing `/`: relative links in its index need it.
+    Redirect,
+}
+
+/// The decoded path below the root, or `None` if any segment could leave the folder or is
+/// hidden (`.`/`..`/dot-files, `node_modules`, back-slashes, NUL).
+fn safe_relative_path(path: &str) -> Option<PathBuf> {
+    let decoded = http_gateway::decode_url_component(path, false);
+    let mut out = PathBuf::new();
+    for seg in decoded.split('/').filter(|s| !s.is_empty()) {
+        if seg.starts_with('.') || seg == "node_modules" || seg.contains(['\\', '\0']) {
+            return None;
+        }
+        out.push(seg);
+    }
+    Some(out)
+}
+
+fn read_file(root: &Path, relative: &Path, want_dir: bool) -> Option<Found> {
+    let mut file = root.join(relative).canonicalize().ok()?;
+    // A symlink may point anywhere: only what resolves inside the folder is served.
+    if !file.starts_with(root) {
+        return None;
+    }
+    if file.is_dir() {
+        if !want_dir && file != root {
+            return Some(Found::Redirect);
+        }
+        file = file.join("index.html");
+    }
+    let bytes = std::fs::read(&file).ok()?;
+    Some(Found::File { bytes, file })
+}
+
+/// The content type of a file by its extension. Modules must be `text/javascript`: browsers
+/// refuse to run an ES module served with any non-JavaScript type.
+pub fn content_type(file: &Path) -> &'static str {
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "ts" | "txt" | "md" => "text/plain; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "wasm" => "application/wasm",
+        _ => "application/octet-stream",
+    }
+}
+
+/// What the demo endpoints need.
+pub struct Demo {
+    pub gateway: Arc<HttpGateway>,
+    pub issuer: Arc<Issuer>,
+    pub http_addr: SocketAddr,
+    pub ws_addr: SocketAddr,
+    pub ws_stage: String,
+}
+
+pub fn demo_router(demo: Arc<Demo>) -> Router {
+    Router::new()
+        .route("/_devstack/demo/session", get(session))
+        .route("/_devstack/demo/send", post(send))
+        .with_state(demo)
+}
+
+fn message(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({ "message": text })),
+    )
+        .into_response()
+}
+
+/// The host name the browser used, when it names this machine: the URLs handed back use it, so
+/// a page opened at `localhost` talks to `localhost` (same origin, no CORS).
+fn loopback_host(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let is_loopback = name == "localhost"
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    is_loopback.then(|| name.to_owned())
+}
+
+/// The value of `name` in a query string, decoded.
+fn query_value(raw: Option<&str>, name: &str) -> Option<String> {
+    raw?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (http_gateway::decode_url_component(k, true) == name)
+            .then(|| http_gateway::decode_url_component(v, true))
+    })
+}
+
+async fn session(
+    State(demo): State<Arc<Demo>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let user = match query_value(query.as_deref(), "user").filter(|u| !u.is_empty()) {
+        Some(u) if shared::limits::valid_user_id(&u) => u,
+        Some(_) => {
+            return message(
+                StatusCode::BAD_REQUEST,
+                "user must be 1-128 printable ASCII characters without spaces or braces",
+            )
+        }
+        None => format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+    };
+    let token = match demo.issuer.token(&user, &[], SESSION_TTL) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("demo session token: {e}");
+            return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+        }
+    };
+    let host = loopback_host(&headers);
+    let url = |scheme: &str, addr: SocketAddr, path: &str| match &host {
+        Some(h) => format!("{scheme}://{h}:{}{path}", addr.port()),
+        None => format!("{scheme}://{addr}{path}"),
+    };
+    let http_url = url("http", demo.http_addr, "");
+    let ws_url = url("ws", demo.ws_addr, &format!("/{}", demo.ws_stage));
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "userId": user,
+            "token": token,
+            "httpUrl": http_url,
+            "wsUrl": ws_url,
+            "expiresIn": SESSION_TTL.as_secs(),
+        })),
+    )
+        .into_response()
+}
+
+/// The form's fields; absent or blank ones take the defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendRequest {
+    title: Option<String>,
+    body: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    channels: Option<Vec<String>>,
+}
+
+async fn send(
+    State(demo): State<Arc<Demo>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request<Body>,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .unwrap_or_default();
+    let audience = std::slice::from_ref(&demo.issuer.audience);
+    let sub = match demo.issuer.verify(bearer, &demo.issuer.issuer, audience) {
+        Ok(claims) => claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        Err(_) => None,
+    };
+    let Some(user) = sub else {
+        return message(StatusCode::UNAUTHORIZED, "Unauthorized");
+    };
+    let bytes = match axum::body::to_bytes(body, SEND_MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+    };
+    let form: SendRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        SendRequest::default()
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    &format!("expected {{title?, body?, type?, channels?}}: {e}"),
+                )
+            }
+        }
+    };
+    let or = |v: Option<String>, default: &str| {
+        v.filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    };
+    let mut create = json!({
+        "userId": user,
+        "type": or(form.kind, "demo.test"),
+        "title": or(form.title, "Test notification"),
+        "body": or(form.body, "Sent from the devstack demo page."),
+    });
+    if let Some(channels) = form.channels.filter(|c| !c.is_empty()) {
+        create["channels"] = json!(channels);
+    }
+
+    let service = match demo
+        .issuer
+        .token(DEMO_SENDER, &[WRITE_SCOPE.to_owned()], SERVICE_TTL)
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("demo service token: {e}");
+            return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+        }
+    };
+    let mut request = Request::new(Body::from(create.to_string()));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = axum::http::Uri::from_static("/v1/notifications");
+    let h = request.headers_mut();
+    if let Ok(v) = HeaderValue::try_from(format!("Bearer {service}")) {
+        h.insert(header::AUTHORIZATION, v);
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(host) = parts.headers.get(header::HOST) {
+        h.insert(header::HOST, host.clone());
+    }
+    if let Some(agent) = parts.headers.get(header::USER_AGENT) {
+        h.insert(header::USER_AGENT, agent.clone());
+    }
+    http_gateway::dispatch(&demo.gateway, peer, request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_leave_the_folder_or_reach_hidden_files() {
+        assert_eq!(safe_relative_path("/"), Some(PathBuf::new()));
+        assert_eq!(
+            safe_relative_path("/test/a%20b.js"),
+            Some(PathBuf::from("test/a b.js"))
+        );
+        for bad in [
+            "/../etc/passwd",
+            "/%2e%2e/secret",
+            "/a/%2E%2E/%2E%2E/x",
+            "/.git/config",
+            "/node_modules/playwright-core/package.json",
+            "/a%5C..%5Cb",
+            "/a%00b",
+        ] {
+            assert_eq!(safe_relative_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn modules_are_javascript() {
+        assert_eq!(
+            content_type(Path::new("herald-client.js")),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(
+            content_type(Path::new("index.HTML")),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(
+            content_type(Path::new("LICENSE")),
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn urls_follow_the_host_only_when_it_is_this_machine() {
+        let headers = |host: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::HOST,
+                HeaderValue::from_str(host).unwrap_or_else(|e| panic!("{e}")),
+            );
+            h
+        };
+        assert_eq!(
+            loopback_host(&headers("localhost:3000")).as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(
+            loopback_host(&headers("127.0.0.1:3000")).as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            loopback_host(&headers("[::1]:3000")).as_deref(),
+            Some("[::1]")
+        );
+        assert_eq!(loopback_host(&headers("evil.example:3000")), None);
+        assert_eq!(loopback_host(&HeaderMap::new()), None);
+    }
+}
