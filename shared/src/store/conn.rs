@@ -1,4 +1,5 @@
-//! One connection type for a single Redis and for Redis Cluster, chosen by configuration.
+//! One connection type for a single Redis and for Redis Cluster, chosen by configuration
+//! (`REDIS_CLUSTER`); TLS (`rediss://`) and AUTH (`[user]:password@`) come from the URL in both.
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -28,7 +29,9 @@ impl std::fmt::Debug for RedisConn {
 impl RedisConn {
     pub async fn connect(settings: &RedisSettings) -> redis::RedisResult<Self> {
         if settings.cluster {
-            let client = redis::cluster::ClusterClient::builder(vec![settings.url.clone()])
+            // TLS and AUTH come from the URLs; the client applies the first seed's to every
+            // node it discovers.
+            let client = redis::cluster::ClusterClient::builder(settings.nodes())
                 .connection_timeout(Duration::from_secs(2))
                 .response_timeout(Duration::from_secs(2))
                 .build()?;
