@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use devstack::template::{self, KafkaSourceKind, LoadOptions, RouteAuth, TemplateError};
+use devstack::template::{
+    self, KafkaEventSource, KafkaSourceKind, LoadOptions, RouteAuth, StartingPosition,
+    TemplateError,
+};
 
 fn options(params: &[(&str, &str)]) -> LoadOptions {
     LoadOptions {
@@ -23,7 +26,9 @@ fn the_repository_template_wires_the_api_and_the_relay() -> Result<(), TemplateE
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
     let stack = template::load(std::path::Path::new(path), &options(&[]))?;
     let names: Vec<&str> = stack.functions.iter().map(|f| f.binary.as_str()).collect();
-    assert_eq!(names, ["api", "outbox-relay"]);
+    for expected in ["api", "ws", "delivery", "outbox-relay"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
     let api = stack
         .function("api")
         .map(|f| (f.timeout, f.environment.clone()));
@@ -35,6 +40,16 @@ fn the_repository_template_wires_the_api_and_the_relay() -> Result<(), TemplateE
             && env.contains_key("RUST_LOG"),
         "{env:?}"
     );
+    // Switched-off features leave no variable behind (AWS::NoValue), so devstack's functions see
+    // no SASL, no MSK and no secret references.
+    for absent in [
+        "KAFKA_SASL_MECHANISM",
+        "KAFKA_MSK_CLUSTER_ARN",
+        "KAFKA_SASL_PASSWORD_SECRET_ARN",
+        "REDIS_URL_SECRET_ARN",
+    ] {
+        assert!(!env.contains_key(absent), "{absent} in {env:?}");
+    }
     let http = stack.http_api.clone().unwrap_or_default();
     let key = |k: &str| {
         http.routes
@@ -57,7 +72,6 @@ fn the_repository_template_wires_the_api_and_the_relay() -> Result<(), TemplateE
         })
     );
     assert_eq!(key("GET /health"), Some(RouteAuth::None));
-    assert_eq!(http.routes.len(), 13);
     assert_eq!(
         http.authorizers.get("HeraldJwt").map(|a| a.header.as_str()),
         Some("authorization")
@@ -69,6 +83,109 @@ fn the_repository_template_wires_the_api_and_the_relay() -> Result<(), TemplateE
     assert_eq!(
         relay.first().map(|s| s.every),
         Some(Duration::from_secs(60))
+    );
+    Ok(())
+}
+
+fn delivery_trigger(params: &[(&str, &str)]) -> Result<KafkaEventSource, TemplateError> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let stack = template::load(std::path::Path::new(path), &options(params))?;
+    let env = stack
+        .function("delivery")
+        .map(|f| f.environment.clone())
+        .unwrap_or_default();
+    let mut sources = stack
+        .function("delivery")
+        .map(|f| f.kafka.clone())
+        .unwrap_or_default();
+    assert_eq!(sources.len(), 1, "one trigger whatever the flavour");
+    let source = sources.remove(0);
+    assert_eq!(
+        env.get("KAFKA_REPORT_BATCH_ITEM_FAILURES")
+            .map(String::as_str),
+        Some(if source.report_batch_item_failures {
+            "true"
+        } else {
+            "false"
+        }),
+        "the function answers the way its trigger reads answers"
+    );
+    Ok(source)
+}
+
+#[test]
+fn the_repository_template_chooses_the_kafka_flavour_and_error_controls(
+) -> Result<(), TemplateError> {
+    // Default: self-managed Kafka, provisioned pollers with the error controls, failures to the
+    // on-failure queue.
+    let d = delivery_trigger(&[])?;
+    assert_eq!(d.kind, KafkaSourceKind::SelfManaged);
+    assert_eq!(
+        (d.topics.as_slice(), d.consumer_group_id.as_str()),
+        (&["notification-events".to_owned()][..], "herald-delivery")
+    );
+    assert_eq!(d.batch_size, 100);
+    assert_eq!(d.batching_window, Duration::ZERO);
+    assert!(d.report_batch_item_failures && d.bisect_batch_on_function_error);
+    assert_eq!(d.maximum_retry_attempts, Some(100));
+    assert_eq!(
+        d.on_failure.as_deref(),
+        Some("arn:aws:sqs:us-east-1:000000000000:KafkaFailureQueue")
+    );
+    // On-demand pollers: no error controls; a failure fails the invocation (whole-batch retry).
+    let d = delivery_trigger(&[("KafkaErrorControls", "false")])?;
+    assert!(!d.report_batch_item_failures && !d.bisect_batch_on_function_error);
+    assert_eq!(d.maximum_retry_attempts, None);
+    assert!(d.on_failure.is_some());
+
+    // MSK: the same consumer block reads the cluster; the functions sign in with IAM.
+    let arn = "arn:aws:kafka:us-east-1:000000000000:cluster/herald/abc-1";
+    let msk = [("KafkaFlavour", "MSK"), ("MskClusterArn", arn)];
+    let d = delivery_trigger(&msk)?;
+    assert_eq!(
+        d.kind,
+        KafkaSourceKind::Msk {
+            stream_arn: arn.into()
+        }
+    );
+    assert_eq!(d.consumer_group_id, "herald-delivery");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let stack = template::load(std::path::Path::new(path), &options(&msk))?;
+    let env = stack
+        .function("api")
+        .map(|f| f.environment.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        env.get("KAFKA_SASL_MECHANISM").map(String::as_str),
+        Some("AWS_MSK_IAM")
+    );
+    assert_eq!(
+        env.get("KAFKA_MSK_CLUSTER_ARN").map(String::as_str),
+        Some(arn)
+    );
+
+    // The retry budget is a parameter.
+    let d = delivery_trigger(&[("KafkaMaximumRetryAttempts", "4")])?;
+    assert!(d.report_batch_item_failures && d.bisect_batch_on_function_error);
+    assert_eq!(d.maximum_retry_attempts, Some(4));
+
+    // SASL/SCRAM: the producers get the mechanism and references to the secret's fields.
+    let secret = "arn:aws:secretsmanager:us-east-1:000000000000:secret:herald/kafka-AbCdEf";
+    let stack = template::load(
+        std::path::Path::new(path),
+        &options(&[("KafkaSaslSecretArn", secret)]),
+    )?;
+    let env = stack
+        .function("outbox-relay")
+        .map(|f| f.environment.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        env.get("KAFKA_SASL_MECHANISM").map(String::as_str),
+        Some("SCRAM-SHA-512")
+    );
+    assert_eq!(
+        env.get("KAFKA_SASL_PASSWORD_SECRET_ARN").cloned(),
+        Some(format!("{secret}#password"))
     );
     Ok(())
 }
@@ -143,6 +260,42 @@ fn the_fixture_template_resolves_every_supported_intrinsic() -> Result<(), Templ
         (3, "dt-batch-group")
     );
     assert!(matches!(batch.kind, KafkaSourceKind::Msk { .. }));
+    // The other mapping of the same function, chosen by its Condition.
+    let self_managed = template::load(
+        std::path::Path::new(path),
+        &options(&[
+            ("FixtureDir", "/tmp/x"),
+            ("BatchSource", "SelfManagedKafka"),
+        ]),
+    )?;
+    let sources = self_managed
+        .function("fixture-kafka-batch")
+        .map(|f| f.kafka.clone())
+        .unwrap_or_default();
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    let m = &sources[0];
+    assert_eq!(
+        (
+            &m.kind,
+            m.name.as_str(),
+            m.consumer_group_id.as_str(),
+            m.batch_size,
+            m.starting_position
+        ),
+        (
+            &KafkaSourceKind::SelfManaged,
+            "BatchSelfManagedTrigger",
+            "dt-batch-self-managed",
+            4,
+            StartingPosition::Latest
+        )
+    );
+    assert!(m.report_batch_item_failures && m.bisect_batch_on_function_error);
+    assert_eq!(m.maximum_retry_attempts, Some(2));
+    assert_eq!(
+        m.on_failure.as_deref(),
+        Some("arn:aws:sqs:us-east-1:000000000000:BatchFailures")
+    );
     let dlq = stack
         .function("fixture-kafka-dlq")
         .and_then(|f| f.kafka.first().cloned());
@@ -192,4 +345,16 @@ fn unsupported_intrinsics_and_wiring_fail_with_their_place() {
 
     let e = fails_with("Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Metadata: {BuildProperties: {Binary: f}}\n    Properties:\n      Events:\n        S: {Type: Schedule, Properties: {Schedule: cron(0 * * * ? *)}}\n");
     assert!(e.contains("cron(0 * * * ? *)"), "{e}");
+
+    let function = "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Metadata: {BuildProperties: {Binary: f}}\n";
+    let e = fails_with(&format!("{function}  M:\n    Type: AWS::Lambda::EventSourceMapping\n    Properties: {{FunctionName: !Ref F, EventSourceArn: 'arn:aws:sqs:us-east-1:1:q', BatchSize: 10}}\n"));
+    assert!(
+        e.contains("Resources.M.Properties") && e.contains("other than Kafka"),
+        "{e}"
+    );
+    let e = fails_with(&format!("{function}  M:\n    Type: AWS::Lambda::EventSourceMapping\n    Properties: {{FunctionName: elsewhere, Topics: [t], SelfManagedEventSource: {{Endpoints: {{KafkaBootstrapServers: ['h:9092']}}}}}}\n"));
+    assert!(
+        e.contains("Resources.M") && e.contains("\"elsewhere\" is not a function"),
+        "{e}"
+    );
 }

@@ -15,6 +15,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::config::KafkaSettings;
+use crate::msk::{BootstrapError, KafkaContext};
 use crate::protocol::topics::{Topic, TOPICS};
 
 /// One record to produce.
@@ -41,12 +42,16 @@ pub enum BusError {
     Timeout(Duration),
     #[error("kafka health check panicked")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error("no Kafka brokers: KAFKA_MSK_CLUSTER_ARN is set without KAFKA_BROKERS, so build the bus with EventBus::connect, which looks them up")]
+    Unresolved,
 }
 
 /// The producer. Cheap to clone.
 #[derive(Clone)]
 pub struct EventBus {
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaContext>,
     settings: KafkaSettings,
 }
 
@@ -71,15 +76,33 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
 }
 
 impl EventBus {
+    /// The producer, after looking up the brokers of `KAFKA_MSK_CLUSTER_ARN` when no
+    /// `KAFKA_BROKERS` were given (one `GetBootstrapBrokers` call, at cold start).
+    pub async fn connect(settings: &KafkaSettings) -> Result<Self, BusError> {
+        if settings.brokers.is_empty() && settings.msk_cluster_arn.is_some() {
+            let brokers = crate::msk::bootstrap_brokers(settings, None).await?;
+            tracing::info!(brokers, "bootstrap brokers from MSK");
+            return Self::new(&KafkaSettings {
+                brokers,
+                ..settings.clone()
+            });
+        }
+        Self::new(settings)
+    }
+
+    /// The producer for `settings.brokers` (with MSK IAM tokens when configured).
     pub fn new(settings: &KafkaSettings) -> Result<Self, BusError> {
+        if settings.brokers.is_empty() {
+            return Err(BusError::Unresolved);
+        }
         let timeout_ms = settings.produce_timeout.as_millis().to_string();
-        let producer: FutureProducer = client_config(settings)
+        let producer: FutureProducer<KafkaContext> = client_config(settings)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", settings.linger_ms.to_string())
             .set("message.timeout.ms", &timeout_ms)
             .set("socket.connection.setup.timeout.ms", &timeout_ms)
-            .create()?;
+            .create_with_context(KafkaContext::new(settings))?;
         Ok(EventBus {
             producer,
             settings: settings.clone(),

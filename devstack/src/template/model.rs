@@ -186,6 +186,17 @@ impl Resources<'_> {
             .as_str()
             .map(str::to_owned)
     }
+    /// `arn:aws:<service>:<region>:<account>:<logical id>`, the service from the type
+    /// (`AWS::SQS::Queue` is `sqs`).
+    fn resource_arn(&self, kind: &str, id: &str) -> String {
+        let p = &self.options.pseudo;
+        let service = kind
+            .split("::")
+            .nth(1)
+            .unwrap_or("resource")
+            .to_ascii_lowercase();
+        format!("arn:aws:{service}:{}:{}:{id}", p.region, p.account_id)
+    }
     fn function_arn(&self, binary: &str) -> String {
         let p = &self.options.pseudo;
         format!(
@@ -237,6 +248,8 @@ impl ResourceValues for Resources<'_> {
             }
             ("AWS::Serverless::HttpApi", "ApiEndpoint") => Ok(self.options.http_endpoint.clone()),
             ("AWS::ApiGatewayV2::Api" | "AWS::Serverless::HttpApi", "ApiId") => Ok(id.to_owned()),
+            // Any other resource's ARN (an on-failure queue, a topic): a local ARN naming it.
+            (kind, "Arn") => Ok(self.resource_arn(kind, id)),
             (kind, attribute) => Err(TemplateError::unsupported(
                 at,
                 format!("!GetAtt {id}.{attribute} (a {kind})"),
@@ -321,6 +334,7 @@ pub(super) fn build(doc: &Value, options: &LoadOptions) -> Result<Stack, Templat
 
     let mut functions = Vec::new();
     let mut http_routes: Vec<RouteOf> = Vec::new();
+    let mut mappings = Vec::new();
     for (id, res) in &live {
         let kind = res.get("Type").and_then(Value::as_str).unwrap_or_default();
         let at = format!("Resources.{id}");
@@ -330,16 +344,30 @@ pub(super) fn build(doc: &Value, options: &LoadOptions) -> Result<Stack, Templat
                 functions.push(f);
                 http_routes.extend(routes);
             }
-            "AWS::Lambda::Function"
-            | "AWS::Lambda::EventSourceMapping"
-            | "AWS::Serverless::Api"
-            | "AWS::ApiGateway::RestApi" => {
+            "AWS::Lambda::EventSourceMapping" => mappings.push((id, res)),
+            "AWS::Lambda::Function" | "AWS::Serverless::Api" | "AWS::ApiGateway::RestApi" => {
                 return Err(TemplateError::unsupported(
                     &at,
                     format!("{kind} resources (use AWS::Serverless::Function / HttpApi)"),
                 ));
             }
             _ => {}
+        }
+    }
+
+    for (id, res) in mappings {
+        let at = format!("Resources.{id}");
+        if let Some((binary, source)) = event_source_mapping(&r, id, res, &at)? {
+            let f = functions
+                .iter_mut()
+                .find(|f| f.binary == binary)
+                .ok_or_else(|| {
+                    TemplateError::invalid(
+                        &at,
+                        format!("FunctionName {binary:?} is not a function of this template"),
+                    )
+                })?;
+            f.kafka.push(source);
         }
     }
 
@@ -838,6 +866,60 @@ fn kafka_event(
             .and_then(Value::as_bool)
             .unwrap_or(false),
     }))
+}
+
+/// An `AWS::Lambda::EventSourceMapping` (live: its Condition, if any, holds) reading Kafka:
+/// the function's binary and the mapping. MSK when it has an `EventSourceArn` of a Kafka
+/// cluster, self-managed when it has a `SelfManagedEventSource`; any other source (SQS, Kinesis,
+/// DynamoDB) is unsupported. The Kafka properties are the SAM events' (`kafka_event`), with the
+/// consumer group in `AmazonManagedKafkaEventSourceConfig` / `SelfManagedKafkaEventSourceConfig`.
+fn event_source_mapping(
+    r: &Resolver<'_>,
+    id: &str,
+    res: &Value,
+    at: &str,
+) -> Result<Option<(String, KafkaEventSource)>, TemplateError> {
+    let pat = format!("{at}.Properties");
+    let mut props = match res.get("Properties") {
+        Some(p) => match r.resolve(p, &pat)? {
+            Some(Value::Object(m)) => m,
+            _ => return Err(TemplateError::invalid(at, "Properties must be a map")),
+        },
+        None => return Err(TemplateError::invalid(at, "has no Properties")),
+    };
+    let name = props
+        .get("FunctionName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TemplateError::invalid(&pat, "FunctionName is missing"))?;
+    // `!Ref Fn` is the binary locally; `!GetAtt Fn.Arn` an ARN ending in `function:<binary>`.
+    let binary = name
+        .rsplit_once("function:")
+        .map_or(name, |(_, b)| b)
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let kind = if props.contains_key("SelfManagedEventSource") {
+        "SelfManagedKafka"
+    } else {
+        match props.get("EventSourceArn").and_then(Value::as_str) {
+            Some(arn) if arn.split(':').nth(2) == Some("kafka") => {
+                let arn = arn.to_owned();
+                props.insert("Stream".into(), Value::String(arn));
+                "MSK"
+            }
+            other => {
+                return Err(TemplateError::unsupported(
+                    &pat,
+                    format!(
+                        "event-source mappings other than Kafka (EventSourceArn {:?}; devstack reads MSK and SelfManagedEventSource mappings)",
+                        other.unwrap_or_default()
+                    ),
+                ))
+            }
+        }
+    };
+    Ok(kafka_event(id, id, kind, &props, &pat)?.map(|source| (binary, source)))
 }
 
 fn websocket_api(

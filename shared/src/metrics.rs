@@ -1,0 +1,194 @@
+//! Metrics as CloudWatch Embedded Metric Format (EMF): one JSON object per line on stdout, which
+//! Lambda ships to CloudWatch Logs and CloudWatch turns into metrics, with no API call, no SDK and
+//! no extra latency in the handler.
+//!
+//! Every metric is in the namespace [`NAMESPACE`] and carries the dimension `FunctionName`: the
+//! Lambda function's name (`AWS_LAMBDA_FUNCTION_NAME`, the same value as the `AWS/Lambda`
+//! namespace's own `FunctionName` dimension, so the template's alarms can `!Ref` the function;
+//! devstack sets it to the binary's name; `local` elsewhere). Callers add their own dimensions
+//! (`Channel`, `Outcome`).
+//!
+//! The metrics Herald emits (every one a `Count`):
+//!
+//! | metric | dimensions | emitted by |
+//! |---|---|---|
+//! | `Sends` | `FunctionName`, `Channel`, `Outcome` | delivery (IN_APP: frames posted `sent`, failed or gone posts `failed`) |
+//! | `FramesSent`, `ConnectionsGone`, `PostsFailed`, `PoisonRecords`, `Redelivered`, `RecordsRetried`, `Records` | `FunctionName` | delivery, per batch |
+//! | `FallbackDeliveries` | `FunctionName` | whoever publishes with the Kafka-down fallback (api), per change posted straight to the sockets |
+//! | `RelayBacklog`, `RelayPublished`, `RelayFailed`, `RelayUsersScanned` | `FunctionName` | outbox-relay, per run that held the lease |
+//! | `Records`, `PoisonRecords`, `RecordsCounted`, `Redelivered`, `PartitionsRetried` | `FunctionName` | analytics, per batch (`Redelivered`: records its watermark had already counted) |
+//!
+//! A line is written with one `write` of a whole line, so lines from concurrent tasks never
+//! interleave. Lines are EMF only if they are valid JSON with the `_aws` member: [`MetricSet::line`]
+//! is what the unit tests hold to that shape.
+
+use std::sync::OnceLock;
+
+use serde_json::{json, Map, Value};
+
+/// The CloudWatch namespace of every Herald metric.
+pub const NAMESPACE: &str = "Herald";
+
+/// A CloudWatch unit (the ones Herald uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+        }
+    }
+}
+
+/// Metrics that share one set of dimension values: one EMF line.
+#[derive(Debug, Clone)]
+pub struct MetricSet {
+    dimensions: Vec<(&'static str, String)>,
+    values: Vec<(&'static str, f64, Unit)>,
+}
+
+/// The function's name, as the `FunctionName` dimension.
+fn function_name() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "local".to_owned())
+    })
+}
+
+impl MetricSet {
+    /// A set with the `FunctionName` dimension of this process.
+    pub fn new() -> Self {
+        Self::for_function(function_name())
+    }
+
+    /// A set with an explicit `FunctionName` (tests).
+    pub fn for_function(name: &str) -> Self {
+        MetricSet {
+            dimensions: vec![("FunctionName", name.to_owned())],
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds a dimension (`Channel`, `Outcome`, ...). CloudWatch allows 30 per metric.
+    pub fn dimension(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.dimensions.push((name, value.into()));
+        self
+    }
+
+    /// Adds a `Count` metric.
+    pub fn count(mut self, name: &'static str, n: usize) -> Self {
+        self.values.push((name, n as f64, Unit::Count));
+        self
+    }
+
+    /// Adds a metric with a unit.
+    pub fn value(mut self, name: &'static str, v: f64, unit: Unit) -> Self {
+        self.values.push((name, v, unit));
+        self
+    }
+
+    /// The EMF line (no trailing newline) stamped `timestamp_ms` (Unix epoch, milliseconds).
+    pub fn line(&self, timestamp_ms: i64) -> String {
+        let mut root = Map::new();
+        let dimension_names: Vec<&str> = self.dimensions.iter().map(|(k, _)| *k).collect();
+        let metrics: Vec<Value> = self
+            .values
+            .iter()
+            .map(|(name, _, unit)| json!({"Name": name, "Unit": unit.as_str()}))
+            .collect();
+        root.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [dimension_names],
+                    "Metrics": metrics,
+                }],
+            }),
+        );
+        for (k, v) in &self.dimensions {
+            root.insert((*k).to_owned(), Value::String(v.clone()));
+        }
+        for (name, v, _) in &self.values {
+            root.insert((*name).to_owned(), json!(v));
+        }
+        Value::Object(root).to_string()
+    }
+
+    /// Writes the line to stdout (where Lambda's log capture, and so CloudWatch, reads it).
+    pub fn emit(self) {
+        if self.values.is_empty() {
+            return;
+        }
+        use std::io::Write;
+        let mut line = self.line(chrono::Utc::now().timestamp_millis());
+        line.push('\n');
+        // One write per line: concurrent emitters never interleave within a line.
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
+}
+
+impl Default for MetricSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_embedded_metric_format() {
+        let line = MetricSet::for_function("herald-DeliveryFunction-x1")
+            .dimension("Channel", "IN_APP")
+            .dimension("Outcome", "sent")
+            .count("Sends", 3)
+            .value("Latency", 1.5, Unit::Milliseconds)
+            .line(1_700_000_000_123);
+        assert!(!line.contains('\n'), "one line: {line}");
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(v["_aws"]["Timestamp"], json!(1_700_000_000_123_i64));
+        assert_eq!(directive["Namespace"], json!("Herald"));
+        assert_eq!(
+            directive["Dimensions"],
+            json!([["FunctionName", "Channel", "Outcome"]])
+        );
+        assert_eq!(
+            directive["Metrics"],
+            json!([
+                {"Name": "Sends", "Unit": "Count"},
+                {"Name": "Latency", "Unit": "Milliseconds"}
+            ])
+        );
+        // Every dimension and every metric is a top-level member (EMF's rule).
+        assert_eq!(v["FunctionName"], json!("herald-DeliveryFunction-x1"));
+        assert_eq!(v["Channel"], json!("IN_APP"));
+        assert_eq!(v["Outcome"], json!("sent"));
+        assert_eq!(v["Sends"], json!(3.0));
+        assert_eq!(v["Latency"], json!(1.5));
+    }
+
+    #[test]
+    fn the_function_name_dimension_defaults_to_this_process() {
+        let v: Value = serde_json::from_str(&MetricSet::new().count("RelayBacklog", 0).line(0))
+            .unwrap_or_default();
+        let name = v["FunctionName"].as_str().unwrap_or_default().to_owned();
+        let expected = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "local".into());
+        assert_eq!(name, expected);
+        assert_eq!(v["RelayBacklog"], json!(0.0));
+    }
+}
