@@ -1,0 +1,198 @@
+//! The channel senders: one per provider kind, each behind the same small contract.
+//!
+//! Contract of every `send`: it returns once the provider has *accepted* the message
+//! ([`Delivery::Sent`]: push service 201, SMTP 250, SMS API 2xx), refused it for good, or asked
+//! for a wait longer than may be slept inline ([`Delivery::Later`]). Transient failures (5xx,
+//! timeouts, refused connections, SMTP 4yz) are retried inline a bounded number of times with
+//! doubling backoff; a short `Retry-After` (at most `PUSH_INLINE_WAIT_MAX_MS`) is slept. A send is
+//! at least once: a provider that accepted a message whose answer was lost gets it again.
+//!
+//! - [`webpush`]: Web Push with VAPID (RFC 8292) and aes128gcm (RFC 8291);
+//! - [`email`]: SMTP (lettre, rustls), text + HTML, RFC 8058 one-click unsubscribe headers;
+//! - [`sms`]: an HTTP API in Twilio's Messages shape.
+
+pub mod email;
+pub mod sms;
+pub mod webpush;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use shared::config::SendSettings;
+use shared::protocol::outcome::reason;
+use tokio::sync::Semaphore;
+
+/// What one send came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Sent,
+    /// The provider is throttling: try again at `at` (the retry schedule).
+    Later {
+        at: DateTime<Utc>,
+    },
+    /// Web Push: the subscription no longer exists (404/410); remove it.
+    Gone,
+    /// Refused for good, or still failing after the inline retries. `reason` is one of the
+    /// outcome vocabulary's ([`reason`]).
+    Failed {
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+impl Delivery {
+    pub fn failed(reason: &'static str, detail: impl Into<String>) -> Self {
+        Delivery::Failed {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What an HTTP provider answered, after the inline retries.
+#[derive(Debug)]
+pub enum HttpOutcome {
+    /// 2xx.
+    Accepted(u16),
+    /// A 4xx other than 429, for the caller to interpret (404/410 gone, 413 too large, …).
+    Refused(u16, String),
+    /// 429 with a wait too long to sleep here.
+    Throttled(Duration),
+    /// 5xx, timeout or no connection, every attempt.
+    Unavailable(Delivery),
+}
+
+/// The inline retry policy, and the process-wide limit on requests in flight.
+#[derive(Debug, Clone)]
+pub struct SendPolicy {
+    pub settings: SendSettings,
+    permits: Arc<Semaphore>,
+}
+
+impl SendPolicy {
+    pub fn new(settings: SendSettings) -> Self {
+        let permits = Arc::new(Semaphore::new(settings.concurrency));
+        SendPolicy { settings, permits }
+    }
+
+    /// Backoff before attempt `n + 1` (n ≥ 1): base × 2^(n-1), with up to 20% jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.settings.backoff.as_millis() as u64;
+        let ms = base.saturating_mul(1 << (attempt.saturating_sub(1)).min(10));
+        let jitter = if ms >= 5 {
+            rand::random::<u64>() % (ms / 5)
+        } else {
+            0
+        };
+        Duration::from_millis(ms + jitter)
+    }
+
+    /// Sends the request `build` makes, retrying transient failures inline. `build` is called
+    /// once per attempt.
+    pub async fn http(&self, build: impl Fn() -> reqwest::RequestBuilder) -> HttpOutcome {
+        let attempts = self.settings.attempts.max(1);
+        let mut last = Delivery::failed(reason::ERROR, "not attempted");
+        for attempt in 1..=attempts {
+            let response = {
+                // Hold a permit only while the request is in flight, never while sleeping.
+                let _permit = self.permits.acquire().await;
+                build().timeout(self.settings.timeout).send().await
+            };
+            let wait = match response {
+                Ok(r) if r.status().is_success() => {
+                    return HttpOutcome::Accepted(r.status().as_u16())
+                }
+                Ok(r) if r.status().as_u16() == 429 => {
+                    let wait =
+                        retry_after(r.headers(), Utc::now()).unwrap_or(Duration::from_secs(60));
+                    if wait > self.settings.inline_wait_max || attempt == attempts {
+                        return HttpOutcome::Throttled(wait);
+                    }
+                    last = Delivery::failed(reason::RATE_LIMITED, "429");
+                    wait
+                }
+                Ok(r) if r.status().is_server_error() => {
+                    let status = r.status().as_u16();
+                    let text = r.text().await.unwrap_or_default();
+                    last = Delivery::failed(
+                        reason::PROVIDER_5XX,
+                        format!("{status} {}", truncate(&text, 200)),
+                    );
+                    self.backoff(attempt)
+                }
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let text = r.text().await.unwrap_or_default();
+                    return HttpOutcome::Refused(status, truncate(&text, 200).to_owned());
+                }
+                Err(e) => {
+                    last = Delivery::failed(reason::ERROR, error_chain(&e));
+                    self.backoff(attempt)
+                }
+            };
+            if attempt < attempts {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        HttpOutcome::Unavailable(last)
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+pub fn retry_after(headers: &reqwest::header::HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// An error with its sources, for logs and outcome details.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("120"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(120)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 29 Nov 2026 12:01:30 GMT"),
+        );
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(90)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h, now), None);
+    }
+}

@@ -1,0 +1,255 @@
+//! Web Push (RFC 8030) to a browser's push service: the payload encrypted with aes128gcm for the
+//! subscription's keys (RFC 8291, `web-push-native`), and the request identified with VAPID
+//! (RFC 8292): an ES256 JWT with `aud` = the endpoint's origin, `exp` 12 h ahead (at most 24 h is
+//! allowed), `sub` = `VAPID_SUBJECT`, sent as `Authorization: vapid t=<jwt>, k=<public key>`.
+//!
+//! Provider answers: 201/200/202 sent; 404/410 gone (the caller removes that subscription only);
+//! 413 resent once with the trimmed payload; 429 honours `Retry-After` (inline when short, else
+//! [`Delivery::Later`]); 5xx and timeouts retried with backoff, then `failed`/`provider-5xx`;
+//! other 4xx `failed`/`provider-4xx`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::DecodePrivateKey;
+use shared::channels::{self, decode_b64url, PushSubscription};
+use shared::config::{ConfigError, VapidSettings};
+use shared::model::Priority;
+use shared::protocol::outcome::reason;
+
+use super::{Delivery, HttpOutcome, SendPolicy};
+use crate::payload::PushPayload;
+
+/// How long a VAPID JWT is valid (RFC 8292 allows up to 24 h), and how long before its expiry a
+/// cached one is replaced.
+const JWT_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+const JWT_REFRESH_BEFORE: Duration = Duration::from_secs(3600);
+
+/// The application server's identity: its P-256 key and contact.
+pub struct Vapid {
+    signing: SigningKey,
+    /// 65-byte uncompressed public key, base64url: the `k=` parameter and what browsers subscribe
+    /// with (`VAPID_PUBLIC_KEY` of the api function).
+    pub public_key: String,
+    pub subject: String,
+    /// One JWT per audience (push service origin), reused until shortly before it expires.
+    cache: Mutex<HashMap<String, (String, i64)>>,
+}
+
+impl std::fmt::Debug for Vapid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vapid")
+            .field("public_key", &self.public_key)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vapid {
+    /// `VAPID_PRIVATE_KEY` is the raw 32-byte scalar in base64url (what `web-push
+    /// generate-vapid-keys` prints), or a PKCS#8 / SEC1 PEM.
+    pub fn from_settings(settings: &VapidSettings) -> Result<Self, ConfigError> {
+        let invalid = |reason: &str| ConfigError::Invalid {
+            var: "VAPID_PRIVATE_KEY",
+            value: "***".into(),
+            reason: reason.into(),
+        };
+        let key = settings.private_key.trim();
+        let signing = if key.starts_with("-----BEGIN") {
+            p256::SecretKey::from_pkcs8_pem(key)
+                .or_else(|_| p256::SecretKey::from_sec1_pem(key))
+                .map(SigningKey::from)
+                .map_err(|_| invalid("not a P-256 private key in PEM"))?
+        } else {
+            let raw = decode_b64url(key).ok_or_else(|| invalid("not base64url"))?;
+            SigningKey::from_slice(&raw).map_err(|_| invalid("not a 32-byte P-256 private key"))?
+        };
+        let point = signing.verifying_key().to_encoded_point(false);
+        Ok(Vapid {
+            public_key: URL_SAFE_NO_PAD.encode(point.as_bytes()),
+            subject: settings.subject.clone(),
+            signing,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A signed JWT for `audience` (RFC 7515 compact form, ES256 with the raw r‖s signature).
+    fn sign_jwt(&self, audience: &str, exp: i64) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ES256"}"#);
+        let claims = serde_json::json!({"aud": audience, "exp": exp, "sub": self.subject});
+        let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let input = format!("{header}.{claims}");
+        let signature: Signature = self.signing.sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+    }
+
+    /// The `Authorization` header value for a push service at `audience` (its origin).
+    pub fn authorization(&self, audience: &str, now: DateTime<Utc>) -> String {
+        let now_s = now.timestamp();
+        let cached = self.cache.lock().ok().and_then(|c| {
+            c.get(audience)
+                .filter(|(_, exp)| exp - now_s > JWT_REFRESH_BEFORE.as_secs() as i64)
+                .map(|(t, _)| t.clone())
+        });
+        let token = cached.unwrap_or_else(|| {
+            let exp = now_s + JWT_LIFETIME.as_secs() as i64;
+            let token = self.sign_jwt(audience, exp);
+            if let Ok(mut c) = self.cache.lock() {
+                c.insert(audience.to_owned(), (token.clone(), exp));
+            }
+            token
+        });
+        format!("vapid t={token}, k={}", self.public_key)
+    }
+}
+
+/// The Web Push sender.
+#[derive(Debug)]
+pub struct WebPush {
+    pub vapid: Vapid,
+    client: reqwest::Client,
+    policy: SendPolicy,
+    allow_loopback: bool,
+}
+
+/// RFC 8030 §5.3 `Urgency` from the notification's priority.
+fn urgency(priority: Priority) -> &'static str {
+    match priority {
+        Priority::Low => "low",
+        Priority::Normal => "normal",
+        Priority::High | Priority::Urgent => "high",
+    }
+}
+
+impl WebPush {
+    pub fn new(
+        vapid: Vapid,
+        client: reqwest::Client,
+        policy: SendPolicy,
+        allow_loopback: bool,
+    ) -> Self {
+        WebPush {
+            vapid,
+            client,
+            policy,
+            allow_loopback,
+        }
+    }
+
+    /// Sends `payload` to one subscription.
+    pub async fn send(
+        &self,
+        subscription: &PushSubscription,
+        payload: &PushPayload,
+        priority: Priority,
+        ttl: Duration,
+    ) -> Delivery {
+        // Checked again here: the deployment's rules may have changed since it was stored.
+        let uri = match channels::check_endpoint(&subscription.endpoint, self.allow_loopback) {
+            Ok(uri) => uri,
+            Err(why) => return Delivery::failed(reason::ERROR, format!("endpoint {why}")),
+        };
+        let (Some(p256dh), Some(auth)) = (
+            decode_b64url(&subscription.p256dh),
+            decode_b64url(&subscription.auth),
+        ) else {
+            return Delivery::failed(reason::ERROR, "stored keys are not base64url");
+        };
+        let Ok(ua_public) = web_push_native::p256::PublicKey::from_sec1_bytes(&p256dh) else {
+            return Delivery::failed(reason::ERROR, "stored p256dh is not a P-256 key");
+        };
+        let Ok(auth) = <[u8; channels::AUTH_SECRET_BYTES]>::try_from(auth.as_slice()) else {
+            return Delivery::failed(reason::ERROR, "stored auth secret is not 16 bytes");
+        };
+        let auth = web_push_native::Auth::from(auth);
+        let audience = channels::origin(&uri);
+
+        let mut body = payload.full.clone();
+        let mut trimmed = payload.trimmed_only;
+        loop {
+            let encrypted = match web_push_native::encrypt(body.clone(), &ua_public, &auth) {
+                Ok(e) => e,
+                Err(e) => return Delivery::failed(reason::ERROR, format!("encrypt: {e}")),
+            };
+            let authorization = self.vapid.authorization(&audience, Utc::now());
+            let outcome = self
+                .policy
+                .http(|| {
+                    self.client
+                        .post(&subscription.endpoint)
+                        .header("TTL", ttl.as_secs().to_string())
+                        .header("Urgency", urgency(priority))
+                        .header("Content-Encoding", "aes128gcm")
+                        .header("Content-Type", "application/octet-stream")
+                        .header("Authorization", &authorization)
+                        .body(encrypted.clone())
+                })
+                .await;
+            return match outcome {
+                HttpOutcome::Accepted(_) => Delivery::Sent,
+                HttpOutcome::Refused(404 | 410, _) => Delivery::Gone,
+                HttpOutcome::Refused(413, _) if !trimmed => {
+                    body = payload.trimmed.clone();
+                    trimmed = true;
+                    continue;
+                }
+                HttpOutcome::Refused(status, text) => {
+                    Delivery::failed(reason::PROVIDER_4XX, format!("{status} {text}"))
+                }
+                HttpOutcome::Throttled(wait) => Delivery::Later {
+                    at: Utc::now()
+                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
+                },
+                HttpOutcome::Unavailable(d) => d,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::Verifier;
+    use p256::ecdsa::VerifyingKey;
+
+    #[test]
+    fn the_vapid_header_carries_a_verifiable_es256_jwt_for_the_origin() {
+        let secret = SigningKey::random(&mut rand::rngs::OsRng);
+        let vapid = Vapid::from_settings(&VapidSettings {
+            subject: "mailto:ops@example.com".into(),
+            private_key: URL_SAFE_NO_PAD.encode(secret.to_bytes()),
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let now = Utc::now();
+        let header = vapid.authorization("https://push.example.net", now);
+        let rest = header.strip_prefix("vapid t=").unwrap_or_default();
+        let (jwt, k) = rest.split_once(", k=").unwrap_or_default();
+        assert_eq!(k, vapid.public_key);
+        let (input, sig) = jwt.rsplit_once('.').unwrap_or_default();
+        let key = VerifyingKey::from_sec1_bytes(&decode_b64url(k).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sig = Signature::from_slice(&decode_b64url(sig).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(key.verify(input.as_bytes(), &sig).is_ok());
+        let claims: serde_json::Value = serde_json::from_slice(
+            &decode_b64url(input.split('.').nth(1).unwrap_or_default()).unwrap_or_default(),
+        )
+        .unwrap_or_default();
+        assert_eq!(claims["aud"], "https://push.example.net");
+        assert_eq!(claims["sub"], "mailto:ops@example.com");
+        let exp = claims["exp"].as_i64().unwrap_or_default();
+        assert!(exp > now.timestamp() && exp <= now.timestamp() + 24 * 3600);
+        // Cached per audience.
+        assert_eq!(vapid.authorization("https://push.example.net", now), header);
+        assert_ne!(
+            vapid.authorization("https://other.example.net", now),
+            header
+        );
+    }
+}

@@ -1,0 +1,67 @@
+"""A real SMTP server (aiosmtpd) that keeps every message it accepts, for Herald's email tests.
+
+Usage: python smtp_sink.py DIR PORT
+
+Listens on 127.0.0.1:PORT and writes each accepted message to DIR/<n>.json: the envelope
+(mail_from, rcpt_tos), the raw message, and what Python's own email parser makes of it (headers,
+and each leaf part's content type and decoded text), so a test checks the MIME structure with a
+parser that is not the sender's.
+"""
+
+import asyncio
+import email
+import email.policy
+import json
+import os
+import signal
+import sys
+
+from aiosmtpd.controller import Controller
+
+
+class Keep:
+    def __init__(self, folder):
+        self.folder = folder
+        self.count = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        parts = []
+        for part in message.walk():
+            if part.is_multipart():
+                continue
+            parts.append({"contentType": part.get_content_type(), "content": part.get_content()})
+        record = {
+            "mailFrom": envelope.mail_from,
+            "rcptTos": envelope.rcpt_tos,
+            "contentType": message.get_content_type(),
+            "headers": [[k, str(v)] for k, v in message.items()],
+            "subject": str(message["subject"] or ""),
+            "parts": parts,
+            "raw": envelope.original_content.decode("utf-8", "replace"),
+        }
+        self.count += 1
+        tmp = os.path.join(self.folder, f".{self.count}.json")
+        with open(tmp, "w") as f:
+            json.dump(record, f)
+        os.rename(tmp, os.path.join(self.folder, f"{self.count:06d}.json"))
+        return "250 Message accepted for delivery"
+
+
+def main():
+    folder, port = sys.argv[1], int(sys.argv[2])
+    os.makedirs(folder, exist_ok=True)
+    controller = Controller(Keep(folder), hostname="127.0.0.1", port=port)
+    controller.start()
+    stop = asyncio.Event()
+    loop = asyncio.new_event_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    with open(os.path.join(folder, "ready"), "w") as f:
+        f.write(str(port))
+    loop.run_until_complete(stop.wait())
+    controller.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+//! [`PushLedger`]: what the `push` function did for each (notification, channel), and the retry
+//! schedule of sends that must wait (quiet hours, a long `Retry-After`).
+//!
+//! **Send records** (`{u:<id>}:sends`, one field per `<notificationId>|<CHANNEL>`): each holds
+//! the *hop* it was written at (0 for the record from Kafka, n for the n-th trip through the
+//! retry schedule), the status, and the outcome event until Kafka has acknowledged it. `push`
+//! handles a (notification, channel) at hop h only if no record of hop ≥ h exists, so:
+//! - a redelivered Kafka record, or a retry entry drained twice, sends nothing again and emits no
+//!   second outcome;
+//! - an outcome whose acknowledgement was lost is re-emitted from the record (same event id),
+//!   not re-derived by sending again.
+//!
+//! Records are pruned after 3 days, longer than the topic's retention (24 h) plus the longest
+//! deferral (quiet hours, < 24 h).
+//!
+//! **Retry schedule**: one index `{push}:due` (member `<userId>\n<entryId>`, score = due time in
+//! ms) and the entries themselves in the user's slot (`{u:<id>}:retry`). The entry is written
+//! first, the index second; a drain *claims* due members by moving their score a lease ahead
+//! ([`PushLedger::claim_due`]), and removes entry and member only after handling them, so a crashed
+//! drain's entries come due again when the lease ends. Entry ids are deterministic per
+//! (notification, channel, hop), so scheduling the same retry twice keeps one entry.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::{AsyncCommands, Script};
+
+use crate::channels::Contacts;
+use crate::model::{Channel, Preferences};
+
+use super::contacts::{parse_contacts, parse_subscriptions, StoredSubscription};
+use super::keys::KeySpace;
+use super::{RedisConn, StoreError};
+
+static RECORD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/push_record.lua")));
+static ACKNOWLEDGE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/push_acknowledge.lua")));
+static CLAIM_DUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/push_claim_due.lua")));
+
+/// How long send records are kept.
+pub const SENDS_KEEP: Duration = Duration::from_secs(3 * 86_400);
+/// How long retry entries live without a write (a safety net; drains remove them).
+const RETRY_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+/// What `push` recorded for one (notification, channel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRecord {
+    pub hop: u32,
+    /// The outcome status at that hop (`sent`, `failed`, `suppressed`, `deferred`), or `silent`
+    /// for a retry that emits no outcome of its own.
+    pub status: String,
+    /// The outcome event, while Kafka has not acknowledged it.
+    pub pending_outcome: Option<String>,
+}
+
+impl SendRecord {
+    fn encode(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.hop,
+            self.status,
+            self.pending_outcome.as_deref().unwrap_or("")
+        )
+    }
+
+    fn decode(raw: &str) -> Option<Self> {
+        let mut parts = raw.splitn(3, '|');
+        let hop = parts.next()?.parse().ok()?;
+        let status = parts.next()?.to_owned();
+        let pending = parts.next().unwrap_or("");
+        Some(SendRecord {
+            hop,
+            status,
+            pending_outcome: (!pending.is_empty()).then(|| pending.to_owned()),
+        })
+    }
+}
+
+/// Everything `push` needs about one user, read in one round trip.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelView {
+    pub preferences: Preferences,
+    pub contacts: Contacts,
+    pub subscriptions: Vec<StoredSubscription>,
+    /// Send records by field ([`PushLedger::field`]), for the fields asked for.
+    pub records: HashMap<String, SendRecord>,
+}
+
+/// prefs, contacts, subscriptions, send records.
+type ViewReply = (
+    Option<String>,
+    Option<String>,
+    Vec<(String, String)>,
+    Vec<Option<String>>,
+);
+
+/// A claimed retry-schedule member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueEntry {
+    pub user_id: String,
+    pub entry_id: String,
+    member: String,
+}
+
+/// The ledger. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PushLedger {
+    conn: RedisConn,
+    keys: KeySpace,
+}
+
+impl PushLedger {
+    pub fn new(conn: RedisConn, keys: KeySpace) -> Self {
+        PushLedger { conn, keys }
+    }
+
+    /// The send-record field of a (notification, channel).
+    pub fn field(notification_id: &str, channel: Channel) -> String {
+        format!("{notification_id}|{}", channel.as_str())
+    }
+
+    /// Preferences, contacts, subscriptions and the send records of `fields`: one round trip.
+    pub async fn view(&self, user_id: &str, fields: &[String]) -> Result<ChannelView, StoreError> {
+        let user = self.keys.user(user_id);
+        let mut pipe = redis::pipe();
+        pipe.get(user.prefs())
+            .get(user.contacts())
+            .hgetall(user.push_subscriptions());
+        if !fields.is_empty() {
+            pipe.cmd("HMGET").arg(user.sends()).arg(fields);
+        }
+        let mut conn = self.conn.clone();
+        let (prefs, contacts, subs, records) = if fields.is_empty() {
+            let (p, c, s): (Option<String>, Option<String>, Vec<(String, String)>) =
+                pipe.query_async(&mut conn).await?;
+            (p, c, s, Vec::new())
+        } else {
+            let r: ViewReply = pipe.query_async(&mut conn).await?;
+            r
+        };
+        let preferences = match prefs {
+            None => Preferences::default(),
+            Some(raw) => serde_json::from_str(&raw)
+                .map_err(|e| StoreError::Corrupt(format!("preferences: {e}")))?,
+        };
+        let records = fields
+            .iter()
+            .zip(records)
+            .filter_map(|(f, raw)| Some((f.clone(), SendRecord::decode(&raw?)?)))
+            .collect();
+        Ok(ChannelView {
+            preferences,
+            contacts: parse_contacts(contacts.as_deref())?,
+            subscriptions: parse_subscriptions(user_id, subs),
+            records,
+        })
+    }
+
+    /// Writes send records (a record never replaces one of a later hop) and prunes old ones.
+    pub async fn record(
+        &self,
+        user_id: &str,
+        records: &[(String, SendRecord)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let user = self.keys.user(user_id);
+        let mut invocation = RECORD.key(user.sends());
+        invocation
+            .key(user.sends_at())
+            .arg(now_ms)
+            .arg(SENDS_KEEP.as_millis() as i64)
+            .arg(SENDS_KEEP.as_secs() as i64 + 3_600);
+        for (field, record) in records {
+            invocation.arg(field).arg(record.encode());
+        }
+        let _: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Kafka acknowledged these records' outcomes: drop the copies kept for re-emission.
+    pub async fn acknowledge(
+        &self,
+        user_id: &str,
+        fields: &[(String, u32)],
+    ) -> Result<(), StoreError> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = ACKNOWLEDGE.key(self.keys.user(user_id).sends());
+        for (field, hop) in fields {
+            invocation.arg(field).arg(hop);
+        }
+        let _: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Puts an entry on the retry schedule, due at `due_ms` (entry first, then the index).
+    pub async fn schedule(
+        &self,
+        user_id: &str,
+        entry_id: &str,
+        entry: &str,
+        due_ms: i64,
+    ) -> Result<(), StoreError> {
+        let retry = self.keys.user(user_id).retry();
+        let _: () = redis::pipe()
+            .atomic()
+            .hset(&retry, entry_id, entry)
+            .ignore()
+            .expire(&retry, RETRY_TTL.as_secs() as i64)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let _: i64 = self
+            .conn
+            .clone()
+            .zadd(self.keys.push_due(), member(user_id, entry_id), due_ms)
+            .await?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` entries due at `now_ms` for `lease`.
+    pub async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, StoreError> {
+        let members: Vec<String> = CLAIM_DUE
+            .key(self.keys.push_due())
+            .arg(now_ms)
+            .arg(lease.as_millis() as i64)
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(members
+            .into_iter()
+            .filter_map(|m| {
+                let (user, entry) = m.split_once('\n')?;
+                Some(DueEntry {
+                    user_id: user.to_owned(),
+                    entry_id: entry.to_owned(),
+                    member: m.clone(),
+                })
+            })
+            .collect())
+    }
+
+    /// A scheduled entry's text, if it still exists.
+    pub async fn entry(&self, due: &DueEntry) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .clone()
+            .hget(self.keys.user(&due.user_id).retry(), &due.entry_id)
+            .await?)
+    }
+
+    /// Removes a handled entry: the entry, then its index member.
+    pub async fn finish(&self, due: &DueEntry) -> Result<(), StoreError> {
+        let _: i64 = self
+            .conn
+            .clone()
+            .hdel(self.keys.user(&due.user_id).retry(), &due.entry_id)
+            .await?;
+        let _: i64 = self
+            .conn
+            .clone()
+            .zrem(self.keys.push_due(), &due.member)
+            .await?;
+        Ok(())
+    }
+
+    /// Every scheduled member with its due time (ms), earliest first (tests, tools).
+    pub async fn scheduled(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let all: Vec<(String, f64)> = self
+            .conn
+            .clone()
+            .zrange_withscores(self.keys.push_due(), 0, -1)
+            .await?;
+        Ok(all.into_iter().map(|(m, s)| (m, s as i64)).collect())
+    }
+}
+
+fn member(user_id: &str, entry_id: &str) -> String {
+    format!("{user_id}\n{entry_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_records_round_trip_with_and_without_a_pending_outcome() {
+        let r = SendRecord {
+            hop: 2,
+            status: "deferred".into(),
+            pending_outcome: Some(r#"{"a":"x|y"}"#.into()),
+        };
+        assert_eq!(SendRecord::decode(&r.encode()), Some(r));
+        let acked = SendRecord {
+            hop: 0,
+            status: "sent".into(),
+            pending_outcome: None,
+        };
+        assert_eq!(SendRecord::decode("0|sent|"), Some(acked));
+        assert_eq!(SendRecord::decode("x|sent|"), None);
+    }
+}

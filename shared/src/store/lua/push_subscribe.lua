@@ -1,0 +1,8 @@
+-- Adds or replaces one Web Push subscription of a user, within the per-user cap.
+-- KEYS[1]: {u:<id>}:pushsubs. ARGV: 1 subscription id, 2 subscription JSON, 3 cap.
+-- Returns 1 created, 2 replaced (same endpoint, so same id), 0 refused (cap reached).
+local exists = redis.call('HEXISTS', KEYS[1], ARGV[1])
+if exists == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if exists == 1 then return 2 end
+return 1

@@ -1,0 +1,1522 @@
+//! The off-app channels against real servers on this machine: the push function's handler in
+//! process on real Redis and Kafka, sending to a scripted loopback push service (decrypted here
+//! with Mozilla's independent RFC 8291 implementation, VAPID verified with p256), a real SMTP
+//! server (Python's aiosmtpd, `scripts/services/smtp-sink`) and an HTTP server in Twilio's shape;
+//! the api function's subscription, contact and one-click unsubscribe routes; and one pass
+//! through devstack (template wiring, devstack's keys, the Kafka triggers).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::kafka::KafkaEvent;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use herald_tests::{Call, TestEnv};
+use p256::ecdsa::signature::Verifier;
+use p256::ecdsa::{Signature, VerifyingKey};
+use serde_json::{json, Value};
+use shared::config::{ChannelSettings, Env};
+use shared::model::{Channel, Priority};
+use shared::protocol::{Envelope, Topic};
+use shared::store::{CreateOutcome, NewNotification};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+// ---------------------------------------------------------------------------------------------
+// A scripted HTTP server: a push service, or an SMS API.
+
+#[derive(Debug, Clone)]
+struct Received {
+    method: String,
+    path: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+    at: Instant,
+}
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+fn answer(status: u16) -> Answer {
+    Answer {
+        status,
+        headers: vec![],
+    }
+}
+
+#[derive(Default)]
+struct Script {
+    /// Per path: the next answers (then `fallback`, else 201).
+    queued: HashMap<String, VecDeque<Answer>>,
+    fallback: HashMap<String, Answer>,
+    received: Vec<Received>,
+}
+
+struct Provider {
+    url: String,
+    script: Arc<Mutex<Script>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Provider {
+    async fn start() -> Provider {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let url = format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("addr: {e}"))
+        );
+        let script: Arc<Mutex<Script>> = Arc::default();
+        let shared = script.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let script = shared.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut read = BufReader::new(read);
+                    while let Some(req) = read_request(&mut read).await {
+                        let reply = {
+                            let Ok(mut s) = script.lock() else { return };
+                            let a = s
+                                .queued
+                                .get_mut(&req.path)
+                                .and_then(VecDeque::pop_front)
+                                .or_else(|| s.fallback.get(&req.path).cloned())
+                                .unwrap_or(answer(201));
+                            s.received.push(req);
+                            a
+                        };
+                        let mut text =
+                            format!("HTTP/1.1 {} X\r\ncontent-length: 0\r\n", reply.status);
+                        for (k, v) in &reply.headers {
+                            text.push_str(&format!("{k}: {v}\r\n"));
+                        }
+                        text.push_str("\r\n");
+                        if write.write_all(text.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Provider { url, script, task }
+    }
+
+    fn queue(&self, path: &str, answers: Vec<Answer>) {
+        if let Ok(mut s) = self.script.lock() {
+            s.queued.entry(path.to_owned()).or_default().extend(answers);
+        }
+    }
+
+    fn always(&self, path: &str, a: Answer) {
+        if let Ok(mut s) = self.script.lock() {
+            s.fallback.insert(path.to_owned(), a);
+        }
+    }
+
+    fn received(&self, path: &str) -> Vec<Received> {
+        self.script
+            .lock()
+            .map(|s| {
+                s.received
+                    .iter()
+                    .filter(|r| r.path == path)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+async fn read_request<R: AsyncBufReadExt + Unpin>(read: &mut R) -> Option<Received> {
+    let mut line = String::new();
+    if read.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let mut headers = HashMap::new();
+    loop {
+        let mut header = String::new();
+        read.read_line(&mut header).await.ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    read.read_exact(&mut body).await.ok()?;
+    Some(Received {
+        method,
+        path,
+        headers,
+        body,
+        at: Instant::now(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// A browser: its push subscription keys, and decrypting what it receives.
+
+struct Browser {
+    keys: ece::EcKeyComponents,
+    auth: [u8; 16],
+}
+
+impl Browser {
+    fn new() -> Browser {
+        let (pair, auth) =
+            ece::generate_keypair_and_auth_secret().unwrap_or_else(|e| panic!("ece: {e}"));
+        let keys = pair.raw_components().unwrap_or_else(|e| panic!("ece: {e}"));
+        Browser { keys, auth }
+    }
+
+    /// The `PushSubscription.toJSON()` a browser would send.
+    fn subscription(&self, endpoint: &str) -> Value {
+        json!({"endpoint": endpoint, "expirationTime": null, "keys": {
+            "p256dh": URL_SAFE_NO_PAD.encode(self.keys.public_key()),
+            "auth": URL_SAFE_NO_PAD.encode(self.auth)}})
+    }
+
+    fn decrypt(&self, body: &[u8]) -> Value {
+        let plain = ece::decrypt(&self.keys, &self.auth, body)
+            .unwrap_or_else(|e| panic!("decrypting the push body: {e}"));
+        serde_json::from_slice(&plain).unwrap_or_else(|e| panic!("push payload: {e}"))
+    }
+}
+
+/// A VAPID key pair (made with ece's P-256 too): (private, public), base64url.
+fn vapid_keys() -> (String, String) {
+    let (pair, _) = ece::generate_keypair_and_auth_secret().unwrap_or_else(|e| panic!("{e}"));
+    let c = pair.raw_components().unwrap_or_else(|e| panic!("{e}"));
+    (
+        URL_SAFE_NO_PAD.encode(c.private_key()),
+        URL_SAFE_NO_PAD.encode(c.public_key()),
+    )
+}
+
+/// Checks `Authorization: vapid t=<jwt>, k=<key>` (RFC 8292) independently of the sender.
+fn verify_vapid(header: &str, public_key: &str, audience: &str, subject: &str) {
+    let rest = header
+        .strip_prefix("vapid t=")
+        .unwrap_or_else(|| panic!("not a vapid header: {header}"));
+    let (jwt, k) = rest
+        .split_once(", k=")
+        .unwrap_or_else(|| panic!("no k=: {header}"));
+    assert_eq!(k, public_key, "k= is the application server key");
+    let (input, signature) = jwt.rsplit_once('.').unwrap_or_default();
+    let (head, claims) = input.split_once('.').unwrap_or_default();
+    let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).unwrap_or_default();
+    let head: Value = serde_json::from_slice(&decode(head)).unwrap_or_default();
+    assert_eq!(head["alg"], "ES256");
+    let key = VerifyingKey::from_sec1_bytes(&decode(k)).unwrap_or_else(|e| panic!("k: {e}"));
+    let sig = Signature::from_slice(&decode(signature)).unwrap_or_else(|e| panic!("sig: {e}"));
+    assert!(
+        key.verify(input.as_bytes(), &sig).is_ok(),
+        "the VAPID JWT's signature does not verify"
+    );
+    let claims: Value = serde_json::from_slice(&decode(claims)).unwrap_or_default();
+    assert_eq!(claims["aud"], audience, "aud is the endpoint's origin");
+    assert_eq!(claims["sub"], subject);
+    let exp = claims["exp"].as_i64().unwrap_or_default();
+    let now = Utc::now().timestamp();
+    assert!(
+        exp > now && exp <= now + 24 * 3600,
+        "exp {exp} is not within 24 h of {now}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SMTP sink (aiosmtpd) through scripts/services/smtp-sink.
+
+struct SmtpSink {
+    url: String,
+    dir: PathBuf,
+}
+
+impl SmtpSink {
+    fn script() -> PathBuf {
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/services/smtp-sink"
+        ))
+    }
+
+    fn start() -> Option<SmtpSink> {
+        let dir =
+            std::env::temp_dir().join(format!("herald-smtp-{}", uuid::Uuid::new_v4().simple()));
+        let out = std::process::Command::new(Self::script())
+            .arg("start")
+            .arg(&dir)
+            .stderr(std::process::Stdio::inherit())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(SmtpSink {
+                url: String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+                dir,
+            }),
+            other => {
+                herald_tests::skip(&format!("the SMTP sink did not start: {other:?}"));
+                None
+            }
+        }
+    }
+
+    fn messages(&self) -> Vec<Value> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.join("messages"))
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        files.sort();
+        files
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(Self::script())
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
+    message["headers"]
+        .as_array()?
+        .iter()
+        .find_map(|h| (h[0].as_str()?.eq_ignore_ascii_case(name)).then(|| h[1].as_str())?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Setup: api and push deps over one TestEnv, with the channel settings a test chooses.
+
+const SUBJECT: &str = "mailto:ops@herald.test";
+
+struct Setup {
+    env: TestEnv,
+    api: api::Deps,
+    push: push::Deps,
+    vapid_public: String,
+}
+
+fn settings(extra: &[(&str, &str)], vapid: Option<(&str, &str)>) -> ChannelSettings {
+    let mut pairs: Vec<(String, String)> = vec![
+        ("PUSH_ALLOW_LOOPBACK".into(), "true".into()),
+        ("PUSH_RETRY_BACKOFF_MS".into(), "50".into()),
+        ("PUSH_INLINE_WAIT_MAX_MS".into(), "2000".into()),
+        ("PUSH_TIMEOUT_MS".into(), "3000".into()),
+        (
+            "UNSUBSCRIBE_SECRET".into(),
+            "test-unsubscribe-secret-0123456789".into(),
+        ),
+        ("PUBLIC_API_URL".into(), "https://api.herald.test".into()),
+    ];
+    if let Some((private, public)) = vapid {
+        pairs.push(("VAPID_SUBJECT".into(), SUBJECT.into()));
+        pairs.push(("VAPID_PRIVATE_KEY".into(), private.into()));
+        pairs.push(("VAPID_PUBLIC_KEY".into(), public.into()));
+    }
+    for (k, v) in extra {
+        pairs.push(((*k).into(), (*v).into()));
+    }
+    ChannelSettings::from_env(&Env::from_pairs(pairs)).unwrap_or_else(|e| panic!("settings: {e}"))
+}
+
+impl Setup {
+    /// Web Push configured; `extra` adds settings (SMTP, SMS, ...).
+    async fn new(extra: &[(&str, &str)]) -> Option<Setup> {
+        let env = TestEnv::new().await?;
+        let (private, public) = vapid_keys();
+        let settings = settings(extra, Some((&private, &public)));
+        Some(Self::with(env, settings, public))
+    }
+
+    fn with(env: TestEnv, settings: ChannelSettings, vapid_public: String) -> Setup {
+        let mut api = env.api_with(TestEnv::unlimited(), env.bus());
+        api.channels = settings.clone();
+        let push = push::Deps::new(env.conn.clone(), env.keys.clone(), env.bus(), settings)
+            .unwrap_or_else(|e| panic!("push deps: {e}"));
+        Setup {
+            env,
+            api,
+            push,
+            vapid_public,
+        }
+    }
+
+    async fn subscribe(&self, user: &str, browser: &Browser, endpoint: &str) -> String {
+        let r = Call::post("/v1/push-subscriptions")
+            .user(user)
+            .json(&browser.subscription(endpoint))
+            .send(&self.api)
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn subscriptions(&self, user: &str) -> Vec<String> {
+        let r = Call::get("/v1/push-subscriptions")
+            .user(user)
+            .send(&self.api)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["endpoint"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn contacts(&self, user: &str, contacts: Value) {
+        let r = Call::put(&format!("/v1/users/{user}/contacts"))
+            .service("svc")
+            .json(&contacts)
+            .send(&self.api)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    async fn preferences(&self, user: &str, prefs: Value) {
+        let r = Call::put("/v1/preferences")
+            .user(user)
+            .json(&prefs)
+            .send(&self.api)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    /// A committed notification's envelope (as `delivery` routes it).
+    async fn notify(
+        &self,
+        user: &str,
+        kind: &str,
+        body: &str,
+        channels: Vec<Channel>,
+        priority: Priority,
+    ) -> Envelope {
+        let new = NewNotification {
+            user_id: user.into(),
+            kind: kind.into(),
+            title: format!("Hello {user}"),
+            body: body.into(),
+            data: json!({"run": 7}),
+            channels,
+            priority,
+            action_url: Some("https://app.herald.test/runs/7".into()),
+            group_key: None,
+            expires_at: None,
+        };
+        match self
+            .env
+            .store(TestEnv::unlimited())
+            .create("svc", new, None)
+            .await
+        {
+            Ok(CreateOutcome::Created { change, .. }) => change.envelope,
+            other => panic!("create: {other:?}"),
+        }
+    }
+
+    async fn run(&self, envelopes: &[&Envelope]) -> push::Stats {
+        let (response, stats) =
+            push::process_batch(&self.push, &batch(envelopes), Utc::now()).await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "no infrastructure failure expected: {response:?}"
+        );
+        stats
+    }
+
+    /// Every outcome on `notification-delivery`, as (notificationId, channel, status, reason).
+    async fn outcomes(&self, expected: usize) -> Vec<(String, String, String, String)> {
+        let records = herald_tests::kafka::consume(
+            &self.env.kafka,
+            &self.env.bus().topic_name(Topic::NotificationDelivery),
+            expected,
+            Duration::from_secs(10),
+            Duration::from_millis(300),
+        )
+        .await;
+        let mut out: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let o = r.json();
+                let s = |k: &str| o[k].as_str().unwrap_or_default().to_owned();
+                (s("notificationId"), s("channel"), s("status"), s("reason"))
+            })
+            .collect();
+        out.sort_by_key(|o| (o.0.clone(), o.1.clone()));
+        out
+    }
+}
+
+fn batch(envelopes: &[&Envelope]) -> KafkaEvent {
+    let records: Vec<Value> = envelopes
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            json!({"topic": "push-notifications", "partition": 1, "offset": 100 + i, "timestamp": 0,
+                   "timestampType": "CREATE_TIME", "key": STANDARD.encode(&e.user_id),
+                   "value": STANDARD.encode(e.encode()), "headers": []})
+        })
+        .collect();
+    serde_json::from_value(json!({
+        "eventSource": "SelfManagedKafka",
+        "records": {"push-notifications-1": records}
+    }))
+    .unwrap_or_else(|e| panic!("event: {e}"))
+}
+
+fn id(e: &Envelope) -> String {
+    match &e.event {
+        shared::protocol::Event::NotificationCreated { notification, .. } => {
+            notification.id.clone()
+        }
+        _ => String::new(),
+    }
+}
+
+fn user() -> String {
+    format!("u{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+fn row(
+    e: &Envelope,
+    channel: &str,
+    status: &str,
+    reason: &str,
+) -> (String, String, String, String) {
+    (id(e), channel.into(), status.into(), reason.into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Web Push
+
+#[tokio::test]
+async fn web_push_arrives_encrypted_for_the_browser_and_signed_for_the_endpoints_origin() {
+    let Some(s) = Setup::new(&[]).await else {
+        return;
+    };
+    let service = Provider::start().await;
+    let browser = Browser::new();
+    let alice = user();
+    s.subscribe(&alice, &browser, &format!("{}/push/a", service.url))
+        .await;
+    let n = s
+        .notify(
+            &alice,
+            "build.passed",
+            "All green",
+            vec![Channel::InApp, Channel::Push],
+            Priority::High,
+        )
+        .await;
+
+    let stats = s.run(&[&n]).await;
+    assert_eq!((stats.sent, stats.failed), (1, 0), "{stats:?}");
+    let got = service.received("/push/a");
+    assert_eq!(got.len(), 1);
+    let req = &got[0];
+    assert_eq!(req.method, "POST");
+    assert_eq!(
+        req.headers.get("content-encoding").map(String::as_str),
+        Some("aes128gcm")
+    );
+    assert_eq!(req.headers.get("urgency").map(String::as_str), Some("high"));
+    assert!(req
+        .headers
+        .get("ttl")
+        .is_some_and(|t| t.parse::<u64>().is_ok_and(|t| t > 0)));
+    let payload = browser.decrypt(&req.body);
+    assert_eq!(
+        payload,
+        json!({"id": id(&n), "title": format!("Hello {alice}"), "body": "All green",
+               "actionUrl": "https://app.herald.test/runs/7", "data": {"run": 7}})
+    );
+    verify_vapid(
+        req.headers
+            .get("authorization")
+            .map(String::as_str)
+            .unwrap_or_default(),
+        &s.vapid_public,
+        &service.url,
+        SUBJECT,
+    );
+
+    // A redelivered batch sends nothing and records nothing twice.
+    let again = s.run(&[&n]).await;
+    assert_eq!((again.sent, again.redelivered), (0, 1), "{again:?}");
+    assert_eq!(service.received("/push/a").len(), 1);
+    assert_eq!(s.outcomes(1).await, [row(&n, "PUSH", "sent", "")]);
+}
+
+#[tokio::test]
+async fn a_gone_or_missing_endpoint_removes_that_subscription_and_no_other() {
+    let Some(s) = Setup::new(&[]).await else {
+        return;
+    };
+    let service = Provider::start().await;
+    let alice = user();
+    let (a, b, c) = (Browser::new(), Browser::new(), Browser::new());
+    for (browser, path) in [(&a, "gone"), (&b, "missing"), (&c, "fine")] {
+        s.subscribe(&alice, browser, &format!("{}/push/{path}", service.url))
+            .await;
+    }
+    service.always("/push/gone", answer(410));
+    service.always("/push/missing", answer(404));
+    // Another user whose only endpoint is gone.
+    let bob = user();
+    let d = Browser::new();
+    s.subscribe(&bob, &d, &format!("{}/push/gone", service.url))
+        .await;
+
+    let na = s
+        .notify(
+            &alice,
+            "comment",
+            "hi",
+            vec![Channel::Push],
+            Priority::Normal,
+        )
+        .await;
+    let nb = s
+        .notify(&bob, "comment", "hi", vec![Channel::Push], Priority::Normal)
+        .await;
+    let stats = s.run(&[&na, &nb]).await;
+    assert_eq!(stats.gone, 3, "{stats:?}");
+    assert_eq!(
+        s.subscriptions(&alice).await,
+        [format!("{}/push/fine", service.url)]
+    );
+    assert!(s.subscriptions(&bob).await.is_empty());
+    assert_eq!(
+        c.decrypt(&service.received("/push/fine")[0].body)["id"],
+        id(&na)
+    );
+    let mut expected = vec![
+        row(&na, "PUSH", "sent", ""),
+        row(&nb, "PUSH", "failed", "gone"),
+    ];
+    expected.sort_by_key(|o| (o.0.clone(), o.1.clone()));
+    assert_eq!(s.outcomes(2).await, expected);
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_its_retry_after_inline_or_from_the_schedule() {
+    let Some(s) = Setup::new(&[]).await else {
+        return;
+    };
+    let service = Provider::start().await;
+    let alice = user();
+    let browser = Browser::new();
+    s.subscribe(&alice, &browser, &format!("{}/push/short", service.url))
+        .await;
+    let bob = user();
+    s.subscribe(&bob, &browser, &format!("{}/push/long", service.url))
+        .await;
+    let retry_after = |secs: &str| Answer {
+        status: 429,
+        headers: vec![("Retry-After".into(), secs.into())],
+    };
+    service.queue("/push/short", vec![retry_after("1")]);
+    service.queue("/push/long", vec![retry_after("120")]);
+
+    let na = s
+        .notify(
+            &alice,
+            "comment",
+            "short",
+            vec![Channel::Push],
+            Priority::Normal,
+        )
+        .await;
+    let nb = s
+        .notify(
+            &bob,
+            "comment",
+            "long",
+            vec![Channel::Push],
+            Priority::Normal,
+        )
+        .await;
+    let started = Utc::now();
+    let stats = s.run(&[&na, &nb]).await;
+    assert_eq!((stats.sent, stats.deferred), (1, 1), "{stats:?}");
+
+    // 1 s: waited inline, then accepted.
+    let short = service.received("/push/short");
+    assert_eq!(short.len(), 2);
+    assert!(
+        short[1].at.duration_since(short[0].at) >= Duration::from_millis(1_000),
+        "the retry came {:?} after the 429",
+        short[1].at.duration_since(short[0].at)
+    );
+    // 120 s: on the retry schedule, due about then; nothing is due before.
+    assert_eq!(service.received("/push/long").len(), 1);
+    let scheduled = s
+        .push
+        .ledger
+        .scheduled()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scheduled.len(), 1, "{scheduled:?}");
+    let due = DateTime::<Utc>::from_timestamp_millis(scheduled[0].1).unwrap_or_default();
+    assert!(
+        (due - started).num_seconds() >= 119 && (due - started).num_seconds() <= 125,
+        "{due}"
+    );
+    assert_eq!(push::drain_due(&s.push, Utc::now()).await.records, 0);
+    let drained = push::drain_due(&s.push, due + chrono::Duration::seconds(1)).await;
+    assert_eq!(drained.sent, 1, "{drained:?}");
+    let long = service.received("/push/long");
+    assert_eq!(long.len(), 2);
+    assert_eq!(browser.decrypt(&long[1].body)["body"], "long");
+    // Drained once: a second run finds nothing.
+    let again = push::drain_due(&s.push, due + chrono::Duration::seconds(2)).await;
+    assert_eq!(again.records, 0);
+
+    let mut expected = vec![
+        row(&na, "PUSH", "sent", ""),
+        row(&nb, "PUSH", "deferred", "rate-limited"),
+        row(&nb, "PUSH", "sent", ""),
+    ];
+    expected.sort_by_key(|o| (o.0.clone(), o.1.clone()));
+    let mut got = s.outcomes(3).await;
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn a_500_is_retried_a_bounded_number_of_times_then_failed() {
+    let Some(s) = Setup::new(&[]).await else {
+        return;
+    };
+    let service = Provider::start().await;
+    let alice = user();
+    s.subscribe(
+        &alice,
+        &Browser::new(),
+        &format!("{}/push/down", service.url),
+    )
+    .await;
+    service.always("/push/down", answer(500));
+    let n = s
+        .notify(
+            &alice,
+            "comment",
+            "x",
+            vec![Channel::Push],
+            Priority::Normal,
+        )
+        .await;
+    let stats = s.run(&[&n]).await;
+    assert_eq!(stats.failed, 1, "{stats:?}");
+    // PUSH_RETRY_ATTEMPTS (3) in all, and the subscription stays.
+    assert_eq!(service.received("/push/down").len(), 3);
+    assert_eq!(s.subscriptions(&alice).await.len(), 1);
+    assert_eq!(
+        s.outcomes(1).await,
+        [row(&n, "PUSH", "failed", "provider-5xx")]
+    );
+}
+
+#[tokio::test]
+async fn a_large_body_is_trimmed_to_title_and_id_and_a_413_is_resent_trimmed() {
+    let Some(s) = Setup::new(&[]).await else {
+        return;
+    };
+    let service = Provider::start().await;
+    let alice = user();
+    let browser = Browser::new();
+    s.subscribe(&alice, &browser, &format!("{}/push/big", service.url))
+        .await;
+    let big = s
+        .notify(
+            &alice,
+            "comment",
+            &"x".repeat(5 * 1024),
+            vec![Channel::Push],
+            Priority::Normal,
+        )
+        .await;
+    let stats = s.run(&[&big]).await;
+    assert_eq!(stats.sent, 1);
+    let got = service.received("/push/big");
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        browser.decrypt(&got[0].body),
+        json!({"id": id(&big), "title": format!("Hello {alice}")})
+    );
+
+    // Under the limit, but the push service refuses it as too large: sent again, trimmed.
+    let bob = user();
+    s.subscribe(&bob, &browser, &format!("{}/push/small-limit", service.url))
+        .await;
+    service.queue("/push/small-limit", vec![answer(413)]);
+    let n = s
+        .notify(
+            &bob,
+            "comment",
+            &"y".repeat(3_000),
+            vec![Channel::Push],
+            Priority::Normal,
+        )
+        .await;
+    assert_eq!(s.run(&[&n]).await.sent, 1);
+    let got = service.received("/push/small-limit");
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        browser.decrypt(&got[0].body)["body"].as_str().map(str::len),
+        Some(3_000)
+    );
+    assert_eq!(
+        browser.decrypt(&got[1].body),
+        json!({"id": id(&n), "title": format!("Hello {bob}")})
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Email, SMS, gates
+
+#[tokio::test]
+async fn email_reaches_a_real_smtp_server_with_both_parts_and_one_click_unsubscribe() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let (private, public) = vapid_keys();
+    let settings = settings(
+        &[
+            ("SMTP_URL", &sink.url),
+            ("EMAIL_FROM", "Herald <notify@herald.test>"),
+        ],
+        Some((&private, &public)),
+    );
+    let s = Setup::with(env, settings, public);
+    let alice = user();
+    s.contacts(&alice, json!({"email": "alice@example.com"}))
+        .await;
+    let n = s
+        .notify(
+            &alice,
+            "invoice.paid",
+            "Thanks & see you",
+            vec![Channel::Email],
+            Priority::Normal,
+        )
+        .await;
+    assert_eq!(s.run(&[&n]).await.sent, 1);
+
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert_eq!(m["rcptTos"], json!(["alice@example.com"]));
+    assert_eq!(m["mailFrom"], "notify@herald.test");
+    assert_eq!(m["subject"], format!("Hello {alice}"));
+    assert_eq!(m["contentType"], "multipart/alternative");
+    let parts: BTreeMap<String, String> = m["parts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    (
+                        p["contentType"].as_str().unwrap_or_default().to_owned(),
+                        p["content"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        parts.keys().collect::<Vec<_>>(),
+        ["text/html", "text/plain"]
+    );
+    assert!(
+        parts["text/plain"].starts_with("Payment received")
+            && parts["text/plain"].contains("Thanks & see you")
+    );
+    assert!(parts["text/html"].contains("Thanks &amp; see you"));
+    assert_eq!(
+        header(m, "List-Unsubscribe-Post"),
+        Some("List-Unsubscribe=One-Click")
+    );
+    let link = header(m, "List-Unsubscribe")
+        .and_then(|h| h.strip_prefix('<')?.strip_suffix('>'))
+        .unwrap_or_else(|| panic!("no List-Unsubscribe: {m}"));
+    let token = link
+        .strip_prefix("https://api.herald.test/v1/unsubscribe?token=")
+        .unwrap_or_else(|| panic!("unexpected link {link}"));
+
+    // A forged link changes nothing.
+    let forged = Call::post("/v1/unsubscribe")
+        .query("token", &format!("{token}x"))
+        .bytes(
+            "application/x-www-form-urlencoded",
+            b"List-Unsubscribe=One-Click",
+        )
+        .send(&s.api)
+        .await;
+    assert_eq!(
+        (forged.status, forged.content_type()),
+        (400, "application/problem+json")
+    );
+    // GET only shows the form.
+    let page = Call::get("/v1/unsubscribe")
+        .query("token", token)
+        .send(&s.api)
+        .await;
+    assert_eq!(page.status, 200);
+    let prefs = Call::get("/v1/preferences").user(&alice).send(&s.api).await;
+    assert_eq!(prefs.body["types"], json!({}));
+
+    // The mail client's one-click POST, with no credentials but the link's token.
+    let r = Call::post("/v1/unsubscribe")
+        .query("token", token)
+        .bytes(
+            "application/x-www-form-urlencoded",
+            b"List-Unsubscribe=One-Click",
+        )
+        .send(&s.api)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let prefs = Call::get("/v1/preferences").user(&alice).send(&s.api).await;
+    assert_eq!(
+        prefs.body["types"],
+        json!({"invoice.paid": {"EMAIL": false}})
+    );
+
+    // The next email of that type is suppressed; other types still go.
+    let next = s
+        .notify(
+            &alice,
+            "invoice.paid",
+            "again",
+            vec![Channel::Email],
+            Priority::Normal,
+        )
+        .await;
+    let other = s
+        .notify(
+            &alice,
+            "comment",
+            "other",
+            vec![Channel::Email],
+            Priority::Normal,
+        )
+        .await;
+    let stats = s.run(&[&next, &other]).await;
+    assert_eq!((stats.sent, stats.suppressed), (1, 1), "{stats:?}");
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[1]["subject"], format!("Hello {alice}"));
+    assert!(header(&messages[1], "List-Unsubscribe").is_some());
+    let mut expected = vec![
+        row(&n, "EMAIL", "sent", ""),
+        row(&next, "EMAIL", "suppressed", "opted-out"),
+        row(&other, "EMAIL", "sent", ""),
+    ];
+    expected.sort_by_key(|o| (o.0.clone(), o.1.clone()));
+    assert_eq!(s.outcomes(3).await, expected);
+}
+
+#[tokio::test]
+async fn sms_is_a_form_post_with_basic_auth_in_twilios_shape() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let api = Provider::start().await;
+    let settings = settings(
+        &[
+            ("SMS_API_URL", &api.url),
+            ("SMS_ACCOUNT_SID", "AC0123"),
+            ("SMS_AUTH_TOKEN", "s3cret"),
+            ("SMS_FROM", "+15005550006"),
+        ],
+        None,
+    );
+    let s = Setup::with(env, settings, String::new());
+    let alice = user();
+    s.contacts(&alice, json!({"phone": "+447700900123"})).await;
+    let n = s
+        .notify(
+            &alice,
+            "comment",
+            &"word ".repeat(60),
+            vec![Channel::Sms, Channel::Push],
+            Priority::Normal,
+        )
+        .await;
+    let stats = s.run(&[&n]).await;
+    assert_eq!((stats.sent, stats.suppressed), (1, 1), "{stats:?}");
+    let path = "/2010-04-01/Accounts/AC0123/Messages.json";
+    let got = api.received(path);
+    assert_eq!(got.len(), 1);
+    let req = &got[0];
+    assert_eq!(
+        req.headers.get("authorization").map(String::as_str),
+        Some(format!("Basic {}", STANDARD.encode("AC0123:s3cret")).as_str())
+    );
+    assert_eq!(
+        req.headers.get("content-type").map(String::as_str),
+        Some("application/x-www-form-urlencoded")
+    );
+    let form: HashMap<String, String> = url_form(&req.body);
+    assert_eq!(form["To"], "+447700900123");
+    assert_eq!(form["From"], "+15005550006");
+    assert!(form["Body"].starts_with(&format!("Hello {alice}: word")));
+    let length = form["Body"].chars().count();
+    assert!(
+        (150..=160).contains(&length) && form["Body"].ends_with("..."),
+        "one SMS segment, trimmed: {length} {:?}",
+        form["Body"]
+    );
+    // No VAPID here: PUSH is recorded as not configured, never silently dropped.
+    assert_eq!(
+        s.outcomes(2).await,
+        [
+            row(&n, "PUSH", "suppressed", "not-configured"),
+            row(&n, "SMS", "sent", "")
+        ]
+    );
+}
+
+fn url_form(body: &[u8]) -> HashMap<String, String> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((decode_form(k), decode_form(v)))
+        })
+        .collect()
+}
+
+fn decode_form(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn preferences_quiet_hours_and_urgent_gate_every_channel() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let service = Provider::start().await;
+    let (private, public) = vapid_keys();
+    let settings = settings(
+        &[
+            ("SMTP_URL", &sink.url),
+            ("EMAIL_FROM", "notify@herald.test"),
+        ],
+        Some((&private, &public)),
+    );
+    let s = Setup::with(env, settings, public);
+    let alice = user();
+    let browser = Browser::new();
+    s.subscribe(&alice, &browser, &format!("{}/push/alice", service.url))
+        .await;
+    s.contacts(&alice, json!({"email": "alice@example.com"}))
+        .await;
+    // EMAIL off for comments; quiet hours from an hour ago to an hour from now (UTC).
+    let now = Utc::now();
+    let hhmm = |t: DateTime<Utc>| t.format("%H:%M").to_string();
+    let end = now + chrono::Duration::hours(1);
+    s.preferences(
+        &alice,
+        json!({"types": {"comment": {"EMAIL": false}},
+               "quietHours": {"start": hhmm(now - chrono::Duration::hours(1)), "end": hhmm(end), "timezone": "UTC"}}),
+    )
+    .await;
+
+    let normal = s
+        .notify(
+            &alice,
+            "comment",
+            "normal",
+            vec![Channel::Push, Channel::Email],
+            Priority::Normal,
+        )
+        .await;
+    let urgent = s
+        .notify(
+            &alice,
+            "comment",
+            "urgent",
+            vec![Channel::Push, Channel::Email],
+            Priority::Urgent,
+        )
+        .await;
+    let stats = s.run(&[&normal, &urgent]).await;
+    assert_eq!(
+        (stats.sent, stats.suppressed, stats.deferred),
+        (2, 1, 1),
+        "{stats:?}"
+    );
+    // Only the urgent one went out, on both channels.
+    let pushed = service.received("/push/alice");
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(browser.decrypt(&pushed[0].body)["body"], "urgent");
+    let mails = sink.messages();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0]["raw"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("urgent"));
+
+    // The quiet-hours deferral is due at the window's end (to the minute) and goes out then.
+    let scheduled = s
+        .push
+        .ledger
+        .scheduled()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scheduled.len(), 1, "{scheduled:?}");
+    let due = DateTime::<Utc>::from_timestamp_millis(scheduled[0].1).unwrap_or_default();
+    assert_eq!(hhmm(due), hhmm(end));
+    assert_eq!(
+        push::drain_due(&s.push, now).await.records,
+        0,
+        "not before the window ends"
+    );
+    let drained = push::drain_due(&s.push, due + chrono::Duration::seconds(1)).await;
+    assert_eq!(drained.sent, 1, "{drained:?}");
+    let pushed = service.received("/push/alice");
+    assert_eq!(pushed.len(), 2);
+    assert_eq!(browser.decrypt(&pushed[1].body)["body"], "normal");
+    assert_eq!(sink.messages().len(), 1, "EMAIL stays opted out");
+
+    let mut expected = vec![
+        row(&normal, "EMAIL", "suppressed", "opted-out"),
+        row(&normal, "PUSH", "deferred", "quiet-hours"),
+        row(&normal, "PUSH", "sent", ""),
+        row(&urgent, "EMAIL", "sent", ""),
+        row(&urgent, "PUSH", "sent", ""),
+    ];
+    expected.sort();
+    let mut got = s.outcomes(5).await;
+    got.sort();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn channels_without_settings_are_suppressed_as_not_configured() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let s = Setup::with(env, settings(&[], None), String::new());
+    let alice = user();
+    s.contacts(
+        &alice,
+        json!({"email": "alice@example.com", "phone": "+447700900123"}),
+    )
+    .await;
+    let n = s
+        .notify(
+            &alice,
+            "comment",
+            "x",
+            vec![Channel::InApp, Channel::Push, Channel::Email, Channel::Sms],
+            Priority::Urgent,
+        )
+        .await;
+    let stats = s.run(&[&n]).await;
+    assert_eq!(stats.suppressed, 3, "{stats:?}");
+    assert_eq!(
+        s.outcomes(3).await,
+        [
+            row(&n, "EMAIL", "suppressed", "not-configured"),
+            row(&n, "PUSH", "suppressed", "not-configured"),
+            row(&n, "SMS", "suppressed", "not-configured"),
+        ]
+    );
+    // And the api says Web Push is not configured here.
+    let key = Call::get("/v1/push/vapid-public-key")
+        .user(&alice)
+        .send(&s.api)
+        .await;
+    assert_eq!(key.status, 404);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscriptions and contacts through the api
+
+#[tokio::test]
+async fn bad_subscriptions_and_contacts_are_refused_with_problem_json() {
+    let Some(s) = Setup::new(&[]).await else {
+        return;
+    };
+    let alice = user();
+    let browser = Browser::new();
+    let good = browser.subscription("https://push.example.com/send/1");
+    let post = |body: Value| {
+        let api = &s.api;
+        let alice = alice.clone();
+        async move {
+            Call::post("/v1/push-subscriptions")
+                .user(&alice)
+                .json(&body)
+                .send(api)
+                .await
+        }
+    };
+    let mut bad_keys = good.clone();
+    bad_keys["keys"]["p256dh"] = json!(URL_SAFE_NO_PAD.encode([4u8; 64]));
+    bad_keys["keys"]["auth"] = json!(URL_SAFE_NO_PAD.encode([1u8; 8]));
+    for (body, fields) in [
+        (
+            browser.subscription("http://push.example.com/send/1"),
+            vec!["endpoint"],
+        ),
+        (
+            browser.subscription("https://10.1.2.3/send/1"),
+            vec!["endpoint"],
+        ),
+        (bad_keys, vec!["keys.p256dh", "keys.auth"]),
+    ] {
+        let r = post(body.clone()).await;
+        assert_eq!(
+            (r.status, r.content_type()),
+            (422, "application/problem+json"),
+            "{body}: {}",
+            r.body
+        );
+        assert_eq!(r.error_fields(), fields, "{}", r.body);
+    }
+    // Loopback only where the deployment allows it.
+    let mut strict = s.api.clone();
+    strict.channels.allow_loopback = false;
+    let r = Call::post("/v1/push-subscriptions")
+        .user(&alice)
+        .json(&browser.subscription("http://127.0.0.1:9/push"))
+        .send(&strict)
+        .await;
+    assert_eq!(
+        (r.status, r.error_fields()),
+        (422, vec!["endpoint".to_owned()])
+    );
+    // No token: 401.
+    let r = Call::post("/v1/push-subscriptions")
+        .json(&good)
+        .send(&s.api)
+        .await;
+    assert_eq!(r.status, 401);
+
+    // Ten are fine (the same endpoint again replaces, 200); the eleventh is refused.
+    for i in 0..10 {
+        let r = post(browser.subscription(&format!("https://push.example.com/send/{i}"))).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = post(browser.subscription("https://push.example.com/send/3")).await;
+    assert_eq!(r.status, 200, "re-subscribing replaces: {}", r.body);
+    let r = post(browser.subscription("https://push.example.com/send/10")).await;
+    assert_eq!(
+        (r.status, r.content_type()),
+        (422, "application/problem+json")
+    );
+    assert_eq!(s.subscriptions(&alice).await.len(), 10);
+    // Delete one, and another user's is out of reach.
+    let id = shared::channels::PushSubscription::id_for("https://push.example.com/send/0");
+    let r = Call::delete(&format!("/v1/push-subscriptions/{id}"))
+        .user("mallory")
+        .send(&s.api)
+        .await;
+    assert_eq!(r.status, 404);
+    let r = Call::delete(&format!("/v1/push-subscriptions/{id}"))
+        .user(&alice)
+        .send(&s.api)
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(s.subscriptions(&alice).await.len(), 9);
+    let key = Call::get("/v1/push/vapid-public-key")
+        .user(&alice)
+        .send(&s.api)
+        .await;
+    assert_eq!(
+        (key.status, key.body["publicKey"].as_str()),
+        (200, Some(s.vapid_public.as_str()))
+    );
+
+    // Contacts: a service route, validated.
+    let r = Call::put(&format!("/v1/users/{alice}/contacts"))
+        .user(&alice)
+        .json(&json!({"email": "a@example.com"}))
+        .send(&s.api)
+        .await;
+    assert_eq!(r.status, 403);
+    let r = Call::put(&format!("/v1/users/{alice}/contacts"))
+        .service("svc")
+        .json(&json!({"email": "not an email", "phone": "0044 7700"}))
+        .send(&s.api)
+        .await;
+    assert_eq!(
+        (r.status, r.error_fields()),
+        (422, vec!["email".to_owned(), "phone".to_owned()])
+    );
+    let r = Call::put(&format!("/v1/users/{alice}/contacts"))
+        .service("svc")
+        .json(&json!({"email": "a@example.com", "fax": "+1"}))
+        .send(&s.api)
+        .await;
+    assert_eq!(r.status, 422, "unknown fields are refused: {}", r.body);
+
+    // Every route is in the OpenAPI document.
+    let doc = Call::get("/openapi.json").send(&s.api).await;
+    for (path, method) in [
+        ("/v1/push-subscriptions", "post"),
+        ("/v1/push-subscriptions", "get"),
+        ("/v1/push-subscriptions/{id}", "delete"),
+        ("/v1/push/vapid-public-key", "get"),
+        ("/v1/users/{userId}/contacts", "put"),
+        ("/v1/unsubscribe", "post"),
+        ("/v1/unsubscribe", "get"),
+    ] {
+        assert!(
+            doc.body["paths"][path].get(method).is_some(),
+            "openapi lacks {method} {path}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through devstack: template wiring, devstack's keys, delivery → push-notifications → push.
+
+#[tokio::test]
+async fn through_devstack_a_notification_reaches_the_browsers_push_service() {
+    let Some(stack) = herald_tests::stack::shared_stack() else {
+        return;
+    };
+    let service = Provider::start().await;
+    let browser = Browser::new();
+    let alice = user();
+    let token = stack.token(&alice, &[], Duration::from_secs(300));
+    let client = herald_tests::stack::http_client();
+    let key: Value = client
+        .get(stack.http_url("/v1/push/vapid-public-key"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let public = key["publicKey"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        URL_SAFE_NO_PAD.decode(&public).map(|k| k.len()).ok(),
+        Some(65),
+        "{key}"
+    );
+    let r = client
+        .post(stack.http_url("/v1/push-subscriptions"))
+        .bearer_auth(&token)
+        .json(&browser.subscription(&format!("{}/push/e2e", service.url)))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.status().as_u16(),
+        201,
+        "devstack allows loopback push endpoints"
+    );
+
+    let created = stack
+        .create_with(
+            &alice,
+            json!({"title": "Deployed", "body": "v1.2", "channels": ["IN_APP", "PUSH"]}),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let got = service.received("/push/e2e");
+        if !got.is_empty() || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(got.len(), 1, "the push function posted to the endpoint");
+    let payload = browser.decrypt(&got[0].body);
+    assert_eq!(
+        (payload["id"].clone(), payload["title"].clone()),
+        (created["id"].clone(), json!("Deployed"))
+    );
+    verify_vapid(
+        got[0]
+            .headers
+            .get("authorization")
+            .map(String::as_str)
+            .unwrap_or_default(),
+        &public,
+        &service.url,
+        devstack::push_keys::VAPID_SUBJECT,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Infrastructure failures: only they fail records, and the retry sends nothing twice.
+
+#[tokio::test]
+async fn a_redis_failure_retries_only_that_record_and_the_retry_sends_nothing_twice() {
+    let Some(s) = Setup::new(&[]).await else {
+        return;
+    };
+    let service = Provider::start().await;
+    let (broken, fine) = (user(), user());
+    let browser = Browser::new();
+    s.subscribe(&broken, &browser, &format!("{}/push/broken", service.url))
+        .await;
+    s.subscribe(&fine, &browser, &format!("{}/push/fine", service.url))
+        .await;
+    // A provider failing is not an infrastructure failure: the other record still completes.
+    service.always("/push/fine", answer(503));
+    let nb = s
+        .notify(
+            &broken,
+            "comment",
+            "b",
+            vec![Channel::Push],
+            Priority::Normal,
+        )
+        .await;
+    let nf = s
+        .notify(&fine, "comment", "f", vec![Channel::Push], Priority::Normal)
+        .await;
+    // Redis fails for `broken` only: its send records key holds the wrong type.
+    let sends = s.env.keys.user(&broken).sends();
+    let _: () = redis::cmd("SET")
+        .arg(&sends)
+        .arg("not a hash")
+        .query_async(&mut s.env.conn.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let event = batch(&[&nb, &nf]);
+    let (response, stats) = push::process_batch(&s.push, &event, Utc::now()).await;
+    let mut expected = shared::trigger::BatchResponse::default();
+    expected.fail_from("push-notifications-1", 100);
+    assert_eq!(response, expected, "retry from the broken user's record");
+    assert_eq!((stats.failed, stats.retried), (1, 1), "{stats:?}");
+    assert!(service.received("/push/broken").is_empty());
+
+    // Redis is back; Lambda retries from offset 100: broken is sent, fine is not tried again.
+    let _: () = redis::cmd("DEL")
+        .arg(&sends)
+        .query_async(&mut s.env.conn.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    service.always("/push/fine", answer(201));
+    let (response, stats) = push::process_batch(&s.push, &event, Utc::now()).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!((stats.sent, stats.redelivered), (1, 1), "{stats:?}");
+    assert_eq!(service.received("/push/broken").len(), 1);
+    assert_eq!(service.received("/push/fine").len(), 3, "3 attempts, once");
+    assert_eq!(s.outcomes(2).await, {
+        let mut v = vec![
+            row(&nb, "PUSH", "sent", ""),
+            row(&nf, "PUSH", "failed", "provider-5xx"),
+        ];
+        v.sort_by_key(|o| (o.0.clone(), o.1.clone()));
+        v
+    });
+}
+
+#[tokio::test]
+async fn with_kafka_down_the_outcome_waits_in_the_record_and_the_retry_does_not_resend() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let (private, public) = vapid_keys();
+    let settings = settings(&[], Some((&private, &public)));
+    let dead = push::Deps::new(
+        env.conn.clone(),
+        env.keys.clone(),
+        env.dead_bus(),
+        settings.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let s = Setup::with(env, settings, public);
+    let service = Provider::start().await;
+    let alice = user();
+    let browser = Browser::new();
+    s.subscribe(&alice, &browser, &format!("{}/push/a", service.url))
+        .await;
+    let n = s
+        .notify(
+            &alice,
+            "comment",
+            "x",
+            vec![Channel::Push],
+            Priority::Normal,
+        )
+        .await;
+    let event = batch(&[&n]);
+
+    // Sent, but Kafka never acknowledges the outcome: the record is retried.
+    let (response, stats) = push::process_batch(&dead, &event, Utc::now()).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "{stats:?}");
+    assert_eq!(service.received("/push/a").len(), 1);
+    // Kafka is back: the retry re-emits the recorded outcome and sends nothing again.
+    let (response, stats) = push::process_batch(&s.push, &event, Utc::now()).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!((stats.sent, stats.redelivered), (0, 1), "{stats:?}");
+    assert_eq!(service.received("/push/a").len(), 1);
+    assert_eq!(s.outcomes(1).await, [row(&n, "PUSH", "sent", "")]);
+    // Once acknowledged, a further redelivery emits nothing more.
+    let (_, stats) = push::process_batch(&s.push, &event, Utc::now()).await;
+    assert_eq!(stats.redelivered, 1);
+    assert_eq!(s.outcomes(1).await.len(), 1);
+}
