@@ -7,12 +7,14 @@
 //!   concurrently, and serves the Lambda Invoke API;
 //! - [`http_gateway`]: API Gateway HTTP API (payload 2.0) with its JWT authorizer and CORS;
 //! - [`jwt`]: the local token issuer (key pair, discovery, JWKS, signed development tokens);
+//! - [`push_keys`]: the VAPID key pair and unsubscribe key the off-app channels use locally;
 //! - [`ws_gateway`]: API Gateway WebSocket API (route selection, `$connect`/`$disconnect`, limits)
 //!   and its `@connections` management API;
 //! - [`kafka`]: the embedded broker (librdkafka's mock cluster) or an external one, and the Kafka
 //!   event-source mappings that feed functions;
 //! - [`redis`]: an external Redis, or a `redis-server` launched with AOF in the data folder;
 //! - [`schedule`]: `rate(...)` schedules;
+//! - [`web`]: the demo page (the `web/` folder) and its session and send endpoints, on the HTTP port;
 //! - [`config`]: devstack's own settings (flags and `DEVSTACK_*` variables), read in one place;
 //! - [`stack`]: starts all of the above in order and stops them on Ctrl-C.
 
@@ -21,8 +23,10 @@ pub mod http_gateway;
 pub mod jwt;
 pub mod kafka;
 pub mod lambda;
+pub mod push_keys;
 pub mod redis;
 pub mod schedule;
 pub mod stack;
 pub mod template;
+pub mod web;
 pub mod ws_gateway;

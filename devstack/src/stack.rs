@@ -8,7 +8,9 @@
 //! Function environment, lowest to highest precedence: Globals, the function's own variables,
 //! then any of those variables set in devstack's own environment (as `sam local --env-vars`);
 //! then devstack supplies `REDIS_URL`, `KAFKA_BROKERS`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`
-//! and `CONNECTIONS_URL` unless devstack's own environment sets them.
+//! `CONNECTIONS_URL` and placeholder AWS credentials unless devstack's own environment sets them;
+//! last, the channel keys ([`crate::push_keys`]) fill the declared-but-empty `VAPID_*` and
+//! `UNSUBSCRIBE_SECRET`, and `PushAllowLoopback` defaults to true.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,8 +28,10 @@ use crate::jwt::{Issuer, JwtError};
 use crate::kafka::mapping::{self, Mapping};
 use crate::kafka::{KafkaService, KafkaServiceError};
 use crate::lambda::{invoke_api, FunctionSpec, Lambda};
+use crate::push_keys::{PushKeys, PushKeysError};
 use crate::redis::{RedisError, RedisService};
 use crate::template::{self, LoadOptions, Pseudo, Stack, TemplateError};
+use crate::web::{self, Demo, Site};
 use crate::ws_gateway::{self, WsGateway, WsLimits};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +51,8 @@ pub enum StackError {
     #[error(transparent)]
     Jwt(#[from] JwtError),
     #[error(transparent)]
+    PushKeys(#[from] PushKeysError),
+    #[error(transparent)]
     Redis(#[from] RedisError),
     #[error(transparent)]
     Kafka(#[from] KafkaServiceError),
@@ -65,6 +71,8 @@ pub struct Running {
     pub ws_stage: String,
     pub redis_url: String,
     pub kafka_brokers: String,
+    /// The demo page's folder, when it exists.
+    pub web_root: Option<PathBuf>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     redis: RedisService,
@@ -107,9 +115,11 @@ pub fn read_template(settings: &Settings, http: &str, ws: &str) -> Result<Stack,
             path: settings.template.clone(),
             source: e.into(),
         })?;
+    // Push endpoints on this machine (test and demo push services) are loopback ones.
     for (name, value) in [
         ("JwtIssuer", http.to_owned()),
         ("JwtAudience", settings.audience.clone()),
+        ("PushAllowLoopback", "true".to_owned()),
     ] {
         if declared
             .get("Parameters")
@@ -148,6 +158,7 @@ pub async fn start(
         &issuer_url,
         &settings.audience,
     )?);
+    let push_keys = PushKeys::load_or_create(&settings.data_dir)?;
     let stack = read_template(&settings, &issuer_url, &format!("ws://{ws_addr}"))?;
     let ws_stage = settings.ws_stage.clone();
 
@@ -195,6 +206,11 @@ pub async fn start(
         ("JWT_AUDIENCE", settings.audience.clone()),
         ("JWKS_URL", format!("{issuer_url}/.well-known/jwks.json")),
         ("CONNECTIONS_URL", format!("http://{ws_addr}/{ws_stage}")),
+        // Lambda gives every function its role's credentials; devstack's @connections accepts
+        // any signature, so these only have to exist.
+        ("AWS_ACCESS_KEY_ID", "devstack".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "devstack".to_owned()),
+        ("AWS_SESSION_TOKEN", "devstack".to_owned()),
     ];
     let pseudo = Pseudo::default();
     let specs = stack
@@ -215,6 +231,7 @@ pub async fn start(
                     .unwrap_or_else(|| v.clone());
                 environment.insert((*k).to_owned(), value);
             }
+            push_keys.supply(&mut environment);
             FunctionSpec {
                 name: f.binary.clone(),
                 executable: executables.get(&f.binary).cloned().unwrap_or_default(),
@@ -244,16 +261,32 @@ pub async fn start(
         })
     };
 
+    let site = Site::open(&settings.web_dir);
+    if site.is_none() {
+        tracing::warn!(
+            "no demo page: {} is not a folder (--web-dir / DEVSTACK_WEB_DIR)",
+            settings.web_dir.display()
+        );
+    }
+    let web_root = site.as_ref().map(|s| s.root().to_path_buf());
     let http_api = stack.http_api.clone().unwrap_or_default();
     let gateway = Arc::new(HttpGateway {
         api: http_api,
         lambda: lambda.clone(),
         issuer: issuer.clone(),
         account_id: pseudo.account_id.clone(),
+        site,
+    });
+    let demo = Arc::new(Demo {
+        gateway: gateway.clone(),
+        issuer: issuer.clone(),
+        http_addr,
+        ws_addr,
+        ws_stage: ws_stage.clone(),
     });
     tasks.push(serve(
         http_listener,
-        http_gateway::router(gateway),
+        http_gateway::router(gateway).merge(web::demo_router(demo)),
         stopped.clone(),
     ));
     tasks.push(serve(
@@ -303,6 +336,7 @@ pub async fn start(
         invoke_addr,
         redis_url: redis.url().to_owned(),
         kafka_brokers: kafka.brokers().to_owned(),
+        web_root,
         stack,
         lambda,
         issuer,
@@ -315,6 +349,11 @@ pub async fn start(
 }
 
 impl Running {
+    /// The Kafka devstack uses (for fault injection on the embedded broker).
+    pub fn kafka(&self) -> &KafkaService {
+        &self.kafka
+    }
+
     pub fn http_url(&self) -> String {
         format!("http://{}", self.http_addr)
     }
@@ -327,6 +366,13 @@ impl Running {
     pub fn summary(&self) -> String {
         let mut s = String::new();
         s.push_str(&format!("HTTP API        {}\n", self.http_url()));
+        if let Some(root) = &self.web_root {
+            s.push_str(&format!(
+                "Demo page       {}/ (from {})\n",
+                self.http_url(),
+                root.display()
+            ));
+        }
         s.push_str(&format!("WebSocket API   {}\n", self.ws_url()));
         s.push_str(&format!(
             "@connections    http://{}/{}/@connections/{{id}}\n",

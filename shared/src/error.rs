@@ -181,3 +181,26 @@ mod tests {
         assert_eq!(p.errors.len(), 1);
     }
 }
+
+/// Why a function cannot start (its cold start fails, and Lambda reports it as an init error).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Kafka(#[from] crate::bus::BusError),
+}
+
+/// An error with its sources, `outer: inner: innermost`, for logs and outcome details.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -7,19 +7,32 @@
 //! - [`limits`]: the API's size and count limits (defined once);
 //! - [`store`]: the Redis store of record (inbox, counts, change log, preferences, rate limits);
 //! - [`bus`]: the idempotent Kafka producer and topic creation;
+//! - [`channels`]: push subscriptions, contacts and one-click unsubscribe tokens (off-app channels);
+//! - [`msk`]: Amazon MSK: IAM authentication (OAUTHBEARER tokens) and bootstrap brokers from a
+//!   cluster ARN;
 //! - [`outbox`]: publishing committed changes, and the relay that guarantees they reach Kafka;
+//! - [`realtime`]: posting frames to a user's WebSocket connections (`@connections`);
 //! - [`auth`]: caller identity (API Gateway claims, JWKS verification);
 //! - [`config`]: settings from the environment, read in one place;
+//! - [`secrets`]: settings whose values live in Secrets Manager, resolved at cold start;
 //! - [`error`]: RFC 9457 problem+json errors;
-//! - [`telemetry`]: structured JSON logs.
+//! - [`telemetry`]: structured JSON logs;
+//! - [`metrics`]: CloudWatch metrics as Embedded Metric Format lines;
+//! - [`trigger`]: Kafka-triggered functions' events and partial batch responses.
 
 pub mod auth;
 pub mod bus;
+pub mod channels;
 pub mod config;
 pub mod error;
 pub mod limits;
+pub mod metrics;
 pub mod model;
+pub mod msk;
 pub mod outbox;
 pub mod protocol;
+pub mod realtime;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
+pub mod trigger;

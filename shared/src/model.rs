@@ -32,6 +32,10 @@ impl Channel {
             Channel::Sms => "SMS",
         }
     }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
 }
 
 /// How important a notification is. `urgent` bypasses opt-outs and quiet hours.
@@ -270,7 +274,9 @@ impl QuietHours {
 
 /// The outcome of one delivery attempt on one channel, or an engagement signal. One vocabulary
 /// everywhere (`DESIGN.md` §3): "sent" means the channel accepted the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OutcomeStatus {
     Sent,
@@ -280,6 +286,36 @@ pub enum OutcomeStatus {
     Seen,
     Read,
     Clicked,
+}
+
+impl OutcomeStatus {
+    /// Every status, delivery outcomes first, then engagement in funnel order.
+    pub const ALL: [OutcomeStatus; 7] = [
+        OutcomeStatus::Sent,
+        OutcomeStatus::Failed,
+        OutcomeStatus::Suppressed,
+        OutcomeStatus::Deferred,
+        OutcomeStatus::Seen,
+        OutcomeStatus::Read,
+        OutcomeStatus::Clicked,
+    ];
+
+    /// The wire name, as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeStatus::Sent => "sent",
+            OutcomeStatus::Failed => "failed",
+            OutcomeStatus::Suppressed => "suppressed",
+            OutcomeStatus::Deferred => "deferred",
+            OutcomeStatus::Seen => "seen",
+            OutcomeStatus::Read => "read",
+            OutcomeStatus::Clicked => "clicked",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 #[cfg(test)]

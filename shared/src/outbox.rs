@@ -3,7 +3,10 @@
 //!
 //! 1. The store marks the user dirty, then commits the change marked unpublished (one script).
 //! 2. [`Publisher::publish`] produces it and, once Kafka acknowledges, marks it published. If
-//!    Kafka is down the request still succeeds: the change waits in the log.
+//!    Kafka is down the request still succeeds: the change waits in the log, and a publisher with
+//!    a fallback posts its frame straight to the user's open WebSocket connections (the seed's
+//!    fallback), so online devices see it at once. The relay's later publish reaches them again;
+//!    clients drop the repeat by its `seq`.
 //! 3. [`Relay::run_once`] (the scheduled `outbox-relay` function) publishes every unpublished
 //!    change older than the grace period, lowest seq first, then clears the user's mark when that
 //!    is provably safe. Running it twice publishes nothing twice; one lease keeps concurrent
@@ -14,7 +17,8 @@ use serde::Serialize;
 
 use crate::bus::{BusError, EventBus, OutgoingRecord};
 use crate::config::OutboxSettings;
-use crate::protocol::{Topic, IDEMPOTENCY_KEY_HEADER};
+use crate::protocol::{Frame, Topic, IDEMPOTENCY_KEY_HEADER};
+use crate::realtime::Fanout;
 use crate::store::{Change, InboxStore, StoreError};
 
 /// Produces committed changes and marks them published.
@@ -22,6 +26,7 @@ use crate::store::{Change, InboxStore, StoreError};
 pub struct Publisher {
     bus: EventBus,
     store: InboxStore,
+    fallback: Option<Fanout>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +44,17 @@ pub enum PublishError {
 
 impl Publisher {
     pub fn new(bus: EventBus, store: InboxStore) -> Self {
-        Publisher { bus, store }
+        Publisher {
+            bus,
+            store,
+            fallback: None,
+        }
+    }
+
+    /// Posts the frames of changes Kafka did not acknowledge straight to their users' connections.
+    pub fn with_fallback(mut self, fanout: Fanout) -> Self {
+        self.fallback = Some(fanout);
+        self
     }
 
     pub fn bus(&self) -> &EventBus {
@@ -71,7 +86,8 @@ impl Publisher {
     }
 
     /// Publishes `changes` (any users, each user's in seq order) and marks every fully
-    /// acknowledged one published. Unacknowledged ones stay for the relay; the error says how many.
+    /// acknowledged one published. Unacknowledged ones stay for the relay (and go out through the
+    /// fallback, if there is one); the error says how many.
     pub async fn publish(&self, changes: &[Change]) -> Result<(), PublishError> {
         if changes.is_empty() {
             return Ok(());
@@ -80,6 +96,7 @@ impl Publisher {
         let flat: Vec<OutgoingRecord> = per_change.iter().flatten().cloned().collect();
         let mut results = self.bus.send(&flat).await.into_iter();
         let mut acked: Vec<(&str, u64)> = Vec::new();
+        let mut unacked: Vec<&Change> = Vec::new();
         let mut first_error = None;
         let mut failed = 0;
         for (change, records) in changes.iter().zip(&per_change) {
@@ -94,8 +111,10 @@ impl Publisher {
                 acked.push((&change.envelope.user_id, change.seq()));
             } else {
                 failed += 1;
+                unacked.push(change);
             }
         }
+        self.fall_back(&unacked).await;
         acked.sort();
         for chunk in acked.chunk_by(|a, b| a.0 == b.0) {
             let seqs: Vec<u64> = chunk.iter().map(|(_, s)| *s).collect();
@@ -108,6 +127,63 @@ impl Publisher {
                 total: changes.len(),
                 first,
             }),
+        }
+    }
+}
+
+impl Publisher {
+    /// Records a click on `notification_id` (already checked to be the user's) on
+    /// `notification-analytics`. A click changes no inbox state, so it has no `seq` and no outbox:
+    /// if Kafka does not acknowledge it, the error says so and the interaction is not counted.
+    pub async fn record_click(&self, user_id: &str, notification_id: &str) -> Result<(), BusError> {
+        let envelope = crate::protocol::Envelope::new(
+            user_id,
+            crate::protocol::Event::NotificationClicked {
+                id: notification_id.to_owned(),
+            },
+        );
+        let record = OutgoingRecord {
+            topic: Topic::NotificationAnalytics,
+            key: user_id.to_owned(),
+            payload: envelope.encode(),
+            headers: Vec::new(),
+        };
+        self.bus
+            .send(std::slice::from_ref(&record))
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or(Err(BusError::Timeout(std::time::Duration::ZERO)))
+            .map(|_| ())
+    }
+
+    /// The seed's fallback: each change's frame, posted to its user's open connections, in order.
+    async fn fall_back(&self, changes: &[&Change]) {
+        let Some(fanout) = &self.fallback else {
+            return;
+        };
+        for change in changes {
+            let Some(frame) = Frame::from_envelope(&change.envelope) else {
+                continue;
+            };
+            let user = &change.envelope.user_id;
+            match fanout.send_to_user(user, &frame).await {
+                Ok(report) => {
+                    tracing::info!(
+                        user,
+                        seq = change.seq(),
+                        sent = report.sent,
+                        metric = "FallbackDeliveries",
+                        "kafka unavailable: posted the change straight to the user's connections"
+                    );
+                    crate::metrics::MetricSet::new()
+                        .count("FallbackDeliveries", 1)
+                        .emit();
+                }
+                Err(e) => {
+                    tracing::warn!(user, seq = change.seq(), error = %e, "fallback delivery failed")
+                }
+            }
         }
     }
 }

@@ -45,6 +45,20 @@ pub enum PoisonRecord {
     Base64(#[from] base64::DecodeError),
 }
 
+/// A record that is not a usable envelope: the poison records of the envelope topics.
+#[derive(Debug, thiserror::Error)]
+pub enum PoisonEnvelope {
+    #[error(transparent)]
+    Record(#[from] PoisonRecord),
+    #[error(transparent)]
+    Envelope(#[from] crate::protocol::envelope::EnvelopeError),
+}
+
+/// The record's value as an envelope (`notification-events`, `push-notifications`).
+pub fn envelope(record: &KafkaRecord) -> Result<crate::protocol::Envelope, PoisonEnvelope> {
+    Ok(crate::protocol::Envelope::decode(&value(record)?)?)
+}
+
 /// The record's value, decoded from base64.
 pub fn value(record: &KafkaRecord) -> Result<Vec<u8>, PoisonRecord> {
     let raw = record.value.as_deref().ok_or(PoisonRecord::NoValue)?;

@@ -1,6 +1,7 @@
 //! # Herald's test harness
 //!
-//! Integration and end-to-end tests run against a real Redis (`REDIS_URL`) and a real
+//! Integration and end-to-end tests run against a real Redis (`REDIS_URL`; Redis Cluster with
+//! `REDIS_CLUSTER=true`, read by [`RedisSettings::from_env`] as the functions read it) and a real
 //! Kafka-protocol broker: Apache Kafka when `KAFKA_BROKERS` is set, otherwise librdkafka's
 //! in-process mock cluster (one per test binary, on its own thread).
 //!
@@ -10,13 +11,17 @@
 //! service into a failure: Rust's harness has no "skipped" state, and a silent early return would
 //! count as a pass.
 
+pub mod capture;
 pub mod http;
 pub mod kafka;
+pub mod stack;
 
 use std::time::Duration;
 
 use shared::bus::EventBus;
-use shared::config::{InboxSettings, KafkaSettings, OutboxSettings, RedisSettings};
+use shared::config::{
+    ConfigError, Env, InboxSettings, KafkaSettings, OutboxSettings, RedisSettings,
+};
 use shared::store::{InboxStore, KeySpace, RedisConn};
 
 pub use http::{Call, Reply};
@@ -43,23 +48,28 @@ pub struct TestEnv {
 impl TestEnv {
     /// A fresh environment, or `None` (after [`skip`]) when Redis is not configured.
     pub async fn new() -> Option<TestEnv> {
-        let Ok(url) = std::env::var("REDIS_URL") else {
-            skip("REDIS_URL is not set (scripts/test starts Redis and sets it)");
-            return None;
+        // The functions' own reading of REDIS_URL / REDIS_CLUSTER, so the cluster tier
+        // (REDIS_CLUSTER=true, a seed list, a password) takes the production path.
+        let mut redis = match RedisSettings::from_env(&Env::process()) {
+            Ok(redis) => redis,
+            Err(ConfigError::Missing(_)) => {
+                skip("REDIS_URL is not set (scripts/test starts Redis and sets it)");
+                return None;
+            }
+            Err(e) => panic!("{e}"),
         };
         let id = uuid::Uuid::new_v4().simple().to_string();
         let tag = &id[..12];
-        let redis = RedisSettings {
-            url,
-            cluster: std::env::var("REDIS_CLUSTER").is_ok_and(|v| v == "1" || v == "true"),
-            key_prefix: format!("t{tag}:"),
-        };
+        redis.key_prefix = format!("t{tag}:");
         let kafka = KafkaSettings {
             brokers: kafka::brokers(),
             topic_suffix: format!(".t{tag}"),
             linger_ms: 0,
             produce_timeout: Duration::from_millis(1_500),
             client_properties: vec![],
+            msk_cluster_arn: None,
+            auth: shared::config::KafkaAuth::None,
+            aws: None,
         };
         kafka::create_topics(&kafka).await;
         let conn = match RedisConn::connect(&redis).await {
@@ -134,5 +144,18 @@ impl TestEnv {
         s.per_recipient.burst = 1_000_000;
         s.per_sender.burst = 1_000_000;
         s
+    }
+
+    /// Every key under this test's prefix, on every node: on a cluster KEYS goes to every
+    /// master and the answers are joined, where SCAN would walk one node chosen at random.
+    pub async fn keys(&self) -> Vec<String> {
+        let pattern = format!("{}*", self.redis.key_prefix);
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query_async(&mut self.conn.clone())
+            .await
+            .unwrap_or_else(|e| panic!("KEYS {pattern}: {e}"));
+        keys.sort();
+        keys
     }
 }

@@ -179,7 +179,7 @@ impl Stack {
                 Ok(Err(e)) => panic!("devstack did not start: {e}"),
                 Err(e) => panic!("devstack did not start within 90 s: {e}"),
             };
-        Stack {
+        let stack = Stack {
             http,
             ws,
             invoke,
@@ -189,7 +189,38 @@ impl Stack {
             kafka_brokers,
             data_dir,
             control,
-        }
+        };
+        stack.warm_up();
+        stack
+    }
+
+    /// Waits until a notification makes the whole trip (api → Kafka → delivery → socket), so
+    /// tests never time out on start-up work: Kafka consumer groups joining, cold starts. Runs on
+    /// a thread of its own, since the caller may be inside a test's runtime.
+    fn warm_up(&self) {
+        let result = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap_or_else(|e| panic!("runtime: {e}"));
+                    rt.block_on(async {
+                        let user = format!("warm-up-{}", uuid::Uuid::new_v4().simple());
+                        let mut socket = self.connect(&user).await;
+                        self.create(&user, "warm-up").await;
+                        socket
+                            .next_of("notification.created", Duration::from_secs(120))
+                            .await
+                            .is_some()
+                    })
+                })
+                .join()
+        });
+        assert!(
+            matches!(result, Ok(true)),
+            "devstack started, but a notification did not reach a socket within 120 s"
+        );
     }
 
     /// Takes devstack's embedded Kafka broker down, or brings it back.

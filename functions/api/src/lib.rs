@@ -5,14 +5,15 @@
 //! claims ([`shared::auth::Claims`]), checks them again, routes on method and path, and answers
 //! JSON, or `application/problem+json` on every error.
 //!
-//! - [`routes`]: one module per resource (notifications, changes, preferences, health);
+//! - [`routes`]: one module per resource (notifications, changes, preferences, analytics, health);
 //! - [`http`]: request parsing and response building shared by the routes;
 //! - [`validate`]: turning a create request into a [`shared::store::NewNotification`];
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the route annotations and types.
 //!
 //! Every committed change is published before the handler returns ([`shared::outbox::Publisher`]);
-//! if Kafka does not acknowledge in time the request still succeeds and the outbox relay
-//! publishes the change later.
+//! if Kafka does not acknowledge in time the request still succeeds, the change's frame is posted
+//! straight to the user's open WebSocket connections (when `CONNECTIONS_URL` is configured), and
+//! the outbox relay publishes the change later.
 
 pub mod http;
 pub mod openapi;
@@ -20,10 +21,14 @@ pub mod routes;
 pub mod validate;
 
 use lambda_http::{Body, Request, Response};
-use shared::config::{Env, InboxSettings, KafkaSettings, RedisSettings};
-use shared::error::ApiError;
+use shared::config::AnalyticsSettings;
+use shared::config::ChannelSettings;
+use shared::config::{Env, InboxSettings, KafkaSettings, RealtimeSettings, RedisSettings};
+use shared::error::{ApiError, StartupError};
 use shared::outbox::Publisher;
-use shared::store::{InboxStore, KeySpace, RateLimiter, RedisConn};
+use shared::realtime::Fanout;
+use shared::store::ContactBook;
+use shared::store::{AnalyticsStore, InboxStore, KeySpace, RateLimiter, RedisConn};
 
 /// Everything a request needs, built once per cold start.
 #[derive(Debug, Clone)]
@@ -31,17 +36,12 @@ pub struct Deps {
     pub store: InboxStore,
     pub publisher: Publisher,
     pub limiter: RateLimiter,
-}
-
-/// Why the function cannot start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Config(#[from] shared::config::ConfigError),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error(transparent)]
-    Kafka(#[from] shared::bus::BusError),
+    /// Reads the counters and outcome histories the `analytics` function writes.
+    pub analytics: AnalyticsStore,
+    /// Push subscriptions and contacts, and the one preference a one-click unsubscribe changes.
+    pub contacts: ContactBook,
+    /// Which push endpoints are acceptable, the VAPID public key, the unsubscribe secret.
+    pub channels: ChannelSettings,
 }
 
 impl Deps {
@@ -52,8 +52,18 @@ impl Deps {
         let inbox = InboxSettings::from_env(env)?;
         let conn = RedisConn::connect(&redis).await?;
         let keys = KeySpace::new(redis.key_prefix.clone());
-        let bus = shared::bus::EventBus::new(&kafka)?;
-        Ok(Self::new(conn, keys, inbox, bus))
+        let bus = shared::bus::EventBus::connect(&kafka).await?;
+        let mut deps = Self::new(conn.clone(), keys.clone(), inbox, bus);
+        deps.channels = ChannelSettings::from_env(env)?;
+        if RealtimeSettings::from_env(env)?.connections_url.is_some() {
+            let fanout = Fanout::from_env(env, conn, keys)?;
+            deps.publisher = deps.publisher.with_fallback(fanout);
+        } else {
+            tracing::warn!(
+                "CONNECTIONS_URL is not set: no direct WebSocket delivery when Kafka is down"
+            );
+        }
+        Ok(deps)
     }
 
     pub fn new(
@@ -62,13 +72,18 @@ impl Deps {
         inbox: InboxSettings,
         bus: shared::bus::EventBus,
     ) -> Self {
+        let contacts = ContactBook::new(conn.clone(), keys.clone());
         let store = InboxStore::new(conn.clone(), keys.clone(), inbox);
         let publisher = Publisher::new(bus, store.clone());
-        let limiter = RateLimiter::new(conn, keys);
+        let limiter = RateLimiter::new(conn.clone(), keys.clone());
+        let analytics = AnalyticsStore::new(conn, keys, AnalyticsSettings::default());
         Deps {
             store,
             publisher,
             limiter,
+            analytics,
+            contacts,
+            channels: ChannelSettings::default(),
         }
     }
 }

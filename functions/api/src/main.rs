@@ -6,7 +6,7 @@ use shared::config::Env;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let deps = api::Deps::from_env(&Env::process()).await?;
+    let deps = api::Deps::from_env(&Env::process().with_secrets().await?).await?;
     let deps = &deps;
     run(service_fn(move |req: Request| api::handle(deps, req))).await
 }

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{changes, health, notifications, preferences};
+use crate::routes::{analytics, changes, health, notifications, preferences, push};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,6 +13,9 @@ use crate::routes::{changes, health, notifications, preferences};
         notifications::create, notifications::create_batch, notifications::list, notifications::get,
         notifications::patch, notifications::delete, notifications::mark_all_read, notifications::counts,
         changes::changes, preferences::get, preferences::put, health::health,
+        analytics::report, analytics::deliveries, analytics::click,
+        push::subscribe, push::list, push::unsubscribe, push::vapid_public_key, push::put_contacts,
+        push::one_click_unsubscribe, push::unsubscribe_page,
     ),
     components(schemas(shared::protocol::Envelope, shared::protocol::Event, shared::model::OutcomeStatus)),
     modifiers(&JwtScheme),

@@ -207,7 +207,7 @@ async fn deliver_partition(deps: &Deps, batch: &PartitionBatch<'_>) -> Partition
     result.stats.records = batch.records.len();
     let mut by_user: BTreeMap<String, Vec<(&KafkaRecord, Envelope)>> = BTreeMap::new();
     for record in &batch.records {
-        match decode(record) {
+        match trigger::envelope(record) {
             Ok(envelope) => by_user
                 .entry(envelope.user_id.clone())
                 .or_default()
@@ -253,18 +253,6 @@ async fn deliver_partition(deps: &Deps, batch: &PartitionBatch<'_>) -> Partition
         }
     }
     result
-}
-
-#[derive(Debug, thiserror::Error)]
-enum Poison {
-    #[error(transparent)]
-    Record(#[from] trigger::PoisonRecord),
-    #[error(transparent)]
-    Envelope(#[from] shared::protocol::envelope::EnvelopeError),
-}
-
-fn decode(record: &KafkaRecord) -> Result<Envelope, Poison> {
-    Ok(Envelope::decode(&trigger::value(record)?)?)
 }
 
 /// Posts one change's frame and builds its outputs. `None`: nothing to do (already delivered, or

@@ -51,7 +51,7 @@ impl Deps {
         let redis = RedisSettings::from_env(env)?;
         let kafka = KafkaSettings::from_env(env)?;
         let conn = RedisConn::connect(&redis).await?;
-        let bus = shared::bus::EventBus::new(&kafka)?;
+        let bus = shared::bus::EventBus::connect(&kafka).await?;
         Ok(Self::new(
             conn,
             KeySpace::new(redis.key_prefix),
@@ -91,5 +91,14 @@ pub async fn handle(
         backlog = report.backlog,
         "outbox relay run"
     );
+    if report.ran {
+        // RelayBacklog is what the template's alarm watches: changes still unpublished after a run.
+        shared::metrics::MetricSet::new()
+            .count("RelayBacklog", report.backlog)
+            .count("RelayPublished", report.published)
+            .count("RelayFailed", report.failed)
+            .count("RelayUsersScanned", report.users_scanned)
+            .emit();
+    }
     Ok(report)
 }

@@ -45,7 +45,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
+use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use futures::stream::{self, StreamExt};
@@ -644,18 +644,6 @@ pub fn unsubscribe_url(settings: &ChannelSettings, n: &Notification) -> String {
     )
 }
 
-#[derive(Debug, thiserror::Error)]
-enum Poison {
-    #[error(transparent)]
-    Record(#[from] trigger::PoisonRecord),
-    #[error(transparent)]
-    Envelope(#[from] shared::protocol::envelope::EnvelopeError),
-}
-
-fn decode(record: &KafkaRecord) -> Result<Envelope, Poison> {
-    Ok(Envelope::decode(&trigger::value(record)?)?)
-}
-
 /// Handles every record of `event` (as if at `now`) and says which partitions to retry from
 /// where.
 pub async fn process_batch(
@@ -668,7 +656,7 @@ pub async fn process_batch(
     for batch in trigger::partitions(event) {
         for record in &batch.records {
             stats.records += 1;
-            match decode(record) {
+            match trigger::envelope(record) {
                 Ok(Envelope {
                     event: Event::NotificationCreated { notification, .. },
                     ..

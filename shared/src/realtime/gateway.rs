@@ -147,15 +147,7 @@ impl ConnectionsApi {
 }
 
 fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, R>) -> String {
-    use std::error::Error;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    crate::error::chain(e)
 }
 
 /// Exponential backoff with full jitter: a random wait in `[0, 50 ms × 2^attempt]`, capped at 2 s.

@@ -582,6 +582,11 @@ fn parse_doc(doc: &str, flags: Flags) -> Result<Notification, StoreError> {
     Ok(n)
 }
 
+/// The type in a `flags` entry (`<bits>|<createdMs>|<type>`).
+pub(crate) fn state_type(state: &str) -> Option<&str> {
+    state.splitn(3, '|').nth(2).filter(|t| !t.is_empty())
+}
+
 fn state_bits(state: &str) -> Result<u8, StoreError> {
     state
         .split('|')

@@ -12,12 +12,28 @@
 //! | `<p>{u:<id>}:idem:<hash>` | string | idempotency claim, 24 h |
 //! | `<p>{u:<id>}:prefs` | string | preferences JSON (never expires) |
 //! | `<p>{u:<id>}:rate` | string | per-recipient GCRA state |
+//! | `<p>{u:<id>}:conns` | hash | open WebSocket connection id → `<connectedMs>|<tokenExpiresMs>` |
+//! | `<p>{u:<id>}:delivered` | zset | seqs `delivery` has fully handled (capped), so a redelivered record is skipped |
+//! | `<p>{u:<id>}:pushsubs` | hash | Web Push subscription id → subscription JSON (at most 10; never expires) |
+//! | `<p>{u:<id>}:contacts` | string | `{email, phone}` JSON (never expires) |
+//! | `<p>{u:<id>}:sends` | hash | `<notificationId>|<CHANNEL>` → `<hop>|<status>|<unacknowledged outcome>`: what `push` did (see `ledger.rs`) |
+//! | `<p>{u:<id>}:sends:at` | zset | the same fields by record time, to prune `sends` (3 days) |
+//! | `<p>{u:<id>}:retry` | hash | retry-schedule entry id → entry JSON (a deferred or throttled send) |
+//! | `<p>{push}:due` | zset | `<userId>\n<entryId>` by due time (ms): the retry schedule `push` drains |
+//! | `<p>{c:<connectionId>}` | string | the user of a WebSocket connection (for `$disconnect`) |
 //! | `<p>{s:<id>}:rate` | string | per-sender GCRA state |
 //! | `<p>{outbox}:dirty` | zset | users with possibly unpublished changes, by mark time |
 //! | `<p>{outbox}:lease` | string | the relay's lease (one relay at a time) |
+//! | `<p>{an:<shard>}:wm` | string | analytics: the highest offset of the shard's partition already counted; `<shard>` is `<cluster>:<topic>:<partition>` |
+//! | `<p>{an:<shard>}:d:<YYYY-MM-DD>` | hash | analytics: `<type>|<channel>|<outcome>` → count, for that partition's records of that day (UTC) |
+//! | `<p>{an}:shards` | set | analytics: every shard ever counted (what the api sums) |
+//! | `<p>{an}:recipients:<YYYY-MM-DD>` | HyperLogLog | analytics: unique recipients of that day |
+//! | `<p>{n:<notificationId>}:outcomes` | hash | a notification's outcome history: `<CHANNEL>/<status>` → the first such outcome's entry JSON, with the notification's user and type (at most 28 fields) |
 //!
 //! `<p>` is `REDIS_KEY_PREFIX`. The inbox keys (meta … unpub) expire together after the retention
-//! period without writes.
+//! period without writes. The analytics keys expire after `ANALYTICS_RETENTION_DAYS` without
+//! writes (`{an}:shards` never: it holds one member per partition), a notification's outcome
+//! history after `ANALYTICS_HISTORY_TTL_DAYS`.
 
 use sha2::{Digest, Sha256};
 
@@ -50,12 +66,66 @@ impl KeySpace {
         format!("{}{{s:{}}}:rate", self.prefix, sender)
     }
 
+    /// The user of a WebSocket connection; its own slot, since only the id is known at
+    /// `$disconnect`.
+    pub fn connection(&self, connection_id: &str) -> String {
+        format!("{}{{c:{}}}", self.prefix, connection_id)
+    }
+
     pub fn outbox_dirty(&self) -> String {
         format!("{}{{outbox}}:dirty", self.prefix)
     }
 
     pub fn outbox_lease(&self) -> String {
         format!("{}{{outbox}}:lease", self.prefix)
+    }
+
+    /// The retry schedule of the off-app channels (one index; the entries live in user slots).
+    pub fn push_due(&self) -> String {
+        format!("{}{{push}}:due", self.prefix)
+    }
+
+    /// The analytics counters of one Kafka topic-partition (`<cluster>:<topic>:<partition>`):
+    /// its watermark and day hashes share one slot, so one script checks and moves the watermark
+    /// with the counts.
+    pub fn analytics_shard(&self, shard: &str) -> ShardKeys {
+        ShardKeys {
+            tag: format!("{}{{an:{}}}", self.prefix, shard),
+        }
+    }
+
+    /// Every shard ever counted.
+    pub fn analytics_shards(&self) -> String {
+        format!("{}{{an}}:shards", self.prefix)
+    }
+
+    /// The unique recipients of one UTC day (`YYYY-MM-DD`); every day in the `{an}` slot, so
+    /// one PFCOUNT unites a range.
+    pub fn analytics_recipients(&self, day: &str) -> String {
+        format!("{}{{an}}:recipients:{}", self.prefix, day)
+    }
+
+    /// A notification's outcome history; its own slot, since delivery outcomes and engagement
+    /// reach it from different topics and the api reads it by notification id alone.
+    pub fn notification_outcomes(&self, notification_id: &str) -> String {
+        format!("{}{{n:{}}}:outcomes", self.prefix, notification_id)
+    }
+}
+
+/// The keys of one analytics shard (one Kafka topic-partition).
+#[derive(Debug, Clone)]
+pub struct ShardKeys {
+    tag: String,
+}
+
+impl ShardKeys {
+    pub fn watermark(&self) -> String {
+        format!("{}:wm", self.tag)
+    }
+
+    /// The counters of one UTC day (`YYYY-MM-DD`).
+    pub fn day(&self, day: &str) -> String {
+        format!("{}:d:{}", self.tag, day)
     }
 }
 
@@ -87,6 +157,27 @@ impl UserKeys {
     pub fn rate(&self) -> String {
         self.key("rate")
     }
+    pub fn conns(&self) -> String {
+        self.key("conns")
+    }
+    pub fn delivered(&self) -> String {
+        self.key("delivered")
+    }
+    pub fn push_subscriptions(&self) -> String {
+        self.key("pushsubs")
+    }
+    pub fn contacts(&self) -> String {
+        self.key("contacts")
+    }
+    pub fn sends(&self) -> String {
+        self.key("sends")
+    }
+    pub fn sends_at(&self) -> String {
+        self.key("sends:at")
+    }
+    pub fn retry(&self) -> String {
+        self.key("retry")
+    }
 
     /// The idempotency record of `key` sent by `sender`: scoped per sender, hashed so any header
     /// value makes a safe key name.
@@ -110,11 +201,38 @@ mod tests {
         let keys: Vec<String> = k
             .inbox()
             .into_iter()
-            .chain([k.prefs(), k.rate(), k.idempotency("svc", "k1")])
+            .chain([
+                k.prefs(),
+                k.rate(),
+                k.conns(),
+                k.delivered(),
+                k.push_subscriptions(),
+                k.contacts(),
+                k.sends(),
+                k.sends_at(),
+                k.retry(),
+                k.idempotency("svc", "k1"),
+            ])
             .collect();
         for key in keys {
             assert!(key.starts_with("t1:{u:alice}:"), "{key}");
         }
         assert_ne!(k.idempotency("svc", "k1"), k.idempotency("other", "k1"));
+    }
+
+    #[test]
+    fn an_analytics_shard_keeps_its_watermark_with_its_counters() {
+        let keys = KeySpace::new("t1:");
+        let shard = keys.analytics_shard("c1:notification-delivery:2");
+        assert_eq!(shard.watermark(), "t1:{an:c1:notification-delivery:2}:wm");
+        assert_eq!(
+            shard.day("2026-11-29"),
+            "t1:{an:c1:notification-delivery:2}:d:2026-11-29"
+        );
+        assert_eq!(
+            keys.analytics_recipients("2026-11-29"),
+            "t1:{an}:recipients:2026-11-29"
+        );
+        assert_eq!(keys.analytics_shards(), "t1:{an}:shards");
     }
 }

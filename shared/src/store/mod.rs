@@ -1,5 +1,7 @@
 //! The Redis store of record: inboxes, counts, change logs, preferences, the outbox's dirty-user
-//! index and the rate limiters.
+//! index, the rate limiters, the registry of open WebSocket connections and the analytics
+//! counters ([`analytics`]), and for the off-app channels the users' contacts and push
+//! subscriptions ([`contacts`]) and what `push` did and must retry ([`ledger`]).
 //!
 //! Guarantees:
 //! - every user mutation is one Lua script on the user's hash slot (`{u:<userId>}`), so it is
@@ -11,20 +13,28 @@
 //! - the user is marked in the outbox's dirty-user index *before* the mutation, so a crash between
 //!   the two leaves only a harmless mark (see [`crate::outbox`]).
 
+pub mod analytics;
 mod conn;
+pub mod connections;
+pub mod contacts;
 pub mod inbox;
 pub mod keys;
+pub mod ledger;
 pub mod outbox_index;
 pub mod ratelimit;
 mod record;
 mod scripts;
 
+pub use analytics::AnalyticsStore;
 pub use conn::RedisConn;
+pub use connections::{Connection, ConnectionRegistry, DeliveryView};
+pub use contacts::{ContactBook, StoredSubscription, SubscribeOutcome};
 pub use inbox::{
     ChangesPage, CreateOutcome, InboxStore, ListQuery, NewNotification, Page, StatusFilter,
     UpdateOutcome,
 };
 pub use keys::KeySpace;
+pub use ledger::{ChannelView, DueEntry, PushLedger, SendRecord};
 pub use outbox_index::OutboxIndex;
 pub use ratelimit::{RateDecision, RateLimiter};
 pub use record::Change;

@@ -29,3 +29,5 @@ pub static MARK_DIRTY: LazyLock<Script> =
 pub static CLEAR_DIRTY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/clear_dirty.lua")));
 pub static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/gcra.lua")));
+pub static ANALYTICS_COUNT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/analytics_count.lua")));

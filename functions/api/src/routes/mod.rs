@@ -1,10 +1,12 @@
 //! Routing on method and path. The router is independent of API Gateway's route keys, so the
 //! same function serves per-route integrations and a catch-all alike.
 
+pub mod analytics;
 pub mod changes;
 pub mod health;
 pub mod notifications;
 pub mod preferences;
+pub mod push;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -29,6 +31,13 @@ pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErro
         (["v1", "notifications", "mark-all-read"], &Method::POST) => {
             notifications::mark_all_read(deps, req).await
         }
+        (["v1", "notifications", id, "deliveries"], &Method::GET) => {
+            analytics::deliveries(deps, req, id).await
+        }
+        (["v1", "notifications", id, "click"], &Method::POST) => {
+            analytics::click(deps, req, id).await
+        }
+        (["v1", "analytics"], &Method::GET) => analytics::report(deps, req).await,
         (["v1", "notifications", id], &Method::GET) => notifications::get(deps, req, id).await,
         (["v1", "notifications", id], &Method::PATCH) => notifications::patch(deps, req, id).await,
         (["v1", "notifications", id], &Method::DELETE) => {
@@ -37,6 +46,19 @@ pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErro
         (["v1", "changes"], &Method::GET) => changes::changes(deps, req).await,
         (["v1", "preferences"], &Method::GET) => preferences::get(deps, req).await,
         (["v1", "preferences"], &Method::PUT) => preferences::put(deps, req).await,
+        (["v1", "push-subscriptions"], &Method::POST) => push::subscribe(deps, req).await,
+        (["v1", "push-subscriptions"], &Method::GET) => push::list(deps, req).await,
+        (["v1", "push-subscriptions", id], &Method::DELETE) => {
+            push::unsubscribe(deps, req, id).await
+        }
+        (["v1", "push", "vapid-public-key"], &Method::GET) => {
+            push::vapid_public_key(deps, req).await
+        }
+        (["v1", "users", user_id, "contacts"], &Method::PUT) => {
+            push::put_contacts(deps, req, user_id).await
+        }
+        (["v1", "unsubscribe"], &Method::POST) => push::one_click_unsubscribe(deps, req).await,
+        (["v1", "unsubscribe"], &Method::GET) => push::unsubscribe_page(deps, req).await,
         _ => Err(ApiError::NotFound),
     }
 }

@@ -162,17 +162,7 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// An error with its sources, for logs and outcome details.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub(crate) use shared::error::chain as error_chain;
 
 #[cfg(test)]
 mod tests {
