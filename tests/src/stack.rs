@@ -332,7 +332,7 @@ impl Drop for Stack {
 
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
+        .timeout(Duration::from_secs(60))
         .build()
         .unwrap_or_default()
 }
