@@ -354,7 +354,12 @@ impl Mapping {
             }
         }
         if commit.count() > 0 {
-            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+            // A synchronous commit blocks its thread until the coordinator answers: with the
+            // broker down, for up to a minute. Let the runtime move its other tasks (the
+            // gateways) off this thread meanwhile, or a few mappings stall all of devstack.
+            let result =
+                tokio::task::block_in_place(|| consumer.commit(&commit, CommitMode::Sync));
+            if let Err(e) = result {
                 tracing::error!(mapping = %label, "commit failed (the records will be delivered again): {e}");
             }
         }
