@@ -425,7 +425,7 @@ impl WsClient {
         let mut changes = Vec::new();
         let mut pages = 0;
         loop {
-            let Some(frame) = self.next(Duration::from_secs(10)).await else {
+            let Some(frame) = self.next(Duration::from_secs(30)).await else {
                 panic!("no sync reply");
             };
             match frame["type"].as_str() {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use shared::config::{Env, KafkaSettings, RedisSettings};
 use shared::store::{Connection, ConnectionRegistry, KeySpace, RedisConn};
 
-const WAIT: Duration = Duration::from_secs(10);
+const WAIT: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_millis(800);
 
 fn user(name: &str) -> String {

@@ -357,8 +357,7 @@ impl Mapping {
             // A synchronous commit blocks its thread until the coordinator answers: with the
             // broker down, for up to a minute. Let the runtime move its other tasks (the
             // gateways) off this thread meanwhile, or a few mappings stall all of devstack.
-            let result =
-                tokio::task::block_in_place(|| consumer.commit(&commit, CommitMode::Sync));
+            let result = tokio::task::block_in_place(|| consumer.commit(&commit, CommitMode::Sync));
             if let Err(e) = result {
                 tracing::error!(mapping = %label, "commit failed (the records will be delivered again): {e}");
             }
