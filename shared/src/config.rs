@@ -411,6 +411,27 @@ impl AwsSettings {
             region: env.required("AWS_REGION")?,
         })
     }
+
+    /// The static credentials every AWS client here signs with.
+    pub fn credentials(&self) -> aws_credential_types::Credentials {
+        aws_credential_types::Credentials::new(
+            self.access_key_id.clone(),
+            self.secret_access_key.clone(),
+            self.session_token.clone(),
+            None,
+            "environment",
+        )
+    }
+}
+
+/// The HTTPS client every AWS SDK client here uses: rustls with ring, so no aws-lc-sys (and its
+/// C build) in the Lambda binaries.
+pub fn aws_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 /// Shows the key id and region only.

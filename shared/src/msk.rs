@@ -23,7 +23,6 @@
 use std::error::Error as StdError;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_credential_types::Credentials;
 use aws_sdk_kafka::config::{BehaviorVersion, Region};
 use aws_sdk_kafka::error::SdkError;
 use aws_sdk_kafka::operation::get_bootstrap_brokers::GetBootstrapBrokersError;
@@ -126,15 +125,8 @@ impl std::fmt::Debug for MskIamSigner {
 
 impl MskIamSigner {
     pub fn new(aws: &AwsSettings) -> Self {
-        let credentials = Credentials::new(
-            aws.access_key_id.clone(),
-            aws.secret_access_key.clone(),
-            aws.session_token.clone(),
-            None,
-            "environment",
-        );
         MskIamSigner {
-            identity: credentials.into(),
+            identity: aws.credentials().into(),
             access_key_id: aws.access_key_id.clone(),
             region: aws.region.clone(),
         }
@@ -289,24 +281,11 @@ pub async fn bootstrap_brokers(
     let arn_text = settings.msk_cluster_arn.clone().unwrap_or_default();
     let arn = ClusterArn::parse(&arn_text).ok_or_else(|| BootstrapError::Arn(arn_text.clone()))?;
     let aws = settings.aws.as_ref().ok_or(BootstrapError::NoCredentials)?;
-    let credentials = Credentials::new(
-        aws.access_key_id.clone(),
-        aws.secret_access_key.clone(),
-        aws.session_token.clone(),
-        None,
-        "environment",
-    );
-    // rustls with ring, like every AWS client here: no aws-lc-sys in the Lambda binaries.
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
     let mut config = aws_sdk_kafka::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(arn.region.clone()))
-        .credentials_provider(credentials)
-        .http_client(http);
+        .credentials_provider(aws.credentials())
+        .http_client(crate::config::aws_https_client());
     if let Some(url) = endpoint_url {
         config = config.endpoint_url(url);
     }

@@ -20,7 +20,6 @@
 
 use std::collections::BTreeMap;
 
-use aws_credential_types::Credentials;
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Region};
 use aws_sdk_secretsmanager::error::SdkError;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
@@ -172,24 +171,11 @@ impl Env {
 }
 
 fn client(aws: &AwsSettings, endpoint_url: Option<&str>) -> aws_sdk_secretsmanager::Client {
-    let credentials = Credentials::new(
-        aws.access_key_id.clone(),
-        aws.secret_access_key.clone(),
-        aws.session_token.clone(),
-        None,
-        "environment",
-    );
-    // rustls with ring, like every AWS client here: no aws-lc-sys in the Lambda binaries.
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
     let mut config = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(aws.region.clone()))
-        .credentials_provider(credentials)
-        .http_client(http);
+        .credentials_provider(aws.credentials())
+        .http_client(crate::config::aws_https_client());
     if let Some(url) = endpoint_url {
         config = config.endpoint_url(url);
     }

@@ -67,12 +67,6 @@ impl ConnectionsApi {
         region: String,
         settings: &RealtimeSettings,
     ) -> Self {
-        // rustls with ring: no aws-lc-sys (and its cmake build) in the Lambda binaries.
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
         let config = aws_sdk_apigatewaymanagement::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region))
@@ -84,7 +78,7 @@ impl ConnectionsApi {
                     .operation_attempt_timeout(settings.post_timeout)
                     .build(),
             )
-            .http_client(http)
+            .http_client(crate::config::aws_https_client())
             .build();
         ConnectionsApi {
             client: Client::from_conf(config),
