@@ -9,6 +9,9 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use crate::aws::AwsSettings;
+use crate::aws::ClusterArn;
+
 /// A setting that is missing or unusable. The message always names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -337,7 +340,7 @@ impl KafkaSettings {
         }
         let msk_cluster_arn = env.optional("KAFKA_MSK_CLUSTER_ARN");
         if let Some(arn) = &msk_cluster_arn {
-            if crate::msk::ClusterArn::parse(arn).is_none() {
+            if ClusterArn::parse(arn).is_none() {
                 return Err(invalid(
                     "KAFKA_MSK_CLUSTER_ARN",
                     arn,
@@ -392,16 +395,7 @@ impl std::fmt::Debug for KafkaSettings {
     }
 }
 
-/// The function's AWS identity and region: what Lambda sets for the execution role
-/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct AwsSettings {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
-    pub region: String,
-}
-
+/// Reads the function's AWS identity (what Lambda sets for the execution role).
 impl AwsSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(AwsSettings {
@@ -410,37 +404,6 @@ impl AwsSettings {
             session_token: env.optional("AWS_SESSION_TOKEN"),
             region: env.required("AWS_REGION")?,
         })
-    }
-
-    /// The static credentials every AWS client here signs with.
-    pub fn credentials(&self) -> aws_credential_types::Credentials {
-        aws_credential_types::Credentials::new(
-            self.access_key_id.clone(),
-            self.secret_access_key.clone(),
-            self.session_token.clone(),
-            None,
-            "environment",
-        )
-    }
-}
-
-/// The HTTPS client every AWS SDK client here uses: rustls with ring, so no aws-lc-sys (and its
-/// C build) in the Lambda binaries.
-pub fn aws_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
-}
-
-/// Shows the key id and region only.
-impl std::fmt::Debug for AwsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AwsSettings")
-            .field("access_key_id", &self.access_key_id)
-            .field("region", &self.region)
-            .finish_non_exhaustive()
     }
 }
 
@@ -1056,14 +1019,6 @@ mod tests {
         assert_eq!(
             (s.brokers.as_str(), s.msk_cluster_arn.as_deref()),
             ("", Some(arn))
-        );
-        assert_eq!(crate::msk::broker_list_kind(&s), "SASL/IAM");
-        assert!(
-            matches!(
-                crate::bus::EventBus::new(&s),
-                Err(crate::bus::BusError::Unresolved)
-            ),
-            "EventBus::new needs resolved brokers"
         );
         let bad = kafka(&[(
             "KAFKA_MSK_CLUSTER_ARN",

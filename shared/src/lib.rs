@@ -21,6 +21,7 @@
 //! - [`trigger`]: Kafka-triggered functions' events and partial batch responses.
 
 pub mod auth;
+pub mod aws;
 pub mod bus;
 pub mod channels;
 pub mod config;

@@ -35,7 +35,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rdkafka::client::{ClientContext, OAuthToken};
 
-use crate::config::{AwsSettings, KafkaAuth, KafkaSettings};
+pub use crate::aws::ClusterArn;
+use crate::aws::{aws_https_client, AwsSettings};
+use crate::config::{KafkaAuth, KafkaSettings};
 
 /// The service name MSK's IAM tokens are signed for.
 pub const SIGNING_NAME: &str = "kafka-cluster";
@@ -45,50 +47,6 @@ pub const CONNECT_ACTION: &str = "kafka-cluster:Connect";
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(900);
 /// The `User-Agent` query parameter (informational; MSK logs it).
 pub const USER_AGENT: &str = concat!("herald-msk-iam-signer/", env!("CARGO_PKG_VERSION"));
-
-/// An MSK cluster ARN: `arn:<partition>:kafka:<region>:<account>:cluster/<name>/<uuid>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterArn {
-    pub arn: String,
-    pub partition: String,
-    pub region: String,
-    pub account: String,
-    pub name: String,
-    pub uuid: String,
-}
-
-impl ClusterArn {
-    pub fn parse(arn: &str) -> Option<Self> {
-        let mut parts = arn.splitn(6, ':');
-        let (prefix, partition, service, region, account, resource) = (
-            parts.next()?,
-            parts.next()?,
-            parts.next()?,
-            parts.next()?,
-            parts.next()?,
-            parts.next()?,
-        );
-        let mut path = resource.split('/');
-        let (kind, name, uuid) = (path.next()?, path.next()?, path.next()?);
-        let valid = prefix == "arn"
-            && !partition.is_empty()
-            && service == "kafka"
-            && !region.is_empty()
-            && !account.is_empty()
-            && kind == "cluster"
-            && !name.is_empty()
-            && !uuid.is_empty()
-            && path.next().is_none();
-        valid.then(|| ClusterArn {
-            arn: arn.to_owned(),
-            partition: partition.to_owned(),
-            region: region.to_owned(),
-            account: account.to_owned(),
-            name: name.to_owned(),
-            uuid: uuid.to_owned(),
-        })
-    }
-}
 
 /// Why a token could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -285,7 +243,7 @@ pub async fn bootstrap_brokers(
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(arn.region.clone()))
         .credentials_provider(aws.credentials())
-        .http_client(crate::config::aws_https_client());
+        .http_client(aws_https_client());
     if let Some(url) = endpoint_url {
         config = config.endpoint_url(url);
     }
@@ -541,26 +499,6 @@ mod tests {
     }
 
     #[test]
-    fn cluster_arns_parse_and_bad_ones_are_refused() {
-        let arn = ClusterArn::parse(
-            "arn:aws:kafka:eu-west-1:123456789012:cluster/herald/0b2c9f5e-1a2b-4c3d-8e9f-0a1b2c3d4e5f-2",
-        );
-        assert_eq!(
-            arn.as_ref()
-                .map(|a| (a.region.as_str(), a.account.as_str(), a.name.as_str())),
-            Some(("eu-west-1", "123456789012", "herald"))
-        );
-        for bad in [
-            "",
-            "arn:aws:kafka:eu-west-1:123456789012:topic/herald/uuid/t",
-            "arn:aws:sqs:eu-west-1:123456789012:cluster/herald/uuid",
-            "arn:aws:kafka:eu-west-1:123456789012:cluster/herald",
-        ] {
-            assert_eq!(ClusterArn::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn the_context_signs_only_for_msk_iam() {
         let iam = KafkaSettings::from_env(&Env::from_pairs([
             (
@@ -592,5 +530,27 @@ mod tests {
         assert!(KafkaContext::new(&plain)
             .generate_oauth_token(None)
             .is_err());
+    }
+
+    #[test]
+    fn an_msk_cluster_arn_alone_is_looked_up_as_the_iam_list() {
+        let arn = "arn:aws:kafka:eu-west-1:123456789012:cluster/herald/0b2c9f5e-2";
+        let s = KafkaSettings::from_env(&Env::from_pairs([
+            ("KAFKA_MSK_CLUSTER_ARN", arn),
+            ("KAFKA_SASL_MECHANISM", "AWS_MSK_IAM"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+            ("AWS_REGION", "eu-west-1"),
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(broker_list_kind(&s), "SASL/IAM");
+        assert!(
+            matches!(
+                crate::bus::EventBus::new(&s),
+                Err(crate::bus::BusError::Unresolved)
+            ),
+            "EventBus::new needs resolved brokers"
+        );
     }
 }

@@ -24,7 +24,8 @@ use aws_sdk_secretsmanager::config::{BehaviorVersion, Region};
 use aws_sdk_secretsmanager::error::SdkError;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 
-use crate::config::{AwsSettings, ConfigError, Env};
+use crate::aws::AwsSettings;
+use crate::config::{ConfigError, Env};
 
 /// The suffix that marks a variable as a reference to a secret.
 pub const SUFFIX: &str = "_SECRET_ARN";
@@ -175,7 +176,7 @@ fn client(aws: &AwsSettings, endpoint_url: Option<&str>) -> aws_sdk_secretsmanag
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(aws.region.clone()))
         .credentials_provider(aws.credentials())
-        .http_client(crate::config::aws_https_client());
+        .http_client(crate::aws::aws_https_client());
     if let Some(url) = endpoint_url {
         config = config.endpoint_url(url);
     }

@@ -78,7 +78,7 @@ impl ConnectionsApi {
                     .operation_attempt_timeout(settings.post_timeout)
                     .build(),
             )
-            .http_client(crate::config::aws_https_client())
+            .http_client(crate::aws::aws_https_client())
             .build();
         ConnectionsApi {
             client: Client::from_conf(config),
