@@ -1,0 +1,89 @@
+//! [`InboxSettings`]: the inbox's caps, retention and idempotency window, and the GCRA
+//! [`RateLimit`]s per recipient and per sender.
+
+use std::time::Duration;
+
+use super::{ConfigError, Env};
+
+/// One GCRA limit: `burst` requests at once, refilled at `per_period` per `period`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub burst: u32,
+    pub per_period: u32,
+    pub period: Duration,
+}
+
+impl RateLimit {
+    /// Time between two requests at the sustained rate.
+    pub fn emission_interval(&self) -> Duration {
+        self.period / self.per_period.max(1)
+    }
+}
+
+/// The inbox's rules: caps, retention, idempotency and rate limits.
+#[derive(Debug, Clone)]
+pub struct InboxSettings {
+    /// Most notifications kept per user; the oldest are evicted beyond it.
+    pub inbox_cap: u32,
+    /// Most changes kept in a user's change log (unpublished changes are always kept).
+    pub change_log_cap: u32,
+    /// Notifications older than this are purged, and an idle user's inbox expires after it.
+    pub retention: Duration,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
+    pub per_recipient: RateLimit,
+    pub per_sender: RateLimit,
+}
+
+impl InboxSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(InboxSettings {
+            inbox_cap: env.positive("INBOX_CAP", 1_000)?,
+            change_log_cap: env.positive("CHANGE_LOG_CAP", 1_000)?,
+            retention: Duration::from_secs(env.positive("RETENTION_DAYS", 90u64)? * 86_400),
+            idempotency_ttl: Duration::from_secs(
+                env.positive("IDEMPOTENCY_TTL_SECONDS", 86_400u64)?,
+            ),
+            per_recipient: RateLimit {
+                burst: env.positive("RATE_RECIPIENT_BURST", 200)?,
+                per_period: env.positive("RATE_RECIPIENT_PER_MINUTE", 100)?,
+                period: Duration::from_secs(60),
+            },
+            per_sender: RateLimit {
+                burst: env.positive("RATE_SENDER_BURST", 500)?,
+                per_period: env.positive("RATE_SENDER_PER_SECOND", 100)?,
+                period: Duration::from_secs(1),
+            },
+        })
+    }
+}
+
+impl Default for InboxSettings {
+    fn default() -> Self {
+        // The same defaults as an empty environment.
+        match InboxSettings::from_env(&Env::from_pairs::<String, String>([])) {
+            Ok(s) => s,
+            Err(_) => unreachable!("defaults are valid"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_allow_normal_traffic() {
+        let s = InboxSettings::default();
+        assert_eq!(
+            (s.per_recipient.burst, s.per_recipient.per_period),
+            (200, 100)
+        );
+        assert_eq!(
+            s.per_recipient.emission_interval(),
+            Duration::from_millis(600)
+        );
+        assert_eq!((s.per_sender.burst, s.per_sender.per_period), (500, 100));
+        assert_eq!(s.idempotency_ttl, Duration::from_secs(86_400));
+    }
+}

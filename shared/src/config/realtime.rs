@@ -1,0 +1,44 @@
+//! [`RealtimeSettings`]: how functions post frames to WebSocket connections (`@connections`).
+
+use std::time::Duration;
+
+use super::{ConfigError, Env};
+
+/// How functions post frames to WebSocket connections (`@connections`).
+#[derive(Debug, Clone)]
+pub struct RealtimeSettings {
+    /// The `@connections` endpoint: `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`
+    /// (the template passes it), or devstack's. Without it nothing is posted: the api function
+    /// then has no Kafka-down fallback, and `ws` / `delivery` refuse to start.
+    pub connections_url: Option<String>,
+    /// Most posts in flight at once, per process.
+    pub post_concurrency: usize,
+    /// Posts per second per process (token bucket), and the bucket's burst. API Gateway throttles
+    /// `@connections` per account, so every process keeps well under its share.
+    pub post_rate: u32,
+    pub post_burst: u32,
+    /// How often a throttled (`LimitExceededException`) post is retried, with backoff.
+    pub post_retries: u32,
+    /// How long one post may take before it counts as failed.
+    pub post_timeout: Duration,
+}
+
+impl RealtimeSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(RealtimeSettings {
+            connections_url: env.optional("CONNECTIONS_URL").filter(|u| !u.is_empty()),
+            post_concurrency: env.positive("WS_POST_CONCURRENCY", 64usize)?,
+            post_rate: env.positive("WS_POST_RATE", 2_000u32)?,
+            post_burst: env.positive("WS_POST_BURST", 500u32)?,
+            post_retries: env.parse_or("WS_POST_RETRIES", 3u32)?,
+            post_timeout: Duration::from_millis(env.positive("WS_POST_TIMEOUT_MS", 3_000u64)?),
+        })
+    }
+
+    /// The `@connections` endpoint, for functions that cannot work without it.
+    pub fn require_connections_url(&self) -> Result<&str, ConfigError> {
+        self.connections_url
+            .as_deref()
+            .ok_or(ConfigError::Missing("CONNECTIONS_URL"))
+    }
+}

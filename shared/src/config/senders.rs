@@ -1,0 +1,225 @@
+//! [`ChannelSettings`]: the off-app senders (Web Push, email, SMS), one-click unsubscribe, and
+//! how `push` sends. A sender whose settings are absent is *not configured*; half of its settings
+//! stops the cold start. Secrets are masked in `Debug`.
+
+use std::time::Duration;
+
+use super::{ConfigError, Env};
+
+/// The off-app channels (`push` sends; `api` takes subscriptions, contacts and unsubscribes).
+/// A channel whose settings are absent is *not configured*: its sends are recorded as
+/// `suppressed` / `not-configured`, never silently dropped. Half a channel's settings is a
+/// mistake and stops the cold start, naming the missing variable. Secrets are masked in `Debug`.
+#[derive(Clone, Default)]
+pub struct ChannelSettings {
+    /// `PUSH_ALLOW_LOOPBACK`: accept push endpoints on loopback hosts (devstack, tests). Never in
+    /// production: a loopback endpoint would make the function POST to its own host.
+    pub allow_loopback: bool,
+    /// Web Push (VAPID, RFC 8292): `VAPID_SUBJECT` (`mailto:` or `https:` contact) and
+    /// `VAPID_PRIVATE_KEY` (the raw P-256 scalar, base64url) for `push`.
+    pub vapid: Option<VapidSettings>,
+    /// `VAPID_PUBLIC_KEY`: the application server key browsers subscribe with (65 bytes,
+    /// base64url), served by `GET /v1/push/vapid-public-key`.
+    pub vapid_public_key: Option<String>,
+    pub email: Option<EmailSettings>,
+    pub sms: Option<SmsSettings>,
+    /// One-click unsubscribe (RFC 8058): `UNSUBSCRIBE_SECRET` signs the links (`push`) and checks
+    /// them (`api`); `PUBLIC_API_URL` is the HTTP API's public base URL the links point to.
+    pub unsubscribe_secret: Option<String>,
+    pub public_api_url: Option<String>,
+    pub send: SendSettings,
+}
+
+#[derive(Clone)]
+pub struct VapidSettings {
+    pub subject: String,
+    pub private_key: String,
+}
+
+/// `SMTP_URL`: `smtp://host:port` (plain, e.g. a local relay), `smtp://host:587?tls=required`
+/// (STARTTLS), `smtps://user:pass@host:465` (implicit TLS); credentials percent-encoded.
+/// `EMAIL_FROM`: the From address, `Name <addr@example.com>` or `addr@example.com`.
+#[derive(Clone)]
+pub struct EmailSettings {
+    pub smtp_url: String,
+    pub from: String,
+}
+
+/// An SMS provider with Twilio's Messages API shape: `POST {SMS_API_URL}/2010-04-01/Accounts/
+/// {SMS_ACCOUNT_SID}/Messages.json`, basic auth `SID:SMS_AUTH_TOKEN`, form `To`, `From`, `Body`.
+#[derive(Clone)]
+pub struct SmsSettings {
+    pub api_url: String,
+    pub account_sid: String,
+    pub auth_token: String,
+    pub from: String,
+}
+
+/// How `push` sends: bounded concurrency, bounded inline retries, and when a wait goes to the
+/// retry schedule instead of being slept.
+#[derive(Debug, Clone)]
+pub struct SendSettings {
+    /// `PUSH_CONCURRENCY`: sends in flight at once per process.
+    pub concurrency: usize,
+    /// `PUSH_TIMEOUT_MS`: one provider request's time limit.
+    pub timeout: Duration,
+    /// `PUSH_RETRY_ATTEMPTS`: attempts per send on 5xx/timeouts (the first included).
+    pub attempts: u32,
+    /// `PUSH_RETRY_BACKOFF_MS`: the first inline backoff; it doubles per attempt.
+    pub backoff: Duration,
+    /// `PUSH_INLINE_WAIT_MAX_MS`: the longest wait slept inline (a `Retry-After`); longer ones go
+    /// to the retry schedule.
+    pub inline_wait_max: Duration,
+    /// `PUSH_TTL_SECONDS`: how long a push service keeps an undelivered message (`TTL` header).
+    pub ttl: Duration,
+    /// `PUSH_MAX_DEFERRALS`: how often one send may be deferred before it is recorded `failed`.
+    pub max_deferrals: u32,
+}
+
+impl Default for SendSettings {
+    fn default() -> Self {
+        SendSettings {
+            concurrency: 64,
+            timeout: Duration::from_secs(5),
+            attempts: 3,
+            backoff: Duration::from_millis(250),
+            inline_wait_max: Duration::from_secs(5),
+            ttl: Duration::from_secs(86_400),
+            max_deferrals: 8,
+        }
+    }
+}
+
+impl ChannelSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        // All of a group, or none of it.
+        let group = |vars: &[&'static str]| -> Result<Option<Vec<String>>, ConfigError> {
+            let values: Vec<Option<String>> = vars.iter().map(|v| env.optional(v)).collect();
+            if values.iter().all(Option::is_none) {
+                return Ok(None);
+            }
+            vars.iter()
+                .zip(values)
+                .map(|(var, v)| v.ok_or(ConfigError::Missing(var)))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
+        };
+        let vapid = group(&["VAPID_SUBJECT", "VAPID_PRIVATE_KEY"])?.map(|v| VapidSettings {
+            subject: v[0].clone(),
+            private_key: v[1].clone(),
+        });
+        if let Some(v) = &vapid {
+            if !(v.subject.starts_with("mailto:") || v.subject.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    var: "VAPID_SUBJECT",
+                    value: v.subject.clone(),
+                    reason: "must be a mailto: or https: URL (RFC 8292 §2.1)".into(),
+                });
+            }
+        }
+        let email = group(&["SMTP_URL", "EMAIL_FROM"])?.map(|v| EmailSettings {
+            smtp_url: v[0].clone(),
+            from: v[1].clone(),
+        });
+        if let Some(e) = &email {
+            if !(e.smtp_url.starts_with("smtp://") || e.smtp_url.starts_with("smtps://")) {
+                return Err(ConfigError::Invalid {
+                    var: "SMTP_URL",
+                    value: redact_userinfo(&e.smtp_url),
+                    reason: "expected smtp:// or smtps://".into(),
+                });
+            }
+        }
+        let sms = group(&[
+            "SMS_API_URL",
+            "SMS_ACCOUNT_SID",
+            "SMS_AUTH_TOKEN",
+            "SMS_FROM",
+        ])?
+        .map(|v| SmsSettings {
+            api_url: v[0].trim_end_matches('/').to_owned(),
+            account_sid: v[1].clone(),
+            auth_token: v[2].clone(),
+            from: v[3].clone(),
+        });
+        let unsubscribe_secret = env.optional("UNSUBSCRIBE_SECRET");
+        if unsubscribe_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(ConfigError::Invalid {
+                var: "UNSUBSCRIBE_SECRET",
+                value: "***".into(),
+                reason: "must be at least 16 characters".into(),
+            });
+        }
+        let public_api_url = env
+            .optional("PUBLIC_API_URL")
+            .map(|u| u.trim_end_matches('/').to_owned());
+        // Mail without a working one-click unsubscribe is not sent at all (RFC 8058; bulk-sender
+        // rules of the big mailbox providers).
+        if email.is_some() {
+            if unsubscribe_secret.is_none() {
+                return Err(ConfigError::Missing("UNSUBSCRIBE_SECRET"));
+            }
+            if public_api_url.is_none() {
+                return Err(ConfigError::Missing("PUBLIC_API_URL"));
+            }
+        }
+        let d = SendSettings::default();
+        Ok(ChannelSettings {
+            allow_loopback: env.bool_or("PUSH_ALLOW_LOOPBACK", false)?,
+            vapid,
+            vapid_public_key: env.optional("VAPID_PUBLIC_KEY"),
+            email,
+            sms,
+            unsubscribe_secret,
+            public_api_url,
+            send: SendSettings {
+                concurrency: env.positive("PUSH_CONCURRENCY", d.concurrency)?,
+                timeout: Duration::from_millis(
+                    env.positive("PUSH_TIMEOUT_MS", d.timeout.as_millis() as u64)?,
+                ),
+                attempts: env.positive("PUSH_RETRY_ATTEMPTS", d.attempts)?,
+                backoff: Duration::from_millis(
+                    env.parse_or("PUSH_RETRY_BACKOFF_MS", d.backoff.as_millis() as u64)?,
+                ),
+                inline_wait_max: Duration::from_millis(env.parse_or(
+                    "PUSH_INLINE_WAIT_MAX_MS",
+                    d.inline_wait_max.as_millis() as u64,
+                )?),
+                ttl: Duration::from_secs(env.parse_or("PUSH_TTL_SECONDS", d.ttl.as_secs())?),
+                max_deferrals: env.positive("PUSH_MAX_DEFERRALS", d.max_deferrals)?,
+            },
+        })
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`.
+fn redact_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+impl std::fmt::Debug for ChannelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelSettings")
+            .field("allow_loopback", &self.allow_loopback)
+            .field(
+                "vapid_subject",
+                &self.vapid.as_ref().map(|v| v.subject.as_str()),
+            )
+            .field("vapid_public_key", &self.vapid_public_key)
+            .field(
+                "smtp_url",
+                &self.email.as_ref().map(|e| redact_userinfo(&e.smtp_url)),
+            )
+            .field("email_from", &self.email.as_ref().map(|e| e.from.as_str()))
+            .field(
+                "sms_api_url",
+                &self.sms.as_ref().map(|s| s.api_url.as_str()),
+            )
+            .field("public_api_url", &self.public_api_url)
+            .field("send", &self.send)
+            .finish_non_exhaustive()
+    }
+}
