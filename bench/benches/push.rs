@@ -30,8 +30,8 @@ use herald_bench::{table, Pass};
 use herald_tests::TestEnv;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use serde_json::{json, Value};
-use shared::channels::{PushKeys, PushSubscription, PushSubscriptionRequest};
-use shared::config::{ChannelSettings, Env};
+use shared::addresses::{PushKeys, PushSubscription, PushSubscriptionRequest};
+use shared::config::{Env, SenderSettings};
 use shared::model::{Channel, Notification, Priority};
 use shared::store::{ContactBook, CreateOutcome, NewNotification};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -160,7 +160,7 @@ async fn main() {
     let concurrency = setting("PUSH_CONCURRENCY", 64);
     let (url, received) = endpoint().await;
     let vapid = p256::SecretKey::random(&mut rand::rngs::OsRng);
-    let settings = ChannelSettings::from_env(&Env::from_pairs([
+    let settings = SenderSettings::from_env(&Env::from_pairs([
         ("VAPID_SUBJECT", "mailto:bench@herald.test".to_owned()),
         (
             "VAPID_PRIVATE_KEY",

@@ -6,24 +6,29 @@
 //! - [`protocol`]: the Kafka topic table and the event envelope (defined once);
 //! - [`limits`]: the API's size and count limits (defined once);
 //! - [`store`]: the Redis store of record (inbox, counts, change log, preferences, rate limits);
+//!   every Lua script is registered in `store/scripts.rs`;
 //! - [`bus`]: the idempotent Kafka producer and topic creation;
-//! - [`channels`]: push subscriptions, contacts and one-click unsubscribe tokens (off-app channels);
+//! - [`addresses`]: where a user is reached off-app: push subscriptions, contacts and one-click
+//!   unsubscribe tokens (the channel itself is [`model::Channel`]);
+//! - [`aws`]: the function's AWS identity, the one HTTPS client of every AWS SDK client, MSK
+//!   cluster ARNs (reads nothing; `config` builds the settings);
 //! - [`msk`]: Amazon MSK: IAM authentication (OAUTHBEARER tokens) and bootstrap brokers from a
 //!   cluster ARN;
 //! - [`outbox`]: publishing committed changes, and the relay that guarantees they reach Kafka;
 //! - [`realtime`]: posting frames to a user's WebSocket connections (`@connections`);
 //! - [`auth`]: caller identity (API Gateway claims, JWKS verification);
-//! - [`config`]: settings from the environment, read in one place;
+//! - [`config`]: settings from the environment, read in one place, one file per component
+//!   (`config/`), every type re-exported as `shared::config::X`;
 //! - [`secrets`]: settings whose values live in Secrets Manager, resolved at cold start;
 //! - [`error`]: RFC 9457 problem+json errors;
 //! - [`telemetry`]: structured JSON logs;
 //! - [`metrics`]: CloudWatch metrics as Embedded Metric Format lines;
 //! - [`trigger`]: Kafka-triggered functions' events and partial batch responses.
 
+pub mod addresses;
 pub mod auth;
 pub mod aws;
 pub mod bus;
-pub mod channels;
 pub mod config;
 pub mod error;
 pub mod limits;

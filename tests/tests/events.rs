@@ -728,7 +728,7 @@ async fn drive_push(env: &TestEnv, name: &str, text: &str, kafka: bool) {
         env.conn.clone(),
         env.keys.clone(),
         env.bus(),
-        shared::config::ChannelSettings::default(),
+        shared::config::SenderSettings::default(),
     )
     .unwrap_or_else(|e| panic!("events/{name}: {e}"));
     let answer = push::handle(&deps, LambdaEvent::new(payload, Context::default()))

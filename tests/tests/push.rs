@@ -18,7 +18,7 @@ use herald_tests::{Call, TestEnv};
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use serde_json::{json, Value};
-use shared::config::{ChannelSettings, Env};
+use shared::config::{Env, SenderSettings};
 use shared::model::{Channel, Priority};
 use shared::protocol::{Envelope, Topic};
 use shared::store::{CreateOutcome, NewNotification};
@@ -328,7 +328,7 @@ struct Setup {
     vapid_public: String,
 }
 
-fn settings(extra: &[(&str, &str)], vapid: Option<(&str, &str)>) -> ChannelSettings {
+fn settings(extra: &[(&str, &str)], vapid: Option<(&str, &str)>) -> SenderSettings {
     let mut pairs: Vec<(String, String)> = vec![
         ("PUSH_ALLOW_LOOPBACK".into(), "true".into()),
         ("PUSH_RETRY_BACKOFF_MS".into(), "50".into()),
@@ -348,7 +348,7 @@ fn settings(extra: &[(&str, &str)], vapid: Option<(&str, &str)>) -> ChannelSetti
     for (k, v) in extra {
         pairs.push(((*k).into(), (*v).into()));
     }
-    ChannelSettings::from_env(&Env::from_pairs(pairs)).unwrap_or_else(|e| panic!("settings: {e}"))
+    SenderSettings::from_env(&Env::from_pairs(pairs)).unwrap_or_else(|e| panic!("settings: {e}"))
 }
 
 impl Setup {
@@ -360,7 +360,7 @@ impl Setup {
         Some(Self::with(env, settings, public))
     }
 
-    fn with(env: TestEnv, settings: ChannelSettings, vapid_public: String) -> Setup {
+    fn with(env: TestEnv, settings: SenderSettings, vapid_public: String) -> Setup {
         let mut api = env.api_with(TestEnv::unlimited(), env.bus());
         api.channels = settings.clone();
         let push = push::Deps::new(env.conn.clone(), env.keys.clone(), env.bus(), settings)
@@ -1271,7 +1271,7 @@ async fn bad_subscriptions_and_contacts_are_refused_with_problem_json() {
     );
     assert_eq!(s.subscriptions(&alice).await.len(), 10);
     // Delete one, and another user's is out of reach.
-    let id = shared::channels::PushSubscription::id_for("https://push.example.com/send/0");
+    let id = shared::addresses::PushSubscription::id_for("https://push.example.com/send/0");
     let r = Call::delete(&format!("/v1/push-subscriptions/{id}"))
         .user("mallory")
         .send(&s.api)

@@ -22,7 +22,7 @@ pub mod validate;
 
 use lambda_http::{Body, Request, Response};
 use shared::config::AnalyticsSettings;
-use shared::config::ChannelSettings;
+use shared::config::SenderSettings;
 use shared::config::{Env, InboxSettings, KafkaSettings, RealtimeSettings, RedisSettings};
 use shared::error::{ApiError, StartupError};
 use shared::outbox::Publisher;
@@ -41,7 +41,7 @@ pub struct Deps {
     /// Push subscriptions and contacts, and the one preference a one-click unsubscribe changes.
     pub contacts: ContactBook,
     /// Which push endpoints are acceptable, the VAPID public key, the unsubscribe secret.
-    pub channels: ChannelSettings,
+    pub channels: SenderSettings,
 }
 
 impl Deps {
@@ -54,7 +54,7 @@ impl Deps {
         let keys = KeySpace::new(redis.key_prefix.clone());
         let bus = shared::bus::EventBus::connect(&kafka).await?;
         let mut deps = Self::new(conn.clone(), keys.clone(), inbox, bus);
-        deps.channels = ChannelSettings::from_env(env)?;
+        deps.channels = SenderSettings::from_env(env)?;
         if RealtimeSettings::from_env(env)?.connections_url.is_some() {
             let fanout = Fanout::from_env(env, conn, keys)?;
             deps.publisher = deps.publisher.with_fallback(fanout);
@@ -83,7 +83,7 @@ impl Deps {
             limiter,
             analytics,
             contacts,
-            channels: ChannelSettings::default(),
+            channels: SenderSettings::default(),
         }
     }
 }

@@ -51,9 +51,9 @@ use futures::future::join_all;
 use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 use serde::{Deserialize, Serialize};
+use shared::addresses::UnsubscribeToken;
 use shared::bus::{EventBus, OutgoingRecord};
-use shared::channels::UnsubscribeToken;
-use shared::config::{ChannelSettings, ConfigError, Env, KafkaSettings, RedisSettings};
+use shared::config::{ConfigError, Env, KafkaSettings, RedisSettings, SenderSettings};
 use shared::error::StartupError;
 use shared::model::{Channel, Notification, OutcomeStatus};
 use shared::protocol::outcome::reason;
@@ -93,14 +93,14 @@ pub struct Deps {
     pub contacts: ContactBook,
     pub ledger: PushLedger,
     pub senders: Arc<Senders>,
-    pub settings: Arc<ChannelSettings>,
+    pub settings: Arc<SenderSettings>,
 }
 
 impl Deps {
     pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
         let redis = RedisSettings::from_env(env)?;
         let kafka = KafkaSettings::from_env(env)?;
-        let channels = ChannelSettings::from_env(env)?;
+        let channels = SenderSettings::from_env(env)?;
         let conn = RedisConn::connect(&redis).await?;
         let bus = EventBus::connect(&kafka).await?;
         let deps = Self::new(conn, KeySpace::new(redis.key_prefix), bus, channels)?;
@@ -118,7 +118,7 @@ impl Deps {
         conn: RedisConn,
         keys: KeySpace,
         bus: EventBus,
-        settings: ChannelSettings,
+        settings: SenderSettings,
     ) -> Result<Self, ConfigError> {
         let policy = SendPolicy::new(settings.send.clone());
         let client = reqwest::Client::builder()
@@ -626,7 +626,7 @@ fn push_ttl(n: &Notification, now: DateTime<Utc>, ttl: Duration) -> Duration {
 }
 
 /// The one-click unsubscribe link for `n`'s type (settings guarantee both parts with email).
-pub fn unsubscribe_url(settings: &ChannelSettings, n: &Notification) -> String {
+pub fn unsubscribe_url(settings: &SenderSettings, n: &Notification) -> String {
     let token = UnsubscribeToken {
         user_id: n.user_id.clone(),
         kind: n.kind.clone(),
@@ -836,8 +836,8 @@ pub async fn drain_due(deps: &Deps, now: DateTime<Utc>) -> Stats {
 mod tests {
     use super::*;
 
-    fn settings(pairs: &[(&str, &str)]) -> Result<ChannelSettings, ConfigError> {
-        ChannelSettings::from_env(&Env::from_pairs(pairs.iter().copied()))
+    fn settings(pairs: &[(&str, &str)]) -> Result<SenderSettings, ConfigError> {
+        SenderSettings::from_env(&Env::from_pairs(pairs.iter().copied()))
     }
 
     #[test]

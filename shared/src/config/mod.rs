@@ -30,7 +30,7 @@ pub use self::kafka::{KafkaAuth, KafkaSettings};
 pub use self::outbox::OutboxSettings;
 pub use self::realtime::RealtimeSettings;
 pub use self::redis::RedisSettings;
-pub use self::senders::{ChannelSettings, EmailSettings, SendSettings, SmsSettings, VapidSettings};
+pub use self::senders::{EmailSettings, SendSettings, SenderSettings, SmsSettings, VapidSettings};
 pub use self::trigger::TriggerSettings;
 pub use crate::aws::AwsSettings;
 

@@ -1,4 +1,4 @@
-//! [`ChannelSettings`]: the off-app senders (Web Push, email, SMS), one-click unsubscribe, and
+//! [`SenderSettings`]: the off-app senders (Web Push, email, SMS), one-click unsubscribe, and
 //! how `push` sends. A sender whose settings are absent is *not configured*; half of its settings
 //! stops the cold start. Secrets are masked in `Debug`.
 
@@ -11,7 +11,7 @@ use super::{ConfigError, Env};
 /// `suppressed` / `not-configured`, never silently dropped. Half a channel's settings is a
 /// mistake and stops the cold start, naming the missing variable. Secrets are masked in `Debug`.
 #[derive(Clone, Default)]
-pub struct ChannelSettings {
+pub struct SenderSettings {
     /// `PUSH_ALLOW_LOOPBACK`: accept push endpoints on loopback hosts (devstack, tests). Never in
     /// production: a loopback endpoint would make the function POST to its own host.
     pub allow_loopback: bool,
@@ -90,7 +90,7 @@ impl Default for SendSettings {
     }
 }
 
-impl ChannelSettings {
+impl SenderSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         // All of a group, or none of it.
         let group = |vars: &[&'static str]| -> Result<Option<Vec<String>>, ConfigError> {
@@ -164,7 +164,7 @@ impl ChannelSettings {
             }
         }
         let d = SendSettings::default();
-        Ok(ChannelSettings {
+        Ok(SenderSettings {
             allow_loopback: env.bool_or("PUSH_ALLOW_LOOPBACK", false)?,
             vapid,
             vapid_public_key: env.optional("VAPID_PUBLIC_KEY"),
@@ -200,9 +200,9 @@ fn redact_userinfo(url: &str) -> String {
     }
 }
 
-impl std::fmt::Debug for ChannelSettings {
+impl std::fmt::Debug for SenderSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChannelSettings")
+        f.debug_struct("SenderSettings")
             .field("allow_loopback", &self.allow_loopback)
             .field(
                 "vapid_subject",

@@ -3,29 +3,21 @@
 //!
 //! Everything lives in the user's slot and never expires (like preferences): a user who gets no
 //! notification for months still has their devices registered. Guarantees:
-//! - at most [`MAX_PUSH_SUBSCRIPTIONS`](crate::channels::MAX_PUSH_SUBSCRIPTIONS) per user, checked
+//! - at most [`MAX_PUSH_SUBSCRIPTIONS`](crate::addresses::MAX_PUSH_SUBSCRIPTIONS) per user, checked
 //!   and written in one script, so concurrent subscribes cannot exceed it;
 //! - removing a dead subscription is a compare-and-delete on the exact record that was sent to,
 //!   so a browser that re-subscribed in between (same endpoint, new keys) keeps its new record;
 //! - [`ContactBook::opt_out`] changes one type × channel switch of the stored preferences with a
 //!   compare-and-set, so a concurrent `PUT /v1/preferences` is never overwritten by a stale copy.
 
-use std::sync::LazyLock;
+use redis::AsyncCommands;
 
-use redis::{AsyncCommands, Script};
-
-use crate::channels::{Contacts, PushSubscription};
+use crate::addresses::{Contacts, PushSubscription};
 use crate::model::{Channel, Preferences};
 
 use super::keys::KeySpace;
+use super::scripts::{COMPARE_AND_HDEL, COMPARE_AND_SET, PUSH_SUBSCRIBE as SUBSCRIBE};
 use super::{RedisConn, StoreError};
-
-static SUBSCRIBE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/push_subscribe.lua")));
-static COMPARE_AND_HDEL: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/compare_and_hdel.lua")));
-static COMPARE_AND_SET: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/compare_and_set.lua")));
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscribeOutcome {

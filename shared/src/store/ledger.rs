@@ -21,24 +21,19 @@
 //! (notification, channel, hop), so scheduling the same retry twice keeps one entry.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::{AsyncCommands, Script};
+use redis::AsyncCommands;
 
-use crate::channels::Contacts;
+use crate::addresses::Contacts;
 use crate::model::{Channel, Preferences};
 
 use super::contacts::{parse_contacts, parse_subscriptions, StoredSubscription};
 use super::keys::KeySpace;
+use super::scripts::{
+    PUSH_ACKNOWLEDGE as ACKNOWLEDGE, PUSH_CLAIM_DUE as CLAIM_DUE, PUSH_RECORD as RECORD,
+};
 use super::{RedisConn, StoreError};
-
-static RECORD: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/push_record.lua")));
-static ACKNOWLEDGE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/push_acknowledge.lua")));
-static CLAIM_DUE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/push_claim_due.lua")));
 
 /// How long send records are kept.
 pub const SENDS_KEEP: Duration = Duration::from_secs(3 * 86_400);

@@ -70,8 +70,7 @@ impl OutboxIndex {
 
     /// Releases the lease if this token still holds it.
     pub async fn release_lease(&self, token: &str) -> Result<(), StoreError> {
-        let script = redis::Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0");
-        let _: i64 = script
+        let _: i64 = scripts::RELEASE_LEASE
             .key(self.keys.outbox_lease())
             .arg(token)
             .invoke_async(&mut self.conn.clone())

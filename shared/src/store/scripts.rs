@@ -1,4 +1,6 @@
-//! The Lua scripts, loaded once per process. User-slot scripts get `prelude.lua` in front.
+//! Every Lua script the store runs, registered here and nowhere else, each built once per
+//! process (`EVALSHA`, falling back to `EVAL` once per server). User-slot scripts get
+//! `prelude.lua` in front. The sources are in `lua/`.
 
 use std::sync::LazyLock;
 
@@ -31,3 +33,23 @@ pub static CLEAR_DIRTY: LazyLock<Script> =
 pub static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/gcra.lua")));
 pub static ANALYTICS_COUNT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/analytics_count.lua")));
+
+// The outbox relay's lease.
+pub static RELEASE_LEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/release_lease.lua")));
+
+// Push send records and the retry schedule (`ledger.rs`).
+pub static PUSH_RECORD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/push_record.lua")));
+pub static PUSH_ACKNOWLEDGE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/push_acknowledge.lua")));
+pub static PUSH_CLAIM_DUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/push_claim_due.lua")));
+
+// Push subscriptions, contacts and opt-outs (`contacts.rs`).
+pub static PUSH_SUBSCRIBE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/push_subscribe.lua")));
+pub static COMPARE_AND_HDEL: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/compare_and_hdel.lua")));
+pub static COMPARE_AND_SET: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/compare_and_set.lua")));

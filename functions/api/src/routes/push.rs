@@ -1,7 +1,7 @@
 //! Off-app channels, the user's side and the service's side:
 //!
 //! - `POST/GET /v1/push-subscriptions`, `DELETE /v1/push-subscriptions/{id}`: the caller's Web
-//!   Push subscriptions (the browser's `PushSubscription` JSON; rules in [`shared::channels`]);
+//!   Push subscriptions (the browser's `PushSubscription` JSON; rules in [`shared::addresses`]);
 //! - `GET /v1/push/vapid-public-key`: the application server key browsers subscribe with;
 //! - `PUT /v1/users/{userId}/contacts` (scope `notifications:write`): a user's email and phone;
 //! - `GET/POST /v1/unsubscribe?token=…`: the one-click unsubscribe link of every email
@@ -13,11 +13,11 @@ use chrono::Utc;
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
-use shared::auth::SCOPE_WRITE;
-use shared::channels::{
+use shared::addresses::{
     Contacts, PushSubscription, PushSubscriptionRequest, PushSubscriptionView, UnsubscribeToken,
     MAX_PUSH_SUBSCRIPTIONS,
 };
+use shared::auth::SCOPE_WRITE;
 use shared::error::{ApiError, FieldError, Problem};
 use shared::limits;
 use shared::model::Channel;

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::DecodePrivateKey;
-use shared::channels::{self, decode_b64url, PushSubscription};
+use shared::addresses::{self, decode_b64url, PushSubscription};
 use shared::config::{ConfigError, VapidSettings};
 use shared::model::Priority;
 use shared::protocol::outcome::reason;
@@ -151,7 +151,7 @@ impl WebPush {
         ttl: Duration,
     ) -> Delivery {
         // Checked again here: the deployment's rules may have changed since it was stored.
-        let uri = match channels::check_endpoint(&subscription.endpoint, self.allow_loopback) {
+        let uri = match addresses::check_endpoint(&subscription.endpoint, self.allow_loopback) {
             Ok(uri) => uri,
             Err(why) => return Delivery::failed(reason::ERROR, format!("endpoint {why}")),
         };
@@ -164,11 +164,11 @@ impl WebPush {
         let Ok(ua_public) = web_push_native::p256::PublicKey::from_sec1_bytes(&p256dh) else {
             return Delivery::failed(reason::ERROR, "stored p256dh is not a P-256 key");
         };
-        let Ok(auth) = <[u8; channels::AUTH_SECRET_BYTES]>::try_from(auth.as_slice()) else {
+        let Ok(auth) = <[u8; addresses::AUTH_SECRET_BYTES]>::try_from(auth.as_slice()) else {
             return Delivery::failed(reason::ERROR, "stored auth secret is not 16 bytes");
         };
         let auth = web_push_native::Auth::from(auth);
-        let audience = channels::origin(&uri);
+        let audience = addresses::origin(&uri);
 
         let mut body = payload.full.clone();
         let mut trimmed = payload.trimmed_only;

@@ -1,5 +1,6 @@
-//! What the api function and the push function share about the off-app channels (PUSH, EMAIL,
-//! SMS): a user's Web Push subscriptions and contact details, with the rules that make them
+//! Where a user is reached off-app, shared by the api function and the push function (the
+//! channels PUSH, EMAIL, SMS themselves are [`crate::model::Channel`]):
+//! a user's Web Push subscriptions and contact details, with the rules that make them
 //! acceptable, and the signed one-click unsubscribe token. The senders themselves live in
 //! `functions/push`.
 //!
