@@ -5,7 +5,8 @@
 //! Every metric is in the namespace [`NAMESPACE`] and carries the dimension `FunctionName`: the
 //! Lambda function's name (`AWS_LAMBDA_FUNCTION_NAME`, the same value as the `AWS/Lambda`
 //! namespace's own `FunctionName` dimension, so the template's alarms can `!Ref` the function;
-//! devstack sets it to the binary's name; `local` elsewhere). Callers add their own dimensions
+//! devstack sets it to the binary's name; `local` elsewhere), read by `config`
+//! (`TelemetrySettings`) and set at cold start by [`set_function_name`]. Callers add their own dimensions
 //! (`Channel`, `Outcome`).
 //!
 //! The metrics Herald emits (every one a `Count`):
@@ -52,15 +53,18 @@ pub struct MetricSet {
     values: Vec<(&'static str, f64, Unit)>,
 }
 
-/// The function's name, as the `FunctionName` dimension.
+/// The function's name, set once at cold start.
+static FUNCTION_NAME: OnceLock<String> = OnceLock::new();
+
+/// Names this process's function in every [`MetricSet::new`] (`TelemetrySettings::function_name`,
+/// set by [`crate::telemetry::init`]). The first call wins.
+pub fn set_function_name(name: &str) {
+    let _ = FUNCTION_NAME.set(name.to_owned());
+}
+
+/// The function's name, as the `FunctionName` dimension: `local` until it is set.
 fn function_name() -> &'static str {
-    static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| {
-        std::env::var("AWS_LAMBDA_FUNCTION_NAME")
-            .ok()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "local".to_owned())
-    })
+    FUNCTION_NAME.get().map_or("local", String::as_str)
 }
 
 impl MetricSet {

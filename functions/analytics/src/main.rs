@@ -7,7 +7,7 @@ use shared::config::Env;
 // driver on one thread, with no cross-thread wake-ups (measured faster in `bench/benches/analytics.rs`).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    shared::telemetry::init(&shared::config::TelemetrySettings::from_env(&Env::process()));
     let deps = analytics::Deps::from_env(&Env::process().with_secrets().await?).await?;
     let deps = &deps;
     run(service_fn(move |event: LambdaEvent<_>| {

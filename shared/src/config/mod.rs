@@ -7,7 +7,7 @@
 //!
 //! One file per component: [`env`] (the reader and its error), [`redis`], [`kafka`], [`aws`]
 //! (reads [`AwsSettings`]), [`trigger`], [`jwt`], [`inbox`], [`outbox`], [`realtime`],
-//! [`analytics`], [`senders`] (the off-app senders). Every public type is re-exported here, so
+//! [`analytics`], [`senders`] (the off-app senders), [`telemetry`] (logs and metrics). Every public type is re-exported here, so
 //! `shared::config::X` is the path to use.
 
 pub mod analytics;
@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod realtime;
 pub mod redis;
 pub mod senders;
+pub mod telemetry;
 pub mod trigger;
 
 pub use self::analytics::AnalyticsSettings;
@@ -28,9 +29,10 @@ pub use self::inbox::{InboxSettings, RateLimit};
 pub use self::jwt::JwtSettings;
 pub use self::kafka::{KafkaAuth, KafkaSettings};
 pub use self::outbox::OutboxSettings;
-pub use self::realtime::RealtimeSettings;
+pub use self::realtime::{ConnectionsSettings, RealtimeSettings, CONNECTIONS_DEFAULT_REGION};
 pub use self::redis::RedisSettings;
 pub use self::senders::{EmailSettings, SendSettings, SenderSettings, SmsSettings, VapidSettings};
+pub use self::telemetry::TelemetrySettings;
 pub use self::trigger::TriggerSettings;
 pub use crate::aws::AwsSettings;
 

@@ -1,8 +1,10 @@
-//! [`RealtimeSettings`]: how functions post frames to WebSocket connections (`@connections`).
+//! [`RealtimeSettings`]: how functions post frames to WebSocket connections (`@connections`), and
+//! [`ConnectionsSettings`]: the endpoint and identity the `@connections` client signs with.
 
 use std::time::Duration;
 
 use super::{ConfigError, Env};
+use crate::aws::AwsSettings;
 
 /// How functions post frames to WebSocket connections (`@connections`).
 #[derive(Debug, Clone)]
@@ -40,5 +42,35 @@ impl RealtimeSettings {
         self.connections_url
             .as_deref()
             .ok_or(ConfigError::Missing("CONNECTIONS_URL"))
+    }
+}
+
+/// What the `@connections` client signs with: the endpoint and the function's AWS identity.
+/// Unlike [`AwsSettings::from_env`], `AWS_REGION` falls back to [`CONNECTIONS_DEFAULT_REGION`]:
+/// the endpoint URL already names the region, so a missing one is harmless here.
+#[derive(Debug, Clone)]
+pub struct ConnectionsSettings {
+    /// `CONNECTIONS_URL`.
+    pub endpoint: String,
+    pub aws: AwsSettings,
+}
+
+/// The region `@connections` calls are signed for when `AWS_REGION` is unset.
+pub const CONNECTIONS_DEFAULT_REGION: &str = "us-east-1";
+
+impl ConnectionsSettings {
+    /// Needs `CONNECTIONS_URL` (from `realtime`), `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`,
+    /// in that order; `AWS_SESSION_TOKEN` and `AWS_REGION` are optional.
+    pub fn from_env(env: &Env, realtime: &RealtimeSettings) -> Result<Self, ConfigError> {
+        let endpoint = realtime.require_connections_url()?.to_owned();
+        Ok(ConnectionsSettings {
+            endpoint,
+            aws: AwsSettings {
+                access_key_id: env.required("AWS_ACCESS_KEY_ID")?,
+                secret_access_key: env.required("AWS_SECRET_ACCESS_KEY")?,
+                session_token: env.optional("AWS_SESSION_TOKEN"),
+                region: env.string_or("AWS_REGION", CONNECTIONS_DEFAULT_REGION),
+            },
+        })
     }
 }

@@ -16,7 +16,7 @@ use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_sdk_apigatewaymanagement::Client;
 
-use crate::config::{ConfigError, Env, RealtimeSettings};
+use crate::config::{ConfigError, ConnectionsSettings, Env, RealtimeSettings};
 
 /// The result of posting one frame to one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,20 +45,22 @@ impl std::fmt::Debug for ConnectionsApi {
 }
 
 impl ConnectionsApi {
-    /// A client for `endpoint` (the `CONNECTIONS_URL`), signing with the function's credentials
-    /// from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`:
-    /// what Lambda sets for the execution role) in `AWS_REGION`.
+    /// A client for [`ConnectionsSettings`] (read by `config`: the endpoint and the identity).
+    pub fn connect(connections: &ConnectionsSettings, settings: &RealtimeSettings) -> Self {
+        Self::new(
+            &connections.endpoint,
+            connections.aws.credentials(),
+            connections.aws.region.clone(),
+            settings,
+        )
+    }
+
+    /// [`Self::connect`] with [`ConnectionsSettings`] read from `env` (tests and tools).
     pub fn from_env(env: &Env, settings: &RealtimeSettings) -> Result<Self, ConfigError> {
-        let endpoint = settings.require_connections_url()?;
-        let credentials = Credentials::new(
-            env.required("AWS_ACCESS_KEY_ID")?,
-            env.required("AWS_SECRET_ACCESS_KEY")?,
-            env.optional("AWS_SESSION_TOKEN"),
-            None,
-            "environment",
-        );
-        let region = env.string_or("AWS_REGION", "us-east-1");
-        Ok(Self::new(endpoint, credentials, region, settings))
+        Ok(Self::connect(
+            &ConnectionsSettings::from_env(env, settings)?,
+            settings,
+        ))
     }
 
     pub fn new(

@@ -13,19 +13,29 @@ pub mod gateway;
 pub use fanout::{Fanout, FanoutReport};
 pub use gateway::{ConnectionsApi, PostOutcome, TokenBucket};
 
-use crate::config::{ConfigError, Env, RealtimeSettings};
+use crate::config::{ConfigError, ConnectionsSettings, Env, RealtimeSettings};
 use crate::store::{ConnectionRegistry, KeySpace, RedisConn};
 
 impl Fanout {
-    /// The fan-out a function builds at cold start from `CONNECTIONS_URL` and the `WS_POST_*`
-    /// settings.
+    /// The fan-out a function builds at cold start from its settings (`CONNECTIONS_URL`, the
+    /// `WS_POST_*` settings and the AWS identity).
+    pub fn connect(
+        settings: &RealtimeSettings,
+        connections: &ConnectionsSettings,
+        conn: RedisConn,
+        keys: KeySpace,
+    ) -> Fanout {
+        Fanout::new(
+            ConnectionRegistry::new(conn, keys),
+            ConnectionsApi::connect(connections, settings),
+            settings.post_concurrency,
+        )
+    }
+
+    /// [`Self::connect`] with both settings groups read from `env` by `config`.
     pub fn from_env(env: &Env, conn: RedisConn, keys: KeySpace) -> Result<Fanout, ConfigError> {
         let settings = RealtimeSettings::from_env(env)?;
-        let api = ConnectionsApi::from_env(env, &settings)?;
-        Ok(Fanout::new(
-            ConnectionRegistry::new(conn, keys),
-            api,
-            settings.post_concurrency,
-        ))
+        let connections = ConnectionsSettings::from_env(env, &settings)?;
+        Ok(Fanout::connect(&settings, &connections, conn, keys))
     }
 }

@@ -1,4 +1,5 @@
 //! GCRA rate limits in Redis, per recipient and per sender. A denied request consumes nothing.
+//! The limiter owns its limits (from [`crate::config::InboxSettings`]); callers only say who.
 
 use std::time::Duration;
 
@@ -15,11 +16,28 @@ pub enum RateDecision {
 pub struct RateLimiter {
     conn: RedisConn,
     keys: KeySpace,
+    per_sender: RateLimit,
+    per_recipient: RateLimit,
 }
 
 impl RateLimiter {
-    pub fn new(conn: RedisConn, keys: KeySpace) -> Self {
-        RateLimiter { conn, keys }
+    pub fn new(
+        conn: RedisConn,
+        keys: KeySpace,
+        per_sender: RateLimit,
+        per_recipient: RateLimit,
+    ) -> Self {
+        RateLimiter {
+            conn,
+            keys,
+            per_sender,
+            per_recipient,
+        }
+    }
+
+    /// The limit per recipient (a skipped recipient's `retryAfter`).
+    pub fn per_recipient(&self) -> RateLimit {
+        self.per_recipient
     }
 
     async fn check(
@@ -45,20 +63,14 @@ impl RateLimiter {
     }
 
     /// One request from `sender`.
-    pub async fn check_sender(
-        &self,
-        sender: &str,
-        limit: RateLimit,
-    ) -> Result<RateDecision, StoreError> {
-        self.check(self.keys.sender_rate(sender), limit, 1).await
+    pub async fn check_sender(&self, sender: &str) -> Result<RateDecision, StoreError> {
+        self.check(self.keys.sender_rate(sender), self.per_sender, 1)
+            .await
     }
 
     /// One notification to `recipient`.
-    pub async fn check_recipient(
-        &self,
-        recipient: &str,
-        limit: RateLimit,
-    ) -> Result<RateDecision, StoreError> {
-        self.check(self.keys.user(recipient).rate(), limit, 1).await
+    pub async fn check_recipient(&self, recipient: &str) -> Result<RateDecision, StoreError> {
+        self.check(self.keys.user(recipient).rate(), self.per_recipient, 1)
+            .await
     }
 }

@@ -101,10 +101,9 @@ fn rate_limited(retry_after: std::time::Duration, what: &str) -> ApiError {
 
 /// 429 when `sender` is over its per-sender limit (one request, whatever the batch size).
 async fn enforce_sender_limit(deps: &Deps, sender: &str) -> Result<(), ApiError> {
-    let limit = deps.store.settings().per_sender;
     match deps
         .limiter
-        .check_sender(sender, limit)
+        .check_sender(sender)
         .await
         .map_err(store_error)?
     {
@@ -179,11 +178,10 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
     let recipient = recipients.into_iter().next().unwrap_or_default();
     too_large_notification(&preview(&recipient, &new))?;
     let claim = idempotency_claim(req, bytes, str::to_owned)?;
-    let inbox = deps.store.settings();
     enforce_sender_limit(deps, &claims.sub).await?;
     if let RateDecision::Limited { retry_after } = deps
         .limiter
-        .check_recipient(&recipient, inbox.per_recipient)
+        .check_recipient(&recipient)
         .await
         .map_err(store_error)?
     {
@@ -264,7 +262,6 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
     if let Some(longest) = recipients.iter().max_by_key(|r| r.len()) {
         too_large_notification(&preview(longest, &new))?;
     }
-    let inbox = deps.store.settings();
     enforce_sender_limit(deps, &claims.sub).await?;
     let claim = idempotency_claim(req, bytes, |k| format!("batch:{k}"))?;
     let results: Vec<Result<Option<CreateOutcome>, ApiError>> = stream::iter(recipients.clone())
@@ -274,7 +271,7 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
             async move {
                 match deps
                     .limiter
-                    .check_recipient(&recipient, inbox.per_recipient)
+                    .check_recipient(&recipient)
                     .await
                     .map_err(store_error)?
                 {
@@ -312,14 +309,19 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
             None => response.skipped.push(Skipped {
                 user_id: recipient.clone(),
                 reason: "rate-limited".into(),
-                retry_after: inbox.per_recipient.emission_interval().as_secs().max(1),
+                retry_after: deps
+                    .limiter
+                    .per_recipient()
+                    .emission_interval()
+                    .as_secs()
+                    .max(1),
             }),
         }
     }
     publish(deps, &changes).await;
     if response.items.is_empty() {
         return Err(rate_limited(
-            inbox.per_recipient.emission_interval(),
+            deps.limiter.per_recipient().emission_interval(),
             "every recipient is over its rate limit",
         ));
     }
