@@ -3,6 +3,10 @@
 //! Every method takes the user id it acts for and touches only that user's keys: isolation
 //! between users is structural. Mutations return the committed [`Change`] for the caller to
 //! publish (see [`crate::outbox::Publisher`]).
+//!
+//! Split by job: this file holds the types and the user-facing reads and writes;
+//! `change_log.rs` the change log (resume and the outbox relay); `reply.rs` the decoding of
+//! the scripts' replies.
 
 use chrono::{DateTime, TimeZone, Utc};
 use redis::{AsyncCommands, Value};
@@ -15,6 +19,12 @@ use super::keys::{KeySpace, UserKeys};
 use super::outbox_index::OutboxIndex;
 use super::record::{parse_counts, Change};
 use super::{scripts, RedisConn, StoreError};
+
+mod change_log;
+mod reply;
+
+pub(crate) use reply::state_type;
+use reply::{int, parse_doc, state_bits, text, to_json};
 
 /// A validated notification to create.
 #[derive(Debug, Clone, PartialEq)]
@@ -457,74 +467,6 @@ impl InboxStore {
         Ok(counts)
     }
 
-    /// The changes after `since`, at most `limit`, oldest first.
-    pub async fn changes(
-        &self,
-        user_id: &str,
-        since: u64,
-        limit: usize,
-    ) -> Result<ChangesPage, StoreError> {
-        let keys = self.keys.user(user_id);
-        let reply: Vec<Value> = scripts::CHANGES
-            .key(&keys.inbox()[..])
-            .arg(since)
-            .arg(limit)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        let head = int(&reply, 1)?;
-        match text(&reply, 0)?.as_str() {
-            "resync" => Ok(ChangesPage::Resync { head }),
-            "ok" => {
-                let records = match reply.get(2) {
-                    Some(Value::Array(records)) => records.as_slice(),
-                    _ => &[],
-                };
-                let changes = (0..records.len())
-                    .map(|i| Ok(Change::from_record(&text(records, i)?)?.envelope))
-                    .collect::<Result<Vec<_>, StoreError>>()?;
-                let up_to = changes.last().map_or(since, |c| c.seq);
-                Ok(ChangesPage::Changes {
-                    changes,
-                    up_to,
-                    head,
-                })
-            }
-            other => Err(StoreError::Corrupt(format!("changes replied {other}"))),
-        }
-    }
-
-    /// The user's unpublished changes, lowest seq first, and Redis's clock (ms) when read.
-    pub async fn pending(
-        &self,
-        user_id: &str,
-        max: usize,
-    ) -> Result<(i64, Vec<Change>), StoreError> {
-        let keys = self.keys.user(user_id);
-        let reply: Vec<Value> = scripts::PENDING
-            .key(&keys.inbox()[..])
-            .arg(max)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        let now = int(&reply, 0)? as i64;
-        let changes = (1..reply.len())
-            .map(|i| Change::from_record(&text(&reply, i)?))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((now, changes))
-    }
-
-    /// Records that Kafka acknowledged these changes; the log may trim them from now on.
-    pub async fn mark_published(&self, user_id: &str, seqs: &[u64]) -> Result<(), StoreError> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
-        let _: i64 = self
-            .conn
-            .clone()
-            .zrem(self.keys.user(user_id).unpub(), seqs)
-            .await?;
-        Ok(())
-    }
-
     pub async fn preferences(&self, user_id: &str) -> Result<Preferences, StoreError> {
         let raw: Option<String> = self
             .conn
@@ -562,57 +504,5 @@ impl InboxStore {
             idempotency_key: None,
             written_at_ms: Utc::now().timestamp_millis(),
         }
-    }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    // Plain data structures with string keys: serialisation cannot fail.
-    serde_json::to_string(value).unwrap_or_default()
-}
-
-/// Parses `<seq>\n<notification JSON>` and applies the current flags.
-fn parse_doc(doc: &str, flags: Flags) -> Result<Notification, StoreError> {
-    let corrupt = |e: String| StoreError::Corrupt(format!("notification: {e}"));
-    let (seq, json) = doc
-        .split_once('\n')
-        .ok_or_else(|| corrupt("no seq".into()))?;
-    let mut n: Notification = serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
-    n.seq = seq.parse().map_err(|_| corrupt("bad seq".into()))?;
-    (n.read, n.seen, n.archived) = (flags.read, flags.seen, flags.archived);
-    Ok(n)
-}
-
-/// The type in a `flags` entry (`<bits>|<createdMs>|<type>`).
-pub(crate) fn state_type(state: &str) -> Option<&str> {
-    state.splitn(3, '|').nth(2).filter(|t| !t.is_empty())
-}
-
-fn state_bits(state: &str) -> Result<u8, StoreError> {
-    state
-        .split('|')
-        .next()
-        .and_then(|b| b.parse().ok())
-        .ok_or_else(|| StoreError::Corrupt(format!("flags {state:?}")))
-}
-
-fn text(values: &[Value], i: usize) -> Result<String, StoreError> {
-    match values.get(i) {
-        Some(Value::BulkString(b)) => {
-            String::from_utf8(b.clone()).map_err(|_| StoreError::Corrupt("not UTF-8".into()))
-        }
-        Some(Value::SimpleString(s)) => Ok(s.clone()),
-        Some(Value::Int(n)) => Ok(n.to_string()),
-        other => Err(StoreError::Corrupt(format!(
-            "expected text at {i}, got {other:?}"
-        ))),
-    }
-}
-
-fn int(values: &[Value], i: usize) -> Result<u64, StoreError> {
-    match values.get(i) {
-        Some(Value::Int(n)) => Ok((*n).max(0) as u64),
-        _ => text(values, i)?
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("expected a number at {i}"))),
     }
 }

@@ -1,0 +1,79 @@
+//! The change log's reads and acknowledgements: changes after a seq (a WebSocket `sync`), the
+//! unpublished changes (the outbox relay), and marking changes published.
+
+use redis::{AsyncCommands, Value};
+
+use super::super::record::Change;
+use super::super::{scripts, StoreError};
+use super::reply::{int, text};
+use super::{ChangesPage, InboxStore};
+
+impl InboxStore {
+    /// The changes after `since`, at most `limit`, oldest first.
+    pub async fn changes(
+        &self,
+        user_id: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<ChangesPage, StoreError> {
+        let keys = self.keys.user(user_id);
+        let reply: Vec<Value> = scripts::CHANGES
+            .key(&keys.inbox()[..])
+            .arg(since)
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let head = int(&reply, 1)?;
+        match text(&reply, 0)?.as_str() {
+            "resync" => Ok(ChangesPage::Resync { head }),
+            "ok" => {
+                let records = match reply.get(2) {
+                    Some(Value::Array(records)) => records.as_slice(),
+                    _ => &[],
+                };
+                let changes = (0..records.len())
+                    .map(|i| Ok(Change::from_record(&text(records, i)?)?.envelope))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let up_to = changes.last().map_or(since, |c| c.seq);
+                Ok(ChangesPage::Changes {
+                    changes,
+                    up_to,
+                    head,
+                })
+            }
+            other => Err(StoreError::Corrupt(format!("changes replied {other}"))),
+        }
+    }
+
+    /// The user's unpublished changes, lowest seq first, and Redis's clock (ms) when read.
+    pub async fn pending(
+        &self,
+        user_id: &str,
+        max: usize,
+    ) -> Result<(i64, Vec<Change>), StoreError> {
+        let keys = self.keys.user(user_id);
+        let reply: Vec<Value> = scripts::PENDING
+            .key(&keys.inbox()[..])
+            .arg(max)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let now = int(&reply, 0)? as i64;
+        let changes = (1..reply.len())
+            .map(|i| Change::from_record(&text(&reply, i)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((now, changes))
+    }
+
+    /// Records that Kafka acknowledged these changes; the log may trim them from now on.
+    pub async fn mark_published(&self, user_id: &str, seqs: &[u64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = self
+            .conn
+            .clone()
+            .zrem(self.keys.user(user_id).unpub(), seqs)
+            .await?;
+        Ok(())
+    }
+}
