@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod outbox;
 pub mod realtime;
 pub mod redis;
+pub mod reference;
 pub mod senders;
 pub mod telemetry;
 pub mod trigger;

@@ -1,0 +1,407 @@
+//! The configuration reference: one row per setting (or group of settings read together) with
+//! its default, who reads it and what it means. `docs/configuration.md`'s table is rendered from
+//! [`VARIABLES`] ([`render_table`]) between the markers [`BEGIN`] and [`END`]; the test
+//! `config_reference_matches_the_docs` fails when the file drifts, and
+//! `HERALD_WRITE_DOCS=1 cargo test -p shared config_reference` rewrites it. Another test checks
+//! that every variable the readers in `config/` read has a row here.
+
+/// One row of the reference.
+#[derive(Debug, Clone, Copy)]
+pub struct Variable {
+    /// The variables the row documents (read together, sharing the default and meaning).
+    pub names: &'static [&'static str],
+    /// The default as shown: a value in backticks, `empty`, `unset (...)` or **required**.
+    pub default: &'static str,
+    /// Which functions read it.
+    pub used_by: &'static str,
+    /// What it means, with its validation.
+    pub meaning: &'static str,
+}
+
+/// Opens the generated section of `docs/configuration.md`.
+pub const BEGIN: &str = "<!-- generated:begin (shared/src/config/reference.rs; HERALD_WRITE_DOCS=1 cargo test -p shared config_reference) -->";
+/// Closes it.
+pub const END: &str = "<!-- generated:end -->";
+
+/// Every setting, in the order of the reference.
+pub const VARIABLES: &[Variable] = &[
+    Variable {
+        names: &["REDIS_URL"],
+        default: "**required**",
+        used_by: "all",
+        meaning: "`redis://[[user]:password@]host:port`, `rediss://` for TLS; with `REDIS_CLUSTER=true`, one or more seed nodes, comma-separated ([Redis](#redis-one-server-or-a-cluster-tls-auth))",
+    },
+    Variable {
+        names: &["REDIS_CLUSTER"],
+        default: "`false`",
+        used_by: "all",
+        meaning: "`true` for Redis Cluster (ElastiCache / MemoryDB cluster mode)",
+    },
+    Variable {
+        names: &["REDIS_KEY_PREFIX"],
+        default: "empty",
+        used_by: "all",
+        meaning: "prepended to every key (tests use one per test)",
+    },
+    Variable {
+        names: &["KAFKA_BROKERS"],
+        default: "**required** (unless `KAFKA_MSK_CLUSTER_ARN`)",
+        used_by: "all",
+        meaning: "bootstrap list `host:port,...`",
+    },
+    Variable {
+        names: &["KAFKA_MSK_CLUSTER_ARN"],
+        default: "unset",
+        used_by: "all Kafka clients",
+        meaning: "an MSK cluster: without `KAFKA_BROKERS`, its bootstrap list for the client's authentication (IAM 9098, SCRAM 9096, TLS 9094, plaintext 9092) is looked up once at cold start (`GetBootstrapBrokers`, with the role's credentials)",
+    },
+    Variable {
+        names: &["KAFKA_TOPIC_SUFFIX"],
+        default: "empty",
+        used_by: "all",
+        meaning: "appended to every topic name (tests use one per test)",
+    },
+    Variable {
+        names: &["KAFKA_LINGER_MS"],
+        default: "`0`",
+        used_by: "producers",
+        meaning: "`linger.ms`; 0 sends at once",
+    },
+    Variable {
+        names: &["KAFKA_PRODUCE_TIMEOUT_MS"],
+        default: "`1500`",
+        used_by: "producers",
+        meaning: "how long a request waits for Kafka before leaving the change to the outbox relay; keeps a create under 2 s with the broker down",
+    },
+    Variable {
+        names: &["KAFKA_SECURITY_PROTOCOL"],
+        default: "unset (`PLAINTEXT`)",
+        used_by: "all Kafka clients",
+        meaning: "`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` → `security.protocol`",
+    },
+    Variable {
+        names: &["KAFKA_SASL_MECHANISM"],
+        default: "unset",
+        used_by: "all Kafka clients",
+        meaning: "`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` (with `KAFKA_SASL_USERNAME` and `KAFKA_SASL_PASSWORD`, both required; `security.protocol` defaults to `SASL_SSL`) → `sasl.mechanism`, `sasl.username`, `sasl.password`; or `AWS_MSK_IAM`: `SASL_SSL` + `OAUTHBEARER` with tokens signed by the function's role (`shared::msk`), no username or password. Anything else is refused",
+    },
+    Variable {
+        names: &["KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"],
+        default: "unset (**required** with `PLAIN` / `SCRAM-*`)",
+        used_by: "all Kafka clients",
+        meaning: "the SASL credentials → `sasl.username`, `sasl.password` (the password is masked in logs); refused with `AWS_MSK_IAM`",
+    },
+    Variable {
+        names: &["KAFKA_SSL_CA_LOCATION"],
+        default: "unset",
+        used_by: "all Kafka clients",
+        meaning: "→ `ssl.ca.location` (a private CA)",
+    },
+    Variable {
+        names: &["KAFKA_REPORT_BATCH_ITEM_FAILURES"],
+        default: "`true`",
+        used_by: "Kafka-triggered functions",
+        meaning: "`true`: failed records are reported in a partial batch response (the trigger has `ReportBatchItemFailures`); `false`: any failed record fails the invocation, so Lambda retries the whole batch. The template sets it from `KafkaErrorControls`",
+    },
+    Variable {
+        names: &["<VAR>_SECRET_ARN"],
+        default: "unset",
+        used_by: "all",
+        meaning: "`<secret ARN>` or `<secret ARN>#<json key>`: `<VAR>` is read from Secrets Manager at cold start, before every other setting (`shared/src/secrets.rs`); a JSON secret without the key leaves `<VAR>` unset. The template passes secrets only this way (`docs/deploy.md`, *Secrets*)",
+    },
+    Variable {
+        names: &["JWT_ISSUER", "JWT_AUDIENCE", "JWKS_URL"],
+        default: "**required where used**",
+        used_by: "callers that verify tokens themselves (the WebSocket `$connect`)",
+        meaning: "the HTTP API relies on API Gateway's JWT authorizer instead",
+    },
+    Variable {
+        names: &["CONNECTIONS_URL"],
+        default: "unset",
+        used_by: "ws, delivery (**required**); api (optional)",
+        meaning: "the WebSocket API's `@connections` endpoint, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}` (the template sets it; devstack supplies its own). Without it the api function has no Kafka-down fallback",
+    },
+    Variable {
+        names: &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION"],
+        default: "set by Lambda",
+        used_by: "ws, delivery, api; every function with MSK IAM, `KAFKA_MSK_CLUSTER_ARN` or a `_SECRET_ARN`",
+        meaning: "the role's credentials that sign `@connections` calls, MSK IAM tokens, `GetBootstrapBrokers` and `GetSecretValue` (devstack supplies placeholders)",
+    },
+    Variable {
+        names: &["WS_POST_CONCURRENCY"],
+        default: "`64`",
+        used_by: "ws, delivery, api",
+        meaning: "most `@connections` posts in flight per process",
+    },
+    Variable {
+        names: &["WS_POST_RATE", "WS_POST_BURST"],
+        default: "`2000`, `500`",
+        used_by: "ws, delivery, api",
+        meaning: "token bucket per process for `@connections` calls (API Gateway throttles them per account, shared with all HTTP and WebSocket traffic)",
+    },
+    Variable {
+        names: &["WS_POST_RETRIES"],
+        default: "`3`",
+        used_by: "ws, delivery, api",
+        meaning: "retries of a throttled (`LimitExceededException`) post, with jittered exponential backoff",
+    },
+    Variable {
+        names: &["WS_POST_TIMEOUT_MS"],
+        default: "`3000`",
+        used_by: "ws, delivery, api",
+        meaning: "one post's time limit",
+    },
+    Variable {
+        names: &["INBOX_CAP"],
+        default: "`1000`",
+        used_by: "api",
+        meaning: "most notifications kept per user; the oldest are evicted",
+    },
+    Variable {
+        names: &["CHANGE_LOG_CAP"],
+        default: "`1000`",
+        used_by: "api, ws",
+        meaning: "most changes kept per user for resume (a `sync` from before it gets `resync`) (unpublished ones are always kept)",
+    },
+    Variable {
+        names: &["RETENTION_DAYS"],
+        default: "`90`",
+        used_by: "api",
+        meaning: "notifications older than this are purged; an idle inbox expires after it",
+    },
+    Variable {
+        names: &["IDEMPOTENCY_TTL_SECONDS"],
+        default: "`86400`",
+        used_by: "api",
+        meaning: "how long an `Idempotency-Key` is remembered",
+    },
+    Variable {
+        names: &["RATE_RECIPIENT_BURST", "RATE_RECIPIENT_PER_MINUTE"],
+        default: "`200`, `100`",
+        used_by: "api",
+        meaning: "GCRA limit per recipient",
+    },
+    Variable {
+        names: &["RATE_SENDER_BURST", "RATE_SENDER_PER_SECOND"],
+        default: "`500`, `100`",
+        used_by: "api",
+        meaning: "GCRA limit per sender (token `sub`)",
+    },
+    Variable {
+        names: &["OUTBOX_GRACE_MS"],
+        default: "`15000`",
+        used_by: "outbox-relay",
+        meaning: "changes younger than this are left to the request that wrote them; must exceed the api function's timeout",
+    },
+    Variable {
+        names: &["OUTBOX_CONCURRENCY"],
+        default: "`16`",
+        used_by: "outbox-relay",
+        meaning: "users relayed concurrently",
+    },
+    Variable {
+        names: &["VAPID_SUBJECT", "VAPID_PRIVATE_KEY"],
+        default: "unset (Web Push not configured)",
+        used_by: "push",
+        meaning: "VAPID (RFC 8292): the contact (`mailto:` or `https:`) and the P-256 private key, raw 32 bytes base64url (what `web-push generate-vapid-keys` prints) or PEM; both or neither. devstack makes a key pair and keeps it in `.herald/push/` ([channels](channels.md#keys-and-settings))",
+    },
+    Variable {
+        names: &["VAPID_PUBLIC_KEY"],
+        default: "unset",
+        used_by: "api",
+        meaning: "the matching public key (65 bytes, base64url) served by `GET /v1/push/vapid-public-key`; 404 without it",
+    },
+    Variable {
+        names: &["PUSH_ALLOW_LOOPBACK"],
+        default: "`false`",
+        used_by: "api, push",
+        meaning: "`true` accepts push endpoints on `127.0.0.0/8`, `localhost`, `[::1]` (devstack and the tests); never in a deployment",
+    },
+    Variable {
+        names: &["SMTP_URL", "EMAIL_FROM"],
+        default: "unset (email not configured)",
+        used_by: "push",
+        meaning: "`smtp://host:port` (plain), `smtp://host:587?tls=required` (STARTTLS), `smtps://user:pass@host:465` (TLS; percent-encode the password); the From address (`Name <a@b.c>`). Both or neither; with them `UNSUBSCRIBE_SECRET` and `PUBLIC_API_URL` are required",
+    },
+    Variable {
+        names: &["SMS_API_URL", "SMS_ACCOUNT_SID", "SMS_AUTH_TOKEN", "SMS_FROM"],
+        default: "unset (SMS not configured)",
+        used_by: "push",
+        meaning: "a provider with Twilio's Messages API shape: `POST {SMS_API_URL}/2010-04-01/Accounts/{SID}/Messages.json`, basic auth `SID:TOKEN`, form `To`/`From`/`Body`. All four or none",
+    },
+    Variable {
+        names: &["UNSUBSCRIBE_SECRET"],
+        default: "unset",
+        used_by: "push (signs), api (checks)",
+        meaning: "HMAC-SHA256 key of the one-click unsubscribe links, at least 16 characters; devstack makes one. Without it the api's `/v1/unsubscribe` answers 404",
+    },
+    Variable {
+        names: &["PUBLIC_API_URL"],
+        default: "unset",
+        used_by: "push",
+        meaning: "the HTTP API's public base URL the unsubscribe links point to (the template passes the HttpApi's endpoint)",
+    },
+    Variable {
+        names: &["PUSH_CONCURRENCY"],
+        default: "`64`",
+        used_by: "push",
+        meaning: "provider requests in flight per process",
+    },
+    Variable {
+        names: &["PUSH_TIMEOUT_MS"],
+        default: "`5000`",
+        used_by: "push",
+        meaning: "one provider request's (or SMTP session's) time limit",
+    },
+    Variable {
+        names: &["PUSH_RETRY_ATTEMPTS", "PUSH_RETRY_BACKOFF_MS"],
+        default: "`3`, `250`",
+        used_by: "push",
+        meaning: "attempts per send on 5xx / timeout / SMTP 4yz (the first included), and the first backoff (doubling, 20% jitter)",
+    },
+    Variable {
+        names: &["PUSH_INLINE_WAIT_MAX_MS"],
+        default: "`5000`",
+        used_by: "push",
+        meaning: "the longest `Retry-After` slept inline; a longer one goes to the retry schedule",
+    },
+    Variable {
+        names: &["PUSH_TTL_SECONDS"],
+        default: "`86400`",
+        used_by: "push",
+        meaning: "the Web Push `TTL` (how long a push service keeps an undelivered message), cut short by `expiresAt`",
+    },
+    Variable {
+        names: &["PUSH_MAX_DEFERRALS"],
+        default: "`8`",
+        used_by: "push",
+        meaning: "how often one send may be put back on the retry schedule for a 429 before it is `failed` / `rate-limited`",
+    },
+    Variable {
+        names: &["ANALYTICS_RETENTION_DAYS"],
+        default: "`400`",
+        used_by: "analytics",
+        meaning: "how long a day's counters and unique-recipient estimate, and a partition's offset watermark, live after their last write ([architecture](architecture.md#analytics-every-record-counted-once-with-no-key-per-event))",
+    },
+    Variable {
+        names: &["ANALYTICS_HISTORY_TTL_DAYS"],
+        default: "`90`",
+        used_by: "analytics",
+        meaning: "how long a notification's outcome history (`GET /v1/notifications/{id}/deliveries`) lives after its last entry",
+    },
+    Variable {
+        names: &["ANALYTICS_CLUSTER_ID"],
+        default: "derived from the trigger event",
+        used_by: "analytics",
+        meaning: "names the Kafka cluster in the counter shards' keys (≤ 64 letters, digits, `.`, `_`, `-`). Unset: a digest of the MSK cluster ARN or of the self-managed bootstrap list, so a new cluster (offsets back at 0) never meets an old one's watermarks. Set it when the bootstrap list may change",
+    },
+    Variable {
+        names: &["LOG_FORMAT"],
+        default: "`json`",
+        used_by: "all",
+        meaning: "`text` for human-readable logs",
+    },
+    Variable {
+        names: &["AWS_LAMBDA_FUNCTION_NAME"],
+        default: "set by Lambda (`local` elsewhere)",
+        used_by: "all",
+        meaning: "the `FunctionName` dimension of every metric (`shared/src/metrics.rs`); devstack sets it to the binary's name",
+    },
+    Variable {
+        names: &["RUST_LOG"],
+        default: "`info`",
+        used_by: "all",
+        meaning: "log filter",
+    },
+];
+
+/// Every variable name in the reference.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    VARIABLES.iter().flat_map(|v| v.names.iter().copied())
+}
+
+/// The markdown table of [`VARIABLES`].
+pub fn render_table() -> String {
+    let mut out = String::from("| variable | default | used by | meaning |\n|---|---|---|---|\n");
+    for v in VARIABLES {
+        let names: Vec<String> = v.names.iter().map(|n| format!("`{n}`")).collect();
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            names.join(", "),
+            v.default,
+            v.used_by,
+            v.meaning
+        ));
+    }
+    out
+}
+
+/// `doc` with its generated section replaced by the rendering; `None` without both markers.
+pub fn with_rendered_table(doc: &str) -> Option<String> {
+    let begin = doc.find(BEGIN)? + BEGIN.len();
+    let end = begin + doc[begin..].find(END)?;
+    Some(format!(
+        "{}\n{}{}",
+        &doc[..begin],
+        render_table(),
+        &doc[end..]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md")
+    }
+
+    #[test]
+    fn config_reference_matches_the_docs() {
+        let path = doc_path();
+        let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let rendered = with_rendered_table(&doc)
+            .unwrap_or_else(|| panic!("{path:?} lacks the markers {BEGIN} … {END}"));
+        if std::env::var("HERALD_WRITE_DOCS").is_ok_and(|v| v == "1") {
+            std::fs::write(&path, &rendered).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            return;
+        }
+        assert!(
+            doc == rendered,
+            "docs/configuration.md differs from shared/src/config/reference.rs; \
+             run `HERALD_WRITE_DOCS=1 cargo test -p shared config_reference` to rewrite it"
+        );
+    }
+
+    /// Scans the readers' sources for `env.<reader>("NAME"` and the senders' groups: each name
+    /// read must have a row.
+    #[test]
+    fn config_reference_lists_every_variable_read() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config");
+        let known: Vec<&str> = names().collect();
+        let mut missing = Vec::new();
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}"));
+        for entry in entries.flatten() {
+            let source = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let source = source.split("#[cfg(test)]").next().unwrap_or_default();
+            for piece in source.split('"').skip(1).step_by(2) {
+                let is_name = piece.len() > 3
+                    && piece.contains('_')
+                    && piece
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                if is_name
+                    && !known.contains(&piece)
+                    && !piece.starts_with("SASL_")
+                    && piece != "AWS_MSK_IAM"
+                {
+                    missing.push(format!("{piece} ({:?})", entry.file_name()));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "read but not in the reference: {missing:?}"
+        );
+    }
+}
