@@ -28,10 +28,10 @@ impl AnalyticsSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(AnalyticsSettings {
             retention: Duration::from_secs(
-                env.positive("ANALYTICS_RETENTION_DAYS", 400u64)? * 86_400,
+                env.positive::<u64>("ANALYTICS_RETENTION_DAYS")? * 86_400,
             ),
             history_ttl: Duration::from_secs(
-                env.positive("ANALYTICS_HISTORY_TTL_DAYS", 90u64)? * 86_400,
+                env.positive::<u64>("ANALYTICS_HISTORY_TTL_DAYS")? * 86_400,
             ),
             topic_suffix: env.string_or("KAFKA_TOPIC_SUFFIX", ""),
             cluster_id: match env.optional("ANALYTICS_CLUSTER_ID") {

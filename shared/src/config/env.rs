@@ -86,6 +86,45 @@ impl Env {
         }
     }
 
+    /// `var`'s value, or its default from the configuration reference
+    /// ([`super::reference::default_of`]), parsed alike. A variable without a default there is
+    /// refused, naming it (a test reads every group from an empty environment).
+    pub fn parse<T>(&self, var: &'static str) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let value = self
+            .get(var)
+            .or_else(|| super::reference::default_of(var))
+            .ok_or(ConfigError::Invalid {
+                var,
+                value: String::new(),
+                reason: "has no default in shared/src/config/reference.rs".into(),
+            })?;
+        value.parse().map_err(|e: T::Err| ConfigError::Invalid {
+            var,
+            value: value.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// A boolean: `var`'s value, or its default from the configuration reference.
+    pub fn bool(&self, var: &'static str) -> Result<bool, ConfigError> {
+        let default = match super::reference::default_of(var) {
+            Some("true") => true,
+            Some("false") => false,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var,
+                    value: String::new(),
+                    reason: "has no default in shared/src/config/reference.rs".into(),
+                })
+            }
+        };
+        self.bool_or(var, default)
+    }
+
     pub fn bool_or(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.get(var).map(str::to_ascii_lowercase).as_deref() {
             None => Ok(default),
@@ -99,15 +138,15 @@ impl Env {
         }
     }
 
+    /// A number greater than 0: `var`'s value, or its default from the configuration reference.
     pub(super) fn positive<T: PartialOrd + Default + FromStr>(
         &self,
         var: &'static str,
-        default: T,
     ) -> Result<T, ConfigError>
     where
         T::Err: std::fmt::Display,
     {
-        let v = self.parse_or(var, default)?;
+        let v = self.parse::<T>(var)?;
         if v > T::default() {
             Ok(v)
         } else {

@@ -38,20 +38,18 @@ pub struct InboxSettings {
 impl InboxSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(InboxSettings {
-            inbox_cap: env.positive("INBOX_CAP", 1_000)?,
-            change_log_cap: env.positive("CHANGE_LOG_CAP", 1_000)?,
-            retention: Duration::from_secs(env.positive("RETENTION_DAYS", 90u64)? * 86_400),
-            idempotency_ttl: Duration::from_secs(
-                env.positive("IDEMPOTENCY_TTL_SECONDS", 86_400u64)?,
-            ),
+            inbox_cap: env.positive("INBOX_CAP")?,
+            change_log_cap: env.positive("CHANGE_LOG_CAP")?,
+            retention: Duration::from_secs(env.positive::<u64>("RETENTION_DAYS")? * 86_400),
+            idempotency_ttl: Duration::from_secs(env.positive("IDEMPOTENCY_TTL_SECONDS")?),
             per_recipient: RateLimit {
-                burst: env.positive("RATE_RECIPIENT_BURST", 200)?,
-                per_period: env.positive("RATE_RECIPIENT_PER_MINUTE", 100)?,
+                burst: env.positive("RATE_RECIPIENT_BURST")?,
+                per_period: env.positive("RATE_RECIPIENT_PER_MINUTE")?,
                 period: Duration::from_secs(60),
             },
             per_sender: RateLimit {
-                burst: env.positive("RATE_SENDER_BURST", 500)?,
-                per_period: env.positive("RATE_SENDER_PER_SECOND", 100)?,
+                burst: env.positive("RATE_SENDER_BURST")?,
+                per_period: env.positive("RATE_SENDER_PER_SECOND")?,
                 period: Duration::from_secs(1),
             },
         })

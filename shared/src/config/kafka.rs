@@ -153,10 +153,8 @@ impl KafkaSettings {
             brokers,
             msk_cluster_arn,
             topic_suffix: env.string_or("KAFKA_TOPIC_SUFFIX", ""),
-            linger_ms: env.parse_or("KAFKA_LINGER_MS", 0)?,
-            produce_timeout: Duration::from_millis(
-                env.positive("KAFKA_PRODUCE_TIMEOUT_MS", 1_500u64)?,
-            ),
+            linger_ms: env.parse("KAFKA_LINGER_MS")?,
+            produce_timeout: Duration::from_millis(env.positive("KAFKA_PRODUCE_TIMEOUT_MS")?),
             auth,
             client_properties,
             aws,

@@ -17,8 +17,8 @@ pub struct OutboxSettings {
 impl OutboxSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(OutboxSettings {
-            grace: Duration::from_millis(env.parse_or("OUTBOX_GRACE_MS", 15_000u64)?),
-            concurrency: env.positive("OUTBOX_CONCURRENCY", 16usize)?,
+            grace: Duration::from_millis(env.parse("OUTBOX_GRACE_MS")?),
+            concurrency: env.positive("OUTBOX_CONCURRENCY")?,
         })
     }
 }

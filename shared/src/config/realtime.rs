@@ -29,11 +29,11 @@ impl RealtimeSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(RealtimeSettings {
             connections_url: env.optional("CONNECTIONS_URL").filter(|u| !u.is_empty()),
-            post_concurrency: env.positive("WS_POST_CONCURRENCY", 64usize)?,
-            post_rate: env.positive("WS_POST_RATE", 2_000u32)?,
-            post_burst: env.positive("WS_POST_BURST", 500u32)?,
-            post_retries: env.parse_or("WS_POST_RETRIES", 3u32)?,
-            post_timeout: Duration::from_millis(env.positive("WS_POST_TIMEOUT_MS", 3_000u64)?),
+            post_concurrency: env.positive("WS_POST_CONCURRENCY")?,
+            post_rate: env.positive("WS_POST_RATE")?,
+            post_burst: env.positive("WS_POST_BURST")?,
+            post_retries: env.parse("WS_POST_RETRIES")?,
+            post_timeout: Duration::from_millis(env.positive("WS_POST_TIMEOUT_MS")?),
         })
     }
 

@@ -25,7 +25,7 @@ impl RedisSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let settings = RedisSettings {
             url: env.required("REDIS_URL")?,
-            cluster: env.bool_or("REDIS_CLUSTER", false)?,
+            cluster: env.bool("REDIS_CLUSTER")?,
             key_prefix: env.string_or("REDIS_KEY_PREFIX", ""),
         };
         let invalid = |reason: String| ConfigError::Invalid {

@@ -4,6 +4,9 @@
 //! `config_reference_matches_the_docs` fails when the file drifts, and
 //! `HERALD_WRITE_DOCS=1 cargo test -p shared config_reference` rewrites it. Another test checks
 //! that every variable the readers in `config/` read has a row here.
+//!
+//! The readers take their defaults from here ([`default_of`]: [`super::Env::parse`],
+//! [`super::Env::bool`] and `positive`), so a default is written once.
 
 /// One row of the reference.
 #[derive(Debug, Clone, Copy)]
@@ -320,6 +323,23 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     VARIABLES.iter().flat_map(|v| v.names.iter().copied())
 }
 
+/// `var`'s default as the readers parse it: the row's backticked values, one per name in order
+/// (`` `200`, `100` `` for two names), or `""` for `empty`. `None` when the row shows no such
+/// value (required, unset, derived).
+pub fn default_of(var: &str) -> Option<&'static str> {
+    let row = VARIABLES.iter().find(|v| v.names.contains(&var))?;
+    let i = row.names.iter().position(|n| *n == var)?;
+    if row.default == "empty" {
+        return Some("");
+    }
+    let values: Vec<&'static str> = row
+        .default
+        .split(", ")
+        .map(|d| d.strip_prefix('`').and_then(|d| d.strip_suffix('`')))
+        .collect::<Option<_>>()?;
+    (values.len() == row.names.len()).then(|| values[i])
+}
+
 /// The markdown table of [`VARIABLES`].
 pub fn render_table() -> String {
     let mut out = String::from("| variable | default | used by | meaning |\n|---|---|---|---|\n");
@@ -403,5 +423,59 @@ mod tests {
             missing.is_empty(),
             "read but not in the reference: {missing:?}"
         );
+    }
+
+    /// The readers take their defaults from [`VARIABLES`]: every group reads from an environment
+    /// holding only its required settings, with the documented values.
+    #[test]
+    fn config_reference_gives_every_reader_its_default() {
+        use crate::config::*;
+        use std::time::Duration;
+        let empty = Env::from_pairs::<&str, &str>([]);
+        let realtime = RealtimeSettings::from_env(&empty).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (
+                realtime.post_concurrency,
+                realtime.post_rate,
+                realtime.post_burst
+            ),
+            (64, 2_000, 500)
+        );
+        assert_eq!(realtime.post_timeout, Duration::from_millis(3_000));
+        let outbox = OutboxSettings::from_env(&empty).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (outbox.grace, outbox.concurrency),
+            (Duration::from_secs(15), 16)
+        );
+        let inbox = InboxSettings::from_env(&empty).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((inbox.inbox_cap, inbox.change_log_cap), (1_000, 1_000));
+        assert_eq!(inbox.retention, Duration::from_secs(90 * 86_400));
+        let analytics = AnalyticsSettings::from_env(&empty).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(analytics.retention, Duration::from_secs(400 * 86_400));
+        let send = SenderSettings::from_env(&empty)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .send;
+        assert_eq!(
+            (send.concurrency, send.attempts, send.max_deferrals),
+            (64, 3, 8)
+        );
+        assert_eq!(
+            (send.timeout, send.backoff, send.ttl),
+            (
+                Duration::from_secs(5),
+                Duration::from_millis(250),
+                Duration::from_secs(86_400)
+            )
+        );
+        assert!(TriggerSettings::from_env(&empty).is_ok_and(|t| t.report_batch_item_failures));
+        let kafka = KafkaSettings::from_env(&Env::from_pairs([("KAFKA_BROKERS", "b:9092")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (kafka.linger_ms, kafka.produce_timeout),
+            (0, Duration::from_millis(1_500))
+        );
+        let redis = RedisSettings::from_env(&Env::from_pairs([("REDIS_URL", "redis://h:1")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!redis.cluster);
     }
 }

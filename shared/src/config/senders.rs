@@ -78,14 +78,10 @@ pub struct SendSettings {
 
 impl Default for SendSettings {
     fn default() -> Self {
-        SendSettings {
-            concurrency: 64,
-            timeout: Duration::from_secs(5),
-            attempts: 3,
-            backoff: Duration::from_millis(250),
-            inline_wait_max: Duration::from_secs(5),
-            ttl: Duration::from_secs(86_400),
-            max_deferrals: 8,
+        // The reference's defaults, as an empty environment gives them.
+        match SenderSettings::from_env(&Env::from_pairs::<String, String>([])) {
+            Ok(s) => s.send,
+            Err(_) => unreachable!("defaults are valid"),
         }
     }
 }
@@ -163,9 +159,8 @@ impl SenderSettings {
                 return Err(ConfigError::Missing("PUBLIC_API_URL"));
             }
         }
-        let d = SendSettings::default();
         Ok(SenderSettings {
-            allow_loopback: env.bool_or("PUSH_ALLOW_LOOPBACK", false)?,
+            allow_loopback: env.bool("PUSH_ALLOW_LOOPBACK")?,
             vapid,
             vapid_public_key: env.optional("VAPID_PUBLIC_KEY"),
             email,
@@ -173,20 +168,13 @@ impl SenderSettings {
             unsubscribe_secret,
             public_api_url,
             send: SendSettings {
-                concurrency: env.positive("PUSH_CONCURRENCY", d.concurrency)?,
-                timeout: Duration::from_millis(
-                    env.positive("PUSH_TIMEOUT_MS", d.timeout.as_millis() as u64)?,
-                ),
-                attempts: env.positive("PUSH_RETRY_ATTEMPTS", d.attempts)?,
-                backoff: Duration::from_millis(
-                    env.parse_or("PUSH_RETRY_BACKOFF_MS", d.backoff.as_millis() as u64)?,
-                ),
-                inline_wait_max: Duration::from_millis(env.parse_or(
-                    "PUSH_INLINE_WAIT_MAX_MS",
-                    d.inline_wait_max.as_millis() as u64,
-                )?),
-                ttl: Duration::from_secs(env.parse_or("PUSH_TTL_SECONDS", d.ttl.as_secs())?),
-                max_deferrals: env.positive("PUSH_MAX_DEFERRALS", d.max_deferrals)?,
+                concurrency: env.positive("PUSH_CONCURRENCY")?,
+                timeout: Duration::from_millis(env.positive("PUSH_TIMEOUT_MS")?),
+                attempts: env.positive("PUSH_RETRY_ATTEMPTS")?,
+                backoff: Duration::from_millis(env.parse("PUSH_RETRY_BACKOFF_MS")?),
+                inline_wait_max: Duration::from_millis(env.parse("PUSH_INLINE_WAIT_MAX_MS")?),
+                ttl: Duration::from_secs(env.parse("PUSH_TTL_SECONDS")?),
+                max_deferrals: env.positive("PUSH_MAX_DEFERRALS")?,
             },
         })
     }

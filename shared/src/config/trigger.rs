@@ -16,7 +16,7 @@ pub struct TriggerSettings {
 impl TriggerSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(TriggerSettings {
-            report_batch_item_failures: env.bool_or("KAFKA_REPORT_BATCH_ITEM_FAILURES", true)?,
+            report_batch_item_failures: env.bool("KAFKA_REPORT_BATCH_ITEM_FAILURES")?,
         })
     }
 }
