@@ -202,6 +202,33 @@ pub struct RelayReport {
     pub backlog: usize,
 }
 
+impl crate::trigger::Report for RelayReport {
+    fn log(&self) {
+        tracing::info!(
+            ran = self.ran,
+            users = self.users_scanned,
+            published = self.published,
+            failed = self.failed,
+            cleared = self.users_cleared,
+            backlog = self.backlog,
+            "outbox relay run"
+        );
+    }
+
+    /// Only for a run that held the lease. `RelayBacklog` is what the template's alarm watches:
+    /// changes still unpublished after a run.
+    fn metrics(&self) -> Vec<crate::metrics::MetricSet> {
+        if !self.ran {
+            return Vec::new();
+        }
+        vec![crate::metrics::MetricSet::new()
+            .count("RelayBacklog", self.backlog)
+            .count("RelayPublished", self.published)
+            .count("RelayFailed", self.failed)
+            .count("RelayUsersScanned", self.users_scanned)]
+    }
+}
+
 /// The outbox relay.
 #[derive(Debug, Clone)]
 pub struct Relay {

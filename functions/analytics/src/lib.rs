@@ -59,12 +59,13 @@ use lambda_runtime::LambdaEvent;
 use sha2::{Digest, Sha256};
 use shared::config::{AnalyticsSettings, Env, RedisSettings, TriggerSettings};
 use shared::error::StartupError;
+use shared::metrics::MetricSet;
 use shared::model::{Channel, OutcomeStatus};
 use shared::protocol::envelope::{EnvelopeError, ENVELOPE_VERSION};
 use shared::protocol::{DeliveryOutcome, Envelope, Event, Topic};
 use shared::store::analytics::{HistoryEntry, HistoryWrite, ShardBatch, Tally};
 use shared::store::{AnalyticsStore, KeySpace, RedisConn};
-use shared::trigger::{self, BatchResponse, PartitionBatch};
+use shared::trigger::{self, BatchResponse, Counters, PartitionBatch, Report};
 
 /// The type counted for an engagement event whose notification is in neither the inbox nor its
 /// outcome history any more. Not a valid notification type, so it never mixes with a real one.
@@ -116,35 +117,48 @@ pub struct BatchStats {
     pub retried_partitions: usize,
 }
 
+shared::counters!(BatchStats {
+    records,
+    poison,
+    ignored,
+    counted,
+    already_counted,
+    history_added,
+    retried_partitions
+});
+
+impl Report for BatchStats {
+    fn log(&self) {
+        tracing::info!(
+            records = self.records,
+            counted = self.counted,
+            already_counted = self.already_counted,
+            history_added = self.history_added,
+            ignored = self.ignored,
+            poison = self.poison,
+            retried_partitions = self.retried_partitions,
+            "analytics batch"
+        );
+    }
+
+    /// The batch's figures as CloudWatch metrics (`shared::metrics`).
+    fn metrics(&self) -> Vec<MetricSet> {
+        vec![MetricSet::new()
+            .count("Records", self.records)
+            .count("PoisonRecords", self.poison)
+            .count("RecordsCounted", self.counted as usize)
+            .count("Redelivered", self.already_counted as usize)
+            .count("PartitionsRetried", self.retried_partitions)]
+    }
+}
+
 /// One Kafka batch. Never fails as a whole: transient failures become item failures.
 pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<KafkaEvent>,
 ) -> Result<BatchResponse, lambda_runtime::Error> {
     let (response, stats) = count_batch(deps, &event.payload).await;
-    tracing::info!(
-        records = stats.records,
-        counted = stats.counted,
-        already_counted = stats.already_counted,
-        history_added = stats.history_added,
-        ignored = stats.ignored,
-        poison = stats.poison,
-        retried_partitions = stats.retried_partitions,
-        "analytics batch"
-    );
-    emit_metrics(&stats);
-    Ok(response.into_result(&deps.trigger)?)
-}
-
-/// The batch's figures as CloudWatch metrics (`shared::metrics`).
-fn emit_metrics(stats: &BatchStats) {
-    shared::metrics::MetricSet::new()
-        .count("Records", stats.records)
-        .count("PoisonRecords", stats.poison)
-        .count("RecordsCounted", stats.counted as usize)
-        .count("Redelivered", stats.already_counted as usize)
-        .count("PartitionsRetried", stats.retried_partitions)
-        .emit();
+    Ok(trigger::finish(&stats, response, &deps.trigger)?)
 }
 
 /// What one record contributes.
@@ -220,12 +234,7 @@ pub async fn count_batch(deps: &Deps, event: &KafkaEvent) -> (BatchResponse, Bat
     let mut stats = BatchStats::default();
     let mut response = BatchResponse::default();
     for (batch, (s, retry)) in batches.iter().zip(results) {
-        stats.records += s.records;
-        stats.poison += s.poison;
-        stats.ignored += s.ignored;
-        stats.counted += s.counted;
-        stats.already_counted += s.already_counted;
-        stats.history_added += s.history_added;
+        stats.merge(&s);
         if let Some(offset) = retry.0 {
             response.fail_from(batch.key, offset);
             stats.retried_partitions += 1;

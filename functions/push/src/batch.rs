@@ -12,6 +12,8 @@ use shared::store::StoreError;
 use shared::trigger::{self, BatchResponse};
 
 use crate::job::{acknowledge, produce, run_job, Job, JobDone, JOB_CONCURRENCY};
+use shared::trigger::Counters;
+
 use crate::{Deps, Stats};
 
 /// Handles every record of `event` (as if at `now`) and says which partitions to retry from
@@ -73,7 +75,7 @@ pub async fn process_batch(
     .await;
     let mut acks: BTreeMap<&str, Vec<(String, u32)>> = BTreeMap::new();
     for ((partition, offset, done), ok) in finished.iter().zip(acked) {
-        stats.add(&done.stats);
+        stats.merge(&done.stats);
         if ok {
             acks.entry(done.user.as_str())
                 .or_default()

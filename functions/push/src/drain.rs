@@ -9,6 +9,8 @@ use futures::stream::{self, StreamExt};
 use shared::store::{DueEntry, StoreError};
 
 use crate::job::{acknowledge, produce, run_job, Job, JobDone, JOB_CONCURRENCY};
+use shared::trigger::Counters;
+
 use crate::{Deps, Stats};
 
 /// How long a drain's claim on a retry entry lasts (longer than the function's timeout).
@@ -75,7 +77,7 @@ pub async fn drain_due(deps: &Deps, now: DateTime<Utc>) -> Stats {
         let acked = produce(deps, &finished.iter().map(|(_, d)| d).collect::<Vec<_>>()).await;
         let mut acks: BTreeMap<&str, Vec<(String, u32)>> = BTreeMap::new();
         for ((due, done), ok) in finished.iter().zip(acked) {
-            stats.add(&done.stats);
+            stats.merge(&done.stats);
             if ok {
                 acks.entry(&due.user_id)
                     .or_default()

@@ -62,6 +62,7 @@ pub mod stats;
 use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
+use shared::trigger;
 
 pub use batch::process_batch;
 pub use channel::unsubscribe_url;
@@ -80,11 +81,12 @@ pub async fn handle(
     if payload.get("records").is_some() && payload.get("eventSource").is_some() {
         let kafka: KafkaEvent = serde_json::from_value(payload)?;
         let (response, stats) = process_batch(deps, &kafka, Utc::now()).await;
-        tracing::info!(?stats, "push batch");
+        // Always the partial batch response: push's Deps read no `TriggerSettings`.
+        trigger::report(&stats::BatchRun(&stats));
         Ok(serde_json::to_value(response)?)
     } else {
         let stats = drain_due(deps, Utc::now()).await;
-        tracing::info!(?stats, "push retry drain");
+        trigger::report(&stats::DrainRun(&stats));
         Ok(serde_json::to_value(stats)?)
     }
 }

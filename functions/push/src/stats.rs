@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use shared::model::OutcomeStatus;
+use shared::trigger::Report;
 
 /// What a batch or a drain did, for the log line (and the tests).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -23,20 +24,40 @@ pub struct Stats {
     pub retried: usize,
 }
 
-impl Stats {
-    pub(crate) fn add(&mut self, o: &Stats) {
-        self.records += o.records;
-        self.poison += o.poison;
-        self.ignored += o.ignored;
-        self.redelivered += o.redelivered;
-        self.sent += o.sent;
-        self.failed += o.failed;
-        self.suppressed += o.suppressed;
-        self.deferred += o.deferred;
-        self.gone += o.gone;
-        self.retried += o.retried;
-    }
+shared::counters!(Stats {
+    records,
+    poison,
+    ignored,
+    redelivered,
+    sent,
+    failed,
+    suppressed,
+    deferred,
+    gone,
+    retried
+});
 
+/// A Kafka batch of `push-notifications`.
+pub(crate) struct BatchRun<'a>(pub(crate) &'a Stats);
+
+/// A drain of the retry schedule.
+pub(crate) struct DrainRun<'a>(pub(crate) &'a Stats);
+
+impl Report for BatchRun<'_> {
+    fn log(&self) {
+        let stats = self.0;
+        tracing::info!(?stats, "push batch");
+    }
+}
+
+impl Report for DrainRun<'_> {
+    fn log(&self) {
+        let stats = self.0;
+        tracing::info!(?stats, "push retry drain");
+    }
+}
+
+impl Stats {
     /// Counts one emitted outcome.
     pub(crate) fn count(&mut self, status: OutcomeStatus) {
         match status {
