@@ -132,6 +132,15 @@ impl Publisher {
 }
 
 impl Publisher {
+    /// [`Publisher::publish`] for request handlers, whose answer must not depend on Kafka: a
+    /// failure is logged, not returned. The unacknowledged changes wait in the log for the relay
+    /// (and reach the user's sockets through the fallback, if there is one).
+    pub async fn publish_or_defer(&self, changes: &[Change]) {
+        if let Err(e) = self.publish(changes).await {
+            tracing::warn!(error = %e, "kafka did not acknowledge; the outbox relay will publish");
+        }
+    }
+
     /// Records a click on `notification_id` (already checked to be the user's) on
     /// `notification-analytics`. A click changes no inbox state, so it has no `seq` and no outbox:
     /// if Kafka does not acknowledge it, the error says so and the interaction is not counted.
