@@ -290,11 +290,7 @@ async fn act(
                 .store
                 .mark_all_read(user, notification_type.as_deref())
                 .await?;
-            if let Some(change) = change {
-                deps.publisher
-                    .publish_or_defer(std::slice::from_ref(&change))
-                    .await;
-            }
+            deps.publisher.publish_or_defer(change.as_slice()).await;
         }
         Action::Click { id } => {
             if deps.store.get(user, id).await?.is_none() {
