@@ -9,8 +9,8 @@
 //! retries the whole batch, which the same idempotency makes safe.
 //!
 //! Every triggered run ends the same way: its counters, added up over partitions, jobs or
-//! rounds ([`Counters`], declared with [`counters!`]), make one log line and one set of EMF
-//! metrics ([`Report`], [`report`]); a Kafka batch then answers Lambda ([`finish`]).
+//! rounds ([`Counters`], implemented with [`counters!`](crate::counters!)), make one log line and
+//! one set of EMF metrics ([`Report`], [`report`]); a Kafka batch then answers Lambda ([`finish`]).
 
 use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
 use base64::engine::general_purpose::STANDARD;
