@@ -193,7 +193,7 @@ async fn main() {
         async move {
             let t = Instant::now();
             let d = webpush.send(sub, payload, Priority::Normal, ttl).await;
-            (t.elapsed(), d == push::channels::Delivery::Sent)
+            (t.elapsed(), d == push::senders::Delivery::Sent)
         }
     };
     // Warm-up: connections, JWT cache.

@@ -132,6 +132,15 @@ impl Publisher {
 }
 
 impl Publisher {
+    /// [`Publisher::publish`] for request handlers, whose answer must not depend on Kafka: a
+    /// failure is logged, not returned. The unacknowledged changes wait in the log for the relay
+    /// (and reach the user's sockets through the fallback, if there is one).
+    pub async fn publish_or_defer(&self, changes: &[Change]) {
+        if let Err(e) = self.publish(changes).await {
+            tracing::warn!(error = %e, "kafka did not acknowledge; the outbox relay will publish");
+        }
+    }
+
     /// Records a click on `notification_id` (already checked to be the user's) on
     /// `notification-analytics`. A click changes no inbox state, so it has no `seq` and no outbox:
     /// if Kafka does not acknowledge it, the error says so and the interaction is not counted.
@@ -200,6 +209,33 @@ pub struct RelayReport {
     pub users_cleared: usize,
     /// Changes left unpublished after this run (younger than the grace period, or failed).
     pub backlog: usize,
+}
+
+impl crate::trigger::Report for RelayReport {
+    fn log(&self) {
+        tracing::info!(
+            ran = self.ran,
+            users = self.users_scanned,
+            published = self.published,
+            failed = self.failed,
+            cleared = self.users_cleared,
+            backlog = self.backlog,
+            "outbox relay run"
+        );
+    }
+
+    /// Only for a run that held the lease. `RelayBacklog` is what the template's alarm watches:
+    /// changes still unpublished after a run.
+    fn metrics(&self) -> Vec<crate::metrics::MetricSet> {
+        if !self.ran {
+            return Vec::new();
+        }
+        vec![crate::metrics::MetricSet::new()
+            .count("RelayBacklog", self.backlog)
+            .count("RelayPublished", self.published)
+            .count("RelayFailed", self.failed)
+            .count("RelayUsersScanned", self.users_scanned)]
+    }
 }
 
 /// The outbox relay.

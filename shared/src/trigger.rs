@@ -7,6 +7,10 @@
 //! reports that record's offset: Lambda resumes that partition *from* it, so every later record of
 //! the partition is retried too (and must be idempotent). Without the response type, an error
 //! retries the whole batch, which the same idempotency makes safe.
+//!
+//! Every triggered run ends the same way: its counters, added up over partitions, jobs or
+//! rounds ([`Counters`], implemented with [`counters!`](crate::counters!)), make one log line and
+//! one set of EMF metrics ([`Report`], [`report`]); a Kafka batch then answers Lambda ([`finish`]).
 
 use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
 use base64::engine::general_purpose::STANDARD;
@@ -129,6 +133,55 @@ impl BatchResponse {
     }
 }
 
+/// Counters that add up: a partition's, a job's or a round's into the run's.
+pub trait Counters: Default {
+    /// Adds every counter of `other` to this one's.
+    fn merge(&mut self, other: &Self);
+}
+
+/// Implements [`Counters`] for a struct by adding up the fields named, which must be every
+/// counter of the struct (numbers).
+#[macro_export]
+macro_rules! counters {
+    ($ty:ty { $($field:ident),+ $(,)? }) => {
+        impl $crate::trigger::Counters for $ty {
+            fn merge(&mut self, other: &Self) {
+                $(self.$field += other.$field;)+
+            }
+        }
+    };
+}
+
+/// What a run reports when it ends. The log line's field names and the metric names are read by
+/// the tests, the dashboards and the template's alarms: keep them stable.
+pub trait Report {
+    /// Writes the run's one log line.
+    fn log(&self);
+    /// The run's metrics, one [`MetricSet`](crate::metrics::MetricSet) per set of dimensions;
+    /// none by default.
+    fn metrics(&self) -> Vec<crate::metrics::MetricSet> {
+        Vec::new()
+    }
+}
+
+/// The log-and-metrics step every run (Kafka batch or scheduled run) ends with.
+pub fn report(run: &impl Report) {
+    run.log();
+    for set in run.metrics() {
+        set.emit();
+    }
+}
+
+/// Ends a Kafka batch: reports it, then answers Lambda ([`BatchResponse::into_result`]).
+pub fn finish(
+    run: &impl Report,
+    response: BatchResponse,
+    settings: &crate::config::TriggerSettings,
+) -> Result<BatchResponse, RetryWholeBatch> {
+    report(run);
+    response.into_result(settings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +213,33 @@ mod tests {
             Some(
                 serde_json::json!({"batchItemFailures":[{"itemIdentifier":{"partition":"t-0","offset":5}}]})
             )
+        );
+    }
+
+    #[derive(Debug, Default, PartialEq)]
+    struct Tally {
+        records: usize,
+        counted: u64,
+    }
+    crate::counters!(Tally { records, counted });
+
+    #[test]
+    fn counters_add_up_field_by_field() {
+        let mut total = Tally::default();
+        total.merge(&Tally {
+            records: 2,
+            counted: 1,
+        });
+        total.merge(&Tally {
+            records: 3,
+            counted: 4,
+        });
+        assert_eq!(
+            total,
+            Tally {
+                records: 5,
+                counted: 5
+            }
         );
     }
 

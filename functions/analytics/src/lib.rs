@@ -49,22 +49,29 @@
 //! first record. Lambda resumes there
 //! (`ReportBatchItemFailures`, or the whole batch without it); the watermark skips what was
 //! counted and the histories ignore entries they hold, so nothing is counted twice.
+//!
+//! ## Map
+//!
+//! - this file: [`Deps`], [`BatchStats`], [`handle`] and [`count_batch`];
+//! - `partition`: one partition's counting, and [`cluster_id`];
+//! - `decode`: what a record contributes, or why it is poison;
+//! - `types`: the notification type of engagement events.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod decode;
+mod partition;
+mod types;
 
-use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
-use chrono::NaiveDate;
+use aws_lambda_events::event::kafka::KafkaEvent;
 use futures::future::join_all;
 use lambda_runtime::LambdaEvent;
-use sha2::{Digest, Sha256};
 use shared::config::{AnalyticsSettings, Env, RedisSettings, TriggerSettings};
 use shared::error::StartupError;
-use shared::model::{Channel, OutcomeStatus};
-use shared::protocol::envelope::{EnvelopeError, ENVELOPE_VERSION};
-use shared::protocol::{DeliveryOutcome, Envelope, Event, Topic};
-use shared::store::analytics::{HistoryEntry, HistoryWrite, ShardBatch, Tally};
+use shared::metrics::MetricSet;
 use shared::store::{AnalyticsStore, KeySpace, RedisConn};
-use shared::trigger::{self, BatchResponse, PartitionBatch};
+use shared::trigger::{self, BatchResponse, Counters, Report};
+
+pub use partition::cluster_id;
+use partition::count_partition;
 
 /// The type counted for an engagement event whose notification is in neither the inbox nor its
 /// outcome history any more. Not a valid notification type, so it never mixes with a real one.
@@ -116,90 +123,48 @@ pub struct BatchStats {
     pub retried_partitions: usize,
 }
 
+shared::counters!(BatchStats {
+    records,
+    poison,
+    ignored,
+    counted,
+    already_counted,
+    history_added,
+    retried_partitions
+});
+
+impl Report for BatchStats {
+    fn log(&self) {
+        tracing::info!(
+            records = self.records,
+            counted = self.counted,
+            already_counted = self.already_counted,
+            history_added = self.history_added,
+            ignored = self.ignored,
+            poison = self.poison,
+            retried_partitions = self.retried_partitions,
+            "analytics batch"
+        );
+    }
+
+    /// The batch's figures as CloudWatch metrics (`shared::metrics`).
+    fn metrics(&self) -> Vec<MetricSet> {
+        vec![MetricSet::new()
+            .count("Records", self.records)
+            .count("PoisonRecords", self.poison)
+            .count("RecordsCounted", self.counted as usize)
+            .count("Redelivered", self.already_counted as usize)
+            .count("PartitionsRetried", self.retried_partitions)]
+    }
+}
+
 /// One Kafka batch. Never fails as a whole: transient failures become item failures.
 pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<KafkaEvent>,
 ) -> Result<BatchResponse, lambda_runtime::Error> {
     let (response, stats) = count_batch(deps, &event.payload).await;
-    tracing::info!(
-        records = stats.records,
-        counted = stats.counted,
-        already_counted = stats.already_counted,
-        history_added = stats.history_added,
-        ignored = stats.ignored,
-        poison = stats.poison,
-        retried_partitions = stats.retried_partitions,
-        "analytics batch"
-    );
-    emit_metrics(&stats);
-    Ok(response.into_result(&deps.trigger)?)
-}
-
-/// The batch's figures as CloudWatch metrics (`shared::metrics`).
-fn emit_metrics(stats: &BatchStats) {
-    shared::metrics::MetricSet::new()
-        .count("Records", stats.records)
-        .count("PoisonRecords", stats.poison)
-        .count("RecordsCounted", stats.counted as usize)
-        .count("Redelivered", stats.already_counted as usize)
-        .count("PartitionsRetried", stats.retried_partitions)
-        .emit();
-}
-
-/// What one record contributes.
-#[derive(Debug)]
-struct Item {
-    offset: i64,
-    user_id: String,
-    notification_id: String,
-    /// The notification type, once known.
-    kind: Option<String>,
-    /// Whether `kind` is worth recording in the history (from the record or the inbox).
-    kind_is_authoritative: bool,
-    /// An engagement event (its type must be looked up; its user is not a "recipient").
-    engagement: bool,
-    day: NaiveDate,
-    entries: Vec<HistoryEntry>,
-}
-
-impl Item {
-    fn tallies(&self) -> Vec<Tally<'_>> {
-        let kind = self.kind.as_deref().unwrap_or(UNKNOWN_TYPE);
-        self.entries
-            .iter()
-            .map(|e| Tally {
-                day: self.day,
-                kind,
-                channel: e.channel,
-                status: e.status,
-            })
-            .collect()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum Poison {
-    #[error(transparent)]
-    Record(#[from] trigger::PoisonRecord),
-    #[error(transparent)]
-    Envelope(#[from] EnvelopeError),
-    #[error("not a delivery outcome: {0}")]
-    Outcome(#[source] serde_json::Error),
-    #[error("unknown delivery outcome version {0}")]
-    OutcomeVersion(u32),
-    #[error("topic {0:?} is not an analytics input")]
-    Topic(String),
-}
-
-/// Where to retry a partition from: its lowest failed offset, if any.
-#[derive(Debug, Default)]
-struct RetryFrom(Option<i64>);
-
-impl RetryFrom {
-    fn fail(&mut self, offset: i64) {
-        self.0 = Some(self.0.map_or(offset, |o| o.min(offset)));
-    }
+    Ok(trigger::finish(&stats, response, &deps.trigger)?)
 }
 
 /// Counts every record of `event` and says which partitions to retry from where.
@@ -220,384 +185,11 @@ pub async fn count_batch(deps: &Deps, event: &KafkaEvent) -> (BatchResponse, Bat
     let mut stats = BatchStats::default();
     let mut response = BatchResponse::default();
     for (batch, (s, retry)) in batches.iter().zip(results) {
-        stats.records += s.records;
-        stats.poison += s.poison;
-        stats.ignored += s.ignored;
-        stats.counted += s.counted;
-        stats.already_counted += s.already_counted;
-        stats.history_added += s.history_added;
+        stats.merge(&s);
         if let Some(offset) = retry.0 {
             response.fail_from(batch.key, offset);
             stats.retried_partitions += 1;
         }
     }
     (response, stats)
-}
-
-/// One partition: decode, find the engagement types, then write its histories, its counts and
-/// its recipients concurrently.
-async fn count_partition(
-    deps: &Deps,
-    batch: &PartitionBatch<'_>,
-    cluster: &str,
-    yield_first: bool,
-) -> (BatchStats, RetryFrom) {
-    if yield_first {
-        // Let the previous partition's requests go out before this one's CPU work.
-        tokio::task::yield_now().await;
-    }
-    let suffix = &deps.store.settings().topic_suffix;
-    let mut stats = BatchStats::default();
-    let mut retry = RetryFrom::default();
-    let topic_name = batch
-        .records
-        .first()
-        .and_then(|r| r.topic.clone())
-        .unwrap_or_else(|| topic_of_key(batch));
-    let topic = Topic::from_name(&topic_name, suffix).filter(|t| {
-        matches!(
-            t,
-            Topic::NotificationDelivery | Topic::NotificationAnalytics
-        )
-    });
-    let partition = batch.records.first().map_or(0, |r| r.partition);
-    let mut items: Vec<Item> = Vec::with_capacity(batch.records.len());
-    for record in &batch.records {
-        stats.records += 1;
-        let decoded = match topic {
-            Some(topic) => decode(topic, record),
-            None => Err(Poison::Topic(topic_name.clone())),
-        };
-        match decoded {
-            Ok(Some(item)) => items.push(item),
-            Ok(None) => stats.ignored += 1,
-            Err(why) => {
-                stats.poison += 1;
-                tracing::error!(
-                    partition = batch.key,
-                    offset = record.offset,
-                    error = %why,
-                    metric = "PoisonRecords",
-                    "skipping a poison record"
-                );
-            }
-        }
-    }
-    // Not an input topic: every record was poison; nothing to count or retry.
-    if topic.is_none() {
-        return (stats, retry);
-    }
-
-    resolve_types(deps, &mut items, &mut retry).await;
-
-    // The partition is counted up to its first record whose type could not be resolved.
-    let cut = retry.0;
-    let below_cut = |offset: i64| cut.is_none_or(|cut| offset < cut);
-    let shard_batch = batch
-        .records
-        .iter()
-        .map(|r| r.offset)
-        .filter(|o| below_cut(*o))
-        .max()
-        .map(|last_offset| ShardBatch {
-            shard: format!("{cluster}:{topic_name}:{partition}"),
-            last_offset,
-            records: items
-                .iter()
-                .filter(|i| below_cut(i.offset))
-                .map(|i| (i.offset, i.tallies()))
-                .collect(),
-        });
-
-    // Histories, one per notification (all of a notification's records share a partition).
-    let mut by_notification: BTreeMap<&str, Vec<&Item>> = BTreeMap::new();
-    for item in items.iter().filter(|i| i.kind.is_some()) {
-        by_notification
-            .entry(&item.notification_id)
-            .or_default()
-            .push(item);
-    }
-    let groups: Vec<&Vec<&Item>> = by_notification.values().collect();
-    let writes: Vec<HistoryWrite<'_>> = by_notification
-        .iter()
-        .map(|(id, group)| HistoryWrite {
-            notification_id: id,
-            user_id: &group[0].user_id,
-            kind: group
-                .iter()
-                .find(|i| i.kind_is_authoritative)
-                .and_then(|i| i.kind.as_deref()),
-            entries: group.iter().flat_map(|i| &i.entries).collect(),
-        })
-        .collect();
-    // Recipients: the users of delivery outcomes, per day.
-    let mut recipients: BTreeMap<NaiveDate, BTreeSet<&str>> = BTreeMap::new();
-    for item in items.iter().filter(|i| !i.engagement) {
-        recipients
-            .entry(item.day)
-            .or_default()
-            .insert(&item.user_id);
-    }
-    let registered: Vec<String> = shard_batch.iter().map(|b| b.shard.clone()).collect();
-
-    let count = async {
-        match &shard_batch {
-            Some(b) => Some(deps.store.count(b).await),
-            None => None,
-        }
-    };
-    let (histories, counted, recipients_written) = futures::join!(
-        deps.store.append_histories(&writes),
-        count,
-        deps.store.add_recipients(&registered, &recipients)
-    );
-
-    for (group, result) in groups.into_iter().zip(histories) {
-        match result {
-            Ok(added) => stats.history_added += added,
-            Err(e) => {
-                for item in group {
-                    tracing::warn!(partition = batch.key, offset = item.offset, error = %e, "history write failed; retrying from this record");
-                    retry.fail(item.offset);
-                }
-            }
-        }
-    }
-    let first = batch.records.first().map(|r| r.offset);
-    match (counted, &shard_batch) {
-        (Some(Ok(c)), Some(b)) => {
-            stats.counted += c.counted;
-            stats.already_counted += b.records.len() as u64 - c.counted;
-        }
-        (Some(Err(e)), _) => {
-            tracing::warn!(partition = batch.key, error = %e, "counting failed; retrying the partition");
-            first.into_iter().for_each(|o| retry.fail(o));
-        }
-        _ => {}
-    }
-    if let Err(e) = recipients_written {
-        tracing::warn!(partition = batch.key, error = %e, "recording recipients failed; retrying the partition");
-        first.into_iter().for_each(|o| retry.fail(o));
-    }
-    (stats, retry)
-}
-
-/// The Kafka cluster's name in shard keys: `ANALYTICS_CLUSTER_ID`, else a digest of the MSK
-/// cluster ARN or the self-managed bootstrap list. A partition's offsets are only comparable
-/// within one cluster: a new cluster (devstack's embedded broker on every start) restarts them
-/// at 0, and must not meet the old cluster's watermarks.
-pub fn cluster_id(settings: &AnalyticsSettings, event: &KafkaEvent) -> String {
-    if let Some(id) = &settings.cluster_id {
-        return id.clone();
-    }
-    let source = event
-        .event_source_arn
-        .as_deref()
-        .or(event.bootstrap_servers.as_deref())
-        .unwrap_or_default();
-    hex::encode(&Sha256::digest(source.as_bytes())[..6])
-}
-
-/// `"<topic>-<partition>"` → `<topic>` (when a record does not name its topic).
-fn topic_of_key(batch: &PartitionBatch<'_>) -> String {
-    batch
-        .key
-        .rsplit_once('-')
-        .map_or(batch.key, |(topic, _)| topic)
-        .to_owned()
-}
-
-/// The item a record contributes, `None` when it counts nothing.
-fn decode(topic: Topic, record: &KafkaRecord) -> Result<Option<Item>, Poison> {
-    let bytes = trigger::value(record)?;
-    if topic == Topic::NotificationDelivery {
-        let outcome: DeliveryOutcome = serde_json::from_slice(&bytes).map_err(Poison::Outcome)?;
-        if outcome.v != ENVELOPE_VERSION {
-            return Err(Poison::OutcomeVersion(outcome.v));
-        }
-        let entry = HistoryEntry {
-            channel: outcome.channel,
-            status: outcome.status,
-            reason: outcome.reason,
-            at: outcome.at,
-            latency_ms: outcome.latency_ms,
-        };
-        return Ok(Some(Item {
-            offset: record.offset,
-            user_id: outcome.user_id,
-            notification_id: outcome.notification_id,
-            kind: Some(outcome.notification_type),
-            kind_is_authoritative: true,
-            engagement: false,
-            day: outcome.at.date_naive(),
-            entries: vec![entry],
-        }));
-    }
-    let envelope = Envelope::decode(&bytes)?;
-    let (id, statuses): (&str, Vec<OutcomeStatus>) = match &envelope.event {
-        Event::NotificationUpdated { id, changes, .. } => {
-            let mut statuses = Vec::new();
-            if changes.seen == Some(true) {
-                statuses.push(OutcomeStatus::Seen);
-            }
-            if changes.read == Some(true) {
-                statuses.push(OutcomeStatus::Read);
-            }
-            (id, statuses)
-        }
-        Event::NotificationClicked { id } => (id, vec![OutcomeStatus::Clicked]),
-        Event::AllRead { .. }
-        | Event::NotificationCreated { .. }
-        | Event::NotificationDeleted { .. } => return Ok(None),
-    };
-    if statuses.is_empty() {
-        return Ok(None);
-    }
-    let entries = statuses
-        .into_iter()
-        .map(|status| HistoryEntry {
-            channel: Channel::InApp,
-            status,
-            reason: None,
-            at: envelope.occurred_at,
-            latency_ms: None,
-        })
-        .collect();
-    Ok(Some(Item {
-        offset: record.offset,
-        user_id: envelope.user_id.clone(),
-        notification_id: id.to_owned(),
-        kind: None,
-        kind_is_authoritative: false,
-        engagement: true,
-        day: envelope.occurred_at.date_naive(),
-        entries,
-    }))
-}
-
-/// Fills in the type of every engagement item: the inbox (one HMGET per user), else the outcome
-/// history, else [`UNKNOWN_TYPE`]; two round trips at most. An item whose lookup failed keeps
-/// `None`, and its partition is retried from it.
-async fn resolve_types(deps: &Deps, items: &mut [Item], retry: &mut RetryFrom) {
-    /// What a lookup found: the type and whether it came from the inbox, `None` when neither the
-    /// inbox nor the history knows it; `Err` when Redis failed.
-    type Found = Result<Option<(String, bool)>, ()>;
-    let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for item in items.iter().filter(|i| i.engagement) {
-        wanted
-            .entry(item.user_id.clone())
-            .or_default()
-            .insert(item.notification_id.clone());
-    }
-    if wanted.is_empty() {
-        return;
-    }
-    let lookups: Vec<(&str, Vec<&str>)> = wanted
-        .iter()
-        .map(|(user, ids)| (user.as_str(), ids.iter().map(String::as_str).collect()))
-        .collect();
-    let mut found: HashMap<(&str, &str), Found> = HashMap::new();
-    let mut missing: BTreeSet<&str> = BTreeSet::new();
-    for ((user, ids), types) in lookups.iter().zip(deps.store.inbox_types(&lookups).await) {
-        match types {
-            Ok(types) => {
-                for (id, kind) in ids.iter().zip(types) {
-                    if kind.is_none() {
-                        missing.insert(id);
-                    }
-                    found.insert((user, id), Ok(kind.map(|k| (k, true))));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(user, error = %e, "looking up notification types failed");
-                for id in ids {
-                    found.insert((user, id), Err(()));
-                }
-            }
-        }
-    }
-    let missing: Vec<&str> = missing.into_iter().collect();
-    let mut recorded: HashMap<&str, Found> = HashMap::new();
-    for (id, kind) in missing.iter().zip(deps.store.history_types(&missing).await) {
-        let kind = kind.map_err(|e| {
-            tracing::warn!(id, error = %e, "looking up a notification type failed");
-        });
-        recorded.insert(id, kind.map(|k| k.map(|k| (k, false))));
-    }
-    for item in items.iter_mut().filter(|i| i.engagement) {
-        let key = (item.user_id.as_str(), item.notification_id.as_str());
-        let result = match found.get(&key) {
-            Some(Ok(None)) => recorded.get(key.1).cloned().unwrap_or(Err(())),
-            Some(other) => other.clone(),
-            None => Err(()),
-        };
-        match result {
-            Ok(Some((kind, from_inbox))) => {
-                item.kind = Some(kind);
-                item.kind_is_authoritative = from_inbox;
-            }
-            Ok(None) => item.kind = Some(UNKNOWN_TYPE.to_owned()),
-            Err(()) => retry.fail(item.offset),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use base64::Engine;
-
-    fn record(topic: &str, value: &[u8]) -> KafkaRecord {
-        serde_json::from_value(serde_json::json!({
-            "topic": topic, "partition": 0, "offset": 7, "timestamp": 0,
-            "timestampType": "CREATE_TIME", "key": null,
-            "value": base64::engine::general_purpose::STANDARD.encode(value), "headers": []
-        }))
-        .unwrap_or_default()
-    }
-
-    #[test]
-    fn reading_an_unseen_notification_counts_seen_and_read_under_in_app() {
-        let raw = br#"{"v":1,"id":"e1","userId":"alice","seq":3,"occurredAt":"2026-11-29T23:59:59Z","type":"NOTIFICATION_UPDATED","payload":{"id":"n1","changes":{"read":true,"seen":true},"counts":{"unread":0,"unseen":0,"total":1,"byType":{},"version":3}}}"#;
-        let item = decode(
-            Topic::NotificationAnalytics,
-            &record("notification-analytics", raw),
-        )
-        .ok()
-        .flatten();
-        let item = item.unwrap_or_else(|| panic!("an engagement item"));
-        let statuses: Vec<(Channel, OutcomeStatus)> =
-            item.entries.iter().map(|e| (e.channel, e.status)).collect();
-        assert_eq!(
-            statuses,
-            [
-                (Channel::InApp, OutcomeStatus::Seen),
-                (Channel::InApp, OutcomeStatus::Read)
-            ]
-        );
-        assert_eq!(item.day.to_string(), "2026-11-29");
-        assert!(item.engagement && item.kind.is_none());
-    }
-
-    #[test]
-    fn all_read_and_non_engagement_changes_count_nothing() {
-        let all_read = br#"{"v":1,"id":"e2","userId":"alice","seq":4,"occurredAt":"2026-11-29T12:00:00Z","type":"ALL_READ","payload":{"counts":{"unread":0,"unseen":0,"total":1,"byType":{},"version":4}}}"#;
-        let archived = br#"{"v":1,"id":"e3","userId":"alice","seq":5,"occurredAt":"2026-11-29T12:00:00Z","type":"NOTIFICATION_UPDATED","payload":{"id":"n1","changes":{"archived":true},"counts":{"unread":0,"unseen":0,"total":0,"byType":{},"version":5}}}"#;
-        for raw in [&all_read[..], &archived[..]] {
-            assert!(matches!(
-                decode(
-                    Topic::NotificationAnalytics,
-                    &record("notification-analytics", raw)
-                ),
-                Ok(None)
-            ));
-        }
-        assert!(matches!(
-            decode(
-                Topic::NotificationDelivery,
-                &record("notification-delivery", b"{}")
-            ),
-            Err(Poison::Outcome(_))
-        ));
-    }
 }

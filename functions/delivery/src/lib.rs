@@ -30,12 +30,13 @@ use lambda_runtime::LambdaEvent;
 use shared::bus::{EventBus, OutgoingRecord};
 use shared::config::{Env, KafkaSettings, RedisSettings, TriggerSettings};
 use shared::error::StartupError;
+use shared::metrics::MetricSet;
 use shared::model::{Channel, OutcomeStatus};
 use shared::protocol::outcome::reason;
 use shared::protocol::{DeliveryOutcome, Envelope, Event, Frame, Topic, IDEMPOTENCY_KEY_HEADER};
 use shared::realtime::{Fanout, FanoutReport};
 use shared::store::{KeySpace, RedisConn, StoreError};
-use shared::trigger::{self, BatchResponse, PartitionBatch};
+use shared::trigger::{self, BatchResponse, Counters, PartitionBatch, Report};
 
 /// Built once per cold start.
 #[derive(Debug, Clone)]
@@ -75,51 +76,66 @@ pub struct BatchStats {
     pub retried: usize,
 }
 
+shared::counters!(BatchStats {
+    records,
+    poison,
+    redelivered,
+    delivered,
+    frames_sent,
+    gone,
+    failed_posts,
+    retried
+});
+
+impl Report for BatchStats {
+    fn log(&self) {
+        tracing::info!(
+            records = self.records,
+            delivered = self.delivered,
+            frames_sent = self.frames_sent,
+            gone = self.gone,
+            failed_posts = self.failed_posts,
+            redelivered = self.redelivered,
+            poison = self.poison,
+            retried = self.retried,
+            "delivery batch"
+        );
+    }
+
+    /// The batch's figures, and the IN_APP `Sends` by outcome (`shared::metrics`).
+    fn metrics(&self) -> Vec<MetricSet> {
+        let mut sets = vec![MetricSet::new()
+            .count("Records", self.records)
+            .count("PoisonRecords", self.poison)
+            .count("Redelivered", self.redelivered)
+            .count("RecordsRetried", self.retried)
+            .count("FramesSent", self.frames_sent)
+            .count("ConnectionsGone", self.gone)
+            .count("PostsFailed", self.failed_posts)];
+        for (outcome, n) in [
+            ("sent", self.frames_sent),
+            ("failed", self.gone + self.failed_posts),
+        ] {
+            if n > 0 {
+                sets.push(
+                    MetricSet::new()
+                        .dimension("Channel", "IN_APP")
+                        .dimension("Outcome", outcome)
+                        .count("Sends", n),
+                );
+            }
+        }
+        sets
+    }
+}
+
 /// One Kafka batch. Never fails as a whole: transient failures become item failures.
 pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<KafkaEvent>,
 ) -> Result<BatchResponse, lambda_runtime::Error> {
     let (response, stats) = deliver_batch(deps, &event.payload).await;
-    tracing::info!(
-        records = stats.records,
-        delivered = stats.delivered,
-        frames_sent = stats.frames_sent,
-        gone = stats.gone,
-        failed_posts = stats.failed_posts,
-        redelivered = stats.redelivered,
-        poison = stats.poison,
-        retried = stats.retried,
-        "delivery batch"
-    );
-    emit_metrics(&stats);
-    Ok(response.into_result(&deps.trigger)?)
-}
-
-/// The batch's figures as CloudWatch metrics (`shared::metrics`).
-fn emit_metrics(stats: &BatchStats) {
-    use shared::metrics::MetricSet;
-    MetricSet::new()
-        .count("Records", stats.records)
-        .count("PoisonRecords", stats.poison)
-        .count("Redelivered", stats.redelivered)
-        .count("RecordsRetried", stats.retried)
-        .count("FramesSent", stats.frames_sent)
-        .count("ConnectionsGone", stats.gone)
-        .count("PostsFailed", stats.failed_posts)
-        .emit();
-    for (outcome, n) in [
-        ("sent", stats.frames_sent),
-        ("failed", stats.gone + stats.failed_posts),
-    ] {
-        if n > 0 {
-            MetricSet::new()
-                .dimension("Channel", "IN_APP")
-                .dimension("Outcome", outcome)
-                .count("Sends", n)
-                .emit();
-        }
-    }
+    Ok(trigger::finish(&stats, response, &deps.trigger)?)
 }
 
 /// A record handled up to its outputs, which still need Kafka's acknowledgement.
@@ -182,14 +198,7 @@ pub async fn deliver_batch(deps: &Deps, event: &KafkaEvent) -> (BatchResponse, B
         if let Some(offset) = result.retry_from {
             response.fail_from(partition, offset);
         }
-        let s = &result.stats;
-        stats.records += s.records;
-        stats.poison += s.poison;
-        stats.redelivered += s.redelivered;
-        stats.frames_sent += s.frames_sent;
-        stats.gone += s.gone;
-        stats.failed_posts += s.failed_posts;
-        stats.retried += s.retried;
+        stats.merge(&result.stats);
     }
     for (user_id, seqs) in delivered {
         stats.delivered += seqs.len();
@@ -243,11 +252,7 @@ async fn deliver_partition(deps: &Deps, batch: &PartitionBatch<'_>) -> Partition
     .await;
     for (done, stats, failed_at) in users {
         result.handled.extend(done);
-        result.stats.redelivered += stats.redelivered;
-        result.stats.frames_sent += stats.frames_sent;
-        result.stats.gone += stats.gone;
-        result.stats.failed_posts += stats.failed_posts;
-        result.stats.retried += stats.retried;
+        result.stats.merge(&stats);
         if let Some(offset) = failed_at {
             result.retry_from = Some(result.retry_from.map_or(offset, |o| o.min(offset)));
         }

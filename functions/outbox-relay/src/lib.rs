@@ -82,23 +82,6 @@ pub async fn handle(
     _event: LambdaEvent<EventBridgeEvent>,
 ) -> Result<RelayReport, RelayError> {
     let report = deps.relay.run_once().await?;
-    tracing::info!(
-        ran = report.ran,
-        users = report.users_scanned,
-        published = report.published,
-        failed = report.failed,
-        cleared = report.users_cleared,
-        backlog = report.backlog,
-        "outbox relay run"
-    );
-    if report.ran {
-        // RelayBacklog is what the template's alarm watches: changes still unpublished after a run.
-        shared::metrics::MetricSet::new()
-            .count("RelayBacklog", report.backlog)
-            .count("RelayPublished", report.published)
-            .count("RelayFailed", report.failed)
-            .count("RelayUsersScanned", report.users_scanned)
-            .emit();
-    }
+    shared::trigger::report(&report);
     Ok(report)
 }

@@ -30,7 +30,7 @@ use shared::protocol::{Action, Frame, FRAME_MAX_BYTES};
 use shared::realtime::Fanout;
 use shared::store::inbox::MarkAllRead;
 use shared::store::{
-    Change, ChangesPage, Connection, InboxStore, KeySpace, RedisConn, StoreError, UpdateOutcome,
+    ChangesPage, Connection, InboxStore, KeySpace, RedisConn, StoreError, UpdateOutcome,
 };
 
 /// How many changes one store read of a `sync` fetches.
@@ -263,7 +263,7 @@ async fn act(
                     UpdateOutcome::Missing => missing.push(id.as_str()),
                 }
             }
-            publish(deps, &changes).await;
+            deps.publisher.publish_or_defer(&changes).await;
             if !missing.is_empty() {
                 reply(
                     deps,
@@ -290,9 +290,7 @@ async fn act(
                 .store
                 .mark_all_read(user, notification_type.as_deref())
                 .await?;
-            if let Some(change) = change {
-                publish(deps, std::slice::from_ref(&change)).await;
-            }
+            deps.publisher.publish_or_defer(change.as_slice()).await;
         }
         Action::Click { id } => {
             if deps.store.get(user, id).await?.is_none() {
@@ -322,19 +320,15 @@ async fn update(
     patch: FlagsPatch,
 ) -> Result<(), StoreError> {
     match deps.store.update(user, id, patch).await? {
-        UpdateOutcome::Updated { change, .. } => publish(deps, std::slice::from_ref(&change)).await,
+        UpdateOutcome::Updated { change, .. } => {
+            deps.publisher
+                .publish_or_defer(std::slice::from_ref(&change))
+                .await
+        }
         UpdateOutcome::Unchanged(_) => {}
         UpdateOutcome::Missing => reply(deps, connection_id, &not_found(action, id)).await,
     }
     Ok(())
-}
-
-/// Publishes committed changes; if Kafka does not acknowledge, the publisher's fallback posts
-/// them to the user's connections and the outbox relay publishes them later.
-async fn publish(deps: &Deps, changes: &[Change]) {
-    if let Err(e) = deps.publisher.publish(changes).await {
-        tracing::warn!(error = %e, "kafka did not acknowledge; the outbox relay will publish");
-    }
 }
 
 /// Every change after `since`, as `sync.result` pages of at most 32 KB, or `resync`.

@@ -131,6 +131,10 @@ fn date(req: &Request, name: &str) -> Result<Option<NaiveDate>, ApiError> {
 }
 
 /// Daily outcome counters and unique recipients.
+///
+/// Over 100 lines: the query checks (every bad parameter collected into one 400) followed by one
+/// pass that filters the stored counters and sums them per day, channel and type; the route reads
+/// best as that one sequence.
 #[utoipa::path(get, path = "/v1/analytics", tag = "analytics",
     params(
         ("from" = Option<String>, Query, description = "First day, `YYYY-MM-DD` (UTC); default: 6 days before `to`"),

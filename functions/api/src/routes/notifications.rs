@@ -12,7 +12,7 @@ use shared::error::{ApiError, FieldError, Problem};
 use shared::limits::{self, BATCH_BODY_MAX_BYTES, NOTIFICATION_MAX_BYTES};
 use shared::model::{Counts, FlagsPatch, Notification};
 use shared::store::inbox::{IdempotencyClaim, MarkAllRead};
-use shared::store::{Change, CreateOutcome, ListQuery, RateDecision, StatusFilter, UpdateOutcome};
+use shared::store::{CreateOutcome, ListQuery, RateDecision, StatusFilter, UpdateOutcome};
 use utoipa::ToSchema;
 
 use crate::http::{self, store_error};
@@ -115,13 +115,6 @@ async fn enforce_sender_limit(deps: &Deps, sender: &str) -> Result<(), ApiError>
     }
 }
 
-/// Publishes committed changes; a Kafka failure is logged and left to the outbox relay.
-async fn publish(deps: &Deps, changes: &[Change]) {
-    if let Err(e) = deps.publisher.publish(changes).await {
-        tracing::warn!(error = %e, "kafka did not acknowledge; the outbox relay will publish");
-    }
-}
-
 fn too_large_notification(n: &Notification) -> Result<(), ApiError> {
     let size = serde_json::to_vec(n).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > NOTIFICATION_MAX_BYTES {
@@ -132,26 +125,12 @@ fn too_large_notification(n: &Notification) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Builds the stored shape before writing, to enforce the total size up front.
+/// Builds the stored shape before writing, to enforce the total size up front (the largest
+/// `seq`, so the check holds whatever seq the store assigns).
 fn preview(recipient: &str, new: &shared::store::NewNotification) -> Notification {
-    Notification {
-        id: uuid::Uuid::nil().to_string(),
-        seq: u64::MAX,
-        user_id: recipient.to_owned(),
-        kind: new.kind.clone(),
-        title: new.title.clone(),
-        body: new.body.clone(),
-        data: new.data.clone(),
-        channels: new.channels.clone(),
-        priority: new.priority,
-        action_url: new.action_url.clone(),
-        group_key: new.group_key.clone(),
-        expires_at: new.expires_at,
-        read: false,
-        seen: false,
-        archived: false,
-        created_at: chrono::Utc::now(),
-    }
+    let mut new = new.clone();
+    new.user_id = recipient.to_owned();
+    new.into_notification(uuid::Uuid::nil().to_string(), u64::MAX, chrono::Utc::now())
 }
 
 /// Create a notification.
@@ -201,7 +180,9 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
             notification,
             change,
         } => {
-            publish(deps, std::slice::from_ref(&change)).await;
+            deps.publisher
+                .publish_or_defer(std::slice::from_ref(&change))
+                .await;
             let mut resp = http::json(StatusCode::CREATED, &notification);
             if let Ok(location) =
                 HeaderValue::from_str(&format!("/v1/notifications/{}", notification.id))
@@ -318,7 +299,7 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
             }),
         }
     }
-    publish(deps, &changes).await;
+    deps.publisher.publish_or_defer(&changes).await;
     if response.items.is_empty() {
         return Err(rate_limited(
             deps.limiter.per_recipient().emission_interval(),
@@ -426,7 +407,9 @@ pub async fn patch(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body
             notification,
             change,
         } => {
-            publish(deps, std::slice::from_ref(&change)).await;
+            deps.publisher
+                .publish_or_defer(std::slice::from_ref(&change))
+                .await;
             Ok(http::json(StatusCode::OK, &notification))
         }
     }
@@ -446,7 +429,9 @@ pub async fn delete(deps: &Deps, req: &Request, id: &str) -> Result<Response<Bod
     {
         None => Err(ApiError::NotFound),
         Some(change) => {
-            publish(deps, std::slice::from_ref(&change)).await;
+            deps.publisher
+                .publish_or_defer(std::slice::from_ref(&change))
+                .await;
             Ok(http::empty(StatusCode::NO_CONTENT))
         }
     }
@@ -483,7 +468,9 @@ pub async fn mark_all_read(deps: &Deps, req: &Request) -> Result<Response<Body>,
         .await
         .map_err(store_error)?;
     if let Some(change) = change {
-        publish(deps, std::slice::from_ref(&change)).await;
+        deps.publisher
+            .publish_or_defer(std::slice::from_ref(&change))
+            .await;
     }
     Ok(http::json(
         StatusCode::OK,

@@ -41,6 +41,36 @@ pub struct NewNotification {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+impl NewNotification {
+    /// The notification as stored: unread, unseen, not archived. The one constructor, for the
+    /// store and for callers that need its shape before writing (the API's size check).
+    pub fn into_notification(
+        self,
+        id: String,
+        seq: u64,
+        created_at: DateTime<Utc>,
+    ) -> Notification {
+        Notification {
+            id,
+            seq,
+            user_id: self.user_id,
+            kind: self.kind,
+            title: self.title,
+            body: self.body,
+            data: self.data,
+            channels: self.channels,
+            priority: self.priority,
+            action_url: self.action_url,
+            group_key: self.group_key,
+            expires_at: self.expires_at,
+            read: false,
+            seen: false,
+            archived: false,
+            created_at,
+        }
+    }
+}
+
 /// An `Idempotency-Key` claim: the key as sent, and a hash of the request body it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyClaim {
@@ -171,24 +201,7 @@ impl InboxStore {
             .timestamp_millis_opt(now.timestamp_millis())
             .single()
             .unwrap_or(now);
-        let notification = Notification {
-            id: uuid::Uuid::now_v7().to_string(),
-            seq: 0,
-            user_id: new.user_id,
-            kind: new.kind,
-            title: new.title,
-            body: new.body,
-            data: new.data,
-            channels: new.channels,
-            priority: new.priority,
-            action_url: new.action_url,
-            group_key: new.group_key,
-            expires_at: new.expires_at,
-            read: false,
-            seen: false,
-            archived: false,
-            created_at,
-        };
+        let notification = new.into_notification(uuid::Uuid::now_v7().to_string(), 0, created_at);
         let doc = to_json(&notification);
         let mut envelope = Envelope::new(
             &notification.user_id,

@@ -1,4 +1,4 @@
-//! The channel senders: one per provider kind, each behind the same small contract.
+//! The senders, one per provider kind (Web Push, SMTP, SMS), each behind the same small contract.
 //!
 //! Contract of every `send`: it returns once the provider has *accepted* the message
 //! ([`Delivery::Sent`]: push service 201, SMTP 250, SMS API 2xx), refused it for good, or asked

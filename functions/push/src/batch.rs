@@ -1,0 +1,99 @@
+//! The Kafka batch from `push-notifications`: one job per new notification that asks for an
+//! off-app channel, run concurrently; the outcomes produced at once; a record whose job hit an
+//! infrastructure error, or whose outcomes Kafka did not acknowledge, is retried from its offset.
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::event::kafka::KafkaEvent;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use shared::protocol::{Envelope, Event};
+use shared::store::StoreError;
+use shared::trigger::{self, BatchResponse};
+
+use crate::job::{acknowledge, produce, run_job, Job, JobDone, JOB_CONCURRENCY};
+use shared::trigger::Counters;
+
+use crate::{Deps, Stats};
+
+/// Handles every record of `event` (as if at `now`) and says which partitions to retry from
+/// where.
+pub async fn process_batch(
+    deps: &Deps,
+    event: &KafkaEvent,
+    now: DateTime<Utc>,
+) -> (BatchResponse, Stats) {
+    let mut stats = Stats::default();
+    let mut jobs: Vec<(String, i64, Job)> = Vec::new();
+    for batch in trigger::partitions(event) {
+        for record in &batch.records {
+            stats.records += 1;
+            match trigger::envelope(record) {
+                Ok(Envelope {
+                    event: Event::NotificationCreated { notification, .. },
+                    ..
+                }) => match Job::from_notification(&notification) {
+                    Some(job) => jobs.push((batch.key.to_owned(), record.offset, job)),
+                    None => stats.ignored += 1,
+                },
+                Ok(_) => stats.ignored += 1,
+                Err(why) => {
+                    stats.poison += 1;
+                    tracing::error!(partition = batch.key, offset = record.offset, error = %why, metric = "PoisonRecords", "skipping a poison record");
+                }
+            }
+        }
+    }
+    let results: Vec<(String, i64, Result<JobDone, StoreError>)> = stream::iter(jobs)
+        .map(|(partition, offset, job)| async move {
+            let done = run_job(deps, &job, now).await;
+            (partition, offset, done)
+        })
+        .buffer_unordered(JOB_CONCURRENCY)
+        .collect()
+        .await;
+    let mut retry_from: BTreeMap<String, i64> = BTreeMap::new();
+    let mut fail = |partition: &str, offset: i64| {
+        let e = retry_from.entry(partition.to_owned()).or_insert(offset);
+        *e = (*e).min(offset);
+    };
+    let mut finished: Vec<(String, i64, JobDone)> = Vec::new();
+    for (partition, offset, result) in results {
+        match result {
+            Ok(done) => finished.push((partition, offset, done)),
+            Err(e) => {
+                tracing::warn!(partition, offset, error = %e, "infrastructure failure; retrying from this record");
+                stats.retried += 1;
+                fail(&partition, offset);
+            }
+        }
+    }
+    let acked = produce(
+        deps,
+        &finished.iter().map(|(_, _, d)| d).collect::<Vec<_>>(),
+    )
+    .await;
+    let mut acks: BTreeMap<&str, Vec<(String, u32)>> = BTreeMap::new();
+    for ((partition, offset, done), ok) in finished.iter().zip(acked) {
+        stats.merge(&done.stats);
+        if ok {
+            acks.entry(done.user.as_str())
+                .or_default()
+                .extend(done.acks.iter().cloned());
+        } else {
+            tracing::warn!(
+                partition,
+                offset,
+                "kafka did not acknowledge the outcomes; retrying the record"
+            );
+            stats.retried += 1;
+            fail(partition, *offset);
+        }
+    }
+    acknowledge(deps, acks).await;
+    let mut response = BatchResponse::default();
+    for (partition, offset) in retry_from {
+        response.fail_from(&partition, offset);
+    }
+    (response, stats)
+}

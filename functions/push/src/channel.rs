@@ -1,0 +1,202 @@
+//! One channel of a job: the gates, then the send, and what it came to ([`ChannelResult`]).
+//!
+//! Pure of Redis and Kafka: the job ([`crate::job`]) reads the user's view before and writes
+//! the results after.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use shared::addresses::UnsubscribeToken;
+use shared::config::SenderSettings;
+use shared::model::{Channel, Notification, OutcomeStatus};
+use shared::protocol::outcome::reason;
+use shared::store::{ChannelView, StoredSubscription};
+
+use crate::gates::{self, Gate};
+use crate::job::Job;
+use crate::payload;
+use crate::retry::{later, next_hop, push_result};
+use crate::senders::webpush::WebPush;
+use crate::senders::Delivery;
+use crate::Deps;
+
+/// What one channel of a job came to.
+#[derive(Debug, Default)]
+pub(crate) struct ChannelResult {
+    /// The outcome to emit; `None` for a silent job.
+    pub(crate) outcome: Option<(OutcomeStatus, Option<&'static str>)>,
+    /// Status for the send record (`silent` when no outcome is emitted).
+    pub(crate) status: String,
+    /// The next trip through the retry schedule, and when.
+    pub(crate) retry: Option<(Job, DateTime<Utc>)>,
+    /// Subscriptions to remove.
+    pub(crate) gone: Vec<StoredSubscription>,
+}
+
+impl ChannelResult {
+    /// The channel came to `status` (no outcome, and the record status `silent`, for a silent
+    /// job).
+    pub(crate) fn settled(job: &Job, status: OutcomeStatus, why: Option<&'static str>) -> Self {
+        ChannelResult {
+            outcome: (!job.silent).then_some((status, why)),
+            status: if job.silent {
+                "silent".into()
+            } else {
+                status.as_str().into()
+            },
+            ..ChannelResult::default()
+        }
+    }
+}
+
+/// Gates, then the send, for one channel of a job.
+pub(crate) async fn run_channel(
+    deps: &Deps,
+    job: &Job,
+    channel: Channel,
+    view: &ChannelView,
+    now: DateTime<Utc>,
+) -> ChannelResult {
+    let n = &job.notification;
+    let configured = match channel {
+        Channel::Push => deps.senders.webpush.is_some(),
+        Channel::Email => deps.senders.email.is_some(),
+        Channel::Sms => deps.senders.sms.is_some(),
+        Channel::InApp => false,
+    };
+    let result = |status, why| ChannelResult::settled(job, status, why);
+    match gates::check(n, channel, configured, &view.preferences, now) {
+        Gate::Pass => {}
+        Gate::Suppress(why) => return result(OutcomeStatus::Suppressed, Some(why)),
+        Gate::Defer(until) => {
+            let mut r = result(OutcomeStatus::Deferred, Some(reason::QUIET_HOURS));
+            r.retry = Some((
+                next_hop(job, channel, job.only.clone(), job.silent, "quiet-hours"),
+                until,
+            ));
+            return r;
+        }
+    }
+    let senders = &deps.senders;
+    let delivery = match channel {
+        Channel::Push => {
+            let Some(webpush) = &senders.webpush else {
+                return result(OutcomeStatus::Suppressed, Some(reason::NOT_CONFIGURED));
+            };
+            return send_push(deps, webpush, job, view, now).await;
+        }
+        Channel::Email => {
+            let (Some(email), Some(to)) = (&senders.email, &view.contacts.email) else {
+                return result(OutcomeStatus::Suppressed, Some(reason::NO_CONTACT));
+            };
+            let url = unsubscribe_url(&deps.settings, n);
+            email.send(to, &payload::email(n, &url)).await
+        }
+        Channel::Sms => {
+            let (Some(sms), Some(to)) = (&senders.sms, &view.contacts.phone) else {
+                return result(OutcomeStatus::Suppressed, Some(reason::NO_CONTACT));
+            };
+            sms.send(to, &payload::sms_text(n)).await
+        }
+        Channel::InApp => return ChannelResult::default(),
+    };
+    match delivery {
+        Delivery::Sent => result(OutcomeStatus::Sent, None),
+        Delivery::Failed { reason, detail } => {
+            tracing::warn!(
+                user = n.user_id,
+                id = n.id,
+                channel = channel.as_str(),
+                reason,
+                detail,
+                "send failed"
+            );
+            result(OutcomeStatus::Failed, Some(reason))
+        }
+        Delivery::Gone => result(OutcomeStatus::Failed, Some(reason::GONE)),
+        Delivery::Later { at } => later(
+            job,
+            channel,
+            None,
+            at,
+            job.silent,
+            deps.settings.send.max_deferrals,
+        ),
+    }
+}
+
+/// PUSH past its gates: every live subscription the job targets, concurrently; expired ones are
+/// removed without a send.
+async fn send_push(
+    deps: &Deps,
+    webpush: &WebPush,
+    job: &Job,
+    view: &ChannelView,
+    now: DateTime<Utc>,
+) -> ChannelResult {
+    let n = &job.notification;
+    let send = &deps.settings.send;
+    let targets: Vec<&StoredSubscription> = view
+        .subscriptions
+        .iter()
+        .filter(|s| {
+            job.only
+                .as_ref()
+                .is_none_or(|o| o.contains(&s.subscription.id))
+        })
+        .collect();
+    let (expired, live): (Vec<_>, Vec<_>) = targets
+        .into_iter()
+        .partition(|s| s.subscription.expired(now));
+    if live.is_empty() {
+        let mut r = ChannelResult::settled(
+            job,
+            OutcomeStatus::Suppressed,
+            Some(reason::NO_SUBSCRIPTION),
+        );
+        r.gone = expired.into_iter().cloned().collect();
+        return r;
+    }
+    let payload = payload::PushPayload::of(n);
+    let ttl = push_ttl(n, now, send.ttl);
+    let deliveries = join_all(live.iter().map(|s| async {
+        (
+            *s,
+            webpush
+                .send(&s.subscription, &payload, n.priority, ttl)
+                .await,
+        )
+    }))
+    .await;
+    let mut r = push_result(job, deliveries, send.max_deferrals);
+    r.gone.extend(expired.into_iter().cloned());
+    r
+}
+
+/// The push `TTL`: the configured one, cut short by the notification's expiry.
+fn push_ttl(n: &Notification, now: DateTime<Utc>, ttl: Duration) -> Duration {
+    match n.expires_at {
+        Some(at) => (at - now).to_std().unwrap_or(Duration::ZERO).min(ttl),
+        None => ttl,
+    }
+}
+
+/// The one-click unsubscribe link for `n`'s type (settings guarantee both parts with email).
+pub fn unsubscribe_url(settings: &SenderSettings, n: &Notification) -> String {
+    let token = UnsubscribeToken {
+        user_id: n.user_id.clone(),
+        kind: n.kind.clone(),
+    }
+    .sign(
+        settings
+            .unsubscribe_secret
+            .as_deref()
+            .unwrap_or("")
+            .as_bytes(),
+    );
+    format!(
+        "{}/v1/unsubscribe?token={token}",
+        settings.public_api_url.as_deref().unwrap_or("")
+    )
+}

@@ -1,0 +1,71 @@
+//! [`Stats`]: what a batch or a drain did, for its log line (and the tests).
+
+use serde::Serialize;
+use shared::model::OutcomeStatus;
+use shared::trigger::Report;
+
+/// What a batch or a drain did, for the log line (and the tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub records: usize,
+    pub poison: usize,
+    /// Records that were not a new notification (nothing to send).
+    pub ignored: usize,
+    /// (notification, channel) pairs skipped because they were already handled.
+    pub redelivered: usize,
+    pub sent: usize,
+    pub failed: usize,
+    pub suppressed: usize,
+    pub deferred: usize,
+    /// Subscriptions removed because the push service said they are gone.
+    pub gone: usize,
+    /// Records (or retry entries) left for a later try because of an infrastructure error.
+    pub retried: usize,
+}
+
+shared::counters!(Stats {
+    records,
+    poison,
+    ignored,
+    redelivered,
+    sent,
+    failed,
+    suppressed,
+    deferred,
+    gone,
+    retried
+});
+
+/// A Kafka batch of `push-notifications`.
+pub(crate) struct BatchRun<'a>(pub(crate) &'a Stats);
+
+/// A drain of the retry schedule.
+pub(crate) struct DrainRun<'a>(pub(crate) &'a Stats);
+
+impl Report for BatchRun<'_> {
+    fn log(&self) {
+        let stats = self.0;
+        tracing::info!(?stats, "push batch");
+    }
+}
+
+impl Report for DrainRun<'_> {
+    fn log(&self) {
+        let stats = self.0;
+        tracing::info!(?stats, "push retry drain");
+    }
+}
+
+impl Stats {
+    /// Counts one emitted outcome.
+    pub(crate) fn count(&mut self, status: OutcomeStatus) {
+        match status {
+            OutcomeStatus::Sent => self.sent += 1,
+            OutcomeStatus::Failed => self.failed += 1,
+            OutcomeStatus::Suppressed => self.suppressed += 1,
+            OutcomeStatus::Deferred => self.deferred += 1,
+            _ => {}
+        }
+    }
+}
