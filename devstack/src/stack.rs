@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
+use crate::demo::{self, Demo};
 use crate::http_gateway::{self, HttpGateway};
 use crate::jwt::{Issuer, JwtError};
 use crate::kafka::mapping::{self, Mapping};
@@ -30,8 +31,8 @@ use crate::kafka::{KafkaService, KafkaServiceError};
 use crate::lambda::{invoke_api, FunctionSpec, Lambda};
 use crate::push_keys::{PushKeys, PushKeysError};
 use crate::redis::{RedisError, RedisService};
+use crate::site::Site;
 use crate::template::{self, LoadOptions, Pseudo, Stack, TemplateError};
-use crate::web::{self, Demo, Site};
 use crate::ws_gateway::{self, WsGateway, WsLimits};
 
 #[derive(Debug, thiserror::Error)]
@@ -286,7 +287,7 @@ pub async fn start(
     });
     tasks.push(serve(
         http_listener,
-        http_gateway::router(gateway).merge(web::demo_router(demo)),
+        http_gateway::router(gateway).merge(demo::demo_router(demo)),
         stopped.clone(),
     ));
     tasks.push(serve(

@@ -274,8 +274,8 @@ async fn connect(
             for pair in q.split('&').filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 let (k, v) = (
-                    crate::http_gateway::decode_url_component(k, true),
-                    crate::http_gateway::decode_url_component(v, true),
+                    crate::percent::decode_url_component(k, true),
+                    crate::percent::decode_url_component(v, true),
                 );
                 single.insert(k.clone(), Value::String(v.clone()));
                 if let Some(Value::Array(a)) = multi.get_mut(&k) {
