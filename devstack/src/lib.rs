@@ -30,6 +30,7 @@ mod percent;
 pub mod push_keys;
 pub mod redis;
 pub mod schedule;
+mod secret_file;
 pub mod site;
 pub mod stack;
 pub mod template;
