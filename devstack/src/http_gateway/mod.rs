@@ -219,7 +219,8 @@ async fn serve(
     };
 
     let event = payload::build_event(
-        gw,
+        &gw.account_id,
+        &gw.api,
         &parts,
         &raw_path,
         &raw_query,

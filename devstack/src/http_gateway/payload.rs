@@ -15,9 +15,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::HttpGateway;
 use crate::percent::decode_url_component;
-use crate::template::HttpRoute;
+use crate::template::{HttpApi, HttpRoute};
 
 /// API Gateway's view of a query string: values of repeated names joined with commas.
 fn query_parameters(raw: &str) -> Map<String, Value> {
@@ -94,7 +93,8 @@ fn headers_and_cookies(raw: &HeaderMap) -> (BTreeMap<String, Vec<String>>, Vec<S
 /// The event a route's function receives for one request.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn build_event(
-    gw: &HttpGateway,
+    account_id: &str,
+    api: &HttpApi,
     parts: &axum::http::request::Parts,
     raw_path: &str,
     raw_query: &str,
@@ -130,8 +130,8 @@ pub(super) fn build_event(
         "rawQueryString": raw_query,
         "headers": headers,
         "requestContext": {
-            "accountId": gw.account_id,
-            "apiId": gw.api.logical_id.to_ascii_lowercase(),
+            "accountId": account_id,
+            "apiId": api.logical_id.to_ascii_lowercase(),
             "domainName": host,
             "domainPrefix": host.split('.').next().unwrap_or_default(),
             "http": {
