@@ -127,17 +127,7 @@ pub(in crate::template) fn build(
         resources: &every,
     };
 
-    // Resources whose Condition is false do not exist.
-    let mut live = Map::new();
-    for (id, res) in all {
-        let present = match res.get("Condition").and_then(Value::as_str) {
-            Some(c) => r.condition(c, &format!("Resources.{id}.Condition"))?,
-            None => true,
-        };
-        if present {
-            live.insert(id.clone(), res.clone());
-        }
-    }
+    let live = live_resources(&r, all)?;
     let resources = Resources {
         all: &live,
         options,
@@ -224,4 +214,22 @@ fn parameters_in_force(params: BTreeMap<String, Value>) -> BTreeMap<String, Stri
             (k, s)
         })
         .collect()
+}
+
+/// The resources that exist: those without a `Condition` and those whose `Condition` holds.
+fn live_resources(
+    r: &Resolver<'_>,
+    all: &Map<String, Value>,
+) -> Result<Map<String, Value>, TemplateError> {
+    let mut live = Map::new();
+    for (id, res) in all {
+        let present = match res.get("Condition").and_then(Value::as_str) {
+            Some(c) => r.condition(c, &format!("Resources.{id}.Condition"))?,
+            None => true,
+        };
+        if present {
+            live.insert(id.clone(), res.clone());
+        }
+    }
+    Ok(live)
 }
