@@ -1,5 +1,7 @@
 //! devstack's own settings, read in one place: command-line flags first, then `DEVSTACK_*`
-//! variables, then defaults. Every server binds to a loopback address; anything else is refused.
+//! variables, then defaults ([`Settings`]); and the services it uses instead of launching its own
+//! (`REDIS_URL`, `KAFKA_BROKERS`: [`ExternalServices`]). Every server binds to a loopback address;
+//! anything else is refused.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -97,6 +99,25 @@ impl Default for Settings {
             audience: "herald".into(),
             region: "us-east-1".into(),
             web_dir: PathBuf::from("web"),
+        }
+    }
+}
+
+/// The services devstack uses instead of launching its own, from its own environment: `REDIS_URL`
+/// (else a `redis-server` in the data folder) and `KAFKA_BROKERS` (else the embedded broker). An
+/// empty value counts as unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExternalServices {
+    pub redis_url: Option<String>,
+    pub kafka_brokers: Option<String>,
+}
+
+impl ExternalServices {
+    pub fn from_env(env: &BTreeMap<String, String>) -> ExternalServices {
+        let set = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
+        ExternalServices {
+            redis_url: set("REDIS_URL"),
+            kafka_brokers: set("KAFKA_BROKERS"),
         }
     }
 }

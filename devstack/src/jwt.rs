@@ -17,6 +17,8 @@ use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::secret_file::write_private;
+
 #[derive(Debug, thiserror::Error)]
 pub enum JwtError {
     #[error("cannot use the key file {path}: {source}")]
@@ -172,17 +174,6 @@ impl Issuer {
             "subject_types_supported": ["public"],
         })
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)
 }
 
 #[cfg(test)]

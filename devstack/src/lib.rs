@@ -14,19 +14,24 @@
 //!   event-source mappings that feed functions;
 //! - [`redis`]: an external Redis, or a `redis-server` launched with AOF in the data folder;
 //! - [`schedule`]: `rate(...)` schedules;
-//! - [`web`]: the demo page (the `web/` folder) and its session and send endpoints, on the HTTP port;
+//! - [`site`]: the demo page's files (the `web/` folder), served where no HTTP route matches;
+//! - [`demo`]: the demo page's session and send endpoints, on the HTTP port (they call the HTTP API
+//!   through [`http_gateway::dispatch`], as a client would);
 //! - [`config`]: devstack's own settings (flags and `DEVSTACK_*` variables), read in one place;
 //! - [`stack`]: starts all of the above in order and stops them on Ctrl-C.
 
 pub mod config;
+pub mod demo;
 pub mod http_gateway;
 pub mod jwt;
 pub mod kafka;
 pub mod lambda;
+mod percent;
 pub mod push_keys;
 pub mod redis;
 pub mod schedule;
+mod secret_file;
+pub mod site;
 pub mod stack;
 pub mod template;
-pub mod web;
 pub mod ws_gateway;

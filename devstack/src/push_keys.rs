@@ -20,6 +20,8 @@ use base64::Engine;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand::RngCore;
 
+use crate::secret_file::write_private;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PushKeysError {
     #[error("cannot use the key file {path}: {source}")]
@@ -69,23 +71,6 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> Result<String, 
         }
         Err(e) => Err(io(e)),
     }
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }
 
 impl PushKeys {

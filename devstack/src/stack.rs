@@ -1,9 +1,11 @@
 //! Starts everything the template wires, in order, and stops it all again.
 //!
-//! Order: listeners (so the real addresses are known) → issuer key → template (with devstack's
-//! issuer and audience as `JwtIssuer`/`JwtAudience` when the template declares them and they are
-//! not overridden) → Redis → Kafka (+ mapping and DLQ topics) → functions → gateways, mappings,
-//! schedules.
+//! The phases of [`start`], in order, each a function below: bind the listeners (so the real
+//! addresses are known) → issuer key and channel keys → [`read_template`] (with devstack's issuer
+//! and audience as `JwtIssuer`/`JwtAudience` when the template declares them and they are not
+//! overridden) → `find_binaries` → Redis → `start_kafka` (+ mapping and DLQ topics) →
+//! `spawn_functions` → `start_gateways` → `start_triggers` (mappings, schedules). The first phase
+//! that fails ends the start with its error.
 //!
 //! Function environment, lowest to highest precedence: Globals, the function's own variables,
 //! then any of those variables set in devstack's own environment (as `sam local --env-vars`);
@@ -22,7 +24,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Settings;
+use crate::config::{ExternalServices, Settings};
+use crate::demo::{self, Demo};
 use crate::http_gateway::{self, HttpGateway};
 use crate::jwt::{Issuer, JwtError};
 use crate::kafka::mapping::{self, Mapping};
@@ -30,8 +33,8 @@ use crate::kafka::{KafkaService, KafkaServiceError};
 use crate::lambda::{invoke_api, FunctionSpec, Lambda};
 use crate::push_keys::{PushKeys, PushKeysError};
 use crate::redis::{RedisError, RedisService};
+use crate::site::Site;
 use crate::template::{self, LoadOptions, Pseudo, Stack, TemplateError};
-use crate::web::{self, Demo, Site};
 use crate::ws_gateway::{self, WsGateway, WsLimits};
 
 #[derive(Debug, thiserror::Error)]
@@ -144,24 +147,124 @@ pub fn read_template(settings: &Settings, http: &str, ws: &str) -> Result<Stack,
     })
 }
 
-/// Starts devstack. `env` is devstack's own environment (overrides and `REDIS_URL`/`KAFKA_BROKERS`).
+/// Starts devstack: each phase below, in this order. `env` is devstack's own environment: the
+/// services to use ([`ExternalServices`]) and overrides of the functions' variables.
 pub async fn start(
     settings: Settings,
     env: BTreeMap<String, String>,
 ) -> Result<Running, StackError> {
-    let (http_listener, http_addr) = bind(settings.http_addr).await?;
-    let (ws_listener, ws_addr) = bind(settings.ws_addr).await?;
-    let (invoke_listener, invoke_addr) = bind(settings.invoke_addr).await?;
-    let issuer_url = format!("http://{http_addr}");
+    let services = ExternalServices::from_env(&env);
+    let listeners = Listeners::bind(&settings).await?;
+    let issuer_url = format!("http://{}", listeners.http_addr);
     let issuer = Arc::new(Issuer::load_or_create(
         &settings.data_dir,
         &issuer_url,
         &settings.audience,
     )?);
     let push_keys = PushKeys::load_or_create(&settings.data_dir)?;
-    let stack = read_template(&settings, &issuer_url, &format!("ws://{ws_addr}"))?;
-    let ws_stage = settings.ws_stage.clone();
+    let stack = read_template(
+        &settings,
+        &issuer_url,
+        &format!("ws://{}", listeners.ws_addr),
+    )?;
+    let executables = find_binaries(&settings, &stack)?;
+    let redis = RedisService::start(&settings.data_dir, services.redis_url.clone()).await?;
+    let kafka = start_kafka(&services, &stack).await?;
+    let account_id = Pseudo::default().account_id;
+    let supplied = Supplied {
+        redis_url: redis.url(),
+        kafka_brokers: kafka.brokers(),
+        issuer_url: &issuer_url,
+        ws_addr: listeners.ws_addr,
+    };
+    let lambda = spawn_functions(
+        &settings,
+        &stack,
+        &executables,
+        &function_variables(&settings, &supplied),
+        &env,
+        &push_keys,
+        &account_id,
+    );
 
+    let (stop, stopped) = watch::channel(false);
+    let (http_addr, ws_addr, invoke_addr) = (
+        listeners.http_addr,
+        listeners.ws_addr,
+        listeners.invoke_addr,
+    );
+    let site = open_site(&settings);
+    let web_root = site.as_ref().map(|s| s.root().to_path_buf());
+    let mut tasks = start_gateways(
+        listeners,
+        &settings,
+        &stack,
+        &lambda,
+        &issuer,
+        site,
+        &account_id,
+        &stopped,
+    );
+    tasks.extend(start_triggers(
+        &settings,
+        &stack,
+        kafka.brokers(),
+        &lambda,
+        &account_id,
+        &stopped,
+    ));
+
+    Ok(Running {
+        http_addr,
+        ws_addr,
+        invoke_addr,
+        redis_url: redis.url().to_owned(),
+        kafka_brokers: kafka.brokers().to_owned(),
+        web_root,
+        stack,
+        lambda,
+        issuer,
+        ws_stage: settings.ws_stage,
+        stop,
+        tasks,
+        redis,
+        kafka,
+    })
+}
+
+/// The three servers' listeners, bound first so their real addresses (port 0 picks a free one)
+/// are known to the template (`!GetAtt Api.ApiEndpoint`) and to the functions' variables.
+struct Listeners {
+    http: TcpListener,
+    http_addr: SocketAddr,
+    ws: TcpListener,
+    ws_addr: SocketAddr,
+    invoke: TcpListener,
+    invoke_addr: SocketAddr,
+}
+
+impl Listeners {
+    async fn bind(settings: &Settings) -> Result<Listeners, StackError> {
+        let (http, http_addr) = bind(settings.http_addr).await?;
+        let (ws, ws_addr) = bind(settings.ws_addr).await?;
+        let (invoke, invoke_addr) = bind(settings.invoke_addr).await?;
+        Ok(Listeners {
+            http,
+            http_addr,
+            ws,
+            ws_addr,
+            invoke,
+            invoke_addr,
+        })
+    }
+}
+
+/// Each function's executable in `--bin-dir`, by binary name; a missing one is an error that
+/// says how to build it (nothing has started yet).
+fn find_binaries(
+    settings: &Settings,
+    stack: &Stack,
+) -> Result<BTreeMap<String, PathBuf>, StackError> {
     let mut executables = BTreeMap::new();
     for f in &stack.functions {
         let path = settings.bin_dir.join(&f.binary);
@@ -173,13 +276,17 @@ pub async fn start(
         }
         executables.insert(f.binary.clone(), path);
     }
+    Ok(executables)
+}
 
-    let redis = RedisService::start(
-        &settings.data_dir,
-        env.get("REDIS_URL").filter(|v| !v.is_empty()).cloned(),
-    )
-    .await?;
-    let kafka = match env.get("KAFKA_BROKERS").filter(|v| !v.is_empty()) {
+/// The external Kafka, or the embedded broker; then every topic a mapping reads that is not in
+/// Herald's topic table (those are the functions' to create), and the on-failure topic of each
+/// mapping that has a destination.
+async fn start_kafka(
+    services: &ExternalServices,
+    stack: &Stack,
+) -> Result<KafkaService, StackError> {
+    let kafka = match &services.kafka_brokers {
         Some(b) => KafkaService::external(b.clone()).await?,
         None => KafkaService::embedded()?,
     };
@@ -198,21 +305,50 @@ pub async fn start(
             }
         }
     }
+    Ok(kafka)
+}
 
-    let supplied = [
-        ("REDIS_URL", redis.url().to_owned()),
-        ("KAFKA_BROKERS", kafka.brokers().to_owned()),
-        ("JWT_ISSUER", issuer_url.clone()),
+/// What devstack knows once its services run, for the functions' variables.
+struct Supplied<'a> {
+    redis_url: &'a str,
+    kafka_brokers: &'a str,
+    issuer_url: &'a str,
+    ws_addr: SocketAddr,
+}
+
+/// The variables devstack supplies to every function (unless its own environment sets them):
+/// where Redis, Kafka, the issuer and `@connections` are, and placeholder AWS credentials.
+fn function_variables(settings: &Settings, s: &Supplied<'_>) -> Vec<(&'static str, String)> {
+    let issuer_url = s.issuer_url;
+    vec![
+        ("REDIS_URL", s.redis_url.to_owned()),
+        ("KAFKA_BROKERS", s.kafka_brokers.to_owned()),
+        ("JWT_ISSUER", issuer_url.to_owned()),
         ("JWT_AUDIENCE", settings.audience.clone()),
         ("JWKS_URL", format!("{issuer_url}/.well-known/jwks.json")),
-        ("CONNECTIONS_URL", format!("http://{ws_addr}/{ws_stage}")),
+        (
+            "CONNECTIONS_URL",
+            format!("http://{}/{}", s.ws_addr, settings.ws_stage),
+        ),
         // Lambda gives every function its role's credentials; devstack's @connections accepts
         // any signature, so these only have to exist.
         ("AWS_ACCESS_KEY_ID", "devstack".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "devstack".to_owned()),
         ("AWS_SESSION_TOKEN", "devstack".to_owned()),
-    ];
-    let pseudo = Pseudo::default();
+    ]
+}
+
+/// The Lambda service with one pool per function; instances start on demand. Each function's
+/// environment follows the precedence in this module's header.
+fn spawn_functions(
+    settings: &Settings,
+    stack: &Stack,
+    executables: &BTreeMap<String, PathBuf>,
+    supplied: &[(&str, String)],
+    env: &BTreeMap<String, String>,
+    push_keys: &PushKeys,
+    account_id: &str,
+) -> Lambda {
     let specs = stack
         .functions
         .iter()
@@ -223,7 +359,7 @@ pub async fn start(
                     v.clone_from(own);
                 }
             }
-            for (k, v) in &supplied {
+            for (k, v) in supplied {
                 let value = env
                     .get(*k)
                     .filter(|v| !v.is_empty())
@@ -240,27 +376,15 @@ pub async fn start(
                 timeout: f.timeout,
                 max_instances: settings.max_instances,
                 region: settings.region.clone(),
-                account_id: pseudo.account_id.clone(),
+                account_id: account_id.to_owned(),
             }
         })
         .collect();
-    let lambda = Lambda::new(specs);
+    Lambda::new(specs)
+}
 
-    let (stop, stopped) = watch::channel(false);
-    let mut tasks = Vec::new();
-    let serve = |listener: TcpListener, app: axum::Router, mut stopped: watch::Receiver<bool>| {
-        tokio::spawn(async move {
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let shutdown = async move { crate::lambda::stopped_flag(&mut stopped).await };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!("server stopped: {e}");
-            }
-        })
-    };
-
+/// The demo page's folder, or `None` (with a warning) when `--web-dir` is not a folder.
+fn open_site(settings: &Settings) -> Option<Site> {
     let site = Site::open(&settings.web_dir);
     if site.is_none() {
         tracing::warn!(
@@ -268,52 +392,97 @@ pub async fn start(
             settings.web_dir.display()
         );
     }
-    let web_root = site.as_ref().map(|s| s.root().to_path_buf());
-    let http_api = stack.http_api.clone().unwrap_or_default();
+    site
+}
+
+/// Serves `app` on `listener` until `stopped` is set, then finishes the requests in flight.
+fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        let shutdown = async move { crate::lambda::stopped_flag(&mut stopped).await };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!("server stopped: {e}");
+        }
+    })
+}
+
+/// The three servers: the HTTP API (with the issuer's documents, the demo page and its
+/// endpoints), the Lambda Invoke API, and the WebSocket API with `@connections`.
+#[allow(clippy::too_many_arguments)]
+fn start_gateways(
+    listeners: Listeners,
+    settings: &Settings,
+    stack: &Stack,
+    lambda: &Lambda,
+    issuer: &Arc<Issuer>,
+    site: Option<Site>,
+    account_id: &str,
+    stopped: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
     let gateway = Arc::new(HttpGateway {
-        api: http_api,
+        api: stack.http_api.clone().unwrap_or_default(),
         lambda: lambda.clone(),
         issuer: issuer.clone(),
-        account_id: pseudo.account_id.clone(),
+        account_id: account_id.to_owned(),
         site,
     });
     let demo = Arc::new(Demo {
         gateway: gateway.clone(),
         issuer: issuer.clone(),
-        http_addr,
-        ws_addr,
-        ws_stage: ws_stage.clone(),
+        http_addr: listeners.http_addr,
+        ws_addr: listeners.ws_addr,
+        ws_stage: settings.ws_stage.clone(),
     });
-    tasks.push(serve(
-        http_listener,
-        http_gateway::router(gateway).merge(web::demo_router(demo)),
-        stopped.clone(),
-    ));
-    tasks.push(serve(
-        invoke_listener,
-        invoke_api::router(lambda.clone()),
-        stopped.clone(),
-    ));
     let ws = WsGateway::new(
         stack.websocket_api.clone(),
         lambda.clone(),
-        ws_stage.clone(),
+        settings.ws_stage.clone(),
         WsLimits {
             idle_timeout: settings.ws_idle_timeout,
             max_lifetime: settings.ws_max_lifetime,
             ..WsLimits::default()
         },
-        format!("{ws_addr}"),
-        pseudo.account_id.clone(),
+        format!("{}", listeners.ws_addr),
+        account_id.to_owned(),
     );
-    tasks.push(serve(ws_listener, ws_gateway::router(ws), stopped.clone()));
+    vec![
+        serve(
+            listeners.http,
+            http_gateway::router(gateway).merge(demo::demo_router(demo)),
+            stopped.clone(),
+        ),
+        serve(
+            listeners.invoke,
+            invoke_api::router(lambda.clone()),
+            stopped.clone(),
+        ),
+        serve(listeners.ws, ws_gateway::router(ws), stopped.clone()),
+    ]
+}
 
+/// One task per Kafka event-source mapping and per schedule; each runs until `stopped` is set.
+fn start_triggers(
+    settings: &Settings,
+    stack: &Stack,
+    brokers: &str,
+    lambda: &Lambda,
+    account_id: &str,
+    stopped: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
     for f in &stack.functions {
         for source in &f.kafka {
             let m = Mapping {
                 function: f.binary.clone(),
                 source: source.clone(),
-                brokers: kafka.brokers().to_owned(),
+                brokers: brokers.to_owned(),
                 batching_window: settings.batch_window.unwrap_or(source.batching_window),
             };
             tasks.push(tokio::spawn(m.run(lambda.clone(), stopped.clone())));
@@ -324,28 +493,12 @@ pub async fn start(
                 f.binary.clone(),
                 s.clone(),
                 settings.region.clone(),
-                pseudo.account_id.clone(),
+                account_id.to_owned(),
                 stopped.clone(),
             )));
         }
     }
-
-    Ok(Running {
-        http_addr,
-        ws_addr,
-        invoke_addr,
-        redis_url: redis.url().to_owned(),
-        kafka_brokers: kafka.brokers().to_owned(),
-        web_root,
-        stack,
-        lambda,
-        issuer,
-        ws_stage,
-        stop,
-        tasks,
-        redis,
-        kafka,
-    })
+    tasks
 }
 
 impl Running {

@@ -248,48 +248,7 @@ async fn connect(
 
     if let Some((function, _)) = gw.function_for("$connect") {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let mut single = Map::new();
-        let mut multi: Map<String, Value> = Map::new();
-        for (k, v) in &headers {
-            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-            single.insert(k.as_str().to_owned(), Value::String(v.clone()));
-            if let Some(Value::Array(a)) = multi.get_mut(k.as_str()) {
-                a.push(Value::String(v));
-            } else {
-                multi.insert(k.as_str().to_owned(), json!([v]));
-            }
-        }
-        let mut event = json!({
-            "headers": single,
-            "multiValueHeaders": multi,
-            "requestContext": gw.context(&info, "$connect", "CONNECT", &request_id),
-            "isBase64Encoded": false,
-        });
-        if let (Some(q), Some(obj)) = (
-            query.as_deref().filter(|q| !q.is_empty()),
-            event.as_object_mut(),
-        ) {
-            let mut single = Map::new();
-            let mut multi: Map<String, Value> = Map::new();
-            for pair in q.split('&').filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                let (k, v) = (
-                    crate::http_gateway::decode_url_component(k, true),
-                    crate::http_gateway::decode_url_component(v, true),
-                );
-                single.insert(k.clone(), Value::String(v.clone()));
-                if let Some(Value::Array(a)) = multi.get_mut(&k) {
-                    a.push(Value::String(v));
-                } else {
-                    multi.insert(k, json!([v]));
-                }
-            }
-            obj.insert("queryStringParameters".into(), Value::Object(single));
-            obj.insert(
-                "multiValueQueryStringParameters".into(),
-                Value::Object(multi),
-            );
-        }
+        let event = connect_event(&gw, &info, &headers, query.as_deref(), &request_id);
         match gw
             .lambda
             .invoke_with_id(&function, Bytes::from(event.to_string()), request_id)
@@ -343,6 +302,56 @@ async fn connect(
             }
         })
         .on_upgrade(move |socket| session(gw, socket, info, tx, rx, last_active))
+}
+
+/// The `$connect` event: the handshake's headers and query string, single- and multi-valued.
+fn connect_event(
+    gw: &WsGateway,
+    info: &ConnInfo,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    request_id: &str,
+) -> Value {
+    let mut single = Map::new();
+    let mut multi: Map<String, Value> = Map::new();
+    for (k, v) in headers {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        single.insert(k.as_str().to_owned(), Value::String(v.clone()));
+        if let Some(Value::Array(a)) = multi.get_mut(k.as_str()) {
+            a.push(Value::String(v));
+        } else {
+            multi.insert(k.as_str().to_owned(), json!([v]));
+        }
+    }
+    let mut event = json!({
+        "headers": single,
+        "multiValueHeaders": multi,
+        "requestContext": gw.context(info, "$connect", "CONNECT", request_id),
+        "isBase64Encoded": false,
+    });
+    if let (Some(q), Some(obj)) = (query.filter(|q| !q.is_empty()), event.as_object_mut()) {
+        let mut single = Map::new();
+        let mut multi: Map<String, Value> = Map::new();
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let (k, v) = (
+                crate::percent::decode_url_component(k, true),
+                crate::percent::decode_url_component(v, true),
+            );
+            single.insert(k.clone(), Value::String(v.clone()));
+            if let Some(Value::Array(a)) = multi.get_mut(&k) {
+                a.push(Value::String(v));
+            } else {
+                multi.insert(k, json!([v]));
+            }
+        }
+        obj.insert("queryStringParameters".into(), Value::Object(single));
+        obj.insert(
+            "multiValueQueryStringParameters".into(),
+            Value::Object(multi),
+        );
+    }
+    event
 }
 
 async fn session(

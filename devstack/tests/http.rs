@@ -175,6 +175,8 @@ async fn claims_reach_the_function_as_strings_and_literal_routes_win() {
     .await;
 }
 
+// Over 100 lines on purpose: one stack round-trip per gateway answer that is not a function's
+// (404, preflight, CORS headers, discovery, JWKS, a crash as 500), in sequence on the shared stack.
 #[tokio::test]
 async fn unknown_routes_cors_and_discovery() {
     bounded(60, async {

@@ -13,8 +13,11 @@
 //!   identifier naming no record of the batch fails the whole batch, as in Lambda;
 //! - once retries are exhausted the failed records go to the on-failure destination, locally the
 //!   topic `<topic>-dlq` (with `x-devstack-*` headers saying why), and are committed.
+//!
+//! The decision after each invocation is `super::plan`'s; this file polls, invokes and carries
+//! it out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -28,6 +31,7 @@ use rdkafka::{Offset, Timestamp, TopicPartitionList};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use super::plan::{plan, Attempts, Outcome, PartitionKey, Span, Step};
 use crate::lambda::Lambda;
 use crate::template::{KafkaEventSource, KafkaSourceKind, StartingPosition};
 
@@ -46,16 +50,6 @@ pub struct Mapping {
 /// The on-failure topic for records of `topic`.
 pub fn dlq_topic(topic: &str) -> String {
     format!("{topic}-dlq")
-}
-
-/// How one invocation of a batch went, per partition.
-#[derive(Debug, PartialEq)]
-enum Outcome {
-    Success,
-    /// Whole batch failed, with the reason.
-    Failed(String),
-    /// Partial failure: partition key → first failed offset.
-    Partial(BTreeMap<(String, i32), i64>),
 }
 
 fn signed(bytes: &[u8]) -> Vec<i8> {
@@ -115,7 +109,7 @@ pub fn kafka_event(source: &KafkaEventSource, brokers: &str, batch: &[OwnedMessa
 fn item_failures(
     body: &[u8],
     batch: &[OwnedMessage],
-) -> Result<BTreeMap<(String, i32), i64>, String> {
+) -> Result<BTreeMap<PartitionKey, i64>, String> {
     let mut out = BTreeMap::new();
     if body.is_empty() {
         return Ok(out);
@@ -156,6 +150,22 @@ fn item_failures(
         *e = (*e).min(offset);
     }
     Ok(out)
+}
+
+/// The first and last offsets of each partition's records in `batch`.
+fn spans(batch: &[OwnedMessage]) -> BTreeMap<PartitionKey, Span> {
+    let mut spans: BTreeMap<PartitionKey, Span> = BTreeMap::new();
+    for m in batch {
+        let span = spans
+            .entry((m.topic().to_owned(), m.partition()))
+            .or_insert(Span {
+                first: m.offset(),
+                last: m.offset(),
+            });
+        span.first = span.first.min(m.offset());
+        span.last = span.last.max(m.offset());
+    }
+    spans
 }
 
 impl Mapping {
@@ -210,7 +220,7 @@ impl Mapping {
             }
         };
         tracing::info!(mapping = %label, group = %self.source.consumer_group_id, topics = ?topics, batch_size = self.source.batch_size, "Kafka event-source mapping started");
-        let mut attempts: HashMap<(String, i32), (i64, u32)> = HashMap::new();
+        let mut attempts = Attempts::new();
         loop {
             let first = tokio::select! {
                 m = consumer.recv() => m,
@@ -259,7 +269,8 @@ impl Mapping {
         }
     }
 
-    /// Invokes the function with `batch`, commits what succeeded and rewinds what must be retried.
+    /// Invokes the function with `batch`, then carries out the `plan`: commits what succeeded,
+    /// rewinds what must be retried, sends what exhausted its retries to the destination.
     /// Returns the backoff to wait before the retry, if any.
     async fn deliver(
         &self,
@@ -267,90 +278,65 @@ impl Mapping {
         consumer: &StreamConsumer,
         producer: Option<&FutureProducer>,
         batch: &[OwnedMessage],
-        attempts: &mut HashMap<(String, i32), (i64, u32)>,
+        attempts: &mut Attempts,
         label: &str,
     ) -> Option<Duration> {
-        let event = kafka_event(&self.source, &self.brokers, batch);
-        let outcome = match lambda
-            .invoke(&self.function, Bytes::from(event.to_string()))
-            .await
-        {
-            Ok(body) if self.source.report_batch_item_failures => match item_failures(&body, batch)
-            {
-                Ok(f) if f.is_empty() => Outcome::Success,
-                Ok(f) => Outcome::Partial(f),
-                Err(e) => Outcome::Failed(format!("invalid batchItemFailures: {e}")),
-            },
-            Ok(_) => Outcome::Success,
-            Err(e) => Outcome::Failed(e.to_string()),
-        };
-
-        // Per partition: (first offset in batch, last offset in batch).
-        let mut partitions: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
-        for m in batch {
-            let e = partitions
-                .entry((m.topic().to_owned(), m.partition()))
-                .or_insert((m.offset(), m.offset()));
-            e.0 = e.0.min(m.offset());
-            e.1 = e.1.max(m.offset());
-        }
-        let reason = match &outcome {
-            Outcome::Failed(r) => r.clone(),
-            _ => "the function reported these records as failed".to_owned(),
-        };
+        let outcome = self.invoke(lambda, batch).await;
+        let plan = plan(
+            &outcome,
+            &spans(batch),
+            attempts,
+            self.source.maximum_retry_attempts,
+        );
+        let reason = outcome.reason();
         let mut commit = TopicPartitionList::new();
-        let mut retry_wait: Option<Duration> = None;
-        for ((topic, partition), (first, last)) in &partitions {
-            let key = (topic.clone(), *partition);
-            let failed_at = match &outcome {
-                Outcome::Success => None,
-                Outcome::Failed(_) => Some(*first),
-                Outcome::Partial(f) => f.get(&key).copied(),
-            };
-            let Some(failed_at) = failed_at else {
-                attempts.remove(&key);
-                let _ = commit.add_partition_offset(topic, *partition, Offset::Offset(last + 1));
-                continue;
-            };
-            let entry = attempts.entry(key.clone()).or_insert((failed_at, 0));
-            if entry.0 != failed_at {
-                *entry = (failed_at, 0);
-            }
-            entry.1 += 1;
-            let failures = entry.1;
-            let exhausted = self
-                .source
-                .maximum_retry_attempts
-                .is_some_and(|max| failures > max);
-            if exhausted {
-                let failed: Vec<&OwnedMessage> = batch
-                    .iter()
-                    .filter(|m| {
-                        m.topic() == topic && m.partition() == *partition && m.offset() >= failed_at
-                    })
-                    .collect();
-                tracing::warn!(mapping = %label, partition = %format!("{topic}-{partition}"), offset = failed_at, records = failed.len(), "retries exhausted after {failures} failures: {reason}");
-                self.send_to_destination(producer, &failed, &reason, label)
-                    .await;
-                attempts.remove(&key);
-                let _ = commit.add_partition_offset(topic, *partition, Offset::Offset(last + 1));
-            } else {
-                tracing::warn!(mapping = %label, partition = %format!("{topic}-{partition}"), offset = failed_at, attempt = failures, "batch failed, will retry: {reason}");
-                if failed_at > *first {
-                    let _ =
-                        commit.add_partition_offset(topic, *partition, Offset::Offset(failed_at));
+        for (key, step) in plan.steps {
+            let (topic, partition) = (&key.0, key.1);
+            let at = format!("{topic}-{partition}");
+            match step {
+                Step::Commit { next } => {
+                    attempts.remove(&key);
+                    let _ = commit.add_partition_offset(topic, partition, Offset::Offset(next));
                 }
-                if let Err(e) = consumer.seek(
-                    topic,
-                    *partition,
-                    Offset::Offset(failed_at),
-                    Duration::from_secs(5),
-                ) {
-                    tracing::error!(mapping = %label, "cannot rewind {topic}-{partition} to {failed_at}: {e}");
+                Step::DeadLetter {
+                    failed_at,
+                    failures,
+                    next,
+                } => {
+                    let failed: Vec<&OwnedMessage> = batch
+                        .iter()
+                        .filter(|m| {
+                            m.topic() == topic
+                                && m.partition() == partition
+                                && m.offset() >= failed_at
+                        })
+                        .collect();
+                    tracing::warn!(mapping = %label, partition = %at, offset = failed_at, records = failed.len(), "retries exhausted after {failures} failures: {reason}");
+                    self.send_to_destination(producer, &failed, &reason, label)
+                        .await;
+                    attempts.remove(&key);
+                    let _ = commit.add_partition_offset(topic, partition, Offset::Offset(next));
                 }
-                let wait =
-                    Duration::from_millis(100u64 << failures.min(5)).min(Duration::from_secs(5));
-                retry_wait = Some(retry_wait.map_or(wait, |w| w.max(wait)));
+                Step::Retry {
+                    failed_at,
+                    attempt,
+                    commit: done,
+                    ..
+                } => {
+                    tracing::warn!(mapping = %label, partition = %at, offset = failed_at, attempt, "batch failed, will retry: {reason}");
+                    if let Some(done) = done {
+                        let _ = commit.add_partition_offset(topic, partition, Offset::Offset(done));
+                    }
+                    if let Err(e) = consumer.seek(
+                        topic,
+                        partition,
+                        Offset::Offset(failed_at),
+                        Duration::from_secs(5),
+                    ) {
+                        tracing::error!(mapping = %label, "cannot rewind {at} to {failed_at}: {e}");
+                    }
+                    attempts.insert(key.clone(), (failed_at, attempt));
+                }
             }
         }
         if commit.count() > 0 {
@@ -362,7 +348,26 @@ impl Mapping {
                 tracing::error!(mapping = %label, "commit failed (the records will be delivered again): {e}");
             }
         }
-        retry_wait
+        plan.backoff
+    }
+
+    /// Invokes the function with `batch` and reads its answer (`batchItemFailures` when the
+    /// mapping has `ReportBatchItemFailures`).
+    async fn invoke(&self, lambda: &Lambda, batch: &[OwnedMessage]) -> Outcome {
+        let event = kafka_event(&self.source, &self.brokers, batch);
+        match lambda
+            .invoke(&self.function, Bytes::from(event.to_string()))
+            .await
+        {
+            Ok(body) if self.source.report_batch_item_failures => match item_failures(&body, batch)
+            {
+                Ok(f) if f.is_empty() => Outcome::Success,
+                Ok(f) => Outcome::Partial(f),
+                Err(e) => Outcome::Failed(format!("invalid batchItemFailures: {e}")),
+            },
+            Ok(_) => Outcome::Success,
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
     }
 
     async fn send_to_destination(

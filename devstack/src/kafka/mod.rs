@@ -5,9 +5,12 @@
 //!   `shared::protocol::topics::TOPICS` with `create_topic` (the mock has no CreateTopics call).
 //!   Its data lives in memory only.
 //! - [`KafkaService::external`]: `KAFKA_BROKERS`; topics are ensured with `shared::bus::ensure_topics`.
-//! - [`mapping`]: one consumer group per `MSK` / `SelfManagedKafka` event, as Lambda's pollers.
+//! - [`mapping`]: one consumer group per `MSK` / `SelfManagedKafka` event, as Lambda's pollers;
+//!   `plan` decides, without I/O, what each invocation's outcome means for every partition
+//!   (commit, retry from an offset, dead-letter).
 
 pub mod mapping;
+mod plan;
 
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;

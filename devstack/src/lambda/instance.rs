@@ -12,7 +12,7 @@ use tokio::process::Command;
 use tokio::sync::{watch, Notify};
 
 use super::runtime_api::{self, InstanceState};
-use super::{InvokeError, Pool};
+use super::{FunctionSpec, InvokeError, Pool};
 
 /// Consecutive exits before the first `next` after which waiting invocations are failed and the
 /// instance is given up (a later invocation starts a new one).
@@ -102,43 +102,7 @@ async fn run_once(pool: &Arc<Pool>, label: &str) -> Exit {
         chrono::Utc::now().format("%Y/%m/%d"),
         uuid::Uuid::new_v4().simple()
     );
-    let mut cmd = Command::new(&spec.executable);
-    cmd.env_clear()
-        .envs(&spec.environment)
-        .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
-        .env("AWS_LAMBDA_FUNCTION_NAME", &spec.name)
-        .env(
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-            spec.memory_mb.to_string(),
-        )
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env(
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            format!("/aws/lambda/{}", spec.name),
-        )
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", stream)
-        .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
-        .env("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023")
-        .env("AWS_REGION", &spec.region)
-        .env("AWS_DEFAULT_REGION", &spec.region)
-        .env("_HANDLER", "bootstrap")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        // Its own process group: Ctrl-C in the terminal reaches devstack only, which then
-        // stops its children itself (no restart storm while it shuts down).
-        .process_group(0);
-    if let Some(dir) = spec.executable.parent() {
-        cmd.env("LAMBDA_TASK_ROOT", dir);
-    }
-    for var in ["PATH", "LANG", "RUST_BACKTRACE"] {
-        if let Some(v) = std::env::var_os(var) {
-            if !spec.environment.contains_key(var) {
-                cmd.env(var, v);
-            }
-        }
-    }
+    let mut cmd = command(spec, &runtime_api, stream);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -189,6 +153,49 @@ async fn run_once(pool: &Arc<Pool>, label: &str) -> Exit {
         }));
     }
     Exit::Exited { was_ready, status }
+}
+
+/// The function's process as Lambda starts it: only its own environment plus Lambda's reserved
+/// variables (and `PATH`, `LANG`, `RUST_BACKTRACE` unless it sets them), talking to `runtime_api`.
+fn command(spec: &FunctionSpec, runtime_api: &str, log_stream: String) -> Command {
+    let mut cmd = Command::new(&spec.executable);
+    cmd.env_clear()
+        .envs(&spec.environment)
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", &spec.name)
+        .env(
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            spec.memory_mb.to_string(),
+        )
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env(
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", spec.name),
+        )
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", log_stream)
+        .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+        .env("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023")
+        .env("AWS_REGION", &spec.region)
+        .env("AWS_DEFAULT_REGION", &spec.region)
+        .env("_HANDLER", "bootstrap")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own process group: Ctrl-C in the terminal reaches devstack only, which then
+        // stops its children itself (no restart storm while it shuts down).
+        .process_group(0);
+    if let Some(dir) = spec.executable.parent() {
+        cmd.env("LAMBDA_TASK_ROOT", dir);
+    }
+    for var in ["PATH", "LANG", "RUST_BACKTRACE"] {
+        if let Some(v) = std::env::var_os(var) {
+            if !spec.environment.contains_key(var) {
+                cmd.env(var, v);
+            }
+        }
+    }
+    cmd
 }
 
 /// Copies a child's output line by line, prefixed with the function name.
