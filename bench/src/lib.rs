@@ -1,6 +1,6 @@
 //! # Herald's benchmarks
 //!
-//! The benches in `benches/` run Herald's handlers in process against a real Redis (`REDIS_URL`)
+//! Most benches in `benches/` run Herald's handlers in process against a real Redis (`REDIS_URL`)
 //! and a real Kafka-protocol broker (`KAFKA_BROKERS`, or librdkafka's in-process mock cluster),
 //! through the test harness (`herald-tests`), so they measure the same code and the same round
 //! trips a Lambda invocation makes, minus the Lambda runtime API.
@@ -10,6 +10,8 @@
 //!
 //! - `analytics`, `push`: one function's Kafka handler, in process.
 //! - `e2e_latency`: POST to WebSocket frame through devstack, in process, with a client fleet.
+//! - `stack_cpu`: devstack as a separate process (and Centrifugo as the peer), CPU per process
+//!   and latency per notification (`scripts/bench cpu`, `scripts/bench peer`).
 //!
 //! This library holds what benches share:
 //! - here: settings from the environment, the smoke/measure switch, latency quantiles, the
@@ -17,12 +19,16 @@
 //! - [`cpu`]: CPU time from `/proc` (processes, their trees, this process's threads) and Redis's;
 //! - [`fleet`]: many WebSocket clients, one user each, stamping the frames they receive;
 //! - [`load`]: the open-loop sender that stamps each request;
-//! - [`report`]: the latency summary of a run, printed and written as CSV.
+//! - [`report`]: the latency summary of a run, printed and written as CSV;
+//! - [`server`]: Herald (the `devstack` binary) or Centrifugo as separate processes;
+//! - [`window`]: one measured window against a server: latency, and CPU by process.
 
 pub mod cpu;
 pub mod fleet;
 pub mod load;
 pub mod report;
+pub mod server;
+pub mod window;
 
 use std::fmt::Write as _;
 use std::time::Duration;
