@@ -22,12 +22,15 @@
 //!    - `idle`: `BENCH_IDLE_SECS` (10) with the clients connected and nothing sent;
 //!    - a number, e.g. `200`: that many notifications per second for `BENCH_SECONDS` (10), open
 //!      loop, each to a random user; latency from just before the POST to the frame at the
-//!      client, matched by the index in `data.e2e`;
+//!      client, matched by the index in `data.e2e`, from `BENCH_SENDERS` (64) service tokens so
+//!      no sender reaches the api's 100/s per-sender limit below 6,400/s;
 //!    - `ramp`: `BENCH_RAMP_RATES` (200,300,500,750,1000,1500,2000,3000), `BENCH_RAMP_SECS` (10)
 //!      each, up to the first rate where p99 > 100 ms or anything is lost; the highest rate that
 //!      held is the capacity;
-//!    - `recovery`: a fresh `BENCH_RECOVERY_RATE` (500) run, `BENCH_OVERLOAD_SECS` (30) at twice
-//!      the capacity (the ramp's, else `BENCH_CAPACITY`, 500), the drain, then the same run again.
+//!    - `recovery`: on a newly started stack (so the ramp's overload cannot leak into it), a
+//!      fresh `BENCH_RECOVERY_RATE` (500) run, `BENCH_OVERLOAD_SECS` (30) at twice the capacity
+//!      (the ramp's, else `BENCH_CAPACITY`, 500), the drain, then the same run again; it always
+//!      runs last.
 //! 4. Reads each process's utime + stime from `/proc` before and after every window (send time
 //!    plus the drain until the last frame), summed over each server's process tree: devstack
 //!    itself, each function binary over its instances, redis-server; the bench process (clients
@@ -128,7 +131,7 @@ impl Settings {
             recovery_rate: setting("BENCH_RECOVERY_RATE", 500),
             overload_secs: setting("BENCH_OVERLOAD_SECS", 30) as f64,
             capacity: setting("BENCH_CAPACITY", 500),
-            senders: setting("BENCH_SENDERS", 20),
+            senders: setting("BENCH_SENDERS", 64),
             concurrency: setting("BENCH_CONNECT_CONCURRENCY", 16),
             drain: Duration::from_secs(setting("BENCH_DRAIN_SECS", 30) as u64),
             centrifugo: std::env::var_os("CENTRIFUGO_BIN")
@@ -202,9 +205,16 @@ fn main() {
         "  host     {cores} CPUs, shared by the clients, the sender and every server process\n"
     );
 
-    let herald = Server::herald(&dir, &root.join("template.yaml"), &root.join("web"), &[]);
-    let results = runtime.block_on(herald_phases(&herald, &s));
+    let start = || Server::herald(&dir, &root.join("template.yaml"), &root.join("web"), &[]);
+    let herald = start();
+    let mut results = runtime.block_on(herald_phases(&herald, &s));
     drop(herald);
+    if s.phases.contains(&Phase::Recovery) {
+        let herald = start();
+        results.recovery = runtime.block_on(recovery(&herald, &s, results.capacity));
+        drop(herald);
+    }
+    print!("{}", figures(&results));
     let Some(binary) = &s.centrifugo else { return };
     let centrifugo = Server::centrifugo(binary);
     let peer = runtime.block_on(peer_phases(&centrifugo, &s));
@@ -256,11 +266,10 @@ async fn herald_phases(server: &Server, s: &Settings) -> Results {
                 }
             }
             Phase::Ramp => r.capacity = ramp(&mut run, s).await,
-            Phase::Recovery => r.recovery = recovery(&mut run, s, r.capacity).await,
+            Phase::Recovery => {}
         }
     }
     println!("{}\n", run.anomalies());
-    print!("{}", figures(&r));
     r
 }
 
@@ -296,11 +305,24 @@ async fn ramp(run: &mut Run<'_>, s: &Settings) -> Option<usize> {
     held
 }
 
+/// On a newly started `server`: fresh, overload at twice the capacity, right after.
 async fn recovery(
-    run: &mut Run<'_>,
+    server: &Server,
     s: &Settings,
     capacity: Option<usize>,
 ) -> Option<(Window, Window)> {
+    println!("== recovery, on a newly started devstack");
+    let mut run = Run::connect(
+        server,
+        s.clients,
+        s.senders,
+        s.capacity_needed(),
+        s.concurrency,
+        s.drain,
+    )
+    .await;
+    warm_up(&mut run).await;
+    let run = &mut run;
     let rate = s.recovery_rate as f64;
     let overload = 2 * capacity.unwrap_or(s.capacity);
     let fresh = run
@@ -325,6 +347,7 @@ async fn recovery(
         &format!("Herald {rate}/s, right after the overload"),
         &after,
     );
+    println!("{}\n", run.anomalies());
     Some((fresh, after))
 }
 
