@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use herald_bench::server::Server;
 use herald_bench::window::{Run, Window};
-use herald_bench::{measuring, mode_note, setting};
+use herald_bench::{measuring, mode_note, ms, setting};
 use herald_tests::stack::FUNCTIONS;
 
 /// The p99 a rate must keep to count as held by the ramp.
@@ -380,10 +380,6 @@ async fn peer_phases(server: &Server, s: &Settings) -> Vec<Window> {
     }
     println!("{}\n", run.anomalies());
     windows
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn print_window(title: &str, w: &Window) {
