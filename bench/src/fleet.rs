@@ -254,12 +254,13 @@ async fn read_frames(mut socket: Socket, protocol: Protocol, ledger: Arc<Ledger>
         let at = Instant::now();
         match message {
             Ok(Message::Text(text)) => {
-                // Centrifugo's ping is an empty command; the client answers with one.
-                if protocol == Protocol::Centrifugo && text.as_str() == "{}" {
-                    if socket.send(Message::text("{}")).await.is_err() {
-                        break;
-                    }
-                    continue;
+                // Centrifugo's ping is an empty command, alone or among publications in one
+                // frame (one per line); the client answers each with one, or is disconnected.
+                if protocol == Protocol::Centrifugo
+                    && text.as_str().lines().any(|l| l.trim() == "{}")
+                    && socket.send(Message::text("{}")).await.is_err()
+                {
+                    break;
                 }
                 for index in indexes(protocol, text.as_str()) {
                     match index {
