@@ -28,7 +28,8 @@ use aws_lambda_events::event::kafka::KafkaEvent;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use futures::stream::{self, StreamExt};
-use herald_bench::quantile;
+use herald_bench::cpu::{own_cpu, redis_cpu};
+use herald_bench::{delete_matching, mode_note, ms, quantile, scale, setting};
 use herald_tests::TestEnv;
 use serde_json::{json, Value};
 use shared::config::AnalyticsSettings;
@@ -36,19 +37,6 @@ use shared::model::{Channel, FlagsPatch, Notification, OutcomeStatus, Priority};
 use shared::protocol::outcome::reason;
 use shared::protocol::{DeliveryOutcome, Envelope, Event, Topic};
 use shared::store::{AnalyticsStore, CreateOutcome, NewNotification};
-
-/// A positive integer from the environment, or `default`.
-fn setting(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Err(_) => default,
-        Ok(v) => v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| panic!("{name}={v:?} is not a positive integer")),
-    }
-}
 
 /// The records of one topic, each with its partition, in production order.
 #[derive(Default)]
@@ -175,35 +163,7 @@ fn batches(topic: &str, records: &[(i64, Vec<u8>)], size: usize) -> Vec<KafkaEve
 /// next pass starts from nothing; the inboxes stay.
 async fn reset_analytics(env: &TestEnv) {
     for pattern in ["{an", "{n:"] {
-        delete_matching(env, &format!("{}{pattern}*", env.redis.key_prefix)).await;
-    }
-}
-
-async fn delete_matching(env: &TestEnv, pattern: &str) -> usize {
-    let mut conn = env.conn.clone();
-    let (mut cursor, mut deleted) = (0u64, 0usize);
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1_000)
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("SCAN {pattern}: {e}"));
-        if !keys.is_empty() {
-            let n: usize = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("UNLINK: {e}"));
-            deleted += n;
-        }
-        if next == 0 {
-            return deleted;
-        }
-        cursor = next;
+        delete_matching(&env.conn, &format!("{}{pattern}*", env.redis.key_prefix)).await;
     }
 }
 
@@ -218,33 +178,6 @@ struct PassResult {
     /// CPU time of this process (the function's share) and of Redis during the pass.
     own_cpu: Duration,
     redis_cpu: Duration,
-}
-
-/// This process's CPU time so far (user + system), from `/proc/self/stat` (Linux; 100 ticks/s).
-fn own_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .rsplit_once(") ")
-        .map(|(_, rest)| rest.split(' ').map(|f| f.parse().unwrap_or(0)).collect())
-        .unwrap_or_default();
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
-
-/// Redis's CPU time so far (`INFO cpu`: used_cpu_user + used_cpu_sys).
-async fn redis_cpu(env: &TestEnv) -> Duration {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(&mut env.conn.clone())
-        .await
-        .unwrap_or_default();
-    let secs: f64 = info
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
-        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-        .sum();
-    Duration::from_secs_f64(secs)
 }
 
 /// Every batch through `count_batch`, one at a time, delivery and engagement interleaved.
@@ -266,7 +199,7 @@ async fn run_pass(
         own_cpu: Duration::ZERO,
         redis_cpu: Duration::ZERO,
     };
-    let (cpu0, redis0) = (own_cpu(), redis_cpu(env).await);
+    let (cpu0, redis0) = (own_cpu(), redis_cpu(&env.conn).await);
     let started = Instant::now();
     for event in events {
         let t = Instant::now();
@@ -278,7 +211,7 @@ async fn run_pass(
     }
     result.wall = started.elapsed();
     result.own_cpu = own_cpu().saturating_sub(cpu0);
-    result.redis_cpu = redis_cpu(env).await.saturating_sub(redis0);
+    result.redis_cpu = redis_cpu(&env.conn).await.saturating_sub(redis0);
     result
 }
 
@@ -294,23 +227,9 @@ fn interleave(a: Vec<KafkaEvent>, b: Vec<KafkaEvent>) -> Vec<KafkaEvent> {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 // The same runtime as the function's `main`: one thread, one invocation at a time.
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    // `cargo bench` passes `--bench`. Without it (`cargo test --all-targets`) this is a smoke run
-    // at 1/100 scale that proves the bench still works, not a measurement.
-    let measuring = std::env::args().any(|a| a == "--bench");
-    let scale = |full: usize| {
-        if measuring {
-            full
-        } else {
-            (full / 100).max(10)
-        }
-    };
     let count = setting("BENCH_NOTIFICATIONS", scale(40_000));
     let users = setting("BENCH_USERS", scale(4_000));
     let Some(env) = TestEnv::new().await else {
@@ -321,12 +240,7 @@ async fn main() {
         env.keys.clone(),
         AnalyticsSettings::default(),
     ));
-    let mode = if measuring {
-        ""
-    } else {
-        " (smoke run; `cargo bench` measures)"
-    };
-    println!("Herald analytics: Kafka batches through analytics::count_batch, in process, one invocation at a time{mode}");
+    println!("Herald analytics: Kafka batches through analytics::count_batch, in process, one invocation at a time{}", mode_note());
     println!(
         "  redis    {} (key prefix {})",
         env.redis.url, env.redis.key_prefix
@@ -408,7 +322,7 @@ async fn main() {
     println!("records/s: wall clock, one invocation at a time (what one Lambda process does).");
     println!("own / redis µs/record: CPU this process / the Redis server spent per record; on a");
     println!("quiet machine 1e6 / (own + redis) bounds records/s.");
-    let deleted = delete_matching(&env, &format!("{}*", env.redis.key_prefix)).await;
+    let deleted = delete_matching(&env.conn, &format!("{}*", env.redis.key_prefix)).await;
     println!();
     println!("deleted {deleted} keys under {}", env.redis.key_prefix);
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use herald_bench::{table, Pass};
+use herald_bench::{delete_matching, mode_note, scale, setting, table, Pass};
 use herald_tests::kafka::broker_kind;
 use herald_tests::{Call, TestEnv};
 use lambda_http::http::StatusCode;
@@ -28,19 +28,6 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 
 const SENDER: &str = "svc-bench";
-
-/// A positive integer from the environment, or `default`.
-fn setting(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Err(_) => default,
-        Ok(v) => v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| panic!("{name}={v:?} is not a positive integer")),
-    }
-}
 
 /// The API Gateway event for create number `i`, rendered before the clock starts.
 fn create_event(i: usize, recipients: usize) -> String {
@@ -124,46 +111,11 @@ async fn delete_keys(env: &TestEnv) -> Option<usize> {
     if env.redis.cluster {
         return None;
     }
-    let mut conn = env.conn.clone();
-    let pattern = format!("{}*", env.redis.key_prefix);
-    let (mut cursor, mut deleted) = (0u64, 0usize);
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1_000)
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("SCAN {pattern}: {e}"));
-        if !keys.is_empty() {
-            let n: usize = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("UNLINK: {e}"));
-            deleted += n;
-        }
-        if next == 0 {
-            return Some(deleted);
-        }
-        cursor = next;
-    }
+    Some(delete_matching(&env.conn, &format!("{}*", env.redis.key_prefix)).await)
 }
 
 #[tokio::main]
 async fn main() {
-    // `cargo bench` passes `--bench`. Without it (`cargo test --all-targets`) this is a smoke run
-    // at 1/100 scale that proves the bench still works, not a measurement.
-    let measuring = std::env::args().any(|a| a == "--bench");
-    let scale = |full: usize| {
-        if measuring {
-            full
-        } else {
-            (full / 100).max(10)
-        }
-    };
     let creates = setting("BENCH_CREATES", scale(20_000));
     let concurrency = setting("BENCH_CONCURRENCY", 32);
     let sequential = setting("BENCH_SEQUENTIAL", scale(2_000));
@@ -174,12 +126,10 @@ async fn main() {
     };
     let deps = env.api_with(TestEnv::unlimited(), env.bus());
 
-    let mode = if measuring {
-        ""
-    } else {
-        " (smoke run; `cargo bench` measures)"
-    };
-    println!("Herald create path: POST /v1/notifications through api::handle, in process{mode}");
+    println!(
+        "Herald create path: POST /v1/notifications through api::handle, in process{}",
+        mode_note()
+    );
     println!(
         "  redis    {} (key prefix {})",
         env.redis.url, env.redis.key_prefix

@@ -26,7 +26,7 @@ use aws_lambda_events::event::kafka::KafkaEvent;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use futures::stream::{self, StreamExt};
-use herald_bench::{table, Pass};
+use herald_bench::{setting, table, Pass};
 use herald_tests::TestEnv;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use serde_json::{json, Value};
@@ -36,18 +36,6 @@ use shared::model::{Channel, Notification, Priority};
 use shared::store::{ContactBook, CreateOutcome, NewNotification};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-
-fn setting(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Err(_) => default,
-        Ok(v) => v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| panic!("{name}={v:?} is not a positive integer")),
-    }
-}
 
 /// A push service that accepts everything: reads each request fully, answers 201, keeps the
 /// connection. Returns its base URL and a counter of requests.

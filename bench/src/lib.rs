@@ -1,6 +1,6 @@
 //! # Herald's benchmarks
 //!
-//! The benches in `benches/` run Herald's handlers in process against a real Redis (`REDIS_URL`)
+//! Most benches in `benches/` run Herald's handlers in process against a real Redis (`REDIS_URL`)
 //! and a real Kafka-protocol broker (`KAFKA_BROKERS`, or librdkafka's in-process mock cluster),
 //! through the test harness (`herald-tests`), so they measure the same code and the same round
 //! trips a Lambda invocation makes, minus the Lambda runtime API.
@@ -8,10 +8,101 @@
 //! - `create_path`: `POST /v1/notifications` through `api::handle`, one at a time and from many
 //!   concurrent tasks (`scripts/bench` runs it next to a `redis-benchmark` ceiling).
 //!
-//! This library holds what benches share: latency summaries and the result table.
+//! - `analytics`, `push`: one function's Kafka handler, in process.
+//! - `e2e_latency`: POST to WebSocket frame through devstack, in process, with a client fleet.
+//! - `stack_cpu`: devstack as a separate process (and Centrifugo as the peer), CPU per process
+//!   and latency per notification (`scripts/bench cpu`, `scripts/bench peer`).
+//!
+//! This library holds what benches share:
+//! - here: settings from the environment, the smoke/measure switch, latency quantiles, the
+//!   pass table and deleting a run's keys;
+//! - [`cpu`]: CPU time from `/proc` (processes, their trees, this process's threads) and Redis's;
+//! - [`fleet`]: many WebSocket clients, one user each, stamping the frames they receive;
+//! - [`load`]: the open-loop sender that stamps each request;
+//! - [`report`]: the latency summary of a run, printed and written as CSV;
+//! - [`server`]: Herald (the `devstack` binary) or Centrifugo as separate processes;
+//! - [`window`]: one measured window against a server: latency, and CPU by process.
+
+pub mod cpu;
+pub mod fleet;
+pub mod load;
+pub mod report;
+pub mod server;
+pub mod window;
 
 use std::fmt::Write as _;
 use std::time::Duration;
+
+/// A positive integer from the environment, or `default`; panics on anything else, so a typo in
+/// a setting never silently measures the default.
+pub fn setting(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(v) => v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| panic!("{name}={v:?} is not a positive integer")),
+    }
+}
+
+/// Is this a measurement? `cargo bench` passes `--bench`; without it (`cargo test --benches`,
+/// `--all-targets`) a bench is a smoke run at a small scale that proves it still works.
+pub fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// `full` when measuring, else 1/100 of it (at least 10): the smoke scale.
+pub fn scale(full: usize) -> usize {
+    if measuring() {
+        full
+    } else {
+        (full / 100).max(10)
+    }
+}
+
+/// The note a bench's title line carries on a smoke run.
+pub fn mode_note() -> &'static str {
+    if measuring() {
+        ""
+    } else {
+        " (smoke run; `cargo bench` measures)"
+    }
+}
+
+/// Deletes every key matching `pattern` (SCAN + UNLINK, 1,000 at a time); returns how many. On
+/// a cluster SCAN sees one node only, so callers skip it there.
+pub async fn delete_matching<C: redis::aio::ConnectionLike + Clone>(
+    conn: &C,
+    pattern: &str,
+) -> usize {
+    let mut conn = conn.clone();
+    let (mut cursor, mut deleted) = (0u64, 0usize);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("SCAN {pattern}: {e}"));
+        if !keys.is_empty() {
+            let n: usize = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("UNLINK: {e}"));
+            deleted += n;
+        }
+        if next == 0 {
+            return deleted;
+        }
+        cursor = next;
+    }
+}
 
 /// One measured pass: every request's latency, the pass's wall-clock time and how many requests
 /// did not get the expected answer.
@@ -67,7 +158,8 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn ms(d: Duration) -> f64 {
+/// A duration in milliseconds, for printing.
+pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 

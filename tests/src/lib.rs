@@ -10,10 +10,22 @@
 //! returns, unless `HERALD_REQUIRE_SERVICES=1` (set by `scripts/test`), which turns the missing
 //! service into a failure: Rust's harness has no "skipped" state, and a silent early return would
 //! count as a pass.
+//!
+//! Stand-ins for what Herald talks to outside AWS, each a real server on this machine:
+//! - [`capture`]: an `@connections` endpoint that records posts;
+//! - [`provider`]: a scripted push service or SMS API;
+//! - [`smtp_sink`]: an SMTP server (aiosmtpd);
+//! - [`browser`]: a Web Push subscriber that decrypts and checks VAPID independently.
+//!
+//! [`stack`] runs devstack for the end-to-end tests; [`kafka`] picks the broker and reads topics
+//! back; [`http`] calls the api function in process.
 
+pub mod browser;
 pub mod capture;
 pub mod http;
 pub mod kafka;
+pub mod provider;
+pub mod smtp_sink;
 pub mod stack;
 
 use std::time::Duration;
@@ -22,9 +34,43 @@ use shared::bus::EventBus;
 use shared::config::{
     ConfigError, Env, InboxSettings, KafkaSettings, OutboxSettings, RedisSettings,
 };
-use shared::store::{InboxStore, KeySpace, RedisConn};
+use shared::model::{Channel, Notification, Priority};
+use shared::protocol::{Envelope, Topic};
+use shared::store::{CreateOutcome, InboxStore, KeySpace, NewNotification, RedisConn};
 
 pub use http::{Call, Reply};
+pub use kafka::Consumed;
+
+/// How long [`TestEnv::consume`] waits for the records it expects: generous, since it only
+/// matters when a test is failing or the machine is loaded.
+pub const CONSUME_WAIT: Duration = Duration::from_secs(30);
+/// How long [`TestEnv::consume`] keeps reading after the expected records, to catch a duplicate.
+pub const CONSUME_LINGER: Duration = Duration::from_millis(500);
+
+/// A notification as [`TestEnv::seed_notification`] committed it: the stored notification and
+/// the `notification.created` envelope its outbox entry carries (what `delivery` routes).
+#[derive(Debug, Clone)]
+pub struct Seeded {
+    pub notification: Notification,
+    pub envelope: Envelope,
+}
+
+/// A plain in-app notification for `user` (type `comment`, title `t`, empty body and data), for
+/// tests to adjust with struct update syntax before [`TestEnv::seed_notification`].
+pub fn new_notification(user: &str) -> NewNotification {
+    NewNotification {
+        user_id: user.into(),
+        kind: "comment".into(),
+        title: "t".into(),
+        body: String::new(),
+        data: serde_json::json!({}),
+        channels: vec![Channel::InApp],
+        priority: Priority::Normal,
+        action_url: None,
+        group_key: None,
+        expires_at: None,
+    }
+}
 
 /// Is a missing service a failure (under `scripts/test`)?
 pub fn services_required() -> bool {
@@ -108,6 +154,34 @@ impl TestEnv {
             Ok(b) => b,
             Err(e) => panic!("producer: {e}"),
         }
+    }
+
+    /// Creates `new` from service `svc` through the real store (Lua script, outbox, counts),
+    /// with [`TestEnv::unlimited`] limits; panics unless it was created.
+    pub async fn seed_notification(&self, new: NewNotification) -> Seeded {
+        match self.store(Self::unlimited()).create("svc", new, None).await {
+            Ok(CreateOutcome::Created {
+                notification,
+                change,
+            }) => Seeded {
+                notification,
+                envelope: change.envelope,
+            },
+            other => panic!("create: {other:?}"),
+        }
+    }
+
+    /// Reads this environment's `topic` from the real broker, from the beginning, until `n`
+    /// records arrived (or [`CONSUME_WAIT`] passed), then [`CONSUME_LINGER`] more to catch extras.
+    pub async fn consume(&self, topic: Topic, n: usize) -> Vec<Consumed> {
+        kafka::consume(
+            &self.kafka,
+            &topic.name_with(&self.kafka.topic_suffix),
+            n,
+            CONSUME_WAIT,
+            CONSUME_LINGER,
+        )
+        .await
     }
 
     pub fn store(&self, inbox: InboxSettings) -> InboxStore {

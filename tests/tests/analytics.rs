@@ -20,15 +20,14 @@ use aws_lambda_events::event::kafka::KafkaEvent;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use herald_tests::kafka::consume;
 use herald_tests::stack::{http_client, shared_stack};
 use herald_tests::{Call, TestEnv};
 use serde_json::{json, Value};
 use shared::config::AnalyticsSettings;
-use shared::model::{Channel, FlagsPatch, Notification, OutcomeStatus, Priority};
+use shared::model::{Channel, FlagsPatch, Notification, OutcomeStatus};
 use shared::protocol::outcome::reason;
 use shared::protocol::{DeliveryOutcome, Envelope, Event, Topic};
-use shared::store::{AnalyticsStore, CreateOutcome, NewNotification, UpdateOutcome};
+use shared::store::{AnalyticsStore, NewNotification, UpdateOutcome};
 use shared::trigger::BatchResponse;
 
 fn deps(env: &TestEnv) -> analytics::Deps {
@@ -82,25 +81,11 @@ fn event(records: &[Value]) -> KafkaEvent {
 
 async fn notification(env: &TestEnv, user: &str, kind: &str, channels: &[Channel]) -> Notification {
     let new = NewNotification {
-        user_id: user.into(),
         kind: kind.into(),
-        title: "t".into(),
-        body: String::new(),
-        data: json!({}),
         channels: channels.to_vec(),
-        priority: Priority::Normal,
-        action_url: None,
-        group_key: None,
-        expires_at: None,
+        ..herald_tests::new_notification(user)
     };
-    match env
-        .store(TestEnv::unlimited())
-        .create("svc", new, None)
-        .await
-    {
-        Ok(CreateOutcome::Created { notification, .. }) => notification,
-        other => panic!("create: {other:?}"),
-    }
+    env.seed_notification(new).await.notification
 }
 
 async fn read(env: &TestEnv, user: &str, id: &str, patch: FlagsPatch) -> Envelope {
@@ -727,15 +712,7 @@ async fn the_analytics_routes_check_scopes_parameters_and_ownership() {
         .send(&api)
         .await;
     assert_eq!((r.status, r.raw.len()), (202, 0), "{}", r.body);
-    let topic = engagement_topic(&env);
-    let clicks = consume(
-        &env.kafka,
-        &topic,
-        1,
-        Duration::from_secs(15),
-        Duration::from_millis(300),
-    )
-    .await;
+    let clicks = env.consume(Topic::NotificationAnalytics, 1).await;
     assert_eq!(clicks.len(), 1);
     assert_eq!(
         (clicks[0].key.as_str(), clicks[0].json()["type"].as_str()),
@@ -744,7 +721,7 @@ async fn the_analytics_routes_check_scopes_parameters_and_ownership() {
     let batch = event(&[
         rec(&delivery_topic(&env), 0, 0, &sent.encode()),
         rec(
-            &topic,
+            &engagement_topic(&env),
             i64::from(clicks[0].partition),
             clicks[0].offset,
             &clicks[0].payload,

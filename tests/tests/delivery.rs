@@ -8,33 +8,18 @@ use base64::Engine;
 use herald_tests::TestEnv;
 use serde_json::{json, Value};
 use shared::config::{Env, RealtimeSettings};
-use shared::model::{Channel, Priority};
-use shared::protocol::Envelope;
+use shared::model::Channel;
+use shared::protocol::{Envelope, Topic};
 use shared::realtime::{ConnectionsApi, Fanout};
-use shared::store::{ConnectionRegistry, CreateOutcome, NewNotification};
+use shared::store::{ConnectionRegistry, NewNotification};
 use shared::trigger::BatchResponse;
 
 async fn committed(env: &TestEnv, user: &str, channels: Vec<Channel>) -> Envelope {
     let new = NewNotification {
-        user_id: user.into(),
-        kind: "comment".into(),
-        title: "t".into(),
-        body: String::new(),
-        data: json!({}),
         channels,
-        priority: Priority::Normal,
-        action_url: None,
-        group_key: None,
-        expires_at: None,
+        ..herald_tests::new_notification(user)
     };
-    match env
-        .store(TestEnv::unlimited())
-        .create("svc", new, None)
-        .await
-    {
-        Ok(CreateOutcome::Created { change, .. }) => change.envelope,
-        other => panic!("create: {other:?}"),
-    }
+    env.seed_notification(new).await.envelope
 }
 
 fn record(offset: i64, value: &str) -> Value {
@@ -128,15 +113,7 @@ async fn poison_records_are_skipped_and_a_transient_failure_retries_from_its_off
     assert_eq!((stats.delivered, stats.redelivered), (1, 1));
 
     // Outcomes: one per notification; "fine" asked for EMAIL, so it was routed to push once.
-    let outcomes = herald_tests::kafka::consume(
-        &env.kafka,
-        &env.bus()
-            .topic_name(shared::protocol::Topic::NotificationDelivery),
-        2,
-        std::time::Duration::from_secs(10),
-        std::time::Duration::from_millis(500),
-    )
-    .await;
+    let outcomes = env.consume(Topic::NotificationDelivery, 2).await;
     let mut statuses: Vec<(String, String, String)> = outcomes
         .iter()
         .map(|r| {
@@ -156,15 +133,7 @@ async fn poison_records_are_skipped_and_a_transient_failure_retries_from_its_off
             ("fine".into(), "suppressed".into(), "no-connection".into()),
         ]
     );
-    let routed = herald_tests::kafka::consume(
-        &env.kafka,
-        &env.bus()
-            .topic_name(shared::protocol::Topic::PushNotifications),
-        1,
-        std::time::Duration::from_secs(10),
-        std::time::Duration::from_millis(500),
-    )
-    .await;
+    let routed = env.consume(Topic::PushNotifications, 1).await;
     assert_eq!(routed.len(), 1);
     assert_eq!(routed[0].key, "fine");
     assert_eq!(

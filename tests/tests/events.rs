@@ -740,15 +740,9 @@ async fn drive_push(env: &TestEnv, name: &str, text: &str, kafka: bool) {
             serde_json::json!({"batchItemFailures": []}),
             "events/{name}"
         );
-        let outcomes = herald_tests::kafka::consume(
-            &env.kafka,
-            &env.bus()
-                .topic_name(shared::protocol::Topic::NotificationDelivery),
-            3,
-            std::time::Duration::from_secs(10),
-            std::time::Duration::from_millis(200),
-        )
-        .await;
+        let outcomes = env
+            .consume(shared::protocol::Topic::NotificationDelivery, 3)
+            .await;
         let mut got: Vec<(String, String)> = outcomes
             .iter()
             .map(|r| {

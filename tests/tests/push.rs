@@ -5,316 +5,22 @@
 //! the api function's subscription, contact and one-click unsubscribe routes; and one pass
 //! through devstack (template wiring, devstack's keys, the Kafka triggers).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::kafka::KafkaEvent;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use herald_tests::browser::{vapid_keys, verify_vapid, Browser};
+use herald_tests::provider::{answer, Answer, Provider};
+use herald_tests::smtp_sink::{header, SmtpSink};
 use herald_tests::{Call, TestEnv};
-use p256::ecdsa::signature::Verifier;
-use p256::ecdsa::{Signature, VerifyingKey};
 use serde_json::{json, Value};
 use shared::config::{Env, SenderSettings};
 use shared::model::{Channel, Priority};
 use shared::protocol::{Envelope, Topic};
-use shared::store::{CreateOutcome, NewNotification};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-
-// ---------------------------------------------------------------------------------------------
-// A scripted HTTP server: a push service, or an SMS API.
-
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-    at: Instant,
-}
-
-/// One scripted answer.
-#[derive(Debug, Clone)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-}
-
-fn answer(status: u16) -> Answer {
-    Answer {
-        status,
-        headers: vec![],
-    }
-}
-
-#[derive(Default)]
-struct Script {
-    /// Per path: the next answers (then `fallback`, else 201).
-    queued: HashMap<String, VecDeque<Answer>>,
-    fallback: HashMap<String, Answer>,
-    received: Vec<Received>,
-}
-
-struct Provider {
-    url: String,
-    script: Arc<Mutex<Script>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Provider {
-    async fn start() -> Provider {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("bind: {e}"));
-        let url = format!(
-            "http://{}",
-            listener
-                .local_addr()
-                .unwrap_or_else(|e| panic!("addr: {e}"))
-        );
-        let script: Arc<Mutex<Script>> = Arc::default();
-        let shared = script.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let script = shared.clone();
-                tokio::spawn(async move {
-                    let (read, mut write) = stream.into_split();
-                    let mut read = BufReader::new(read);
-                    while let Some(req) = read_request(&mut read).await {
-                        let reply = {
-                            let Ok(mut s) = script.lock() else { return };
-                            let a = s
-                                .queued
-                                .get_mut(&req.path)
-                                .and_then(VecDeque::pop_front)
-                                .or_else(|| s.fallback.get(&req.path).cloned())
-                                .unwrap_or(answer(201));
-                            s.received.push(req);
-                            a
-                        };
-                        let mut text =
-                            format!("HTTP/1.1 {} X\r\ncontent-length: 0\r\n", reply.status);
-                        for (k, v) in &reply.headers {
-                            text.push_str(&format!("{k}: {v}\r\n"));
-                        }
-                        text.push_str("\r\n");
-                        if write.write_all(text.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Provider { url, script, task }
-    }
-
-    fn queue(&self, path: &str, answers: Vec<Answer>) {
-        if let Ok(mut s) = self.script.lock() {
-            s.queued.entry(path.to_owned()).or_default().extend(answers);
-        }
-    }
-
-    fn always(&self, path: &str, a: Answer) {
-        if let Ok(mut s) = self.script.lock() {
-            s.fallback.insert(path.to_owned(), a);
-        }
-    }
-
-    fn received(&self, path: &str) -> Vec<Received> {
-        self.script
-            .lock()
-            .map(|s| {
-                s.received
-                    .iter()
-                    .filter(|r| r.path == path)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-async fn read_request<R: AsyncBufReadExt + Unpin>(read: &mut R) -> Option<Received> {
-    let mut line = String::new();
-    if read.read_line(&mut line).await.ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
-    let mut headers = HashMap::new();
-    loop {
-        let mut header = String::new();
-        read.read_line(&mut header).await.ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-        }
-    }
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    read.read_exact(&mut body).await.ok()?;
-    Some(Received {
-        method,
-        path,
-        headers,
-        body,
-        at: Instant::now(),
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// A browser: its push subscription keys, and decrypting what it receives.
-
-struct Browser {
-    keys: ece::EcKeyComponents,
-    auth: [u8; 16],
-}
-
-impl Browser {
-    fn new() -> Browser {
-        let (pair, auth) =
-            ece::generate_keypair_and_auth_secret().unwrap_or_else(|e| panic!("ece: {e}"));
-        let keys = pair.raw_components().unwrap_or_else(|e| panic!("ece: {e}"));
-        Browser { keys, auth }
-    }
-
-    /// The `PushSubscription.toJSON()` a browser would send.
-    fn subscription(&self, endpoint: &str) -> Value {
-        json!({"endpoint": endpoint, "expirationTime": null, "keys": {
-            "p256dh": URL_SAFE_NO_PAD.encode(self.keys.public_key()),
-            "auth": URL_SAFE_NO_PAD.encode(self.auth)}})
-    }
-
-    fn decrypt(&self, body: &[u8]) -> Value {
-        let plain = ece::decrypt(&self.keys, &self.auth, body)
-            .unwrap_or_else(|e| panic!("decrypting the push body: {e}"));
-        serde_json::from_slice(&plain).unwrap_or_else(|e| panic!("push payload: {e}"))
-    }
-}
-
-/// A VAPID key pair (made with ece's P-256 too): (private, public), base64url.
-fn vapid_keys() -> (String, String) {
-    let (pair, _) = ece::generate_keypair_and_auth_secret().unwrap_or_else(|e| panic!("{e}"));
-    let c = pair.raw_components().unwrap_or_else(|e| panic!("{e}"));
-    (
-        URL_SAFE_NO_PAD.encode(c.private_key()),
-        URL_SAFE_NO_PAD.encode(c.public_key()),
-    )
-}
-
-/// Checks `Authorization: vapid t=<jwt>, k=<key>` (RFC 8292) independently of the sender.
-fn verify_vapid(header: &str, public_key: &str, audience: &str, subject: &str) {
-    let rest = header
-        .strip_prefix("vapid t=")
-        .unwrap_or_else(|| panic!("not a vapid header: {header}"));
-    let (jwt, k) = rest
-        .split_once(", k=")
-        .unwrap_or_else(|| panic!("no k=: {header}"));
-    assert_eq!(k, public_key, "k= is the application server key");
-    let (input, signature) = jwt.rsplit_once('.').unwrap_or_default();
-    let (head, claims) = input.split_once('.').unwrap_or_default();
-    let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).unwrap_or_default();
-    let head: Value = serde_json::from_slice(&decode(head)).unwrap_or_default();
-    assert_eq!(head["alg"], "ES256");
-    let key = VerifyingKey::from_sec1_bytes(&decode(k)).unwrap_or_else(|e| panic!("k: {e}"));
-    let sig = Signature::from_slice(&decode(signature)).unwrap_or_else(|e| panic!("sig: {e}"));
-    assert!(
-        key.verify(input.as_bytes(), &sig).is_ok(),
-        "the VAPID JWT's signature does not verify"
-    );
-    let claims: Value = serde_json::from_slice(&decode(claims)).unwrap_or_default();
-    assert_eq!(claims["aud"], audience, "aud is the endpoint's origin");
-    assert_eq!(claims["sub"], subject);
-    let exp = claims["exp"].as_i64().unwrap_or_default();
-    let now = Utc::now().timestamp();
-    assert!(
-        exp > now && exp <= now + 24 * 3600,
-        "exp {exp} is not within 24 h of {now}"
-    );
-}
-
-// ---------------------------------------------------------------------------------------------
-// The SMTP sink (aiosmtpd) through scripts/services/smtp-sink.
-
-struct SmtpSink {
-    url: String,
-    dir: PathBuf,
-}
-
-impl SmtpSink {
-    fn script() -> PathBuf {
-        PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scripts/services/smtp-sink"
-        ))
-    }
-
-    fn start() -> Option<SmtpSink> {
-        let dir =
-            std::env::temp_dir().join(format!("herald-smtp-{}", uuid::Uuid::new_v4().simple()));
-        let out = std::process::Command::new(Self::script())
-            .arg("start")
-            .arg(&dir)
-            .stderr(std::process::Stdio::inherit())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(SmtpSink {
-                url: String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-                dir,
-            }),
-            other => {
-                herald_tests::skip(&format!("the SMTP sink did not start: {other:?}"));
-                None
-            }
-        }
-    }
-
-    fn messages(&self) -> Vec<Value> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.join("messages"))
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        files.retain(|p| p.extension().is_some_and(|e| e == "json"));
-        files.sort();
-        files
-            .iter()
-            .filter_map(|p| std::fs::read(p).ok())
-            .filter_map(|b| serde_json::from_slice(&b).ok())
-            .collect()
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(Self::script())
-            .arg("stop")
-            .arg(&self.dir)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
-    message["headers"]
-        .as_array()?
-        .iter()
-        .find_map(|h| (h[0].as_str()?.eq_ignore_ascii_case(name)).then(|| h[1].as_str())?)
-}
+use shared::store::NewNotification;
 
 // ---------------------------------------------------------------------------------------------
 // Setup: api and push deps over one TestEnv, with the channel settings a test chooses.
@@ -358,6 +64,12 @@ impl Setup {
         let (private, public) = vapid_keys();
         let settings = settings(extra, Some((&private, &public)));
         Some(Self::with(env, settings, public))
+    }
+
+    /// No VAPID keys (Web Push not configured); `extra` adds settings.
+    async fn without_vapid(extra: &[(&str, &str)]) -> Option<Setup> {
+        let env = TestEnv::new().await?;
+        Some(Self::with(env, settings(extra, None), String::new()))
     }
 
     fn with(env: TestEnv, settings: SenderSettings, vapid_public: String) -> Setup {
@@ -427,26 +139,22 @@ impl Setup {
         priority: Priority,
     ) -> Envelope {
         let new = NewNotification {
-            user_id: user.into(),
-            kind: kind.into(),
             title: format!("Hello {user}"),
             body: body.into(),
             data: json!({"run": 7}),
             channels,
             priority,
             action_url: Some("https://app.herald.test/runs/7".into()),
-            group_key: None,
-            expires_at: None,
+            kind: kind.into(),
+            ..herald_tests::new_notification(user)
         };
-        match self
-            .env
-            .store(TestEnv::unlimited())
-            .create("svc", new, None)
+        self.env.seed_notification(new).await.envelope
+    }
+
+    /// A `comment` for `user` on PUSH only, at normal priority.
+    async fn notify_push(&self, user: &str, body: &str) -> Envelope {
+        self.notify(user, "comment", body, vec![Channel::Push], Priority::Normal)
             .await
-        {
-            Ok(CreateOutcome::Created { change, .. }) => change.envelope,
-            other => panic!("create: {other:?}"),
-        }
     }
 
     async fn run(&self, envelopes: &[&Envelope]) -> push::Stats {
@@ -461,15 +169,11 @@ impl Setup {
 
     /// Every outcome on `notification-delivery`, as (notificationId, channel, status, reason).
     async fn outcomes(&self, expected: usize) -> Vec<(String, String, String, String)> {
-        let records = herald_tests::kafka::consume(
-            &self.env.kafka,
-            &self.env.bus().topic_name(Topic::NotificationDelivery),
-            expected,
-            Duration::from_secs(10),
-            Duration::from_millis(300),
-        )
-        .await;
-        let mut out: Vec<_> = records
+        let records = self
+            .env
+            .consume(Topic::NotificationDelivery, expected)
+            .await;
+        let out: Vec<_> = records
             .iter()
             .map(|r| {
                 let o = r.json();
@@ -477,9 +181,16 @@ impl Setup {
                 (s("notificationId"), s("channel"), s("status"), s("reason"))
             })
             .collect();
-        out.sort_by_key(|o| (o.0.clone(), o.1.clone()));
-        out
+        sorted(out)
     }
+}
+
+/// Outcome rows in the order [`Setup::outcomes`] returns them.
+fn sorted(
+    mut rows: Vec<(String, String, String, String)>,
+) -> Vec<(String, String, String, String)> {
+    rows.sort_by_key(|o| (o.0.clone(), o.1.clone()));
+    rows
 }
 
 fn batch(envelopes: &[&Envelope]) -> KafkaEvent {
@@ -550,11 +261,8 @@ async fn web_push_arrives_encrypted_for_the_browser_and_signed_for_the_endpoints
     assert_eq!(got.len(), 1);
     let req = &got[0];
     assert_eq!(req.method, "POST");
-    assert_eq!(
-        req.headers.get("content-encoding").map(String::as_str),
-        Some("aes128gcm")
-    );
-    assert_eq!(req.headers.get("urgency").map(String::as_str), Some("high"));
+    assert_eq!(req.header("content-encoding"), Some("aes128gcm"));
+    assert_eq!(req.header("urgency"), Some("high"));
     assert!(req
         .headers
         .get("ttl")
@@ -566,10 +274,7 @@ async fn web_push_arrives_encrypted_for_the_browser_and_signed_for_the_endpoints
                "actionUrl": "https://app.herald.test/runs/7", "data": {"run": 7}})
     );
     verify_vapid(
-        req.headers
-            .get("authorization")
-            .map(String::as_str)
-            .unwrap_or_default(),
+        req.header("authorization").unwrap_or_default(),
         &s.vapid_public,
         &service.url,
         SUBJECT,
@@ -602,18 +307,8 @@ async fn a_gone_or_missing_endpoint_removes_that_subscription_and_no_other() {
     s.subscribe(&bob, &d, &format!("{}/push/gone", service.url))
         .await;
 
-    let na = s
-        .notify(
-            &alice,
-            "comment",
-            "hi",
-            vec![Channel::Push],
-            Priority::Normal,
-        )
-        .await;
-    let nb = s
-        .notify(&bob, "comment", "hi", vec![Channel::Push], Priority::Normal)
-        .await;
+    let na = s.notify_push(&alice, "hi").await;
+    let nb = s.notify_push(&bob, "hi").await;
     let stats = s.run(&[&na, &nb]).await;
     assert_eq!(stats.gone, 3, "{stats:?}");
     assert_eq!(
@@ -625,11 +320,10 @@ async fn a_gone_or_missing_endpoint_removes_that_subscription_and_no_other() {
         c.decrypt(&service.received("/push/fine")[0].body)["id"],
         id(&na)
     );
-    let mut expected = vec![
+    let expected = sorted(vec![
         row(&na, "PUSH", "sent", ""),
         row(&nb, "PUSH", "failed", "gone"),
-    ];
-    expected.sort_by_key(|o| (o.0.clone(), o.1.clone()));
+    ]);
     assert_eq!(s.outcomes(2).await, expected);
 }
 
@@ -653,24 +347,8 @@ async fn a_429_is_retried_after_its_retry_after_inline_or_from_the_schedule() {
     service.queue("/push/short", vec![retry_after("1")]);
     service.queue("/push/long", vec![retry_after("120")]);
 
-    let na = s
-        .notify(
-            &alice,
-            "comment",
-            "short",
-            vec![Channel::Push],
-            Priority::Normal,
-        )
-        .await;
-    let nb = s
-        .notify(
-            &bob,
-            "comment",
-            "long",
-            vec![Channel::Push],
-            Priority::Normal,
-        )
-        .await;
+    let na = s.notify_push(&alice, "short").await;
+    let nb = s.notify_push(&bob, "long").await;
     let started = Utc::now();
     let stats = s.run(&[&na, &nb]).await;
     assert_eq!((stats.sent, stats.deferred), (1, 1), "{stats:?}");
@@ -712,7 +390,6 @@ async fn a_429_is_retried_after_its_retry_after_inline_or_from_the_schedule() {
         row(&nb, "PUSH", "deferred", "rate-limited"),
         row(&nb, "PUSH", "sent", ""),
     ];
-    expected.sort_by_key(|o| (o.0.clone(), o.1.clone()));
     let mut got = s.outcomes(3).await;
     got.sort();
     expected.sort();
@@ -733,15 +410,7 @@ async fn a_500_is_retried_a_bounded_number_of_times_then_failed() {
     )
     .await;
     service.always("/push/down", answer(500));
-    let n = s
-        .notify(
-            &alice,
-            "comment",
-            "x",
-            vec![Channel::Push],
-            Priority::Normal,
-        )
-        .await;
+    let n = s.notify_push(&alice, "x").await;
     let stats = s.run(&[&n]).await;
     assert_eq!(stats.failed, 1, "{stats:?}");
     // PUSH_RETRY_ATTEMPTS (3) in all, and the subscription stays.
@@ -763,15 +432,7 @@ async fn a_large_body_is_trimmed_to_title_and_id_and_a_413_is_resent_trimmed() {
     let browser = Browser::new();
     s.subscribe(&alice, &browser, &format!("{}/push/big", service.url))
         .await;
-    let big = s
-        .notify(
-            &alice,
-            "comment",
-            &"x".repeat(5 * 1024),
-            vec![Channel::Push],
-            Priority::Normal,
-        )
-        .await;
+    let big = s.notify_push(&alice, &"x".repeat(5 * 1024)).await;
     let stats = s.run(&[&big]).await;
     assert_eq!(stats.sent, 1);
     let got = service.received("/push/big");
@@ -786,15 +447,7 @@ async fn a_large_body_is_trimmed_to_title_and_id_and_a_413_is_resent_trimmed() {
     s.subscribe(&bob, &browser, &format!("{}/push/small-limit", service.url))
         .await;
     service.queue("/push/small-limit", vec![answer(413)]);
-    let n = s
-        .notify(
-            &bob,
-            "comment",
-            &"y".repeat(3_000),
-            vec![Channel::Push],
-            Priority::Normal,
-        )
-        .await;
+    let n = s.notify_push(&bob, &"y".repeat(3_000)).await;
     assert_eq!(s.run(&[&n]).await.sent, 1);
     let got = service.received("/push/small-limit");
     assert_eq!(got.len(), 2);
@@ -813,21 +466,16 @@ async fn a_large_body_is_trimmed_to_title_and_id_and_a_413_is_resent_trimmed() {
 
 #[tokio::test]
 async fn email_reaches_a_real_smtp_server_with_both_parts_and_one_click_unsubscribe() {
-    let Some(env) = TestEnv::new().await else {
-        return;
-    };
     let Some(sink) = SmtpSink::start() else {
         return;
     };
-    let (private, public) = vapid_keys();
-    let settings = settings(
-        &[
-            ("SMTP_URL", &sink.url),
-            ("EMAIL_FROM", "Herald <notify@herald.test>"),
-        ],
-        Some((&private, &public)),
-    );
-    let s = Setup::with(env, settings, public);
+    let smtp = [
+        ("SMTP_URL", sink.url.as_str()),
+        ("EMAIL_FROM", "Herald <notify@herald.test>"),
+    ];
+    let Some(s) = Setup::new(&smtp).await else {
+        return;
+    };
     let alice = user();
     s.contacts(&alice, json!({"email": "alice@example.com"}))
         .await;
@@ -945,31 +593,26 @@ async fn email_reaches_a_real_smtp_server_with_both_parts_and_one_click_unsubscr
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[1]["subject"], format!("Hello {alice}"));
     assert!(header(&messages[1], "List-Unsubscribe").is_some());
-    let mut expected = vec![
+    let expected = sorted(vec![
         row(&n, "EMAIL", "sent", ""),
         row(&next, "EMAIL", "suppressed", "opted-out"),
         row(&other, "EMAIL", "sent", ""),
-    ];
-    expected.sort_by_key(|o| (o.0.clone(), o.1.clone()));
+    ]);
     assert_eq!(s.outcomes(3).await, expected);
 }
 
 #[tokio::test]
 async fn sms_is_a_form_post_with_basic_auth_in_twilios_shape() {
-    let Some(env) = TestEnv::new().await else {
+    let api = Provider::start().await;
+    let sms = [
+        ("SMS_API_URL", api.url.as_str()),
+        ("SMS_ACCOUNT_SID", "AC0123"),
+        ("SMS_AUTH_TOKEN", "s3cret"),
+        ("SMS_FROM", "+15005550006"),
+    ];
+    let Some(s) = Setup::without_vapid(&sms).await else {
         return;
     };
-    let api = Provider::start().await;
-    let settings = settings(
-        &[
-            ("SMS_API_URL", &api.url),
-            ("SMS_ACCOUNT_SID", "AC0123"),
-            ("SMS_AUTH_TOKEN", "s3cret"),
-            ("SMS_FROM", "+15005550006"),
-        ],
-        None,
-    );
-    let s = Setup::with(env, settings, String::new());
     let alice = user();
     s.contacts(&alice, json!({"phone": "+447700900123"})).await;
     let n = s
@@ -988,14 +631,14 @@ async fn sms_is_a_form_post_with_basic_auth_in_twilios_shape() {
     assert_eq!(got.len(), 1);
     let req = &got[0];
     assert_eq!(
-        req.headers.get("authorization").map(String::as_str),
+        req.header("authorization"),
         Some(format!("Basic {}", STANDARD.encode("AC0123:s3cret")).as_str())
     );
     assert_eq!(
-        req.headers.get("content-type").map(String::as_str),
+        req.header("content-type"),
         Some("application/x-www-form-urlencoded")
     );
-    let form: HashMap<String, String> = url_form(&req.body);
+    let form = req.form();
     assert_eq!(form["To"], "+447700900123");
     assert_eq!(form["From"], "+15005550006");
     assert!(form["Body"].starts_with(&format!("Hello {alice}: word")));
@@ -1015,58 +658,19 @@ async fn sms_is_a_form_post_with_basic_auth_in_twilios_shape() {
     );
 }
 
-fn url_form(body: &[u8]) -> HashMap<String, String> {
-    let text = String::from_utf8_lossy(body);
-    text.split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            Some((decode_form(k), decode_form(v)))
-        })
-        .collect()
-}
-
-fn decode_form(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[tokio::test]
 async fn preferences_quiet_hours_and_urgent_gate_every_channel() {
-    let Some(env) = TestEnv::new().await else {
-        return;
-    };
     let Some(sink) = SmtpSink::start() else {
         return;
     };
+    let smtp = [
+        ("SMTP_URL", sink.url.as_str()),
+        ("EMAIL_FROM", "notify@herald.test"),
+    ];
+    let Some(s) = Setup::new(&smtp).await else {
+        return;
+    };
     let service = Provider::start().await;
-    let (private, public) = vapid_keys();
-    let settings = settings(
-        &[
-            ("SMTP_URL", &sink.url),
-            ("EMAIL_FROM", "notify@herald.test"),
-        ],
-        Some((&private, &public)),
-    );
-    let s = Setup::with(env, settings, public);
     let alice = user();
     let browser = Browser::new();
     s.subscribe(&alice, &browser, &format!("{}/push/alice", service.url))
@@ -1156,10 +760,9 @@ async fn preferences_quiet_hours_and_urgent_gate_every_channel() {
 
 #[tokio::test]
 async fn channels_without_settings_are_suppressed_as_not_configured() {
-    let Some(env) = TestEnv::new().await else {
+    let Some(s) = Setup::without_vapid(&[]).await else {
         return;
     };
-    let s = Setup::with(env, settings(&[], None), String::new());
     let alice = user();
     s.contacts(
         &alice,
@@ -1395,11 +998,7 @@ async fn through_devstack_a_notification_reaches_the_browsers_push_service() {
         (created["id"].clone(), json!("Deployed"))
     );
     verify_vapid(
-        got[0]
-            .headers
-            .get("authorization")
-            .map(String::as_str)
-            .unwrap_or_default(),
+        got[0].header("authorization").unwrap_or_default(),
         &public,
         &service.url,
         devstack::push_keys::VAPID_SUBJECT,
@@ -1423,18 +1022,8 @@ async fn a_redis_failure_retries_only_that_record_and_the_retry_sends_nothing_tw
         .await;
     // A provider failing is not an infrastructure failure: the other record still completes.
     service.always("/push/fine", answer(503));
-    let nb = s
-        .notify(
-            &broken,
-            "comment",
-            "b",
-            vec![Channel::Push],
-            Priority::Normal,
-        )
-        .await;
-    let nf = s
-        .notify(&fine, "comment", "f", vec![Channel::Push], Priority::Normal)
-        .await;
+    let nb = s.notify_push(&broken, "b").await;
+    let nf = s.notify_push(&fine, "f").await;
     // Redis fails for `broken` only: its send records key holds the wrong type.
     let sends = s.env.keys.user(&broken).sends();
     let _: () = redis::cmd("SET")
@@ -1494,15 +1083,7 @@ async fn with_kafka_down_the_outcome_waits_in_the_record_and_the_retry_does_not_
     let browser = Browser::new();
     s.subscribe(&alice, &browser, &format!("{}/push/a", service.url))
         .await;
-    let n = s
-        .notify(
-            &alice,
-            "comment",
-            "x",
-            vec![Channel::Push],
-            Priority::Normal,
-        )
-        .await;
+    let n = s.notify_push(&alice, "x").await;
     let event = batch(&[&n]);
 
     // Sent, but Kafka never acknowledges the outcome: the record is retried.

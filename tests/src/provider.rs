@@ -1,0 +1,213 @@
+//! A scripted HTTP provider for in-process channel tests: a real HTTP/1.1 server on 127.0.0.1
+//! standing in for a Web Push service or an SMS API. It records every request (method, path,
+//! lower-cased headers, body, arrival instant) and answers, per path, the queued answers first
+//! (in order), then the path's standing answer, else `201` with an empty body. It stops when
+//! dropped. Unlike [`crate::capture::CaptureServer`] (the `@connections` stand-in) it keeps headers
+//! and arrival times, which push tests check (VAPID, `TTL`, `Retry-After` waits).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// One request the provider received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    /// Header names lower-cased; a repeated header keeps its last value.
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// The body as an `application/x-www-form-urlencoded` form (what Twilio's API reads).
+    pub fn form(&self) -> HashMap<String, String> {
+        String::from_utf8_lossy(&self.body)
+            .split('&')
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                Some((decode_form(k), decode_form(v)))
+            })
+            .collect()
+    }
+}
+
+/// One scripted answer: a status and extra headers (the body is always empty).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+/// An answer with this status and no extra header.
+pub fn answer(status: u16) -> Answer {
+    Answer {
+        status,
+        headers: vec![],
+    }
+}
+
+#[derive(Default)]
+struct Script {
+    queued: HashMap<String, VecDeque<Answer>>,
+    standing: HashMap<String, Answer>,
+    received: Vec<Received>,
+}
+
+pub struct Provider {
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    script: Arc<Mutex<Script>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Provider {
+    pub async fn start() -> Provider {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("provider bind: {e}"));
+        let url = format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("provider addr: {e}"))
+        );
+        let script: Arc<Mutex<Script>> = Arc::default();
+        let shared = script.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, shared.clone()));
+            }
+        });
+        Provider { url, script, task }
+    }
+
+    /// Answers these next on `path`, in order, before its standing answer.
+    pub fn queue(&self, path: &str, answers: Vec<Answer>) {
+        if let Ok(mut s) = self.script.lock() {
+            s.queued.entry(path.to_owned()).or_default().extend(answers);
+        }
+    }
+
+    /// Answers this on `path` whenever nothing is queued for it.
+    pub fn always(&self, path: &str, a: Answer) {
+        if let Ok(mut s) = self.script.lock() {
+            s.standing.insert(path.to_owned(), a);
+        }
+    }
+
+    /// What arrived on `path`, in arrival order.
+    pub fn received(&self, path: &str) -> Vec<Received> {
+        self.script
+            .lock()
+            .map(|s| {
+                s.received
+                    .iter()
+                    .filter(|r| r.path == path)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// One keep-alive connection: each request is recorded, then answered from the script.
+async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    while let Some(req) = read_request(&mut read).await {
+        let reply = {
+            let Ok(mut s) = script.lock() else { return };
+            let a = s
+                .queued
+                .get_mut(&req.path)
+                .and_then(VecDeque::pop_front)
+                .or_else(|| s.standing.get(&req.path).cloned())
+                .unwrap_or(answer(201));
+            s.received.push(req);
+            a
+        };
+        let mut text = format!("HTTP/1.1 {} X\r\ncontent-length: 0\r\n", reply.status);
+        for (k, v) in &reply.headers {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+        text.push_str("\r\n");
+        if write.write_all(text.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_request<R: AsyncBufReadExt + Unpin>(read: &mut R) -> Option<Received> {
+    let mut line = String::new();
+    if read.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let mut headers = HashMap::new();
+    loop {
+        let mut header = String::new();
+        read.read_line(&mut header).await.ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    read.read_exact(&mut body).await.ok()?;
+    Some(Received {
+        method,
+        path,
+        headers,
+        body,
+        at: Instant::now(),
+    })
+}
+
+/// Percent-decoding with `+` as space, as forms encode.
+fn decode_form(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
