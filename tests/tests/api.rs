@@ -608,15 +608,25 @@ async fn pagination_and_filters_walk_the_whole_inbox_once() {
     assert_eq!(titles, ["n6", "n4", "n2", "n0"]);
 }
 
+/// A limit of `burst` that refills one request a day: however slowly this machine runs the
+/// test, no refill lands within it, so the outcome never depends on the machine's speed.
+fn never_refilling(burst: u32) -> shared::config::RateLimit {
+    shared::config::RateLimit {
+        burst,
+        per_period: 1,
+        period: std::time::Duration::from_secs(24 * 3600),
+    }
+}
+
 #[tokio::test]
 async fn a_sender_over_its_limit_gets_429_with_retry_after() {
     let Some(env) = TestEnv::new().await else {
         return;
     };
-    let mut inbox = shared::config::InboxSettings::default();
-    inbox.per_sender.burst = 3;
-    inbox.per_sender.per_period = 1;
-    inbox.per_sender.period = std::time::Duration::from_secs(60);
+    let inbox = shared::config::InboxSettings {
+        per_sender: never_refilling(3),
+        ..Default::default()
+    };
     let deps = env.api_with(inbox, env.bus());
     for i in 0..3 {
         assert_eq!(
@@ -642,7 +652,7 @@ async fn a_sender_over_its_limit_gets_429_with_retry_after() {
         .header("retry-after")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert!(retry >= 1, "Retry-After {retry}");
     assert_eq!(
         counts(&deps, "u9").await["total"].as_u64(),
         Some(0),
@@ -660,8 +670,10 @@ async fn a_sender_over_its_limit_gets_429_with_retry_after() {
     );
 
     // Per recipient.
-    let mut inbox = shared::config::InboxSettings::default();
-    inbox.per_recipient.burst = 2;
+    let inbox = shared::config::InboxSettings {
+        per_recipient: never_refilling(2),
+        ..Default::default()
+    };
     let deps = env.api_with(inbox, env.bus());
     for _ in 0..2 {
         assert_eq!(
