@@ -6,7 +6,9 @@
 //! - [`JwksVerifier`] verifies a token itself (RS256/ES256 against the issuer's JWKS, plus `iss`,
 //!   `aud` and `exp`), for callers API Gateway cannot authorize: the WebSocket `$connect`.
 //!
-//! Scopes come from the space-separated `scope` claim.
+//! Scopes come from the space-separated `scope` claim. Both paths refuse a token whose `sub` is
+//! not a usable user id ([`usable_subject`]): a subject with a brace would break the user's
+//! `{u:<userId>}` hash tag, so such a token gets 401 on HTTP and a refused `$connect` alike.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,13 +37,19 @@ pub struct Claims {
     pub exp: Option<u64>,
 }
 
+/// Can a token with this `sub` act as a user? The one check every entry point applies: the
+/// user-id rules of [`crate::limits::valid_user_id`].
+pub fn usable_subject(sub: &str) -> bool {
+    crate::limits::valid_user_id(sub)
+}
+
 impl Claims {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
 
     fn from_map(claims: &HashMap<String, String>) -> Option<Self> {
-        let sub = claims.get("sub").filter(|s| !s.is_empty())?.clone();
+        let sub = claims.get("sub").filter(|s| usable_subject(s))?.clone();
         let scopes = claims
             .get("scope")
             .map(|s| split_scopes(s))
@@ -50,7 +58,8 @@ impl Claims {
         Some(Claims { sub, scopes, exp })
     }
 
-    /// The claims API Gateway's JWT authorizer attached to an HTTP API request, if any.
+    /// The claims API Gateway's JWT authorizer attached to an HTTP API request, if any and if
+    /// their subject is [usable](usable_subject).
     pub fn from_request(req: &lambda_http::Request) -> Option<Self> {
         match req.request_context_ref()? {
             RequestContext::ApiGatewayV2(ctx) => {
@@ -78,7 +87,7 @@ pub enum AuthError {
     Invalid(#[from] jsonwebtoken::errors::Error),
     #[error("token is signed with a key the issuer does not publish")]
     UnknownKey,
-    #[error("token has no subject")]
+    #[error("token has no subject, or one that is not a valid user id")]
     NoSubject,
     #[error("could not fetch the JWKS: {0}")]
     Jwks(#[source] reqwest::Error),
@@ -171,8 +180,8 @@ impl JwksVerifier {
         cache.0.as_ref().and_then(find).ok_or(AuthError::UnknownKey)
     }
 
-    /// Verifies signature, `iss`, `aud` and `exp`. Only asymmetric algorithms are accepted, as
-    /// with API Gateway's JWT authorizer.
+    /// Verifies signature, `iss`, `aud`, `exp` and a [usable](usable_subject) `sub`. Only
+    /// asymmetric algorithms are accepted, as with API Gateway's JWT authorizer.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
@@ -194,7 +203,7 @@ impl JwksVerifier {
         let sub = data
             .claims
             .sub
-            .filter(|s| !s.is_empty())
+            .filter(|s| usable_subject(s))
             .ok_or(AuthError::NoSubject)?;
         Ok(Claims {
             sub,
@@ -285,6 +294,18 @@ ZIb/hywEYUgqr2EfZS3N7Evoo7UNH0MSYnAuiE2nMZfG6Rv5KyVKJXoA
             (
                 "empty subject",
                 token(KEY_A, "k1", claims(json!({"sub": ""}))),
+            ),
+            (
+                "subject that breaks the hash tag",
+                token(KEY_A, "k1", claims(json!({"sub": "{u:x}"}))),
+            ),
+            (
+                "subject with a closing brace",
+                token(KEY_A, "k1", claims(json!({"sub": "x}"}))),
+            ),
+            (
+                "subject with a space",
+                token(KEY_A, "k1", claims(json!({"sub": "a b"}))),
             ),
             ("not a JWT", "nonsense".to_owned()),
             ("empty", String::new()),

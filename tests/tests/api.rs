@@ -340,6 +340,46 @@ async fn missing_claims_are_401_and_missing_scope_is_403() {
 }
 
 #[tokio::test]
+async fn a_token_whose_subject_is_not_a_user_id_is_401_on_every_route() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    // The subjects the WebSocket $connect refuses: they would break the {u:<userId>} hash tag.
+    for sub in ["{u:x}", "x}", "a b"] {
+        for call in [
+            Call::get("/v1/notifications").user(sub),
+            Call::get("/v1/notifications/counts").user(sub),
+            Call::post("/v1/notifications/mark-all-read").user(sub),
+            Call::get("/v1/changes").user(sub),
+            Call::get("/v1/preferences").user(sub),
+            Call::get("/v1/push-subscriptions").user(sub),
+            Call::post("/v1/notifications")
+                .service(sub)
+                .json(&note("alice", "x")),
+            Call::get("/v1/analytics")
+                .user(sub)
+                .scope("analytics:read")
+                .query("from", "2026-01-01"),
+        ] {
+            let r = call.send(&deps).await;
+            assert_eq!(
+                (r.status, r.content_type()),
+                (401, "application/problem+json"),
+                "sub {sub:?}: {}",
+                r.body
+            );
+        }
+    }
+    assert_eq!(
+        counts(&deps, "alice").await["total"].as_u64(),
+        Some(0),
+        "nothing stored"
+    );
+    assert!(env.keys().await.iter().all(|k| !k.contains("{u:{u:x}")));
+}
+
+#[tokio::test]
 async fn bad_input_gets_a_precise_problem_and_stores_nothing() {
     let Some(env) = TestEnv::new().await else {
         return;

@@ -4,8 +4,8 @@
 //! `$request.body.action`):
 //!
 //! - `$connect` verifies the JWT in `?token=` (signature against the issuer's JWKS, `iss`, `aud`,
-//!   `exp`) and registers the connection for its subject; anything else answers 401 and API
-//!   Gateway refuses the handshake;
+//!   `exp`, a subject that is a valid user id: [`JwksVerifier::verify`]) and registers the
+//!   connection for its subject; anything else answers 401 and API Gateway refuses the handshake;
 //! - `$disconnect` unregisters it;
 //! - the actions of [`Action`] (`sync`, `markRead`, `markSeen`, `markAllRead`, `archive`, `click`,
 //!   `ping`), and `$default` for anything else, which gets an `error` frame.
@@ -112,13 +112,6 @@ async fn connect(
             return status(401);
         }
     };
-    if !limits::valid_user_id(&claims.sub) {
-        tracing::info!(
-            connection = connection_id,
-            "refused a connection: unusable subject"
-        );
-        return status(401);
-    }
     let connection = Connection {
         id: connection_id.to_owned(),
         connected_at_ms: request.request_context.connected_at,
