@@ -380,6 +380,71 @@ async fn a_token_whose_subject_is_not_a_user_id_is_401_on_every_route() {
 }
 
 #[tokio::test]
+async fn control_characters_in_any_delivered_text_are_422_per_field_and_nothing_is_stored() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    // Escaped in the JSON, as an attacker sends them: NUL, CR LF, vertical tab, NEL, U+2028.
+    for escaped in [
+        r"\u0000",
+        r"\r\nBcc: x@evil.test",
+        r"\u000b",
+        r"\u0085",
+        r"\u2028",
+    ] {
+        let body = format!(
+            r#"{{"userId": "alice", "type": "comment", "title": "a{escaped}", "body": "b{escaped}",
+                "actionUrl": "/n/{escaped}", "groupKey": "g{escaped}"}}"#
+        );
+        for path in ["/v1/notifications", "/v1/notifications/batch"] {
+            let body = if path.ends_with("batch") {
+                body.replace(r#""userId": "alice""#, r#""userIds": ["alice"]"#)
+            } else {
+                body.clone()
+            };
+            let r = Call::post(path)
+                .service("svc")
+                .raw_json(&body)
+                .send(&deps)
+                .await;
+            let mut fields = r.error_fields();
+            fields.sort();
+            assert_eq!(
+                (r.status, r.content_type(), fields),
+                (
+                    422,
+                    "application/problem+json",
+                    vec![
+                        "actionUrl".to_owned(),
+                        "body".into(),
+                        "groupKey".into(),
+                        "title".into()
+                    ]
+                ),
+                "{path} {escaped}: {}",
+                r.body
+            );
+        }
+    }
+    assert_eq!(
+        counts(&deps, "alice").await["total"].as_u64(),
+        Some(0),
+        "nothing stored"
+    );
+    // Tab and newline stay allowed in the body.
+    let r = Call::post("/v1/notifications")
+        .service("svc")
+        .json(&json!({"userId": "alice", "type": "comment", "title": "t", "body": "one\n\ttwo"}))
+        .send(&deps)
+        .await;
+    assert_eq!(
+        (r.status, r.body["body"].as_str()),
+        (201, Some("one\n\ttwo"))
+    );
+}
+
+#[tokio::test]
 async fn bad_input_gets_a_precise_problem_and_stores_nothing() {
     let Some(env) = TestEnv::new().await else {
         return;
