@@ -478,6 +478,9 @@ pub struct JwtSettings {
     pub issuer: String,
     pub audience: String,
     pub jwks_url: String,
+    /// How long a fetched key set is trusted before it is fetched again: the longest a key the
+    /// issuer removed keeps verifying tokens. `JWKS_TTL_SECONDS`, default 600.
+    pub jwks_ttl: Duration,
 }
 
 impl JwtSettings {
@@ -486,6 +489,7 @@ impl JwtSettings {
             issuer: env.required("JWT_ISSUER")?,
             audience: env.required("JWT_AUDIENCE")?,
             jwks_url: env.required("JWKS_URL")?,
+            jwks_ttl: Duration::from_secs(env.positive("JWKS_TTL_SECONDS", 600u64)?),
         })
     }
 }
