@@ -28,6 +28,8 @@ use crate::config::JwtSettings;
 pub const SCOPE_WRITE: &str = "notifications:write";
 /// Scope that lets a caller read analytics.
 pub const SCOPE_ANALYTICS: &str = "analytics:read";
+/// Scope that lets a caller (an operator, a load balancer's probe) read `GET /v1/health`.
+pub const SCOPE_HEALTH: &str = "health:read";
 
 /// The verified identity of a caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,9 +2,12 @@
 //! every route for its owner, isolation between users, auth, hostile input, idempotency, exact
 //! counts under concurrency and rate limits.
 
+use std::time::Duration;
+
 use futures::future::join_all;
 use herald_tests::{Call, TestEnv};
 use serde_json::{json, Value};
+use shared::config::InboxSettings;
 
 fn note(user: &str, title: &str) -> Value {
     json!({"userId": user, "type": "comment", "title": title, "body": "hello", "data": {"postId": 7}, "channels": ["IN_APP", "EMAIL"]})
@@ -308,7 +311,11 @@ async fn missing_claims_are_401_and_missing_scope_is_403() {
         Some(0),
         "nothing stored"
     );
-    let health = Call::get("/health").send(&deps).await;
+    let health = Call::get("/v1/health")
+        .user("ops")
+        .scope("health:read")
+        .send(&deps)
+        .await;
     assert_eq!(
         (
             health.status,
@@ -331,6 +338,7 @@ async fn missing_claims_are_401_and_missing_scope_is_403() {
         "/v1/changes",
         "/v1/preferences",
         "/health",
+        "/v1/health",
     ] {
         assert!(
             doc.body["paths"].get(path).is_some(),
@@ -441,6 +449,61 @@ async fn control_characters_in_any_delivered_text_are_422_per_field_and_nothing_
     assert_eq!(
         (r.status, r.body["body"].as_str()),
         (201, Some("one\n\ttwo"))
+    );
+}
+
+#[tokio::test]
+async fn public_health_reveals_nothing_and_readiness_needs_a_scope_and_caches_the_kafka_check() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    // Kafka down: the readiness check fails, and its cause must not leak.
+    let mut deps = env.api_with(InboxSettings::default(), env.dead_bus());
+    // A TTL no test run can outlast, so the second call must be served from the cache.
+    deps.kafka_check = api::routes::health::KafkaCheckCache::new(Duration::from_secs(3600));
+    let live = Call::get("/health").send(&deps).await;
+    assert_eq!(
+        (live.status, &live.body),
+        (200, &json!({"status": "ok"})),
+        "liveness says nothing else"
+    );
+
+    let readiness = Call::get("/v1/health");
+    assert_eq!(readiness.clone().send(&deps).await.status, 401);
+    assert_eq!(
+        readiness.clone().user("alice").send(&deps).await.status,
+        403
+    );
+    let ops = readiness.user("ops").scope("health:read");
+    let first = ops.send(&deps).await;
+    assert_eq!(
+        (
+            first.status,
+            first.body["status"].as_str(),
+            first.body["redis"]["ok"].as_bool(),
+            first.body["kafka"]["ok"].as_bool(),
+            first.body["kafka"]["error"].as_str()
+        ),
+        (
+            200,
+            Some("degraded"),
+            Some(true),
+            Some(false),
+            Some("unreachable")
+        ),
+        "{}",
+        first.body
+    );
+    let second = ops.send(&deps).await;
+    assert_eq!(
+        second.body["kafka"]["checkedAt"], first.body["kafka"]["checkedAt"],
+        "the Kafka check is cached: {} then {}",
+        first.body, second.body
+    );
+    assert_ne!(
+        second.body["redis"]["checkedAt"],
+        Value::Null,
+        "Redis is checked on every call"
     );
 }
 

@@ -42,6 +42,8 @@ pub struct Deps {
     pub contacts: ContactBook,
     /// Which push endpoints are acceptable, the VAPID public key, the unsubscribe secret.
     pub channels: ChannelSettings,
+    /// The last Kafka check of `GET /v1/health`, reused for a few seconds.
+    pub kafka_check: routes::health::KafkaCheckCache,
 }
 
 impl Deps {
@@ -84,6 +86,7 @@ impl Deps {
             analytics,
             contacts,
             channels: ChannelSettings::default(),
+            kafka_check: routes::health::KafkaCheckCache::default(),
         }
     }
 }

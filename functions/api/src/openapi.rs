@@ -21,7 +21,7 @@ use crate::routes::{analytics, changes, health, notifications, preferences, push
     paths(
         notifications::create, notifications::create_batch, notifications::list, notifications::get,
         notifications::patch, notifications::delete, notifications::mark_all_read, notifications::counts,
-        changes::changes, preferences::get, preferences::put, health::health,
+        changes::changes, preferences::get, preferences::put, health::liveness, health::readiness,
         analytics::report, analytics::deliveries, analytics::click,
         push::subscribe, push::list, push::unsubscribe, push::vapid_public_key, push::put_contacts,
         push::one_click_unsubscribe, push::unsubscribe_page,
@@ -113,6 +113,7 @@ mod tests {
     fn every_v1_route_documents_503_and_every_route_with_a_token_documents_401() {
         let doc = serde_json::to_value(document()).unwrap_or_default();
         let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        assert!(paths.contains_key("/v1/health") && paths.contains_key("/health"));
         for (path, item) in paths {
             for (method, op) in item.as_object().cloned().unwrap_or_default() {
                 let codes = &op["responses"];
@@ -124,5 +125,7 @@ mod tests {
                 }
             }
         }
+        let ready = &doc["paths"]["/v1/health"]["get"];
+        assert_eq!(ready["security"][0]["jwt"][0], "health:read");
     }
 }
