@@ -262,6 +262,7 @@ async fn unknown_routes_cors_and_discovery() {
             issuer: format!("http://{}", stack().http),
             audience: "herald".into(),
             jwks_url: url("/.well-known/jwks.json"),
+            jwks_ttl: std::time::Duration::from_secs(600),
         };
         let claims = shared::auth::JwksVerifier::with_keys(settings, jwks)
             .verify(&token("bob", &["x"]))

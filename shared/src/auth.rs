@@ -4,9 +4,13 @@
 //!   `requestContext.authorizer.jwt.claims` (HTTP API, payload 2.0). The authorizer has verified
 //!   the token; the function trusts it and never takes a user id from the body or path instead.
 //! - [`JwksVerifier`] verifies a token itself (RS256/ES256 against the issuer's JWKS, plus `iss`,
-//!   `aud` and `exp`), for callers API Gateway cannot authorize: the WebSocket `$connect`.
+//!   `aud`, `exp` and `nbf`), for callers API Gateway cannot authorize: the WebSocket `$connect`.
+//!   The key set is refetched once it is older than `JWKS_TTL_SECONDS` (default 10 min), so a key
+//!   the issuer removed stops being trusted within that time, and at once for an unknown `kid`.
 //!
-//! Scopes come from the space-separated `scope` claim.
+//! Scopes come from the space-separated `scope` claim. Both paths refuse a token whose `sub` is
+//! not a usable user id ([`usable_subject`]): a subject with a brace would break the user's
+//! `{u:<userId>}` hash tag, so such a token gets 401 on HTTP and a refused `$connect` alike.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +28,8 @@ use crate::config::JwtSettings;
 pub const SCOPE_WRITE: &str = "notifications:write";
 /// Scope that lets a caller read analytics.
 pub const SCOPE_ANALYTICS: &str = "analytics:read";
+/// Scope that lets a caller (an operator, a load balancer's probe) read `GET /v1/health`.
+pub const SCOPE_HEALTH: &str = "health:read";
 
 /// The verified identity of a caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,13 +41,19 @@ pub struct Claims {
     pub exp: Option<u64>,
 }
 
+/// Can a token with this `sub` act as a user? The one check every entry point applies: the
+/// user-id rules of [`crate::limits::valid_user_id`].
+pub fn usable_subject(sub: &str) -> bool {
+    crate::limits::valid_user_id(sub)
+}
+
 impl Claims {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
 
     fn from_map(claims: &HashMap<String, String>) -> Option<Self> {
-        let sub = claims.get("sub").filter(|s| !s.is_empty())?.clone();
+        let sub = claims.get("sub").filter(|s| usable_subject(s))?.clone();
         let scopes = claims
             .get("scope")
             .map(|s| split_scopes(s))
@@ -50,7 +62,8 @@ impl Claims {
         Some(Claims { sub, scopes, exp })
     }
 
-    /// The claims API Gateway's JWT authorizer attached to an HTTP API request, if any.
+    /// The claims API Gateway's JWT authorizer attached to an HTTP API request, if any and if
+    /// their subject is [usable](usable_subject).
     pub fn from_request(req: &lambda_http::Request) -> Option<Self> {
         match req.request_context_ref()? {
             RequestContext::ApiGatewayV2(ctx) => {
@@ -78,8 +91,10 @@ pub enum AuthError {
     Invalid(#[from] jsonwebtoken::errors::Error),
     #[error("token is signed with a key the issuer does not publish")]
     UnknownKey,
-    #[error("token has no subject")]
+    #[error("token has no subject, or one that is not a valid user id")]
     NoSubject,
+    #[error("token is not valid yet (nbf)")]
+    NotYetValid,
     #[error("could not fetch the JWKS: {0}")]
     Jwks(#[source] reqwest::Error),
 }
@@ -90,15 +105,44 @@ struct TokenClaims {
     #[serde(default)]
     scope: Option<String>,
     exp: Option<u64>,
+    nbf: Option<u64>,
 }
 
-/// Verifies JWTs against an issuer's JWKS, caching the key set. An unknown `kid` triggers one
-/// refetch (key rotation), at most once per [`JwksVerifier::REFETCH_INTERVAL`].
+/// The issuer's key set as last fetched.
+#[derive(Default)]
+struct KeyCache {
+    keys: Option<JwkSet>,
+    /// When `keys` was fetched.
+    fetched_at: Option<Instant>,
+    /// When a fetch was last tried, and whether it failed.
+    tried_at: Option<Instant>,
+    failed: bool,
+}
+
+impl KeyCache {
+    fn fresh(&self, ttl: Duration) -> bool {
+        self.keys.is_some() && self.fetched_at.is_some_and(|at| at.elapsed() < ttl)
+    }
+
+    fn tried_recently(&self) -> bool {
+        self.tried_at
+            .is_some_and(|at| at.elapsed() < JwksVerifier::REFETCH_INTERVAL)
+    }
+}
+
+/// Verifies JWTs against an issuer's JWKS, caching the key set for [`JwtSettings::jwks_ttl`].
+///
+/// - A set older than the TTL is refetched before use, so a key the issuer removed (revoked) is
+///   trusted at most that long.
+/// - An unknown `kid` triggers one refetch (key rotation), at most once per
+///   [`JwksVerifier::REFETCH_INTERVAL`].
+/// - If a refetch fails, the previous set stays in use (an issuer outage must not refuse every
+///   connection) and the refetch is retried at most once per `REFETCH_INTERVAL`.
 #[derive(Clone)]
 pub struct JwksVerifier {
     settings: JwtSettings,
     http: reqwest::Client,
-    cache: Arc<RwLock<(Option<JwkSet>, Option<Instant>)>>,
+    cache: Arc<RwLock<KeyCache>>,
 }
 
 impl std::fmt::Debug for JwksVerifier {
@@ -111,6 +155,8 @@ impl std::fmt::Debug for JwksVerifier {
 
 impl JwksVerifier {
     pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+    /// How far in the future a token's `nbf` may lie: the issuer's clock may run ahead of ours.
+    pub const NBF_LEEWAY_SECS: u64 = 60;
 
     pub fn new(settings: JwtSettings) -> Self {
         let http = reqwest::Client::builder()
@@ -120,16 +166,20 @@ impl JwksVerifier {
         JwksVerifier {
             settings,
             http,
-            cache: Arc::new(RwLock::new((None, None))),
+            cache: Arc::new(RwLock::new(KeyCache::default())),
         }
     }
 
-    /// A verifier with a fixed key set (no fetching), for tests and tools.
+    /// A verifier starting with this key set (refetched from `jwks_url` once older than
+    /// `jwks_ttl`, as usual), for tests and tools.
     pub fn with_keys(settings: JwtSettings, keys: JwkSet) -> Self {
         let v = Self::new(settings);
         v.cache
             .try_write()
-            .map(|mut c| *c = (Some(keys), Some(Instant::now())))
+            .map(|mut c| {
+                c.keys = Some(keys);
+                c.fetched_at = Some(Instant::now());
+            })
             .ok();
         v
     }
@@ -153,25 +203,55 @@ impl JwksVerifier {
             Some(kid) => set.find(kid).cloned(),
             None => set.keys.first().cloned(),
         };
+        let ttl = self.settings.jwks_ttl;
         {
             let cache = self.cache.read().await;
-            if let Some(k) = cache.0.as_ref().and_then(find) {
-                return Ok(k);
+            if cache.fresh(ttl) {
+                if let Some(k) = cache.keys.as_ref().and_then(find) {
+                    return Ok(k);
+                }
             }
         }
         let mut cache = self.cache.write().await;
-        let may_refetch = cache
-            .1
-            .is_none_or(|at| at.elapsed() >= Self::REFETCH_INTERVAL)
-            || cache.0.is_none();
-        if may_refetch {
-            let set = self.fetch().await?;
-            *cache = (Some(set), Some(Instant::now()));
+        let fresh = cache.fresh(ttl);
+        let known = cache.keys.as_ref().and_then(find);
+        if let (true, Some(k)) = (fresh, &known) {
+            return Ok(k.clone()); // another caller refetched meanwhile
         }
-        cache.0.as_ref().and_then(find).ok_or(AuthError::UnknownKey)
+        let refetch = match (cache.keys.is_some(), fresh) {
+            (false, _) => true,
+            // Stale: refetch, unless the last try failed a moment ago.
+            (true, false) => !(cache.failed && cache.tried_recently()),
+            // Fresh, but the kid is unknown: a rotation, or a forged kid (so rate-limited).
+            (true, true) => !cache.tried_recently(),
+        };
+        if refetch {
+            cache.tried_at = Some(Instant::now());
+            match self.fetch().await {
+                Ok(set) => {
+                    cache.keys = Some(set);
+                    cache.fetched_at = cache.tried_at;
+                    cache.failed = false;
+                }
+                Err(e) if cache.keys.is_some() => {
+                    cache.failed = true;
+                    tracing::warn!(error = %e, "refreshing the JWKS failed; keeping the previous keys");
+                }
+                Err(e) => {
+                    cache.failed = true;
+                    return Err(e);
+                }
+            }
+        }
+        cache
+            .keys
+            .as_ref()
+            .and_then(find)
+            .ok_or(AuthError::UnknownKey)
     }
 
-    /// Verifies signature, `iss`, `aud` and `exp`. Only asymmetric algorithms are accepted, as
+    /// Verifies signature, `iss`, `aud`, `exp`, `nbf` (with [`Self::NBF_LEEWAY_SECS`]) and a
+    /// [usable](usable_subject) `sub`. Only asymmetric algorithms are accepted, as
     /// with API Gateway's JWT authorizer.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         if token.is_empty() {
@@ -191,10 +271,18 @@ impl JwksVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
         let data = jsonwebtoken::decode::<TokenClaims>(token, &key, &validation)?;
+        let now = jsonwebtoken::get_current_timestamp();
+        if data
+            .claims
+            .nbf
+            .is_some_and(|nbf| nbf > now + Self::NBF_LEEWAY_SECS)
+        {
+            return Err(AuthError::NotYetValid);
+        }
         let sub = data
             .claims
             .sub
-            .filter(|s| !s.is_empty())
+            .filter(|s| usable_subject(s))
             .ok_or(AuthError::NoSubject)?;
         Ok(Claims {
             sub,
@@ -233,12 +321,141 @@ ZIb/hywEYUgqr2EfZS3N7Evoo7UNH0MSYnAuiE2nMZfG6Rv5KyVKJXoA
             "x": "OU_CAoZ4TUsdohx7s7fIegpZ9_CWaKc000jmNdhgl6Q", "y": "jd6uFBp83rTzTmKDSF34z8lx4sDiFaljT6lRv223dFc"
         }]}))
         .unwrap_or_else(|e| panic!("{e}"));
-        let settings = JwtSettings {
+        JwksVerifier::with_keys(settings("http://127.0.0.1:9/jwks", Duration::MAX), jwks)
+    }
+
+    fn settings(jwks_url: &str, jwks_ttl: Duration) -> JwtSettings {
+        JwtSettings {
             issuer: "https://issuer.test".into(),
             audience: "herald".into(),
-            jwks_url: "http://127.0.0.1:9/jwks".into(),
-        };
-        JwksVerifier::with_keys(settings, jwks)
+            jwks_url: jwks_url.into(),
+            jwks_ttl,
+        }
+    }
+
+    const JWKS_K1: &str = r#"{"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
+        "x": "OU_CAoZ4TUsdohx7s7fIegpZ9_CWaKc000jmNdhgl6Q", "y": "jd6uFBp83rTzTmKDSF34z8lx4sDiFaljT6lRv223dFc"}]}"#;
+
+    /// A real HTTP server answering every request with the current JWKS document (or a 503 when
+    /// it is `None`), counting the requests.
+    struct JwksServer {
+        url: String,
+        document: Arc<std::sync::Mutex<Option<String>>>,
+        fetches: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl JwksServer {
+        async fn start(document: &str) -> JwksServer {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let url = format!(
+                "http://{}/jwks",
+                listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+            );
+            let served = Arc::new(std::sync::Mutex::new(Some(document.to_owned())));
+            let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let (doc, count) = (served.clone(), fetches.clone());
+            tokio::spawn(async move {
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    let mut request = vec![0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let current = doc.lock().map(|d| d.clone()).unwrap_or_default();
+                    let response = match current {
+                        Some(body) => format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        ),
+                        None => "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned(),
+                    };
+                    let _ = socket.write_all(response.as_bytes()).await;
+                }
+            });
+            JwksServer {
+                url,
+                document: served,
+                fetches,
+            }
+        }
+
+        fn serve(&self, document: Option<&str>) {
+            if let Ok(mut d) = self.document.lock() {
+                *d = document.map(str::to_owned);
+            }
+        }
+
+        fn fetches(&self) -> usize {
+            self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_the_issuer_removed_stops_being_trusted_once_the_set_is_older_than_the_ttl() {
+        let server = JwksServer::start(JWKS_K1).await;
+        let t = token(KEY_A, "k1", claims(json!({})));
+        // A TTL of zero: every verification finds the set stale, whatever the machine's speed.
+        let refreshing = JwksVerifier::new(settings(&server.url, Duration::ZERO));
+        // A TTL of a day: the set fetched first is used throughout.
+        let caching = JwksVerifier::new(settings(&server.url, Duration::from_secs(86_400)));
+        assert!(refreshing.verify(&t).await.is_ok());
+        assert!(caching.verify(&t).await.is_ok());
+        let fetched = server.fetches();
+
+        server.serve(Some(r#"{"keys": []}"#));
+        assert!(
+            matches!(refreshing.verify(&t).await, Err(AuthError::UnknownKey)),
+            "a removed key is refused once the set is stale"
+        );
+        assert!(
+            caching.verify(&t).await.is_ok(),
+            "within the TTL the cached set is used"
+        );
+        assert_eq!(
+            server.fetches(),
+            fetched + 1,
+            "only the stale set is refetched"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_issuer_that_cannot_be_reached_leaves_the_previous_keys_in_use() {
+        let server = JwksServer::start(JWKS_K1).await;
+        let t = token(KEY_A, "k1", claims(json!({})));
+        let v = JwksVerifier::new(settings(&server.url, Duration::ZERO));
+        assert!(v.verify(&t).await.is_ok());
+        server.serve(None);
+        assert!(v.verify(&t).await.is_ok(), "the stale set is kept on error");
+        let fetched = server.fetches();
+        assert!(v.verify(&t).await.is_ok());
+        assert_eq!(
+            server.fetches(),
+            fetched,
+            "a failed refetch is not retried at once"
+        );
+        let cold = JwksVerifier::new(settings(&server.url, Duration::ZERO));
+        assert!(
+            matches!(cold.verify(&t).await, Err(AuthError::Jwks(_))),
+            "without any set nothing is trusted"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_not_valid_yet_is_refused_beyond_a_minute_of_clock_skew() {
+        let v = verifier();
+        let now = chrono::Utc::now().timestamp();
+        for (nbf, accepted) in [(now - 10, true), (now + 20, true), (now + 600, false)] {
+            let got = v
+                .verify(&token(KEY_A, "k1", claims(json!({"nbf": nbf}))))
+                .await;
+            assert_eq!(got.is_ok(), accepted, "nbf now{:+}: {got:?}", nbf - now);
+        }
+        assert!(matches!(
+            v.verify(&token(KEY_A, "k1", claims(json!({"nbf": now + 600}))))
+                .await,
+            Err(AuthError::NotYetValid)
+        ));
     }
 
     fn token(key: &str, kid: &str, claims: serde_json::Value) -> String {
@@ -285,6 +502,18 @@ ZIb/hywEYUgqr2EfZS3N7Evoo7UNH0MSYnAuiE2nMZfG6Rv5KyVKJXoA
             (
                 "empty subject",
                 token(KEY_A, "k1", claims(json!({"sub": ""}))),
+            ),
+            (
+                "subject that breaks the hash tag",
+                token(KEY_A, "k1", claims(json!({"sub": "{u:x}"}))),
+            ),
+            (
+                "subject with a closing brace",
+                token(KEY_A, "k1", claims(json!({"sub": "x}"}))),
+            ),
+            (
+                "subject with a space",
+                token(KEY_A, "k1", claims(json!({"sub": "a b"}))),
             ),
             ("not a JWT", "nonsense".to_owned()),
             ("empty", String::new()),

@@ -36,7 +36,7 @@ pub struct Problem {
     pub detail: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
-    /// Seconds to wait before retrying (429 only); also sent as the `Retry-After` header.
+    /// Seconds to wait before retrying (429 and 503); also sent as the `Retry-After` header.
     #[serde(
         default,
         rename = "retryAfter",
@@ -75,11 +75,17 @@ pub enum ApiError {
     /// A dependency failed; the cause is logged, not returned.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A dependency is unavailable for a while (unreachable, restarting, failing over): retry
+    /// after [`UNAVAILABLE_RETRY_AFTER_SECS`].
     #[error("{0}")]
     Unavailable(String),
 }
 
 const TYPE_BASE: &str = "https://herald.dev/problems/";
+
+/// The `Retry-After` of every 503: long enough for a client not to hammer a Redis that is
+/// loading its AOF or failing over, short enough that a blip costs little.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
 impl ApiError {
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -142,6 +148,9 @@ impl ApiError {
                 retry_after_secs,
                 detail,
             } => (detail.clone(), vec![], Some(*retry_after_secs)),
+            ApiError::Unavailable(detail) => {
+                (detail.clone(), vec![], Some(UNAVAILABLE_RETRY_AFTER_SECS))
+            }
             ApiError::Internal(_) => (
                 "the request could not be completed; it is safe to retry".to_owned(),
                 vec![],

@@ -41,6 +41,26 @@ pub fn valid_user_id(id: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}')
 }
 
+/// Is `c` refused in a notification's text? Every text that can reach an e-mail header, an SMS
+/// or a push payload (`title`, `body`, `actionUrl`, `groupKey`) refuses the C0 and C1 controls
+/// (DEL and NEL, U+0085, included) and the Unicode line and paragraph separators (U+2028,
+/// U+2029), which mail and SMS software may turn into line breaks (header injection). A
+/// `multiline` text (`body` only) may hold tabs and line feeds. `data` is exempt: it is the
+/// application's own JSON, always sent JSON-encoded and never placed in a header or an SMS.
+pub fn forbidden_char(c: char, multiline: bool) -> bool {
+    if multiline && matches!(c, '\n' | '\t') {
+        return false;
+    }
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// The first [forbidden](forbidden_char) character of `text`, with its index in characters.
+pub fn first_forbidden_char(text: &str, multiline: bool) -> Option<(usize, char)> {
+    text.chars()
+        .enumerate()
+        .find(|(_, c)| forbidden_char(*c, multiline))
+}
+
 /// Is `t` acceptable as a notification type? Lower-case letters, digits, `.`, `_` and `-`.
 pub fn valid_type(t: &str) -> bool {
     !t.is_empty()
@@ -63,6 +83,30 @@ mod tests {
         assert!(!valid_user_id("a{b"));
         assert!(!valid_user_id("a b"));
         assert!(!valid_user_id(&"x".repeat(USER_ID_MAX_BYTES + 1)));
+    }
+
+    #[test]
+    fn controls_and_line_separators_are_forbidden_and_body_keeps_tab_and_newline() {
+        for c in [
+            '\0', '\r', '\n', '\t', '\u{b}', '\u{1b}', '\u{7f}', '\u{85}', '\u{9b}', '\u{2028}',
+            '\u{2029}',
+        ] {
+            assert!(
+                forbidden_char(c, false),
+                "U+{:04X} in a one-line text",
+                c as u32
+            );
+        }
+        assert!(!forbidden_char('\n', true) && !forbidden_char('\t', true));
+        assert!(forbidden_char('\r', true) && forbidden_char('\u{2028}', true));
+        for c in ['a', ' ', 'é', '€', '\u{a0}', '😀'] {
+            assert!(!forbidden_char(c, false), "U+{:04X}", c as u32);
+        }
+        assert_eq!(
+            first_forbidden_char("ab\u{85}c", false),
+            Some((2, '\u{85}'))
+        );
+        assert_eq!(first_forbidden_char("line\nnext\tcol", true), None);
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! every route for its owner, isolation between users, auth, hostile input, idempotency, exact
 //! counts under concurrency and rate limits.
 
+use std::time::Duration;
+
 use futures::future::join_all;
 use herald_tests::{Call, TestEnv};
 use serde_json::{json, Value};
+use shared::config::InboxSettings;
 
 fn note(user: &str, title: &str) -> Value {
     json!({"userId": user, "type": "comment", "title": title, "body": "hello", "data": {"postId": 7}, "channels": ["IN_APP", "EMAIL"]})
@@ -308,7 +311,11 @@ async fn missing_claims_are_401_and_missing_scope_is_403() {
         Some(0),
         "nothing stored"
     );
-    let health = Call::get("/health").send(&deps).await;
+    let health = Call::get("/v1/health")
+        .user("ops")
+        .scope("health:read")
+        .send(&deps)
+        .await;
     assert_eq!(
         (
             health.status,
@@ -331,12 +338,173 @@ async fn missing_claims_are_401_and_missing_scope_is_403() {
         "/v1/changes",
         "/v1/preferences",
         "/health",
+        "/v1/health",
     ] {
         assert!(
             doc.body["paths"].get(path).is_some(),
             "openapi lacks {path}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_token_whose_subject_is_not_a_user_id_is_401_on_every_route() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    // The subjects the WebSocket $connect refuses: they would break the {u:<userId>} hash tag.
+    for sub in ["{u:x}", "x}", "a b"] {
+        for call in [
+            Call::get("/v1/notifications").user(sub),
+            Call::get("/v1/notifications/counts").user(sub),
+            Call::post("/v1/notifications/mark-all-read").user(sub),
+            Call::get("/v1/changes").user(sub),
+            Call::get("/v1/preferences").user(sub),
+            Call::get("/v1/push-subscriptions").user(sub),
+            Call::post("/v1/notifications")
+                .service(sub)
+                .json(&note("alice", "x")),
+            Call::get("/v1/analytics")
+                .user(sub)
+                .scope("analytics:read")
+                .query("from", "2026-01-01"),
+        ] {
+            let r = call.send(&deps).await;
+            assert_eq!(
+                (r.status, r.content_type()),
+                (401, "application/problem+json"),
+                "sub {sub:?}: {}",
+                r.body
+            );
+        }
+    }
+    assert_eq!(
+        counts(&deps, "alice").await["total"].as_u64(),
+        Some(0),
+        "nothing stored"
+    );
+    assert!(env.keys().await.iter().all(|k| !k.contains("{u:{u:x}")));
+}
+
+#[tokio::test]
+async fn control_characters_in_any_delivered_text_are_422_per_field_and_nothing_is_stored() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    // Escaped in the JSON, as an attacker sends them: NUL, CR LF, vertical tab, NEL, U+2028.
+    for escaped in [
+        r"\u0000",
+        r"\r\nBcc: x@evil.test",
+        r"\u000b",
+        r"\u0085",
+        r"\u2028",
+    ] {
+        let body = format!(
+            r#"{{"userId": "alice", "type": "comment", "title": "a{escaped}", "body": "b{escaped}",
+                "actionUrl": "/n/{escaped}", "groupKey": "g{escaped}"}}"#
+        );
+        for path in ["/v1/notifications", "/v1/notifications/batch"] {
+            let body = if path.ends_with("batch") {
+                body.replace(r#""userId": "alice""#, r#""userIds": ["alice"]"#)
+            } else {
+                body.clone()
+            };
+            let r = Call::post(path)
+                .service("svc")
+                .raw_json(&body)
+                .send(&deps)
+                .await;
+            let mut fields = r.error_fields();
+            fields.sort();
+            assert_eq!(
+                (r.status, r.content_type(), fields),
+                (
+                    422,
+                    "application/problem+json",
+                    vec![
+                        "actionUrl".to_owned(),
+                        "body".into(),
+                        "groupKey".into(),
+                        "title".into()
+                    ]
+                ),
+                "{path} {escaped}: {}",
+                r.body
+            );
+        }
+    }
+    assert_eq!(
+        counts(&deps, "alice").await["total"].as_u64(),
+        Some(0),
+        "nothing stored"
+    );
+    // Tab and newline stay allowed in the body.
+    let r = Call::post("/v1/notifications")
+        .service("svc")
+        .json(&json!({"userId": "alice", "type": "comment", "title": "t", "body": "one\n\ttwo"}))
+        .send(&deps)
+        .await;
+    assert_eq!(
+        (r.status, r.body["body"].as_str()),
+        (201, Some("one\n\ttwo"))
+    );
+}
+
+#[tokio::test]
+async fn public_health_reveals_nothing_and_readiness_needs_a_scope_and_caches_the_kafka_check() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    // Kafka down: the readiness check fails, and its cause must not leak.
+    let mut deps = env.api_with(InboxSettings::default(), env.dead_bus());
+    // A TTL no test run can outlast, so the second call must be served from the cache.
+    deps.kafka_check = api::routes::health::KafkaCheckCache::new(Duration::from_secs(3600));
+    let live = Call::get("/health").send(&deps).await;
+    assert_eq!(
+        (live.status, &live.body),
+        (200, &json!({"status": "ok"})),
+        "liveness says nothing else"
+    );
+
+    let readiness = Call::get("/v1/health");
+    assert_eq!(readiness.clone().send(&deps).await.status, 401);
+    assert_eq!(
+        readiness.clone().user("alice").send(&deps).await.status,
+        403
+    );
+    let ops = readiness.user("ops").scope("health:read");
+    let first = ops.send(&deps).await;
+    assert_eq!(
+        (
+            first.status,
+            first.body["status"].as_str(),
+            first.body["redis"]["ok"].as_bool(),
+            first.body["kafka"]["ok"].as_bool(),
+            first.body["kafka"]["error"].as_str()
+        ),
+        (
+            200,
+            Some("degraded"),
+            Some(true),
+            Some(false),
+            Some("unreachable")
+        ),
+        "{}",
+        first.body
+    );
+    let second = ops.send(&deps).await;
+    assert_eq!(
+        second.body["kafka"]["checkedAt"], first.body["kafka"]["checkedAt"],
+        "the Kafka check is cached: {} then {}",
+        first.body, second.body
+    );
+    assert_ne!(
+        second.body["redis"]["checkedAt"],
+        Value::Null,
+        "Redis is checked on every call"
+    );
 }
 
 #[tokio::test]
@@ -608,15 +776,25 @@ async fn pagination_and_filters_walk_the_whole_inbox_once() {
     assert_eq!(titles, ["n6", "n4", "n2", "n0"]);
 }
 
+/// A limit of `burst` that refills one request a day: however slowly this machine runs the
+/// test, no refill lands within it, so the outcome never depends on the machine's speed.
+fn never_refilling(burst: u32) -> shared::config::RateLimit {
+    shared::config::RateLimit {
+        burst,
+        per_period: 1,
+        period: std::time::Duration::from_secs(24 * 3600),
+    }
+}
+
 #[tokio::test]
 async fn a_sender_over_its_limit_gets_429_with_retry_after() {
     let Some(env) = TestEnv::new().await else {
         return;
     };
-    let mut inbox = shared::config::InboxSettings::default();
-    inbox.per_sender.burst = 3;
-    inbox.per_sender.per_period = 1;
-    inbox.per_sender.period = std::time::Duration::from_secs(60);
+    let inbox = shared::config::InboxSettings {
+        per_sender: never_refilling(3),
+        ..Default::default()
+    };
     let deps = env.api_with(inbox, env.bus());
     for i in 0..3 {
         assert_eq!(
@@ -642,7 +820,7 @@ async fn a_sender_over_its_limit_gets_429_with_retry_after() {
         .header("retry-after")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert!(retry >= 1, "Retry-After {retry}");
     assert_eq!(
         counts(&deps, "u9").await["total"].as_u64(),
         Some(0),
@@ -660,8 +838,10 @@ async fn a_sender_over_its_limit_gets_429_with_retry_after() {
     );
 
     // Per recipient.
-    let mut inbox = shared::config::InboxSettings::default();
-    inbox.per_recipient.burst = 2;
+    let inbox = shared::config::InboxSettings {
+        per_recipient: never_refilling(2),
+        ..Default::default()
+    };
     let deps = env.api_with(inbox, env.bus());
     for _ in 0..2 {
         assert_eq!(

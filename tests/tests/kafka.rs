@@ -174,7 +174,11 @@ async fn with_kafka_down_creates_succeed_and_one_relay_run_publishes_each_change
         .send(&down)
         .await;
     assert_eq!(r.status, 200);
-    let health = Call::get("/health").send(&down).await;
+    let health = Call::get("/v1/health")
+        .user("ops")
+        .scope("health:read")
+        .send(&down)
+        .await;
     assert_eq!(
         (
             health.status,

@@ -407,6 +407,80 @@ async fn a_connection_whose_token_expired_is_closed_at_its_next_delivery() {
 }
 
 #[tokio::test]
+async fn every_action_on_a_connection_whose_token_expired_is_refused_and_closes_it() {
+    let Some(stack) = shared_stack() else { return };
+    bounded(120, async {
+        let registry = registry(stack).await;
+        let actions = [
+            "sync",
+            "markRead",
+            "markSeen",
+            "markAllRead",
+            "archive",
+            "click",
+            "ping",
+        ];
+        for action in actions {
+            let alice = user("alice");
+            let mut device = stack.connect(&alice).await;
+            let created = stack.create(&alice, "before expiry").await;
+            expect_frame(&mut device, "notification.created").await;
+            let id = created["id"].as_str().unwrap_or_default().to_owned();
+            // The token expires while the connection is open: rewrite the expiry that $connect
+            // stored to a moment ago, so no test waits on the clock.
+            let mut open = registry
+                .connections(&alice)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(open.len(), 1);
+            let mut connection = open.remove(0);
+            connection.token_expires_ms = chrono::Utc::now().timestamp_millis() - 1_000;
+            registry
+                .register(&alice, &connection)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+
+            let frame = match action {
+                "sync" => json!({"action": "sync", "since": 0}),
+                "markSeen" => json!({"action": "markSeen", "ids": [id]}),
+                "markAllRead" | "ping" => json!({"action": action}),
+                _ => json!({"action": action, "id": id}),
+            };
+            device.send(frame).await;
+            let refused = device
+                .next(WAIT)
+                .await
+                .unwrap_or_else(|| panic!("{action}: no answer (closed: {:?})", device.closed));
+            assert_eq!(
+                (
+                    refused["type"].as_str(),
+                    refused["code"].as_str(),
+                    refused["action"].as_str()
+                ),
+                (Some("error"), Some("unauthorized"), Some(action)),
+                "{action}: {refused}"
+            );
+            assert_eq!(device.next(WAIT).await, None, "{action}: nothing after");
+            assert!(
+                device.closed.is_some(),
+                "{action}: the connection is closed"
+            );
+            let after = stack.get(&alice, &format!("/v1/notifications/{id}")).await;
+            assert_eq!(
+                (
+                    after["read"].as_bool(),
+                    after["seen"].as_bool(),
+                    after["archived"].as_bool()
+                ),
+                (Some(false), Some(false), Some(false)),
+                "{action} did not run: {after}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn bad_frames_get_clear_errors_and_the_connection_stays_up() {
     let Some(stack) = shared_stack() else { return };
     bounded(60, async {

@@ -208,24 +208,59 @@ pub fn problem(error: &ApiError) -> Response<Body> {
     resp
 }
 
-/// Maps a store failure: connection trouble is 503 (retry), anything else 500.
+/// Maps a store failure: a transient one ([`shared::store::redis_transient`]: unreachable,
+/// loading its AOF, failing over, ...) is 503 with `Retry-After`; anything else 500.
 pub fn store_error(e: shared::store::StoreError) -> ApiError {
-    match &e {
-        shared::store::StoreError::Redis(r)
-            if r.is_io_error()
-                || r.is_timeout()
-                || r.is_connection_dropped()
-                || r.is_connection_refusal() =>
-        {
-            ApiError::Unavailable("the inbox store is unreachable; retry shortly".into())
-        }
-        _ => ApiError::internal(e),
+    if e.is_transient() {
+        tracing::warn!(error = %e, "store unavailable");
+        ApiError::Unavailable("the inbox store is unavailable; retry shortly".into())
+    } else {
+        ApiError::internal(e)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redis_that_is_loading_or_failing_over_is_503_with_retry_after() {
+        let transient: [redis::RedisError; 3] = [
+            (
+                redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading),
+                "loading",
+            )
+                .into(),
+            (
+                redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
+                "failover",
+            )
+                .into(),
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
+        ];
+        for e in transient {
+            let what = e.to_string();
+            let response = problem(&store_error(shared::store::StoreError::Redis(e)));
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{what}");
+            assert!(
+                retry_after.is_some_and(|s| s >= 1),
+                "{what}: no Retry-After"
+            );
+            assert_eq!(
+                response.headers().get(header::CONTENT_TYPE),
+                Some(&HeaderValue::from_static(PROBLEM_CONTENT_TYPE))
+            );
+        }
+        let wrong_type: redis::RedisError =
+            (redis::ErrorKind::UnexpectedReturnType, "wrong type").into();
+        let response = problem(&store_error(shared::store::StoreError::Redis(wrong_type)));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     #[test]
     fn cursors_round_trip_and_forgeries_are_refused() {

@@ -42,6 +42,8 @@ pub struct Deps {
     pub contacts: ContactBook,
     /// Which push endpoints are acceptable, the VAPID public key, the unsubscribe secret.
     pub channels: SenderSettings,
+    /// The last Kafka check of `GET /v1/health`, reused for a few seconds.
+    pub kafka_check: routes::health::KafkaCheckCache,
 }
 
 impl Deps {
@@ -89,6 +91,7 @@ impl Deps {
             analytics,
             contacts,
             channels: SenderSettings::default(),
+            kafka_check: routes::health::KafkaCheckCache::default(),
         }
     }
 }

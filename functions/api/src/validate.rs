@@ -27,11 +27,13 @@ pub struct CreateRequest {
     /// Lower-case identifier, for example `comment.reply`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// At most 200 characters.
+    /// At most 200 characters; no control characters or line/paragraph separators.
     pub title: String,
-    /// At most 4 KB of UTF-8.
+    /// At most 4 KB of UTF-8; no control characters or line/paragraph separators except tab and
+    /// line feed.
     pub body: String,
-    /// Any JSON object, kept as given.
+    /// Any JSON object, kept as given (its strings are not checked for control characters: they
+    /// are always sent JSON-encoded).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub data: Option<serde_json::Value>,
@@ -40,9 +42,10 @@ pub struct CreateRequest {
     pub channels: Option<Vec<Channel>>,
     #[serde(default)]
     pub priority: Option<Priority>,
-    /// An `https://`/`http://` URL or an absolute path.
+    /// An `https://`/`http://` URL or an absolute path; no whitespace or control characters.
     #[serde(default)]
     pub action_url: Option<String>,
+    /// 1–128 bytes; no control characters or line/paragraph separators.
     #[serde(default)]
     pub group_key: Option<String>,
     #[serde(default)]
@@ -189,6 +192,33 @@ pub fn check(
             err("expiresAt", "must be in the future".into());
         }
     }
+    let texts = [
+        ("title", Some(&req.title), false),
+        ("body", Some(&req.body), true),
+        ("actionUrl", req.action_url.as_ref(), false),
+        ("groupKey", req.group_key.as_ref(), false),
+    ];
+    for (field, text, multiline) in texts {
+        let Some((at, c)) = text.and_then(|t| limits::first_forbidden_char(t, multiline)) else {
+            continue;
+        };
+        if errors.iter().any(|e| e.field == field) {
+            continue; // one error per field: the first rule it broke
+        }
+        let allowed = if multiline {
+            " (tab and line feed are allowed)"
+        } else {
+            ""
+        };
+        errors.push(FieldError::new(
+            field,
+            format!(
+                "contains U+{:04X} at character {at}: control characters and line or \
+                 paragraph separators are not allowed{allowed}",
+                c as u32
+            ),
+        ));
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -244,6 +274,39 @@ mod tests {
                 "actionUrl",
                 "groupKey"
             ]
+        );
+    }
+
+    #[test]
+    fn control_characters_and_line_separators_are_refused_in_every_text_field() {
+        for bad in [
+            "\u{0}",
+            "a\r\nBcc: x@evil.test",
+            "\u{b}",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "\u{2029}",
+            "\u{9b}",
+        ] {
+            let r = request(serde_json::json!({
+                "userId": "a", "type": "t", "title": bad, "body": bad,
+                "actionUrl": format!("https://example.com/{bad}"), "groupKey": bad
+            }));
+            let mut refused = fields(check(r, Shape::Single));
+            refused.sort();
+            assert_eq!(
+                refused,
+                ["actionUrl", "body", "groupKey", "title"],
+                "{bad:?}"
+            );
+        }
+        let r = request(serde_json::json!({
+            "userId": "a", "type": "t", "title": "x", "body": "line one\n\tline two",
+            "data": {"note": "free\u{0}form\r\n"}
+        }));
+        assert!(
+            check(r, Shape::Single).is_ok(),
+            "tab and newline in body, anything in data"
         );
     }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::bus::EventBus;
-use shared::config::{SenderSettings, ConfigError, Env, KafkaSettings, RedisSettings};
+use shared::config::{ConfigError, Env, KafkaSettings, RedisSettings, SenderSettings};
 use shared::error::StartupError;
 use shared::store::{ContactBook, KeySpace, PushLedger, RedisConn};
 

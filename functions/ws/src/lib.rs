@@ -4,11 +4,15 @@
 //! `$request.body.action`):
 //!
 //! - `$connect` verifies the JWT in `?token=` (signature against the issuer's JWKS, `iss`, `aud`,
-//!   `exp`) and registers the connection for its subject; anything else answers 401 and API
-//!   Gateway refuses the handshake;
+//!   `exp`, `nbf`, a subject that is a valid user id: [`JwksVerifier::verify`]) and registers the
+//!   connection for its subject; anything else answers 401 and API Gateway refuses the handshake;
 //! - `$disconnect` unregisters it;
 //! - the actions of [`Action`] (`sync`, `markRead`, `markSeen`, `markAllRead`, `archive`, `click`,
 //!   `ping`), and `$default` for anything else, which gets an `error` frame.
+//!
+//! Every action first checks the connection's session: a connection that is no longer registered,
+//! or whose token has expired (the expiry stored at `$connect`), gets an `error` frame
+//! `unauthorized` and is closed (`DELETE @connections/{id}`); the action does not run.
 //!
 //! Replies go out through `@connections` (PostToConnection): a route's return value reaches the
 //! client only on a two-way route. Mutations use the same store operations as the HTTP API and
@@ -112,13 +116,6 @@ async fn connect(
             return status(401);
         }
     };
-    if !limits::valid_user_id(&claims.sub) {
-        tracing::info!(
-            connection = connection_id,
-            "refused a connection: unusable subject"
-        );
-        return status(401);
-    }
     let connection = Connection {
         id: connection_id.to_owned(),
         connected_at_ms: request.request_context.connected_at,
@@ -167,25 +164,40 @@ async fn message(deps: &Deps, request: &ApiGatewayWebsocketProxyRequest, connect
         Ok(action) => action,
         Err(error) => return reply(deps, connection_id, &error).await,
     };
-    let user = match deps.fanout.registry().user_of(connection_id).await {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            let frame = Frame::error(
-                ErrorCode::Unauthorized,
-                "this connection is not registered (its token expired?); reconnect",
-                Some(action.name()),
-            );
-            reply(deps, connection_id, &frame).await;
-            if let Err(e) = deps.fanout.api().close(connection_id).await {
-                tracing::warn!(connection = connection_id, error = %e, "closing failed");
+    let registry = deps.fanout.registry();
+    let user = match registry.session(connection_id).await {
+        Ok(Some((user, connection)))
+            if !connection.token_expired(chrono::Utc::now().timestamp_millis()) =>
+        {
+            user
+        }
+        Ok(Some((user, _))) => {
+            let why = "your token has expired; reconnect with a fresh one";
+            refuse(deps, connection_id, action.name(), why).await;
+            // $disconnect unregisters it too; this makes sure no delivery posts to it meanwhile.
+            if let Err(e) = registry.remove(&user, connection_id).await {
+                tracing::warn!(connection = connection_id, error = %e, "unregistering failed");
             }
             return;
+        }
+        Ok(None) => {
+            let why = "this connection is not registered (its token expired?); reconnect";
+            return refuse(deps, connection_id, action.name(), why).await;
         }
         Err(e) => return unavailable(deps, connection_id, action.name(), &e).await,
     };
     let name = action.name();
     if let Err(e) = act(deps, connection_id, &user, action).await {
         unavailable(deps, connection_id, name, &e).await;
+    }
+}
+
+/// Answers `unauthorized` and closes the connection: the client must reconnect with a valid token.
+async fn refuse(deps: &Deps, connection_id: &str, action: &str, why: &str) {
+    let frame = Frame::error(ErrorCode::Unauthorized, why, Some(action));
+    reply(deps, connection_id, &frame).await;
+    if let Err(e) = deps.fanout.api().close(connection_id).await {
+        tracing::warn!(connection = connection_id, error = %e, "closing failed");
     }
 }
 

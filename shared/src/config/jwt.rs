@@ -1,5 +1,7 @@
 //! [`JwtSettings`]: how the functions that verify tokens themselves (`ws`) verify them.
 
+use std::time::Duration;
+
 use super::{ConfigError, Env};
 
 /// How to verify tokens (the callers that verify JWTs themselves: `ws`; the HTTP API trusts API
@@ -9,6 +11,9 @@ pub struct JwtSettings {
     pub issuer: String,
     pub audience: String,
     pub jwks_url: String,
+    /// How long a fetched key set is trusted before it is fetched again: the longest a key the
+    /// issuer removed keeps verifying tokens. `JWKS_TTL_SECONDS`.
+    pub jwks_ttl: Duration,
 }
 
 impl JwtSettings {
@@ -17,6 +22,7 @@ impl JwtSettings {
             issuer: env.required("JWT_ISSUER")?,
             audience: env.required("JWT_AUDIENCE")?,
             jwks_url: env.required("JWKS_URL")?,
+            jwks_ttl: Duration::from_secs(env.positive("JWKS_TTL_SECONDS")?),
         })
     }
 }

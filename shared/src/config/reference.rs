@@ -119,6 +119,12 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "the HTTP API relies on API Gateway's JWT authorizer instead",
     },
     Variable {
+        names: &["JWKS_TTL_SECONDS"],
+        default: "`600`",
+        used_by: "ws",
+        meaning: "how long a fetched JWKS is trusted before it is fetched again (a removed key stops verifying within this time; a failed refresh keeps the old keys and retries every 30 s)",
+    },
+    Variable {
         names: &["CONNECTIONS_URL"],
         default: "unset",
         used_by: "ws, delivery (**required**); api (optional)",

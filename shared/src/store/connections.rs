@@ -29,7 +29,7 @@ pub struct Connection {
     pub id: String,
     pub connected_at_ms: i64,
     /// When the token it connected with expires (ms since the epoch); it is closed at its next
-    /// delivery after that.
+    /// delivery or action after that.
     pub token_expires_ms: i64,
 }
 
@@ -121,6 +121,26 @@ impl ConnectionRegistry {
             .await?)
     }
 
+    /// The user of a connection and its entry (with its token's expiry), while both are
+    /// registered: an entry `delivery` pruned, or one whose `$disconnect` ran, is `None`.
+    pub async fn session(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<(String, Connection)>, StoreError> {
+        let Some(user_id) = self.user_of(connection_id).await? else {
+            return Ok(None);
+        };
+        let value: Option<String> = self
+            .conn
+            .clone()
+            .hget(self.keys.user(&user_id).conns(), connection_id)
+            .await?;
+        Ok(value.map(|value| {
+            let connection = parse_connection(connection_id.to_owned(), &value);
+            (user_id, connection)
+        }))
+    }
+
     /// The user's connections.
     pub async fn connections(&self, user_id: &str) -> Result<Vec<Connection>, StoreError> {
         let raw: Vec<(String, String)> = self
@@ -170,13 +190,16 @@ impl ConnectionRegistry {
 
 fn parse_connections(raw: Vec<(String, String)>) -> Vec<Connection> {
     raw.into_iter()
-        .map(|(id, value)| {
-            let mut parts = value.split('|').map(|p| p.parse::<i64>().unwrap_or(0));
-            Connection {
-                id,
-                connected_at_ms: parts.next().unwrap_or(0),
-                token_expires_ms: parts.next().unwrap_or(0),
-            }
-        })
+        .map(|(id, value)| parse_connection(id, &value))
         .collect()
+}
+
+/// `connected_at_ms|token_expires_ms`; an unreadable part reads as 0 (stale, expired).
+fn parse_connection(id: String, value: &str) -> Connection {
+    let mut parts = value.split('|').map(|p| p.parse::<i64>().unwrap_or(0));
+    Connection {
+        id,
+        connected_at_ms: parts.next().unwrap_or(0),
+        token_expires_ms: parts.next().unwrap_or(0),
+    }
 }

@@ -48,3 +48,107 @@ pub enum StoreError {
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
+
+impl StoreError {
+    /// Does the failure pass by itself, so that the same request is worth retrying shortly?
+    /// Callers answer 503 with `Retry-After` (HTTP) or an `unavailable` frame (WebSocket) for
+    /// these, and 500 for the rest. See [`redis_transient`].
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Redis(e) => redis_transient(e),
+            StoreError::Corrupt(_) => false,
+        }
+    }
+}
+
+/// Is this Redis failure one that passes without anyone changing the request or the data?
+///
+/// - the connection: refused, dropped, timed out, any I/O error, no connection to a cluster
+///   node;
+/// - the server, retryable by design: `LOADING` (a restart replaying its AOF), `TRYAGAIN`
+///   (a slot migrating), `CLUSTERDOWN`, `MASTERDOWN`, and `READONLY` (a write that reached a
+///   master demoted by a failover);
+/// - a transaction or pipeline that failed because one of its commands met one of those.
+///
+/// Everything else (a wrong type, a script error, `NOPERM`, `OOM`) is not transient.
+pub fn redis_transient(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    let retryable = |kind: Option<ServerErrorKind>| {
+        matches!(
+            kind,
+            Some(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        )
+    };
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        return true;
+    }
+    match e.kind() {
+        ErrorKind::ClusterConnectionNotFound => true,
+        ErrorKind::Server(kind) if retryable(Some(kind)) => true,
+        // EXECABORT, or a pipeline whose first error is not one of ours: look at every error.
+        _ => e
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, s)| retryable(s.kind()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a client gets for a RESP error reply, e.g. `-LOADING Redis is loading…`.
+    fn reply(line: &str) -> redis::RedisError {
+        match redis::parse_redis_value(format!("{line}\r\n").as_bytes()) {
+            Ok(redis::Value::ServerError(e)) => e.into(),
+            other => panic!("{line} did not parse as an error reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn conditions_that_pass_by_themselves_are_transient() {
+        for line in [
+            "-LOADING Redis is loading the dataset in memory",
+            "-TRYAGAIN Multiple keys request during rehashing of slot",
+            "-CLUSTERDOWN The cluster is down",
+            "-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "-READONLY You can't write against a read only replica.",
+        ] {
+            assert!(redis_transient(&reply(line)), "{line}");
+            assert!(StoreError::Redis(reply(line)).is_transient(), "{line}");
+        }
+        for kind in [
+            std::io::ErrorKind::ConnectionRefused,
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::BrokenPipe,
+            std::io::ErrorKind::UnexpectedEof,
+            std::io::ErrorKind::TimedOut,
+        ] {
+            let e = redis::RedisError::from(std::io::Error::from(kind));
+            assert!(redis_transient(&e), "{kind:?}");
+        }
+        let no_node =
+            redis::RedisError::from((redis::ErrorKind::ClusterConnectionNotFound, "no node"));
+        assert!(redis_transient(&no_node));
+    }
+
+    #[test]
+    fn mistakes_and_bad_data_are_not_transient() {
+        for line in [
+            "-ERR wrong number of arguments for 'get' command",
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+            "-NOPERM this user has no permissions to run the 'flushall' command",
+            "-OOM command not allowed when used memory > 'maxmemory'.",
+            "-NOSCRIPT No matching script.",
+        ] {
+            assert!(!redis_transient(&reply(line)), "{line}");
+        }
+        assert!(!StoreError::Corrupt("bad json".into()).is_transient());
+    }
+}

@@ -20,7 +20,8 @@ pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErro
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let method = req.method();
     match (segments.as_slice(), method) {
-        (["health"], &Method::GET) => Ok(health::health(deps).await),
+        (["health"], &Method::GET) => Ok(health::liveness().await),
+        (["v1", "health"], &Method::GET) => health::readiness(deps, req).await,
         (["openapi.json"], &Method::GET) => Ok(http::json(StatusCode::OK, &openapi::document())),
         (["v1", "notifications"], &Method::POST) => notifications::create(deps, req).await,
         (["v1", "notifications"], &Method::GET) => notifications::list(deps, req).await,
