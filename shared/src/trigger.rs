@@ -40,6 +40,20 @@ pub fn partitions(event: &KafkaEvent) -> Vec<PartitionBatch<'_>> {
     batches
 }
 
+impl PartitionBatch<'_> {
+    /// Logs one of this partition's records as poison (`metric=PoisonRecords`): the one log line
+    /// every Kafka handler writes for a record it skips. The caller counts it.
+    pub fn log_poison(&self, record: &KafkaRecord, why: &dyn std::fmt::Display) {
+        tracing::error!(
+            partition = self.key,
+            offset = record.offset,
+            error = %why,
+            metric = "PoisonRecords",
+            "skipping a poison record"
+        );
+    }
+}
+
 /// Why a record cannot be processed at all (a poison record: log it, count it, skip it).
 #[derive(Debug, thiserror::Error)]
 pub enum PoisonRecord {

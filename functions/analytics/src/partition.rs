@@ -191,13 +191,7 @@ fn decode_records(
             Ok(None) => stats.ignored += 1,
             Err(why) => {
                 stats.poison += 1;
-                tracing::error!(
-                    partition = batch.key,
-                    offset = record.offset,
-                    error = %why,
-                    metric = "PoisonRecords",
-                    "skipping a poison record"
-                );
+                batch.log_poison(record, &why);
             }
         }
     }

@@ -223,13 +223,7 @@ async fn deliver_partition(deps: &Deps, batch: &PartitionBatch<'_>) -> Partition
                 .push((record, envelope)),
             Err(why) => {
                 result.stats.poison += 1;
-                tracing::error!(
-                    partition = batch.key,
-                    offset = record.offset,
-                    error = %why,
-                    metric = "PoisonRecords",
-                    "skipping a poison record"
-                );
+                batch.log_poison(record, &why);
             }
         }
     }

@@ -39,7 +39,7 @@ pub async fn process_batch(
                 Ok(_) => stats.ignored += 1,
                 Err(why) => {
                     stats.poison += 1;
-                    tracing::error!(partition = batch.key, offset = record.offset, error = %why, metric = "PoisonRecords", "skipping a poison record");
+                    batch.log_poison(record, &why);
                 }
             }
         }
