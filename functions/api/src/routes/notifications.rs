@@ -7,7 +7,7 @@ use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shared::auth::SCOPE_WRITE;
+use shared::auth::{Claims, SCOPE_WRITE};
 use shared::error::{ApiError, FieldError, Problem};
 use shared::limits::{self, BATCH_BODY_MAX_BYTES, NOTIFICATION_MAX_BYTES};
 use shared::model::{Counts, FlagsPatch, Notification};
@@ -133,6 +133,19 @@ fn preview(recipient: &str, new: &shared::store::NewNotification) -> Notificatio
     new.into_notification(uuid::Uuid::nil().to_string(), u64::MAX, chrono::Utc::now())
 }
 
+/// A create request as both create routes read it: the caller's claims (scope
+/// `notifications:write`), the raw body (the idempotency claim digests it) and the parsed
+/// request, once the body is JSON of at most `max_bytes`.
+fn read_create_request(
+    req: &Request,
+    max_bytes: usize,
+) -> Result<(Claims, &[u8], CreateRequest), ApiError> {
+    let claims = http::claims_with_scope(req, SCOPE_WRITE)?;
+    let bytes = http::body_bytes(req);
+    http::check_json_body(req, bytes, max_bytes)?;
+    Ok((claims, bytes, http::parse_json(bytes)?))
+}
+
 /// Create a notification.
 #[utoipa::path(post, path = "/v1/notifications", tag = "notifications",
     request_body = CreateRequest,
@@ -148,10 +161,7 @@ fn preview(recipient: &str, new: &shared::store::NewNotification) -> Notificatio
         (status = 429, body = Problem, content_type = "application/problem+json")),
     security(("jwt" = ["notifications:write"])))]
 pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
-    let claims = http::claims_with_scope(req, SCOPE_WRITE)?;
-    let bytes = http::body_bytes(req);
-    http::check_json_body(req, bytes, NOTIFICATION_MAX_BYTES)?;
-    let request: CreateRequest = http::parse_json(bytes)?;
+    let (claims, bytes, request) = read_create_request(req, NOTIFICATION_MAX_BYTES)?;
     let (recipients, mut new) =
         validate::check(request, Shape::Single).map_err(ApiError::validation)?;
     let recipient = recipients.into_iter().next().unwrap_or_default();
@@ -224,10 +234,7 @@ fn idempotency_conflict() -> ApiError {
         (status = 429, body = Problem, content_type = "application/problem+json")),
     security(("jwt" = ["notifications:write"])))]
 pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
-    let claims = http::claims_with_scope(req, SCOPE_WRITE)?;
-    let bytes = http::body_bytes(req);
-    http::check_json_body(req, bytes, BATCH_BODY_MAX_BYTES)?;
-    let request: CreateRequest = http::parse_json(bytes)?;
+    let (claims, bytes, request) = read_create_request(req, BATCH_BODY_MAX_BYTES)?;
     if let Some(n) = request
         .user_ids
         .as_ref()
