@@ -334,25 +334,15 @@ impl InboxStore {
         patch: FlagsPatch,
     ) -> Result<UpdateOutcome, StoreError> {
         let (set, clear) = patch.masks();
-        let keys = self.keys.user(user_id);
-        let envelope = Envelope::new(
-            user_id,
-            Event::NotificationUpdated {
-                id: id.to_owned(),
-                changes: FlagsPatch::default(),
-                counts: Counts::default(),
-            },
-        );
-        self.outbox.mark_dirty(user_id).await?;
-        let reply: Vec<Value> = scripts::UPDATE
-            .key(&keys.inbox()[..])
-            .arg(id)
-            .arg(set)
-            .arg(clear)
-            .arg(to_json(&envelope))
-            .arg(self.log_cap())
-            .arg(self.retention_ms())
-            .invoke_async(&mut self.conn.clone())
+        let event = Event::NotificationUpdated {
+            id: id.to_owned(),
+            changes: FlagsPatch::default(),
+            counts: Counts::default(),
+        };
+        let (mut envelope, reply) = self
+            .append_change(user_id, event, &scripts::UPDATE, |script| {
+                script.arg(id).arg(set).arg(clear);
+            })
             .await?;
         match text(&reply, 0)?.as_str() {
             "missing" => Ok(UpdateOutcome::Missing),
@@ -366,7 +356,6 @@ impl InboxStore {
                     parse_doc(&text(&reply, 3)?, Flags::from_bits(int(&reply, 4)? as u8))?;
                 let changes: FlagsPatch = serde_json::from_str(&text(&reply, 5)?)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let mut envelope = envelope;
                 if let Event::NotificationUpdated { changes: c, .. } = &mut envelope.event {
                     *c = changes;
                 }
@@ -382,27 +371,18 @@ impl InboxStore {
 
     /// Deletes a notification. `None` if this user has no such notification.
     pub async fn delete(&self, user_id: &str, id: &str) -> Result<Option<Change>, StoreError> {
-        let keys = self.keys.user(user_id);
-        let envelope = Envelope::new(
-            user_id,
-            Event::NotificationDeleted {
-                id: id.to_owned(),
-                counts: Counts::default(),
-            },
-        );
-        self.outbox.mark_dirty(user_id).await?;
-        let reply: Vec<Value> = scripts::DELETE
-            .key(&keys.inbox()[..])
-            .arg(id)
-            .arg(to_json(&envelope))
-            .arg(self.log_cap())
-            .arg(self.retention_ms())
-            .invoke_async(&mut self.conn.clone())
+        let event = Event::NotificationDeleted {
+            id: id.to_owned(),
+            counts: Counts::default(),
+        };
+        let (mut envelope, reply) = self
+            .append_change(user_id, event, &scripts::DELETE, |script| {
+                script.arg(id);
+            })
             .await?;
         match text(&reply, 0)?.as_str() {
             "missing" => Ok(None),
             "deleted" => {
-                let mut envelope = envelope;
                 envelope.stamp(int(&reply, 1)?, parse_counts(&text(&reply, 2)?)?);
                 Ok(Some(self.committed(envelope)))
             }
@@ -416,22 +396,14 @@ impl InboxStore {
         user_id: &str,
         kind: Option<&str>,
     ) -> Result<MarkAllRead, StoreError> {
-        let keys = self.keys.user(user_id);
-        let envelope = Envelope::new(
-            user_id,
-            Event::AllRead {
-                notification_type: kind.map(str::to_owned),
-                counts: Counts::default(),
-            },
-        );
-        self.outbox.mark_dirty(user_id).await?;
-        let reply: Vec<Value> = scripts::MARK_ALL_READ
-            .key(&keys.inbox()[..])
-            .arg(kind.unwrap_or(""))
-            .arg(to_json(&envelope))
-            .arg(self.log_cap())
-            .arg(self.retention_ms())
-            .invoke_async(&mut self.conn.clone())
+        let event = Event::AllRead {
+            notification_type: kind.map(str::to_owned),
+            counts: Counts::default(),
+        };
+        let (mut envelope, reply) = self
+            .append_change(user_id, event, &scripts::MARK_ALL_READ, |script| {
+                script.arg(kind.unwrap_or(""));
+            })
             .await?;
         match text(&reply, 0)?.as_str() {
             "unchanged" => Ok(MarkAllRead {
@@ -441,7 +413,6 @@ impl InboxStore {
             }),
             "updated" => {
                 let counts = parse_counts(&text(&reply, 2)?)?;
-                let mut envelope = envelope;
                 envelope.stamp(int(&reply, 1)?, counts.clone());
                 Ok(MarkAllRead {
                     counts,
@@ -509,6 +480,32 @@ impl InboxStore {
     /// Keys of one user, for tests and tools that inspect the raw layout.
     pub fn user_keys(&self, user_id: &str) -> UserKeys {
         self.keys.user(user_id)
+    }
+
+    /// Runs one of the scripts that change a user's existing notifications and append `event`
+    /// to their change log (update, delete, mark-all-read). The user is marked dirty in the
+    /// outbox before the write, as for every write. The script gets the inbox key, the arguments
+    /// `args` adds, then the envelope, the log cap and the retention. Returns the envelope,
+    /// unstamped (the caller stamps it from the reply), and the reply.
+    async fn append_change(
+        &self,
+        user_id: &str,
+        event: Event,
+        script: &redis::Script,
+        args: impl FnOnce(&mut redis::ScriptInvocation<'_>),
+    ) -> Result<(Envelope, Vec<Value>), StoreError> {
+        let keys = self.keys.user(user_id);
+        let envelope = Envelope::new(user_id, event);
+        self.outbox.mark_dirty(user_id).await?;
+        let mut invocation = script.key(&keys.inbox()[..]);
+        args(&mut invocation);
+        let reply: Vec<Value> = invocation
+            .arg(to_json(&envelope))
+            .arg(self.log_cap())
+            .arg(self.retention_ms())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok((envelope, reply))
     }
 
     fn committed(&self, envelope: Envelope) -> Change {
