@@ -63,6 +63,25 @@ pub enum HttpOutcome {
     Unavailable(Delivery),
 }
 
+impl HttpOutcome {
+    /// What the answer means for any HTTP provider: 2xx sent, another 4xx `failed` with
+    /// `provider-4xx`, a long 429 wait `Later`, 5xx as the retries left it. A sender that gives
+    /// some statuses a meaning of its own (Web Push's 404/410 and 413) matches those first.
+    pub fn delivery(self) -> Delivery {
+        match self {
+            HttpOutcome::Accepted(_) => Delivery::Sent,
+            HttpOutcome::Refused(status, text) => {
+                Delivery::failed(reason::PROVIDER_4XX, format!("{status} {text}"))
+            }
+            HttpOutcome::Throttled(wait) => Delivery::Later {
+                at: Utc::now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
+            },
+            HttpOutcome::Unavailable(d) => d,
+        }
+    }
+}
+
 /// The inline retry policy, and the process-wide limit on requests in flight.
 #[derive(Debug, Clone)]
 pub struct SendPolicy {

@@ -4,11 +4,9 @@
 //! `Retry-After`; 5xx and timeouts retried, then `failed`/`provider-5xx`; other 4xx (a bad
 //! number, say) `failed`/`provider-4xx`.
 
-use chrono::Utc;
 use shared::config::SmsSettings;
-use shared::protocol::outcome::reason;
 
-use super::{Delivery, HttpOutcome, SendPolicy};
+use super::{Delivery, SendPolicy};
 
 pub struct Sms {
     settings: SmsSettings,
@@ -49,16 +47,6 @@ impl Sms {
                     .form(&form)
             })
             .await;
-        match outcome {
-            HttpOutcome::Accepted(_) => Delivery::Sent,
-            HttpOutcome::Refused(status, text) => {
-                Delivery::failed(reason::PROVIDER_4XX, format!("{status} {text}"))
-            }
-            HttpOutcome::Throttled(wait) => Delivery::Later {
-                at: Utc::now()
-                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
-            },
-            HttpOutcome::Unavailable(d) => d,
-        }
+        outcome.delivery()
     }
 }

@@ -192,21 +192,13 @@ impl WebPush {
                 })
                 .await;
             return match outcome {
-                HttpOutcome::Accepted(_) => Delivery::Sent,
                 HttpOutcome::Refused(404 | 410, _) => Delivery::Gone,
                 HttpOutcome::Refused(413, _) if !trimmed => {
                     body = payload.trimmed.clone();
                     trimmed = true;
                     continue;
                 }
-                HttpOutcome::Refused(status, text) => {
-                    Delivery::failed(reason::PROVIDER_4XX, format!("{status} {text}"))
-                }
-                HttpOutcome::Throttled(wait) => Delivery::Later {
-                    at: Utc::now()
-                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
-                },
-                HttpOutcome::Unavailable(d) => d,
+                other => other.delivery(),
             };
         }
     }
