@@ -236,31 +236,12 @@ async fn act(
         seen,
         archived,
     };
+    let (read, archived) = (patch(Some(true), None, None), patch(None, None, Some(true)));
     match &action {
         Action::Ping {} => reply(deps, connection_id, &Frame::Pong {}).await,
         Action::Sync { since } => sync(deps, connection_id, user, *since).await?,
-        Action::MarkRead { id } => {
-            update(
-                deps,
-                connection_id,
-                user,
-                &action,
-                id,
-                patch(Some(true), None, None),
-            )
-            .await?
-        }
-        Action::Archive { id } => {
-            update(
-                deps,
-                connection_id,
-                user,
-                &action,
-                id,
-                patch(None, None, Some(true)),
-            )
-            .await?
-        }
+        Action::MarkRead { id } => update(deps, connection_id, user, &action, id, read).await?,
+        Action::Archive { id } => update(deps, connection_id, user, &action, id, archived).await?,
         Action::MarkSeen { ids } => {
             let mut changes = Vec::new();
             let mut missing = Vec::new();
