@@ -35,7 +35,7 @@ use crate::push_keys::{PushKeys, PushKeysError};
 use crate::redis::{RedisError, RedisService};
 use crate::site::Site;
 use crate::template::{self, LoadOptions, Pseudo, Stack, TemplateError};
-use crate::ws_gateway::{self, WsGateway, WsLimits};
+use crate::ws_gateway::{self, WsGateway, WsLimits, WsSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -440,18 +440,18 @@ fn start_gateways(
         ws_addr: listeners.ws_addr,
         ws_stage: settings.ws_stage.clone(),
     });
-    let ws = WsGateway::new(
-        stack.websocket_api.clone(),
-        lambda.clone(),
-        settings.ws_stage.clone(),
-        WsLimits {
+    let ws = WsGateway::new(WsSettings {
+        api: stack.websocket_api.clone(),
+        lambda: lambda.clone(),
+        stage: settings.ws_stage.clone(),
+        limits: WsLimits {
             idle_timeout: settings.ws_idle_timeout,
             max_lifetime: settings.ws_max_lifetime,
             ..WsLimits::default()
         },
-        format!("{}", listeners.ws_addr),
-        account_id.to_owned(),
-    );
+        domain: format!("{}", listeners.ws_addr),
+        account_id: account_id.to_owned(),
+    });
     vec![
         serve(
             listeners.http,

@@ -71,33 +71,28 @@ struct Connection {
     last_active: Arc<Mutex<(Instant, DateTime<Utc>)>>,
 }
 
+/// What a [`WsGateway`] serves, and the request context it gives the functions.
+pub struct WsSettings {
+    /// The template's WebSocket API, if it has one.
+    pub api: Option<WebSocketApi>,
+    pub lambda: Lambda,
+    pub stage: String,
+    pub limits: WsLimits,
+    /// `requestContext.domainName` and the `Host` header: the address clients connect to.
+    pub domain: String,
+    pub account_id: String,
+}
+
 /// The WebSocket API as devstack serves it.
 pub struct WsGateway {
-    api: Option<WebSocketApi>,
-    lambda: Lambda,
-    stage: String,
-    limits: WsLimits,
-    domain: String,
-    account_id: String,
+    settings: WsSettings,
     connections: Mutex<HashMap<String, Connection>>,
 }
 
 impl WsGateway {
-    pub fn new(
-        api: Option<WebSocketApi>,
-        lambda: Lambda,
-        stage: String,
-        limits: WsLimits,
-        domain: String,
-        account_id: String,
-    ) -> Arc<WsGateway> {
+    pub fn new(settings: WsSettings) -> Arc<WsGateway> {
         Arc::new(WsGateway {
-            api,
-            lambda,
-            stage,
-            limits,
-            domain,
-            account_id,
+            settings,
             connections: Mutex::new(HashMap::new()),
         })
     }
@@ -174,15 +169,15 @@ impl WsGateway {
             "extendedRequestId": request_id,
             "requestTime": aws_time(now),
             "messageDirection": "IN",
-            "stage": self.stage,
+            "stage": self.settings.stage,
             "connectedAt": info.connected_at.timestamp_millis(),
             "requestTimeEpoch": now.timestamp_millis(),
             "identity": { "sourceIp": info.source_ip, "userAgent": info.user_agent },
             "requestId": request_id,
-            "domainName": self.domain,
+            "domainName": self.settings.domain,
             "connectionId": info.id,
-            "apiId": self.api.as_ref().map(|a| a.logical_id.to_ascii_lowercase()).unwrap_or_default(),
-            "accountId": self.account_id,
+            "apiId": self.settings.api.as_ref().map(|a| a.logical_id.to_ascii_lowercase()).unwrap_or_default(),
+            "accountId": self.settings.account_id,
         });
         if event_type == "MESSAGE" {
             if let Some(o) = ctx.as_object_mut() {
@@ -196,7 +191,8 @@ impl WsGateway {
     }
 
     fn function_for(&self, route_key: &str) -> Option<(String, bool)> {
-        self.api
+        self.settings
+            .api
             .as_ref()?
             .route(route_key)
             .map(|r| (r.function.clone(), r.two_way))
@@ -204,7 +200,7 @@ impl WsGateway {
 
     /// The route a message selects: its action's route, else `$default`.
     fn select_route(&self, body: &str) -> Option<String> {
-        let api = self.api.as_ref()?;
+        let api = self.settings.api.as_ref()?;
         let parsed: Option<Value> = serde_json::from_str(body).ok();
         let selected = parsed.and_then(|v| {
             let mut cur = &v;
@@ -228,7 +224,7 @@ async fn connect(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    if stage != gw.stage {
+    if stage != gw.settings.stage {
         return message(StatusCode::FORBIDDEN, "Forbidden");
     }
     let upgrade = match upgrade {
@@ -250,6 +246,7 @@ async fn connect(
         let request_id = uuid::Uuid::new_v4().to_string();
         let event = connect_event(&gw, &info, &headers, query.as_deref(), &request_id);
         match gw
+            .settings
             .lambda
             .invoke_with_id(&function, Bytes::from(event.to_string()), request_id)
             .await
@@ -291,7 +288,7 @@ async fn connect(
             },
         );
     }
-    let limits = gw.limits;
+    let limits = gw.settings.limits;
     let (failed_gw, failed_id) = (gw.clone(), info.id.clone());
     upgrade
         .max_frame_size(limits.frame_bytes)
@@ -369,13 +366,13 @@ async fn session(
         }
     };
     let info = Arc::new(info);
-    let ends_at = Instant::now() + gw.limits.max_lifetime;
+    let ends_at = Instant::now() + gw.settings.limits.max_lifetime;
     let (status, reason): (u16, String) = loop {
         let idle_at = last_active
             .lock()
             .map(|l| l.0)
             .unwrap_or_else(|_| Instant::now())
-            + gw.limits.idle_timeout;
+            + gw.settings.limits.idle_timeout;
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
@@ -432,8 +429,9 @@ async fn session(
             o.insert("disconnectStatusCode".into(), status.into());
             o.insert("disconnectReason".into(), reason.into());
         }
-        let event = json!({ "headers": { "Host": gw.domain }, "requestContext": ctx, "isBase64Encoded": false });
+        let event = json!({ "headers": { "Host": gw.settings.domain }, "requestContext": ctx, "isBase64Encoded": false });
         if let Err(e) = gw
+            .settings
             .lambda
             .invoke_with_id(&function, Bytes::from(event.to_string()), request_id)
             .await
@@ -452,7 +450,8 @@ async fn dispatch(
 ) {
     let request_id = uuid::Uuid::new_v4().to_string();
     let route = if binary {
-        gw.api
+        gw.settings
+            .api
             .as_ref()
             .and_then(|a| a.route("$default"))
             .map(|_| "$default".to_owned())
@@ -472,6 +471,7 @@ async fn dispatch(
     };
     let event = json!({ "requestContext": gw.context(&info, &route, "MESSAGE", &request_id), "body": body, "isBase64Encoded": binary });
     match gw
+        .settings
         .lambda
         .invoke_with_id(
             &function,
@@ -500,7 +500,7 @@ async fn dispatch(
 }
 
 fn check_stage(gw: &WsGateway, stage: &str) -> Option<Response> {
-    (stage != gw.stage)
+    (stage != gw.settings.stage)
         .then(|| management_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden"))
 }
 
@@ -520,7 +520,7 @@ async fn post_to_connection(
     if let Some(r) = check_stage(&gw, &stage) {
         return r;
     }
-    if body.len() > gw.limits.message_bytes {
+    if body.len() > gw.settings.limits.message_bytes {
         return management_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PayloadTooLargeException",
