@@ -6,6 +6,12 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+macro_rules! script {
+    ($file:literal) => {
+        LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file))))
+    };
+}
+
 macro_rules! user_script {
     ($file:literal) => {
         LazyLock::new(|| {
@@ -26,30 +32,20 @@ pub static LIST: LazyLock<Script> = user_script!("list.lua");
 pub static CHANGES: LazyLock<Script> = user_script!("changes.lua");
 pub static PENDING: LazyLock<Script> = user_script!("pending.lua");
 
-pub static MARK_DIRTY: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/mark_dirty.lua")));
-pub static CLEAR_DIRTY: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/clear_dirty.lua")));
-pub static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/gcra.lua")));
-pub static ANALYTICS_COUNT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/analytics_count.lua")));
+pub static MARK_DIRTY: LazyLock<Script> = script!("mark_dirty.lua");
+pub static CLEAR_DIRTY: LazyLock<Script> = script!("clear_dirty.lua");
+pub static GCRA: LazyLock<Script> = script!("gcra.lua");
+pub static ANALYTICS_COUNT: LazyLock<Script> = script!("analytics_count.lua");
 
 // The outbox relay's lease.
-pub static RELEASE_LEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/release_lease.lua")));
+pub static RELEASE_LEASE: LazyLock<Script> = script!("release_lease.lua");
 
 // Push send records and the retry schedule (`ledger.rs`).
-pub static PUSH_RECORD: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/push_record.lua")));
-pub static PUSH_ACKNOWLEDGE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/push_acknowledge.lua")));
-pub static PUSH_CLAIM_DUE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/push_claim_due.lua")));
+pub static PUSH_RECORD: LazyLock<Script> = script!("push_record.lua");
+pub static PUSH_ACKNOWLEDGE: LazyLock<Script> = script!("push_acknowledge.lua");
+pub static PUSH_CLAIM_DUE: LazyLock<Script> = script!("push_claim_due.lua");
 
 // Push subscriptions, contacts and opt-outs (`contacts.rs`).
-pub static PUSH_SUBSCRIBE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/push_subscribe.lua")));
-pub static COMPARE_AND_HDEL: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/compare_and_hdel.lua")));
-pub static COMPARE_AND_SET: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/compare_and_set.lua")));
+pub static PUSH_SUBSCRIBE: LazyLock<Script> = script!("push_subscribe.lua");
+pub static COMPARE_AND_HDEL: LazyLock<Script> = script!("compare_and_hdel.lua");
+pub static COMPARE_AND_SET: LazyLock<Script> = script!("compare_and_set.lua");
