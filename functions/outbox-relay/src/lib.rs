@@ -11,18 +11,14 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::LambdaEvent;
 use shared::config::{Env, InboxSettings, KafkaSettings, OutboxSettings, RedisSettings};
+use shared::error::StartupError;
 use shared::outbox::{Publisher, Relay, RelayReport};
 use shared::store::{InboxStore, KeySpace, RedisConn};
 
 impl From<RelayError> for lambda_runtime::Diagnostic {
     fn from(e: RelayError) -> Self {
-        let kind = match &e {
-            RelayError::Config(_) => "ConfigError",
-            RelayError::Redis(_) | RelayError::Store(_) => "StoreError",
-            RelayError::Kafka(_) => "KafkaError",
-        };
         lambda_runtime::Diagnostic {
-            error_type: kind.into(),
+            error_type: "StoreError".into(),
             error_message: e.to_string(),
         }
     }
@@ -34,20 +30,15 @@ pub struct Deps {
     pub relay: Relay,
 }
 
+/// Why a run failed (a cold start fails with a [`StartupError`], as every function's does).
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error(transparent)]
-    Config(#[from] shared::config::ConfigError),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error(transparent)]
-    Kafka(#[from] shared::bus::BusError),
     #[error(transparent)]
     Store(#[from] shared::store::StoreError),
 }
 
 impl Deps {
-    pub async fn from_env(env: &Env) -> Result<Self, RelayError> {
+    pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
         let redis = RedisSettings::from_env(env)?;
         let kafka = KafkaSettings::from_env(env)?;
         let conn = RedisConn::connect(&redis).await?;
