@@ -7,7 +7,9 @@
 //! tokens (ES256 with this key, matching issuer and audience, not expired), as API Gateway's JWT
 //! authorizer would.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -42,7 +44,21 @@ pub struct Issuer {
     decoding: DecodingKey,
     x: String,
     y: String,
+    /// Tokens already verified, with their claims, until they expire (see [`Issuer::verify`]).
+    verified: Mutex<HashMap<VerifiedKey, Verified>>,
 }
+
+/// A verification is valid for this token string under this issuer and audience list.
+type VerifiedKey = (String, String, Vec<String>);
+
+struct Verified {
+    claims: Map<String, Value>,
+    exp: u64,
+    nbf: u64,
+}
+
+/// How many verified tokens the cache keeps; beyond it, expired ones are dropped, then all.
+const VERIFIED_CACHE_MAX: usize = 10_000;
 
 impl std::fmt::Debug for Issuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,6 +132,7 @@ impl Issuer {
             decoding,
             x,
             y,
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -140,6 +157,48 @@ impl Issuer {
     /// Verifies a token as an authorizer configured with `issuer` and `audiences` would, and
     /// returns its claims.
     pub fn verify(
+        &self,
+        token: &str,
+        issuer: &str,
+        audiences: &[String],
+    ) -> Result<Map<String, Value>, JwtError> {
+        // API Gateway's JWT authorizer caches a verified token until it expires; so does this one,
+        // because an ES256 verification per request was the largest share of devstack's CPU. A
+        // hit is the same token string (its signature included) for the same issuer and
+        // audiences, still inside its `nbf`..`exp`; a refusal is never cached.
+        let key: VerifiedKey = (token.to_owned(), issuer.to_owned(), audiences.to_vec());
+        let now = now_secs();
+        if let Ok(cache) = self.verified.lock() {
+            if let Some(hit) = cache.get(&key) {
+                if now < hit.exp && now >= hit.nbf {
+                    return Ok(hit.claims.clone());
+                }
+            }
+        }
+        let claims = self.verify_signature(token, issuer, audiences)?;
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let nbf = claims.get("nbf").and_then(Value::as_u64).unwrap_or(0);
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= VERIFIED_CACHE_MAX {
+                cache.retain(|_, v| v.exp > now);
+                if cache.len() >= VERIFIED_CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(
+                key,
+                Verified {
+                    claims: claims.clone(),
+                    exp,
+                    nbf,
+                },
+            );
+        }
+        Ok(claims)
+    }
+
+    /// The verification itself: header, signature and claims.
+    fn verify_signature(
         &self,
         token: &str,
         issuer: &str,
@@ -201,6 +260,28 @@ mod tests {
             .is_err());
         assert!(again
             .verify(&token, "http://elsewhere", &["herald".into()])
+            .is_err());
+        let _ = std::fs::remove_dir_all(dir);
+        Ok(())
+    }
+
+    #[test]
+    fn a_cached_verification_ends_when_the_token_expires() -> Result<(), JwtError> {
+        let dir = std::env::temp_dir().join(format!("devstack-jwt-{}", uuid::Uuid::new_v4()));
+        let issuer = Issuer::load_or_create(&dir, "http://127.0.0.1:3000", "herald")?;
+        let token = issuer.token("alice", &[], Duration::from_secs(1))?;
+        let aud = ["herald".to_owned()];
+        // Twice: the second answer comes from the cache.
+        issuer.verify(&token, "http://127.0.0.1:3000", &aud)?;
+        issuer.verify(&token, "http://127.0.0.1:3000", &aud)?;
+        // Another audience is a verification of its own, refused even while cached for "herald".
+        assert!(issuer
+            .verify(&token, "http://127.0.0.1:3000", &["other".into()])
+            .is_err());
+        // Past `exp` (whole seconds) the cached entry no longer answers.
+        std::thread::sleep(Duration::from_millis(2_100));
+        assert!(issuer
+            .verify(&token, "http://127.0.0.1:3000", &aud)
             .is_err());
         let _ = std::fs::remove_dir_all(dir);
         Ok(())
