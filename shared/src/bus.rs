@@ -4,15 +4,22 @@
 //! Contract: [`EventBus::send`] enqueues every record at once and waits for every acknowledgement
 //! before returning, because Lambda freezes the process (and librdkafka's threads) between
 //! invocations. Records to the same partition keep their order (idempotence).
+//!
+//! Acknowledgements arrive through librdkafka's delivery reports, served by one thread per bus
+//! that blocks in whole-second polls ([`DeliveryReports`]). rdkafka's `FutureProducer` polls
+//! every 100 ms instead and spins through the sub-millisecond rest of each poll, which cost an
+//! idle process about 0.7% of a core per producer (measured with `scripts/bench cpu`).
 
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext, OAuthToken};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use tokio::sync::oneshot;
 
 use crate::config::KafkaSettings;
 use crate::msk::{BootstrapError, KafkaContext};
@@ -48,11 +55,60 @@ pub enum BusError {
     Unresolved,
 }
 
-/// The producer. Cheap to clone.
+/// Where one record's acknowledgement goes: its partition and offset, or the error.
+type Acknowledgement = oneshot::Sender<Result<Delivered, KafkaError>>;
+
+/// The producer's context: MSK IAM tokens (through [`KafkaContext`]) and delivery reports, each
+/// completing the record's [`Acknowledgement`].
+struct DeliveryReports {
+    inner: KafkaContext,
+}
+
+impl ClientContext for DeliveryReports {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool =
+        <KafkaContext as ClientContext>::ENABLE_REFRESH_OAUTH_TOKEN;
+
+    fn generate_oauth_token(
+        &self,
+        oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.inner.generate_oauth_token(oauthbearer_config)
+    }
+}
+
+impl ProducerContext for DeliveryReports {
+    type DeliveryOpaque = Box<Acknowledgement>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ack: Self::DeliveryOpaque) {
+        let outcome = match result {
+            Ok(m) => Ok(Delivered {
+                partition: m.partition(),
+                offset: m.offset(),
+            }),
+            Err((e, _)) => Err(e.clone()),
+        };
+        // The sender gave up (its deadline passed): nobody is left to tell.
+        let _ = ack.send(outcome);
+    }
+}
+
+type Inner = BaseProducer<DeliveryReports>;
+
+/// The producer. Cheap to clone; the delivery-report thread ends within a second of the last
+/// clone being dropped.
 #[derive(Clone)]
 pub struct EventBus {
-    producer: FutureProducer<KafkaContext>,
+    producer: Arc<Inner>,
     settings: KafkaSettings,
+}
+
+/// Serves delivery reports (and MSK token refreshes) while the producer lives. A poll blocks
+/// for up to a second and returns as soon as a report arrives, so acknowledgements are not
+/// delayed; an idle process wakes once a second.
+fn serve_delivery_reports(producer: Weak<Inner>) {
+    while let Some(p) = producer.upgrade() {
+        p.poll(Duration::from_secs(1));
+    }
 }
 
 impl std::fmt::Debug for EventBus {
@@ -96,13 +152,25 @@ impl EventBus {
             return Err(BusError::Unresolved);
         }
         let timeout_ms = settings.produce_timeout.as_millis().to_string();
-        let producer: FutureProducer<KafkaContext> = client_config(settings)
+        let producer: Inner = client_config(settings)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", settings.linger_ms.to_string())
             .set("message.timeout.ms", &timeout_ms)
             .set("socket.connection.setup.timeout.ms", &timeout_ms)
-            .create_with_context(KafkaContext::new(settings))?;
+            .create_with_context(DeliveryReports {
+                inner: KafkaContext::new(settings),
+            })?;
+        let producer = Arc::new(producer);
+        let reports = Arc::downgrade(&producer);
+        std::thread::Builder::new()
+            .name("kafka delivery reports".into())
+            .spawn(move || serve_delivery_reports(reports))
+            .map_err(|_| {
+                BusError::Kafka(KafkaError::ClientCreation(
+                    "no thread for delivery reports".into(),
+                ))
+            })?;
         Ok(EventBus {
             producer,
             settings: settings.clone(),
@@ -126,13 +194,15 @@ impl EventBus {
                     value: Some(v),
                 });
             }
-            let record = FutureRecord::to(&topic)
+            let (ack, acknowledged) = oneshot::channel();
+            let record = BaseRecord::with_opaque_to(&topic, Box::new(ack))
                 .key(&r.key)
                 .payload(&r.payload)
                 .headers(headers);
             pending.push(
                 self.producer
-                    .send_result(record)
+                    .send(record)
+                    .map(|()| acknowledged)
                     .map_err(|(e, _)| BusError::Kafka(e)),
             );
         }
@@ -145,12 +215,9 @@ impl EventBus {
         for p in pending {
             results.push(match p {
                 Err(e) => Err(e),
-                Ok(future) => match tokio::time::timeout_at(deadline, future).await {
-                    Ok(Ok(Ok(d))) => Ok(Delivered {
-                        partition: d.partition,
-                        offset: d.offset,
-                    }),
-                    Ok(Ok(Err((e, _)))) => Err(BusError::Kafka(e)),
+                Ok(acknowledged) => match tokio::time::timeout_at(deadline, acknowledged).await {
+                    Ok(Ok(Ok(d))) => Ok(d),
+                    Ok(Ok(Err(e))) => Err(BusError::Kafka(e)),
                     Ok(Err(_)) => Err(BusError::Kafka(KafkaError::Canceled)),
                     Err(_) => Err(BusError::Timeout(self.settings.produce_timeout)),
                 },

@@ -18,6 +18,7 @@
 //! it out.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -201,6 +202,21 @@ impl Mapping {
         self.batching_window.as_millis().clamp(20, 250)
     }
 
+    /// The producer for the on-failure topic, or `None` (logged) if it cannot be made.
+    fn dead_letter_producer(&self, label: &str) -> Option<FutureProducer> {
+        match ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("linger.ms", "0")
+            .create()
+        {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(mapping = %label, "no producer for the on-failure topic: {e}");
+                None
+            }
+        }
+    }
+
     /// Runs until `stop` is set. Errors talking to Kafka are logged and retried.
     pub async fn run(self, lambda: Lambda, mut stop: watch::Receiver<bool>) {
         let label = format!("{}:{}", self.function, self.source.name);
@@ -216,17 +232,9 @@ impl Mapping {
             tracing::error!(mapping = %label, "cannot subscribe to {topics:?}: {e}");
             return;
         }
-        let producer: Option<FutureProducer> = match ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("linger.ms", "0")
-            .create()
-        {
-            Ok(p) => Some(p),
-            Err(e) => {
-                tracing::warn!(mapping = %label, "no producer for the on-failure topic: {e}");
-                None
-            }
-        };
+        // The on-failure producer is made when a batch is first dead-lettered: an idle producer
+        // costs its polling thread's wake-ups, and most mappings never dead-letter.
+        let producer: OnceLock<Option<FutureProducer>> = OnceLock::new();
         tracing::info!(mapping = %label, group = %self.source.consumer_group_id, topics = ?topics, batch_size = self.source.batch_size, "Kafka event-source mapping started");
         let mut attempts = Attempts::new();
         loop {
@@ -267,14 +275,7 @@ impl Mapping {
                 }
             }
             let backoff = self
-                .deliver(
-                    &lambda,
-                    &consumer,
-                    producer.as_ref(),
-                    &batch,
-                    &mut attempts,
-                    &label,
-                )
+                .deliver(&lambda, &consumer, &producer, &batch, &mut attempts, &label)
                 .await;
             if let Some(wait) = backoff {
                 tokio::select! {
@@ -292,7 +293,7 @@ impl Mapping {
         &self,
         lambda: &Lambda,
         consumer: &StreamConsumer,
-        producer: Option<&FutureProducer>,
+        producer: &OnceLock<Option<FutureProducer>>,
         batch: &[OwnedMessage],
         attempts: &mut Attempts,
         label: &str,
@@ -388,11 +389,17 @@ impl Mapping {
 
     async fn send_to_destination(
         &self,
-        producer: Option<&FutureProducer>,
+        producer: &OnceLock<Option<FutureProducer>>,
         records: &[&OwnedMessage],
         reason: &str,
         label: &str,
     ) {
+        let producer = match &self.source.on_failure {
+            Some(_) => producer
+                .get_or_init(|| self.dead_letter_producer(label))
+                .as_ref(),
+            None => None,
+        };
         let (Some(producer), Some(_)) = (producer, &self.source.on_failure) else {
             tracing::warn!(mapping = %label, "no on-failure destination: {} records dropped", records.len());
             return;
