@@ -137,6 +137,8 @@ fn main() {
     runtime.block_on(run(&stack, &s));
 }
 
+// Over 100 lines on purpose: one run reads as its phases in order (connect, warm up, send,
+// drain, report), each a few lines sharing the same fleet and counters.
 async fn run(stack: &Stack, s: &Settings) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];

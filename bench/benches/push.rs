@@ -137,6 +137,8 @@ fn kafka_batch(envelopes: &[Vec<u8>], first_offset: usize) -> KafkaEvent {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+// Over 100 lines on purpose: the two passes (the sender alone, then the handler) and their
+// report read in order, sharing one environment and one endpoint.
 #[tokio::main]
 async fn main() {
     let Some(env) = TestEnv::new().await else {

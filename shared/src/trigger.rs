@@ -196,6 +196,17 @@ pub fn finish(
     response.into_result(settings)
 }
 
+/// Where to retry a partition from: its lowest failed offset, if any.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RetryFrom(pub Option<i64>);
+
+impl RetryFrom {
+    /// Records a failure at `offset`; the retry starts at the lowest one.
+    pub fn fail(&mut self, offset: i64) {
+        self.0 = Some(self.0.map_or(offset, |o| o.min(offset)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

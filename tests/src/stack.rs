@@ -426,7 +426,7 @@ impl WsClient {
         let mut pages = 0;
         loop {
             let Some(frame) = self.next(Duration::from_secs(30)).await else {
-                panic!("no sync reply");
+                panic!("no sync reply (closed by the server: {:?})", self.closed);
             };
             match frame["type"].as_str() {
                 Some("resync") => return Err(frame["head"].as_u64().unwrap_or_default()),

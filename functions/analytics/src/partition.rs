@@ -9,21 +9,11 @@ use sha2::{Digest, Sha256};
 use shared::config::AnalyticsSettings;
 use shared::protocol::Topic;
 use shared::store::analytics::{HistoryWrite, ShardBatch};
-use shared::trigger::PartitionBatch;
+use shared::trigger::{PartitionBatch, RetryFrom};
 
 use crate::decode::{decode, Item, Poison};
 use crate::types::resolve_types;
 use crate::{BatchStats, Deps};
-
-/// Where to retry a partition from: its lowest failed offset, if any.
-#[derive(Debug, Default)]
-pub(crate) struct RetryFrom(pub(crate) Option<i64>);
-
-impl RetryFrom {
-    pub(crate) fn fail(&mut self, offset: i64) {
-        self.0 = Some(self.0.map_or(offset, |o| o.min(offset)));
-    }
-}
 
 /// One partition: decode, find the engagement types, then write its histories, its counts and
 /// its recipients concurrently.

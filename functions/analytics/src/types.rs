@@ -2,8 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use shared::trigger::RetryFrom;
+
 use crate::decode::Item;
-use crate::partition::RetryFrom;
 use crate::{Deps, UNKNOWN_TYPE};
 
 /// Fills in the type of every engagement item: the inbox (one HMGET per user), else the outcome

@@ -275,6 +275,7 @@ async fn deliver_one(
         stats.redelivered += 1;
         return Ok(None);
     }
+    let posted_at = chrono::Utc::now();
     let report = deps.fanout.send(user_id, &view.connections, &frame).await;
     stats.frames_sent += report.sent;
     stats.gone += report.gone;
@@ -291,7 +292,7 @@ async fn deliver_one(
         offset: record.offset,
         user_id: user_id.clone(),
         seq: envelope.seq,
-        outputs: outputs(record, envelope, &report),
+        outputs: outputs(record, envelope, &report, posted_at),
     }))
 }
 
@@ -301,12 +302,13 @@ fn outputs(
     record: &KafkaRecord,
     envelope: &Envelope,
     report: &FanoutReport,
+    posted_at: chrono::DateTime<chrono::Utc>,
 ) -> Vec<OutgoingRecord> {
     let Event::NotificationCreated { notification, .. } = &envelope.event else {
         return Vec::new();
     };
     let (status, why) = in_app_outcome(report);
-    let outcome = DeliveryOutcome::new(notification, Channel::InApp, status, why);
+    let outcome = DeliveryOutcome::at(notification, Channel::InApp, status, why, posted_at);
     let mut out = vec![OutgoingRecord {
         topic: Topic::NotificationDelivery,
         key: notification.id.clone(),

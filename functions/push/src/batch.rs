@@ -11,7 +11,8 @@ use shared::protocol::{Envelope, Event};
 use shared::store::StoreError;
 use shared::trigger::{self, BatchResponse};
 
-use crate::job::{acknowledge, produce, run_job, Job, JobDone, JOB_CONCURRENCY};
+use crate::job::Job;
+use crate::run::{acknowledge, produce, run_job, JobDone, JOB_CONCURRENCY};
 use shared::trigger::Counters;
 
 use crate::{Deps, Stats};

@@ -1,6 +1,7 @@
-//! One channel of a job: the gates, then the send, and what it came to ([`ChannelResult`]).
+//! One channel of a job: the gates, then the send, and what it came to
+//! ([`ChannelResult`](crate::job::ChannelResult)).
 //!
-//! Pure of Redis and Kafka: the job ([`crate::job`]) reads the user's view before and writes
+//! Pure of Redis and Kafka: the run of a job ([`crate::run`]) reads the user's view before and writes
 //! the results after.
 
 use std::time::Duration;
@@ -14,41 +15,12 @@ use shared::protocol::outcome::reason;
 use shared::store::{ChannelView, StoredSubscription};
 
 use crate::gates::{self, Gate};
-use crate::job::Job;
+use crate::job::{ChannelResult, Job};
 use crate::payload;
 use crate::retry::{later, next_hop, push_result};
 use crate::senders::webpush::WebPush;
 use crate::senders::Delivery;
 use crate::Deps;
-
-/// What one channel of a job came to.
-#[derive(Debug, Default)]
-pub(crate) struct ChannelResult {
-    /// The outcome to emit; `None` for a silent job.
-    pub(crate) outcome: Option<(OutcomeStatus, Option<&'static str>)>,
-    /// Status for the send record (`silent` when no outcome is emitted).
-    pub(crate) status: String,
-    /// The next trip through the retry schedule, and when.
-    pub(crate) retry: Option<(Job, DateTime<Utc>)>,
-    /// Subscriptions to remove.
-    pub(crate) gone: Vec<StoredSubscription>,
-}
-
-impl ChannelResult {
-    /// The channel came to `status` (no outcome, and the record status `silent`, for a silent
-    /// job).
-    pub(crate) fn settled(job: &Job, status: OutcomeStatus, why: Option<&'static str>) -> Self {
-        ChannelResult {
-            outcome: (!job.silent).then_some((status, why)),
-            status: if job.silent {
-                "silent".into()
-            } else {
-                status.as_str().into()
-            },
-            ..ChannelResult::default()
-        }
-    }
-}
 
 /// Gates, then the send, for one channel of a job.
 pub(crate) async fn run_channel(

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use shared::store::{DueEntry, StoreError};
 
-use crate::job::{acknowledge, produce, run_job, Job, JobDone, JOB_CONCURRENCY};
+use crate::job::Job;
+use crate::run::{acknowledge, produce, run_job, JobDone, JOB_CONCURRENCY};
 use shared::trigger::Counters;
 
 use crate::{Deps, Stats};

@@ -1,26 +1,11 @@
 //! One send job: a notification's off-app channels for its user, from Kafka (hop 0) or from the
-//! retry schedule (hop n). [`run_job`] reads the user's view, runs each channel not already
-//! handled ([`crate::channel`]), schedules the retries and writes the send records;
-//! [`produce`] and [`acknowledge`] then publish the outcomes of finished jobs and mark them
-//! acknowledged.
-//!
-//! Everything a job touches is in its user's Redis slot.
-
-use std::collections::BTreeMap;
+//! retry schedule (hop n) ([`Job`]), and what each channel of it came to ([`ChannelResult`]).
+//! Plain data: running a job is [`crate::run`].
 
 use chrono::{DateTime, Utc};
-use futures::future::join_all;
 use serde::{Deserialize, Serialize};
-use shared::bus::OutgoingRecord;
-use shared::model::{Channel, Notification};
-use shared::protocol::{DeliveryOutcome, Topic};
-use shared::store::{PushLedger, SendRecord, StoreError};
-
-use crate::channel::run_channel;
-use crate::{Deps, Stats};
-
-/// Jobs (a notification's channels for one user) handled at once per batch or drain round.
-pub(crate) const JOB_CONCURRENCY: usize = 64;
+use shared::model::{Channel, Notification, OutcomeStatus};
+use shared::store::StoredSubscription;
 
 /// One trip of a notification's off-app channels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,140 +51,31 @@ impl Job {
     }
 }
 
-/// A job's results: the outcome records to produce, the send records to acknowledge once they
-/// are, and counts.
+/// What one channel of a job came to.
 #[derive(Debug, Default)]
-pub(crate) struct JobDone {
-    /// The notification's user: every key the job touched is in their slot.
-    pub(crate) user: String,
-    pub(crate) outputs: Vec<OutgoingRecord>,
-    pub(crate) acks: Vec<(String, u32)>,
-    pub(crate) stats: Stats,
+pub(crate) struct ChannelResult {
+    /// The outcome to emit; `None` for a silent job.
+    pub(crate) outcome: Option<(OutcomeStatus, Option<&'static str>)>,
+    /// Status for the send record (`silent` when no outcome is emitted).
+    pub(crate) status: String,
+    /// The next trip through the retry schedule, and when.
+    pub(crate) retry: Option<(Job, DateTime<Utc>)>,
+    /// Subscriptions to remove.
+    pub(crate) gone: Vec<StoredSubscription>,
 }
 
-fn outcome_record(outcome: &DeliveryOutcome) -> OutgoingRecord {
-    OutgoingRecord {
-        topic: Topic::NotificationDelivery,
-        key: outcome.notification_id.clone(),
-        payload: outcome.encode(),
-        headers: Vec::new(),
-    }
-}
-
-/// Runs one job for its user: view, gates, sends, retry schedule, send records.
-pub(crate) async fn run_job(
-    deps: &Deps,
-    job: &Job,
-    now: DateTime<Utc>,
-) -> Result<JobDone, StoreError> {
-    let n = &job.notification;
-    let user = &n.user_id;
-    let fields: Vec<String> = job
-        .channels
-        .iter()
-        .map(|c| PushLedger::field(&n.id, *c))
-        .collect();
-    let view = deps.ledger.view(user, &fields).await?;
-    let mut done = JobDone {
-        user: user.clone(),
-        ..JobDone::default()
-    };
-
-    let mut todo = Vec::new();
-    for (channel, field) in job.channels.iter().zip(&fields) {
-        match view.records.get(field) {
-            Some(record) if record.hop >= job.hop => {
-                done.stats.redelivered += 1;
-                if let Some(pending) = &record.pending_outcome {
-                    // Produced before, never acknowledged: the same event again.
-                    done.outputs.push(OutgoingRecord {
-                        topic: Topic::NotificationDelivery,
-                        key: n.id.clone(),
-                        payload: pending.clone().into_bytes(),
-                        headers: Vec::new(),
-                    });
-                    done.acks.push((field.clone(), record.hop));
-                }
-            }
-            _ => todo.push(*channel),
-        }
-    }
-    let results = join_all(
-        todo.iter()
-            .map(|c| async { (*c, run_channel(deps, job, *c, &view, now).await) }),
-    )
-    .await;
-
-    let mut gone = 0;
-    for (_, r) in &results {
-        for stored in &r.gone {
-            match deps.contacts.remove_gone(user, stored).await {
-                Ok(true) => gone += 1,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(user, error = %e, "could not remove a gone subscription"),
-            }
-        }
-    }
-    done.stats.gone += gone;
-    // Retries before records: a crash in between redoes the job, and scheduling is idempotent.
-    for (_, r) in &results {
-        if let Some((retry, at)) = &r.retry {
-            let entry = serde_json::to_string(retry).unwrap_or_default();
-            deps.ledger
-                .schedule(user, &retry.entry_id(), &entry, at.timestamp_millis())
-                .await?;
-        }
-    }
-    let mut records = Vec::new();
-    for (channel, r) in &results {
-        let field = PushLedger::field(&n.id, *channel);
-        let pending = r.outcome.map(|(status, why)| {
-            done.stats.count(status);
-            let outcome = DeliveryOutcome::new(n, *channel, status, why);
-            done.outputs.push(outcome_record(&outcome));
-            done.acks.push((field.clone(), job.hop));
-            String::from_utf8(outcome.encode()).unwrap_or_default()
-        });
-        records.push((
-            field,
-            SendRecord {
-                hop: job.hop,
-                status: r.status.clone(),
-                pending_outcome: pending,
+impl ChannelResult {
+    /// The channel came to `status` (no outcome, and the record status `silent`, for a silent
+    /// job).
+    pub(crate) fn settled(job: &Job, status: OutcomeStatus, why: Option<&'static str>) -> Self {
+        ChannelResult {
+            outcome: (!job.silent).then_some((status, why)),
+            status: if job.silent {
+                "silent".into()
+            } else {
+                status.as_str().into()
             },
-        ));
-    }
-    deps.ledger
-        .record(user, &records, Utc::now().timestamp_millis())
-        .await?;
-    Ok(done)
-}
-
-/// Produces every job's outputs; per job, whether all of its outputs were acknowledged.
-pub(crate) async fn produce(deps: &Deps, done: &[&JobDone]) -> Vec<bool> {
-    let outputs: Vec<OutgoingRecord> = done
-        .iter()
-        .flat_map(|d| d.outputs.iter().cloned())
-        .collect();
-    let mut acks = deps.bus.send(&outputs).await.into_iter();
-    done.iter()
-        .map(|d| {
-            d.outputs
-                .iter()
-                .map(|_| acks.next().is_some_and(|r| r.is_ok()))
-                .filter(|ok| !ok)
-                .count()
-                == 0
-        })
-        .collect()
-}
-
-/// Marks the acknowledged outcomes' send records acknowledged, per user.
-pub(crate) async fn acknowledge(deps: &Deps, acks: BTreeMap<&str, Vec<(String, u32)>>) {
-    for (user, fields) in acks {
-        if let Err(e) = deps.ledger.acknowledge(user, &fields).await {
-            // The pending copies stay; only a redelivery would re-emit them.
-            tracing::warn!(user, error = %e, "could not acknowledge send records");
+            ..ChannelResult::default()
         }
     }
 }

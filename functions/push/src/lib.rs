@@ -42,7 +42,9 @@
 //! - [`deps`]: what a cold start builds ([`Deps`], the [`Senders`]);
 //! - [`batch`]: the Kafka batch ([`process_batch`]);
 //! - [`drain`]: the scheduled drain of the retry schedule ([`drain_due`]);
-//! - [`job`]: one send job, a notification's off-app channels for its user ([`Job`]);
+//! - [`job`]: one send job, a notification's off-app channels for its user ([`Job`]), and what
+//!   each channel came to;
+//! - [`run`]: running a job: the user's view, the channels, the send records, the outcomes;
 //! - [`channel`]: one channel of a job: the gates, then the send;
 //! - [`retry`]: the deferral policy (throttling, quiet hours, the PUSH aggregate);
 //! - [`gates`], [`payload`], [`senders`]: the gates, what is sent, and the providers;
@@ -56,6 +58,7 @@ pub mod gates;
 pub mod job;
 pub mod payload;
 pub(crate) mod retry;
+pub(crate) mod run;
 pub mod senders;
 pub mod stats;
 

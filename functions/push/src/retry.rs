@@ -11,8 +11,7 @@ use shared::model::{Channel, OutcomeStatus};
 use shared::protocol::outcome::reason;
 use shared::store::StoredSubscription;
 
-use crate::channel::ChannelResult;
-use crate::job::Job;
+use crate::job::{ChannelResult, Job};
 use crate::senders::Delivery;
 
 /// A throttled send: deferred to `at`, or failed after too many deferrals.

@@ -66,7 +66,20 @@ impl DeliveryOutcome {
         status: OutcomeStatus,
         reason: Option<&str>,
     ) -> Self {
-        let at = Utc::now();
+        Self::at(notification, channel, status, reason, Utc::now())
+    }
+
+    /// An outcome for `notification` on `channel` that happened `at`. A send is stamped when it
+    /// was handed over, not when the provider's answer came back: a client can see, read and
+    /// click a frame before `@connections` answers the post, and the funnel must still show
+    /// `sent` first.
+    pub fn at(
+        notification: &Notification,
+        channel: Channel,
+        status: OutcomeStatus,
+        reason: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Self {
         let latency_ms = (at - notification.created_at).num_milliseconds().max(0) as u64;
         DeliveryOutcome {
             v: ENVELOPE_VERSION,
