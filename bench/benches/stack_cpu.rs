@@ -237,7 +237,8 @@ async fn warm_up(run: &mut Run<'_>) {
     let _ = run.window("warm-up", 100.0, 2.0).await;
 }
 
-async fn herald_phases(server: &Server, s: &Settings) -> Results {
+/// The client fleet connected to `server`, warmed up.
+async fn connected<'a>(server: &'a Server, s: &Settings) -> Run<'a> {
     let mut run = Run::connect(
         server,
         s.clients,
@@ -248,6 +249,11 @@ async fn herald_phases(server: &Server, s: &Settings) -> Results {
     )
     .await;
     warm_up(&mut run).await;
+    run
+}
+
+async fn herald_phases(server: &Server, s: &Settings) -> Results {
+    let mut run = connected(server, s).await;
     let mut r = Results::default();
     for phase in &s.phases {
         match phase {
@@ -312,16 +318,7 @@ async fn recovery(
     capacity: Option<usize>,
 ) -> Option<(Window, Window)> {
     println!("== recovery, on a newly started devstack");
-    let mut run = Run::connect(
-        server,
-        s.clients,
-        s.senders,
-        s.capacity_needed(),
-        s.concurrency,
-        s.drain,
-    )
-    .await;
-    warm_up(&mut run).await;
+    let mut run = connected(server, s).await;
     let run = &mut run;
     let rate = s.recovery_rate as f64;
     let overload = 2 * capacity.unwrap_or(s.capacity);
@@ -352,16 +349,7 @@ async fn recovery(
 }
 
 async fn peer_phases(server: &Server, s: &Settings) -> Vec<Window> {
-    let mut run = Run::connect(
-        server,
-        s.clients,
-        s.senders,
-        s.capacity_needed(),
-        s.concurrency,
-        s.drain,
-    )
-    .await;
-    warm_up(&mut run).await;
+    let mut run = connected(server, s).await;
     let mut windows = Vec::new();
     for phase in &s.phases {
         match phase {
