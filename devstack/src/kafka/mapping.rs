@@ -394,13 +394,12 @@ impl Mapping {
         reason: &str,
         label: &str,
     ) {
-        let producer = match &self.source.on_failure {
-            Some(_) => producer
+        let producer = self.source.on_failure.as_ref().and_then(|_| {
+            producer
                 .get_or_init(|| self.dead_letter_producer(label))
-                .as_ref(),
-            None => None,
-        };
-        let (Some(producer), Some(_)) = (producer, &self.source.on_failure) else {
+                .as_ref()
+        });
+        let Some(producer) = producer else {
             tracing::warn!(mapping = %label, "no on-failure destination: {} records dropped", records.len());
             return;
         };
