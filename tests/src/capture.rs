@@ -37,6 +37,18 @@ pub struct CaptureServer {
 /// A scripted answer: HTTP status and the `x-amzn-ErrorType` API Gateway sends with it.
 pub type Answer = (u16, &'static str);
 
+/// A listener on a free loopback port and its `http://` base URL, for the local fakes; `what`
+/// names the fake in the panic if the port cannot be had.
+pub(crate) async fn bind_local(what: &str) -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{what}: bind: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{what}: address: {e}"));
+    (listener, format!("http://{addr}"))
+}
+
 impl CaptureServer {
     pub async fn start() -> CaptureServer {
         Self::scripted(Vec::new()).await
@@ -45,15 +57,7 @@ impl CaptureServer {
     /// Answers these first, in order, then `200`.
     pub async fn scripted(answers: Vec<Answer>) -> CaptureServer {
         let answers: Arc<Mutex<VecDeque<Answer>>> = Arc::new(Mutex::new(answers.into()));
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("capture server: {e}"));
-        let url = format!(
-            "http://{}",
-            listener
-                .local_addr()
-                .unwrap_or_else(|e| panic!("capture server: {e}"))
-        );
+        let (listener, url) = bind_local("capture server").await;
         let requests: Arc<Mutex<Vec<Captured>>> = Arc::default();
         let sink = requests.clone();
         let task = tokio::spawn(async move {

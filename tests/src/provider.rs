@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// One request the provider received.
@@ -78,15 +77,7 @@ impl Drop for Provider {
 
 impl Provider {
     pub async fn start() -> Provider {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("provider bind: {e}"));
-        let url = format!(
-            "http://{}",
-            listener
-                .local_addr()
-                .unwrap_or_else(|e| panic!("provider addr: {e}"))
-        );
+        let (listener, url) = crate::capture::bind_local("provider").await;
         let script: Arc<Mutex<Script>> = Arc::default();
         let shared = script.clone();
         let task = tokio::spawn(async move {

@@ -9,11 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::join_all;
-use herald_tests::TestEnv;
+use herald_tests::{new_notification, TestEnv};
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::Value;
 use shared::config::RedisSettings;
-use shared::model::{Channel, FlagsPatch, Preferences, Priority};
+use shared::model::{FlagsPatch, Preferences};
 use shared::store::inbox::IdempotencyClaim;
 use shared::store::{
     CreateOutcome, InboxStore, ListQuery, NewNotification, RateLimiter, RedisConn, UpdateOutcome,
@@ -21,16 +21,9 @@ use shared::store::{
 
 fn note(user: &str, i: usize) -> NewNotification {
     NewNotification {
-        user_id: user.to_owned(),
         kind: if i.is_multiple_of(2) { "even" } else { "odd" }.to_owned(),
         title: format!("n{i}"),
-        body: String::new(),
-        data: serde_json::json!({}),
-        channels: vec![Channel::InApp],
-        priority: Priority::Normal,
-        action_url: None,
-        group_key: None,
-        expires_at: None,
+        ..new_notification(user)
     }
 }
 
