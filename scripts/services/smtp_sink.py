@@ -6,6 +6,9 @@ Listens on 127.0.0.1:PORT and writes each accepted message to DIR/<n>.json: the 
 (mail_from, rcpt_tos), the raw message, and what Python's own email parser makes of it (headers,
 and each leaf part's content type and decoded text), so a test checks the MIME structure with a
 parser that is not the sender's.
+
+A recipient whose local part starts with `unknown` is refused at RCPT with a permanent 550 that
+echoes the address, as real servers do (the log-redaction tests need such a reply).
 """
 
 import asyncio
@@ -23,6 +26,12 @@ class Keep:
     def __init__(self, folder):
         self.folder = folder
         self.count = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("unknown"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)

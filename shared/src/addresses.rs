@@ -5,10 +5,10 @@
 //! `functions/push`.
 //!
 //! Contracts:
-//! - a subscription's endpoint is `https` on a public host; loopback hosts (`127.0.0.0/8`,
-//!   `localhost`, `[::1]`, over http or https) only where the deployment allows them
-//!   (`PUSH_ALLOW_LOOPBACK`, set by devstack and the tests); private, link-local and unspecified
-//!   IP literals never. The push function checks the stored endpoint again before each send;
+//! - a subscription's endpoint passes the outbound policy's URL check ([`crate::egress`]: `https`,
+//!   no credentials, no loopback unless `PUSH_ALLOW_LOOPBACK`, no reserved IP literal in any of
+//!   the forms the HTTP client would accept). The push function checks it again before each send
+//!   and its client checks the addresses a host name resolves to;
 //! - `p256dh` is a 65-byte uncompressed P-256 point on the curve and `auth` 16 bytes, both
 //!   base64url (RFC 8291 §3);
 //! - a subscription's id is derived from its endpoint, so subscribing the same browser again
@@ -16,8 +16,6 @@
 //! - an [`UnsubscribeToken`] names one user and one notification type, is signed with HMAC-SHA256
 //!   under `UNSUBSCRIBE_SECRET`, never expires (RFC 8058 links must keep working), and can only
 //!   turn that type's EMAIL off.
-
-use std::net::IpAddr;
 
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -27,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::egress::EgressPolicy;
 use crate::error::FieldError;
 use crate::limits;
 
@@ -111,8 +110,8 @@ impl PushSubscription {
         now: DateTime<Utc>,
     ) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        if let Err(why) = check_endpoint(&req.endpoint, allow_loopback) {
-            errors.push(FieldError::new("endpoint", why));
+        if let Err(why) = EgressPolicy::new(allow_loopback).check_url(&req.endpoint) {
+            errors.push(FieldError::new("endpoint", why.to_string()));
         }
         let p256dh = decode_b64url(&req.keys.p256dh);
         match &p256dh {
@@ -183,86 +182,6 @@ pub fn decode_b64url(s: &str) -> Option<Vec<u8>> {
         .decode(s)
         .or_else(|_| URL_SAFE.decode(s))
         .ok()
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// IP literals a push endpoint may never name: private, link-local (cloud metadata), unspecified,
-/// multicast and the like. (Host names are not resolved here; see `docs/channels.md`.)
-fn is_internal_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                // 100.64.0.0/10, carrier-grade NAT
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link-local
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_internal_ip(IpAddr::V4(v4)) || v4.is_loopback())
-        }
-    }
-}
-
-/// Is `endpoint` a URL Herald may POST pushes to? `Err` says why not.
-pub fn check_endpoint(endpoint: &str, allow_loopback: bool) -> Result<http::Uri, String> {
-    if endpoint.len() > limits::URL_MAX_BYTES {
-        return Err(format!("is longer than {} bytes", limits::URL_MAX_BYTES));
-    }
-    let uri: http::Uri = endpoint
-        .parse()
-        .map_err(|_| "is not an absolute URL".to_owned())?;
-    let scheme = uri.scheme_str().unwrap_or_default();
-    let authority = uri
-        .authority()
-        .ok_or_else(|| "is not an absolute URL".to_owned())?;
-    if authority.as_str().contains('@') {
-        return Err("must not carry credentials".into());
-    }
-    let host = authority.host();
-    if host.is_empty() {
-        return Err("has no host".into());
-    }
-    if is_loopback_host(host) {
-        if !allow_loopback {
-            return Err("names a loopback host, which this deployment does not allow".into());
-        }
-        if scheme != "https" && scheme != "http" {
-            return Err("must be an http(s) URL".into());
-        }
-        return Ok(uri);
-    }
-    if scheme != "https" {
-        return Err("must be an https URL".into());
-    }
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if bare.parse::<IpAddr>().is_ok_and(is_internal_ip) {
-        return Err("names a private or reserved address".into());
-    }
-    Ok(uri)
-}
-
-/// `scheme://host[:port]` of an endpoint: the VAPID JWT's `aud` (RFC 8292 §2).
-pub fn origin(uri: &http::Uri) -> String {
-    let scheme = uri.scheme_str().unwrap_or("https");
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
-    format!("{scheme}://{authority}")
 }
 
 /// Where the user can be reached by email and SMS. Absent means "not by that channel".

@@ -10,6 +10,8 @@
 //! - [`bus`]: the idempotent Kafka producer and topic creation;
 //! - [`addresses`]: where a user is reached off-app: push subscriptions, contacts and one-click
 //!   unsubscribe tokens (the channel itself is [`model::Channel`]);
+//! - [`egress`]: the outbound policy for requests to user-supplied URLs (https, public addresses
+//!   after DNS resolution, no redirects) and the one client that enforces it;
 //! - [`aws`]: the function's AWS identity, the one HTTPS client of every AWS SDK client, MSK
 //!   cluster ARNs (reads nothing; `config` builds the settings);
 //! - [`msk`]: Amazon MSK: IAM authentication (OAUTHBEARER tokens) and bootstrap brokers from a
@@ -22,6 +24,7 @@
 //! - [`secrets`]: settings whose values live in Secrets Manager, resolved at cold start;
 //! - [`error`]: RFC 9457 problem+json errors;
 //! - [`telemetry`]: structured JSON logs;
+//! - [`redact`]: personal data and secrets out of log lines (provider text, addresses);
 //! - [`metrics`]: CloudWatch metrics as Embedded Metric Format lines;
 //! - [`trigger`]: Kafka-triggered functions' events and partial batch responses.
 
@@ -30,6 +33,7 @@ pub mod auth;
 pub mod aws;
 pub mod bus;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod limits;
 pub mod metrics;
@@ -38,6 +42,7 @@ pub mod msk;
 pub mod outbox;
 pub mod protocol;
 pub mod realtime;
+pub mod redact;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;

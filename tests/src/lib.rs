@@ -18,12 +18,13 @@
 //! - [`browser`]: a Web Push subscriber that decrypts and checks VAPID independently.
 //!
 //! [`stack`] runs devstack for the end-to-end tests; [`kafka`] picks the broker and reads topics
-//! back; [`http`] calls the api function in process.
+//! back; [`http`] calls the api function in process; [`logs`] captures what code logs.
 
 pub mod browser;
 pub mod capture;
 pub mod http;
 pub mod kafka;
+pub mod logs;
 pub mod provider;
 pub mod smtp_sink;
 pub mod stack;

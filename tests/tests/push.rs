@@ -13,6 +13,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use herald_tests::browser::{vapid_keys, verify_vapid, Browser};
+use herald_tests::logs::LogCapture;
 use herald_tests::provider::{answer, Answer, Provider};
 use herald_tests::smtp_sink::{header, SmtpSink};
 use herald_tests::{Call, TestEnv};
@@ -461,6 +462,78 @@ async fn a_large_body_is_trimmed_to_title_and_id_and_a_413_is_resent_trimmed() {
     );
 }
 
+/// Issue 12 §1: a push endpoint that answers a redirect cannot steer the function to another
+/// address (a VPC service, the Lambda runtime API): the redirect is not followed, its target gets
+/// nothing, and the send is `failed`/`redirect-refused` at once (no retries, no oracle).
+#[tokio::test]
+async fn a_redirecting_endpoint_is_a_failed_send_and_its_target_gets_nothing() {
+    let Some(s) = Setup::new(&[]).await else {
+        return;
+    };
+    let service = Provider::start().await;
+    let inside = Provider::start().await;
+    let mut sent = Vec::new();
+    for status in [301, 302, 303, 307, 308] {
+        let alice = user();
+        let path = format!("/push/moved-{status}");
+        s.subscribe(&alice, &Browser::new(), &format!("{}{path}", service.url))
+            .await;
+        service.always(
+            &path,
+            Answer {
+                status,
+                headers: vec![("Location".into(), format!("{}/internal", inside.url))],
+            },
+        );
+        sent.push((path, s.notify_push(&alice, "x").await));
+    }
+    let stats = s
+        .run(&sent.iter().map(|(_, n)| n).collect::<Vec<_>>())
+        .await;
+    assert_eq!((stats.sent, stats.failed), (0, 5), "{stats:?}");
+    for (path, _) in &sent {
+        assert_eq!(service.received(path).len(), 1, "{path} was retried");
+    }
+    assert!(
+        inside.received("/internal").is_empty(),
+        "the redirect was followed"
+    );
+    let expected = sorted(
+        sent.iter()
+            .map(|(_, n)| row(n, "PUSH", "failed", "redirect-refused"))
+            .collect(),
+    );
+    assert_eq!(s.outcomes(5).await, expected);
+}
+
+/// Issue 12 §1: the endpoint is checked again at send time under the deployment's current rules,
+/// with the same policy that refused it at registration.
+#[tokio::test]
+async fn an_endpoint_the_deployment_no_longer_allows_is_refused_without_a_request() {
+    let Some(s) = Setup::new(&[]).await else {
+        return;
+    };
+    let service = Provider::start().await;
+    let alice = user();
+    s.subscribe(&alice, &Browser::new(), &format!("{}/push/a", service.url))
+        .await;
+    let n = s.notify_push(&alice, "x").await;
+    // The same deployment, redeployed without PUSH_ALLOW_LOOPBACK.
+    let (private, public) = vapid_keys();
+    let mut strict = settings(&[], Some((&private, &public)));
+    strict.allow_loopback = false;
+    let push = push::Deps::new(s.env.conn.clone(), s.env.keys.clone(), s.env.bus(), strict)
+        .unwrap_or_else(|e| panic!("push deps: {e}"));
+    let (response, stats) = push::process_batch(&push, &batch(&[&n]), Utc::now()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(stats.failed, 1, "{stats:?}");
+    assert!(service.received("/push/a").is_empty());
+    assert_eq!(
+        s.outcomes(1).await,
+        [row(&n, "PUSH", "failed", "endpoint-refused")]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Email, SMS, gates
 
@@ -599,6 +672,51 @@ async fn email_reaches_a_real_smtp_server_with_both_parts_and_one_click_unsubscr
         row(&other, "EMAIL", "sent", ""),
     ]);
     assert_eq!(s.outcomes(3).await, expected);
+}
+
+/// Issue 12 §6: an SMTP reply that echoes the recipient's address is logged without it.
+#[tokio::test]
+async fn an_smtp_refusal_echoing_the_address_is_logged_without_it() {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let smtp = [
+        ("SMTP_URL", sink.url.as_str()),
+        ("EMAIL_FROM", "Herald <notify@herald.test>"),
+    ];
+    let Some(s) = Setup::new(&smtp).await else {
+        return;
+    };
+    let alice = user();
+    // The sink refuses `unknown…` recipients with `550 5.1.1 <address>: …`.
+    let address = format!("unknown.{alice}@example.com");
+    s.contacts(&alice, json!({"email": address})).await;
+    let n = s
+        .notify(
+            &alice,
+            "invoice.paid",
+            "x",
+            vec![Channel::Email],
+            Priority::Normal,
+        )
+        .await;
+    let logs = LogCapture::default();
+    let stats = logs.during(s.run(&[&n])).await;
+    assert_eq!(stats.failed, 1, "{stats:?}");
+    assert!(sink.messages().is_empty());
+    let text = logs.text();
+    assert!(
+        text.contains("send failed") && text.contains("550") && text.contains("[email]"),
+        "the failure is logged with the reply's code: {text}"
+    );
+    assert!(
+        !text.contains("@example.com"),
+        "the address is in the log: {text}"
+    );
+    assert_eq!(
+        s.outcomes(1).await,
+        [row(&n, "EMAIL", "failed", "provider-4xx")]
+    );
 }
 
 #[tokio::test]
@@ -853,6 +971,34 @@ async fn bad_subscriptions_and_contacts_are_refused_with_problem_json() {
         (r.status, r.error_fields()),
         (422, vec!["endpoint".to_owned()])
     );
+    // Every host form the HTTP client would read as loopback, private or metadata (issue 12 §2):
+    // the route judges the address the client would connect to.
+    for endpoint in [
+        "https://2130706433/push",
+        "https://0x7f.1/push",
+        "https://0177.0.0.1/push",
+        "https://127.1/push",
+        "https://localhost./push",
+        "https://%31%32%37.0.0.1/push",
+        "https://[::ffff:127.0.0.1]/push",
+        "https://[::ffff:10.0.0.1]/push",
+        "https://0xa9fea9fe/latest/meta-data",
+        "https://100.64.0.1/push",
+        "https://[64:ff9b::a00:1]/push",
+        "https://[fe80::1]/push",
+    ] {
+        let r = Call::post("/v1/push-subscriptions")
+            .user(&alice)
+            .json(&browser.subscription(endpoint))
+            .send(&strict)
+            .await;
+        assert_eq!(
+            (r.status, r.error_fields()),
+            (422, vec!["endpoint".to_owned()]),
+            "{endpoint}: {}",
+            r.body
+        );
+    }
     // No token: 401.
     let r = Call::post("/v1/push-subscriptions")
         .json(&good)

@@ -81,7 +81,7 @@ pub(crate) async fn run_channel(
                 id = n.id,
                 channel = channel.as_str(),
                 reason,
-                detail,
+                %detail,
                 "send failed"
             );
             result(OutcomeStatus::Failed, Some(reason))

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use shared::bus::EventBus;
 use shared::config::{ConfigError, Env, KafkaSettings, RedisSettings, SenderSettings};
+use shared::egress::EgressPolicy;
 use shared::error::StartupError;
 use shared::store::{ContactBook, KeySpace, PushLedger, RedisConn};
 
@@ -56,24 +57,29 @@ impl Deps {
         settings: SenderSettings,
     ) -> Result<Self, ConfigError> {
         let policy = SendPolicy::new(settings.send.clone());
-        let client = reqwest::Client::builder()
-            .connect_timeout(settings.send.timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
-            .build()
-            .map_err(|e| ConfigError::Invalid {
-                var: "PUSH_TIMEOUT_MS",
-                value: format!("{:?}", settings.send.timeout),
-                reason: e.to_string(),
-            })?;
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(settings.send.timeout)
+                .pool_idle_timeout(Duration::from_secs(50))
+        };
+        let invalid = |e: reqwest::Error| ConfigError::Invalid {
+            var: "PUSH_TIMEOUT_MS",
+            value: format!("{:?}", settings.send.timeout),
+            reason: e.to_string(),
+        };
+        // Push endpoints are user-supplied: their client is the outbound policy's. The SMS API's
+        // URL is the operator's (`SMS_API_URL`), reached with an ordinary client.
+        let egress = EgressPolicy::new(settings.allow_loopback);
         let webpush = match &settings.vapid {
             Some(v) => Some(WebPush::new(
                 Vapid::from_settings(v)?,
-                client.clone(),
+                egress.client(builder()).map_err(invalid)?,
                 policy.clone(),
-                settings.allow_loopback,
+                egress,
             )),
             None => None,
         };
+        let client = builder().build().map_err(invalid)?;
         let email = match &settings.email {
             Some(e) => Some(Email::new(e, policy.clone())?),
             None => None,

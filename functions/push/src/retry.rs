@@ -87,7 +87,7 @@ pub(crate) fn push_result(
                     user = job.notification.user_id,
                     endpoint = stored.subscription.id,
                     reason,
-                    detail,
+                    %detail,
                     "push failed"
                 );
                 first_failure.get_or_insert(reason);

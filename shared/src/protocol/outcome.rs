@@ -37,6 +37,12 @@ pub mod reason {
     pub const RATE_LIMITED: &str = "rate-limited";
     /// The notification's `expiresAt` passed before it could be sent (e.g. during quiet hours).
     pub const EXPIRED: &str = "expired";
+    /// A user-supplied URL answered with a redirect, which is never followed
+    /// ([`crate::egress`]).
+    pub const REDIRECT_REFUSED: &str = "redirect-refused";
+    /// A user-supplied URL, or an address its host resolved to, is outside the outbound policy
+    /// ([`crate::egress`]): not https, loopback, private, link-local, …
+    pub const ENDPOINT_REFUSED: &str = "endpoint-refused";
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,10 @@
 //! doubling backoff; a short `Retry-After` (at most `PUSH_INLINE_WAIT_MAX_MS`) is slept. A send is
 //! at least once: a provider that accepted a message whose answer was lost gets it again.
 //!
+//! A redirect (3xx) is never followed: it is a failed send, `redirect-refused`. A request the
+//! outbound policy refused ([`shared::egress`]) is a failed send, `endpoint-refused`, without
+//! retries. A failure's `detail` is [`Redacted`]: provider text echoes addresses.
+//!
 //! - [`webpush`]: Web Push with VAPID (RFC 8292) and aes128gcm (RFC 8291);
 //! - [`email`]: SMTP (lettre, rustls), text + HTML, RFC 8058 one-click unsubscribe headers;
 //! - [`sms`]: an HTTP API in Twilio's Messages shape.
@@ -20,7 +24,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::config::SendSettings;
+use shared::egress;
 use shared::protocol::outcome::reason;
+use shared::redact::{redact, Redacted};
 use tokio::sync::Semaphore;
 
 /// What one send came to.
@@ -34,18 +40,19 @@ pub enum Delivery {
     /// Web Push: the subscription no longer exists (404/410); remove it.
     Gone,
     /// Refused for good, or still failing after the inline retries. `reason` is one of the
-    /// outcome vocabulary's ([`reason`]).
+    /// outcome vocabulary's ([`reason`]); `detail` is for the log, redacted.
     Failed {
         reason: &'static str,
-        detail: String,
+        detail: Redacted,
     },
 }
 
 impl Delivery {
-    pub fn failed(reason: &'static str, detail: impl Into<String>) -> Self {
+    /// A failure; `detail` (provider text, an error chain) is redacted here.
+    pub fn failed(reason: &'static str, detail: impl AsRef<str>) -> Self {
         Delivery::Failed {
             reason,
-            detail: detail.into(),
+            detail: Redacted::new(detail),
         }
     }
 }
@@ -59,6 +66,10 @@ pub enum HttpOutcome {
     Refused(u16, String),
     /// 429 with a wait too long to sleep here.
     Throttled(Duration),
+    /// A 3xx, not followed: the status and the `Location` it named.
+    Redirected(u16, String),
+    /// The outbound policy refused the address the URL's host resolved to.
+    EndpointRefused(egress::Refused),
     /// 5xx, timeout or no connection, every attempt.
     Unavailable(Delivery),
 }
@@ -77,6 +88,13 @@ impl HttpOutcome {
                 at: Utc::now()
                     + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
             },
+            HttpOutcome::Redirected(status, location) => Delivery::failed(
+                reason::REDIRECT_REFUSED,
+                format!("{status} redirect to {location} not followed"),
+            ),
+            HttpOutcome::EndpointRefused(why) => {
+                Delivery::failed(reason::ENDPOINT_REFUSED, format!("endpoint {why}"))
+            }
             HttpOutcome::Unavailable(d) => d,
         }
     }
@@ -122,6 +140,14 @@ impl SendPolicy {
                 Ok(r) if r.status().is_success() => {
                     return HttpOutcome::Accepted(r.status().as_u16())
                 }
+                Ok(r) if r.status().is_redirection() => {
+                    let location = r
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|l| l.to_str().ok())
+                        .unwrap_or("nowhere");
+                    return HttpOutcome::Redirected(r.status().as_u16(), location.to_owned());
+                }
                 Ok(r) if r.status().as_u16() == 429 => {
                     let wait =
                         retry_after(r.headers(), Utc::now()).unwrap_or(Duration::from_secs(60));
@@ -136,16 +162,19 @@ impl SendPolicy {
                     let text = r.text().await.unwrap_or_default();
                     last = Delivery::failed(
                         reason::PROVIDER_5XX,
-                        format!("{status} {}", truncate(&text, 200)),
+                        format!("{status} {}", truncate(&redact(&text), 200)),
                     );
                     self.backoff(attempt)
                 }
                 Ok(r) => {
                     let status = r.status().as_u16();
                     let text = r.text().await.unwrap_or_default();
-                    return HttpOutcome::Refused(status, truncate(&text, 200).to_owned());
+                    return HttpOutcome::Refused(status, truncate(&redact(&text), 200).to_owned());
                 }
                 Err(e) => {
+                    if let Some(why) = egress::refusal(&e) {
+                        return HttpOutcome::EndpointRefused(why.clone());
+                    }
                     last = Delivery::failed(reason::ERROR, error_chain(&e));
                     self.backoff(attempt)
                 }
@@ -174,6 +203,7 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap, now: DateTime<Utc>) -> 
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
+/// At most `max` characters of `s`. Redact before truncating: a cut address is not recognised.
 pub(crate) fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],

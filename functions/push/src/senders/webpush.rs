@@ -6,7 +6,11 @@
 //! Provider answers: 201/200/202 sent; 404/410 gone (the caller removes that subscription only);
 //! 413 resent once with the trimmed payload; 429 honours `Retry-After` (inline when short, else
 //! [`Delivery::Later`]); 5xx and timeouts retried with backoff, then `failed`/`provider-5xx`;
-//! other 4xx `failed`/`provider-4xx`.
+//! other 4xx `failed`/`provider-4xx`; a 3xx is not followed, `failed`/`redirect-refused`.
+//!
+//! Endpoints are user-supplied URLs: every request goes through the outbound policy
+//! ([`shared::egress`]), with the endpoint checked again before each send and the client's
+//! resolver checking the addresses its host resolves to.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +24,7 @@ use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::DecodePrivateKey;
 use shared::addresses::{self, decode_b64url, PushSubscription};
 use shared::config::{ConfigError, VapidSettings};
+use shared::egress::EgressPolicy;
 use shared::model::Priority;
 use shared::protocol::outcome::reason;
 
@@ -113,9 +118,10 @@ impl Vapid {
 #[derive(Debug)]
 pub struct WebPush {
     pub vapid: Vapid,
+    /// Built by [`EgressPolicy::client`] for `egress`.
     client: reqwest::Client,
     policy: SendPolicy,
-    allow_loopback: bool,
+    egress: EgressPolicy,
 }
 
 /// RFC 8030 §5.3 `Urgency` from the notification's priority.
@@ -128,17 +134,18 @@ fn urgency(priority: Priority) -> &'static str {
 }
 
 impl WebPush {
+    /// `client` must come from `egress.client(…)`: the policy's resolver and no redirects.
     pub fn new(
         vapid: Vapid,
         client: reqwest::Client,
         policy: SendPolicy,
-        allow_loopback: bool,
+        egress: EgressPolicy,
     ) -> Self {
         WebPush {
             vapid,
             client,
             policy,
-            allow_loopback,
+            egress,
         }
     }
 
@@ -151,9 +158,11 @@ impl WebPush {
         ttl: Duration,
     ) -> Delivery {
         // Checked again here: the deployment's rules may have changed since it was stored.
-        let uri = match addresses::check_endpoint(&subscription.endpoint, self.allow_loopback) {
-            Ok(uri) => uri,
-            Err(why) => return Delivery::failed(reason::ERROR, format!("endpoint {why}")),
+        let url = match self.egress.check_url(&subscription.endpoint) {
+            Ok(url) => url,
+            Err(why) => {
+                return Delivery::failed(reason::ENDPOINT_REFUSED, format!("endpoint {why}"))
+            }
         };
         let (Some(p256dh), Some(auth)) = (
             decode_b64url(&subscription.p256dh),
@@ -168,7 +177,8 @@ impl WebPush {
             return Delivery::failed(reason::ERROR, "stored auth secret is not 16 bytes");
         };
         let auth = web_push_native::Auth::from(auth);
-        let audience = addresses::origin(&uri);
+        // RFC 8292 §2: `aud` is the endpoint's origin (RFC 6454 serialisation).
+        let audience = url.origin().ascii_serialization();
 
         let mut body = payload.full.clone();
         let mut trimmed = payload.trimmed_only;
@@ -182,7 +192,7 @@ impl WebPush {
                 .policy
                 .http(|| {
                     self.client
-                        .post(&subscription.endpoint)
+                        .post(url.clone())
                         .header("TTL", ttl.as_secs().to_string())
                         .header("Urgency", urgency(priority))
                         .header("Content-Encoding", "aes128gcm")
