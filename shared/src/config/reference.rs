@@ -224,7 +224,7 @@ pub const VARIABLES: &[Variable] = &[
         names: &["PUSH_ALLOW_LOOPBACK"],
         default: "`false`",
         used_by: "api, push",
-        meaning: "`true` accepts push endpoints on `127.0.0.0/8`, `localhost`, `[::1]` (devstack and the tests); never in a deployment",
+        meaning: "`true` lets push endpoints name loopback hosts (`127.0.0.0/8`, `[::1]`, `localhost`), over http too, and resolve to loopback addresses (devstack and the tests); never in a deployment. Every other non-public address stays refused (docs/channels.md, *Outbound requests to user-supplied URLs*)",
     },
     Variable {
         names: &["SMTP_URL", "EMAIL_FROM"],
