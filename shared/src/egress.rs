@@ -353,6 +353,8 @@ mod tests {
             "http://0177.0.0.1/",
             "http://127.1/",
             "http://localhost./",
+            "http://127.0.0.1./",
+            "http://0x7f.0.0.1./",
             "http://LOCALHOST/",
             "http://api.localhost/",
             "http://%31%32%37.0.0.1/",

@@ -162,14 +162,14 @@ impl SendPolicy {
                     let text = r.text().await.unwrap_or_default();
                     last = Delivery::failed(
                         reason::PROVIDER_5XX,
-                        format!("{status} {}", truncate(&redact(&text), 200)),
+                        format!("{status} {}", provider_text(&text)),
                     );
                     self.backoff(attempt)
                 }
                 Ok(r) => {
                     let status = r.status().as_u16();
                     let text = r.text().await.unwrap_or_default();
-                    return HttpOutcome::Refused(status, truncate(&redact(&text), 200).to_owned());
+                    return HttpOutcome::Refused(status, provider_text(&text));
                 }
                 Err(e) => {
                     if let Some(why) = egress::refusal(&e) {
@@ -203,7 +203,12 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap, now: DateTime<Utc>) -> 
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
-/// At most `max` characters of `s`. Redact before truncating: a cut address is not recognised.
+/// What of a provider's answer body goes into a failure's detail: redacted, then cut to 200
+/// characters (in that order: a cut address would not be recognised).
+fn provider_text(body: &str) -> String {
+    truncate(&redact(body), 200).to_owned()
+}
+
 pub(crate) fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
@@ -217,6 +222,44 @@ pub(crate) use shared::error::chain as error_chain;
 mod tests {
     use super::*;
     use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    #[test]
+    fn redirects_and_refused_addresses_are_final_failures_with_their_reason() {
+        let redirected = HttpOutcome::Redirected(307, "http://10.0.3.7/latest/meta-data".into());
+        assert_eq!(
+            redirected.delivery(),
+            Delivery::failed(
+                reason::REDIRECT_REFUSED,
+                "307 redirect to http://10.0.3.7/… not followed"
+            )
+        );
+        let refused = HttpOutcome::EndpointRefused(egress::Refused::Loopback).delivery();
+        assert!(
+            matches!(refused, Delivery::Failed { reason, .. } if reason == reason::ENDPOINT_REFUSED)
+        );
+    }
+
+    /// Provider text reaches the log only through a failure's `detail`, which is redacted.
+    #[test]
+    fn a_failures_detail_never_carries_the_address_the_provider_echoed() {
+        let body = r#"{"code":21211,"message":"The 'To' number +447700900123 is not a valid phone number.","more_info":"ada@example.com"}"#;
+        let Delivery::Failed { detail, .. } = HttpOutcome::Refused(400, body.to_owned()).delivery()
+        else {
+            panic!("a 400 is a failure");
+        };
+        let logged = detail.to_string();
+        assert!(
+            logged.starts_with("400 ") && logged.contains("21211"),
+            "{logged}"
+        );
+        assert!(
+            !logged.contains("447700900123") && !logged.contains("ada@"),
+            "{logged}"
+        );
+        // An address straddling the cut leaves nothing of itself behind.
+        let long = format!("{} bob@example.com", "x".repeat(195));
+        assert!(!provider_text(&long).contains("bob"));
+    }
 
     #[test]
     fn retry_after_takes_seconds_or_an_http_date() {
