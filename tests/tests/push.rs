@@ -1151,6 +1151,78 @@ async fn through_devstack_a_notification_reaches_the_browsers_push_service() {
     );
 }
 
+/// Issue 12 §1 through devstack, from the attacker's side: a subscription whose endpoint answers
+/// `307 Location: <another local listener>` shows only `failed`/`redirect-refused` in its owner's
+/// deliveries view, and the listener it pointed at gets no request.
+#[tokio::test]
+async fn through_devstack_a_redirecting_endpoint_reaches_nothing_and_shows_redirect_refused() {
+    let Some(stack) = herald_tests::stack::shared_stack() else {
+        return;
+    };
+    let service = Provider::start().await;
+    let inside = Provider::start().await;
+    service.always(
+        "/push/moved",
+        Answer {
+            status: 307,
+            headers: vec![("Location".into(), format!("{}/internal", inside.url))],
+        },
+    );
+    let mallory = user();
+    let token = stack.token(&mallory, &[], Duration::from_secs(300));
+    let client = herald_tests::stack::http_client();
+    let r = client
+        .post(stack.http_url("/v1/push-subscriptions"))
+        .bearer_auth(&token)
+        .json(&Browser::new().subscription(&format!("{}/push/moved", service.url)))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 201);
+    let created = stack
+        .create_with(
+            &mallory,
+            json!({"title": "x", "body": "y", "channels": ["PUSH"]}),
+        )
+        .await;
+    let path = format!(
+        "/v1/notifications/{}/deliveries",
+        created["id"].as_str().unwrap_or_default()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let push = loop {
+        let funnel: Value = client
+            .get(stack.http_url(&path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .json()
+            .await
+            .unwrap_or_default();
+        let push = funnel["deliveries"].as_array().and_then(|d| {
+            d.iter()
+                .find(|d| d["channel"] == "PUSH" && d["status"] != "deferred")
+                .cloned()
+        });
+        match push {
+            Some(p) => break p,
+            None if Instant::now() > deadline => panic!("no PUSH outcome: {funnel}"),
+            None => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
+    assert_eq!(
+        (&push["status"], &push["reason"]),
+        (&json!("failed"), &json!("redirect-refused")),
+        "{push}"
+    );
+    assert_eq!(service.received("/push/moved").len(), 1);
+    assert!(
+        inside.received("/internal").is_empty(),
+        "the redirect was followed"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Infrastructure failures: only they fail records, and the retry sends nothing twice.
 
