@@ -12,8 +12,10 @@
 //!    attempt would have, with the same ids and seqs, and concurrent retries create each
 //!    recipient's notification once.
 //!
-//! Both records live for `IDEMPOTENCY_TTL`. The sender's is written first, so it never outlives
-//! the recipients' by more than the request's duration.
+//! Both records live for `IDEMPOTENCY_TTL`. The sender's is written first, so it also expires
+//! first, by at most the first request's duration: only a different request reusing the key at
+//! that very moment could meet a recipient's record after writing others (its create then
+//! answers `Conflict` for that recipient).
 
 use redis::AsyncCommands;
 
