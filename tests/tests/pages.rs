@@ -1,5 +1,6 @@
-//! Pages that fit in a Lambda answer, through `api::handle` on real Redis: `GET /v1/notifications`
-//! and `GET /v1/changes` stop at `limits::PAGE_MAX_BYTES` as well as at their count, however
+//! Answers that fit in Lambda, through `api::handle` on real Redis: a batch create answers
+//! `{id, seq, userId}` per recipient whatever the notification's size; `GET /v1/notifications` and
+//! `GET /v1/changes` stop at `limits::PAGE_MAX_BYTES` as well as at their count, however
 //! quote-heavy the notifications, and paging on from the cursor returns every item exactly once.
 
 use std::collections::BTreeSet;
@@ -128,4 +129,52 @@ async fn list_and_changes_pages_stop_at_their_byte_budget_and_page_through_every
     }
     assert!(pages >= 3, "{COUNT} changes of ~32 KB fit in {pages} pages");
     assert_eq!(changed, (1..=COUNT as u64).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_batch_of_large_notifications_answers_compactly_and_its_replay_too() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api_with(TestEnv::unlimited(), env.bus());
+    // 200 recipients of a ~30 KB notification: about 6 MB if the answer held the notifications.
+    let users: Vec<String> = (0..200).map(|i| format!("r{i}")).collect();
+    let mut body = quote_heavy("", 0);
+    body.as_object_mut().map(|b| b.remove("userId"));
+    body["userIds"] = json!(users);
+    let send = || {
+        Call::post("/v1/notifications/batch")
+            .service("svc")
+            .header("Idempotency-Key", "big-1")
+            .json(&body)
+    };
+    let first = send().send(&deps).await;
+    let replay = send().send(&deps).await;
+    for (r, what) in [(&first, "first"), (&replay, "replay")] {
+        assert_eq!(r.status, 201, "{what}: {}", r.body);
+        assert!(
+            r.raw.len() < 64 * 1024,
+            "{what}: a batch answer of {} bytes",
+            r.raw.len()
+        );
+        let items = r.body["items"].as_array().cloned().unwrap_or_default();
+        assert_eq!(items.len(), users.len(), "{what}");
+        for (item, user) in items.iter().zip(&users) {
+            let keys: BTreeSet<&str> = item
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            assert_eq!(
+                keys,
+                BTreeSet::from(["id", "seq", "userId"]),
+                "{what}: {item}"
+            );
+            assert_eq!(
+                (item["userId"].as_str(), item["seq"].as_u64()),
+                (Some(user.as_str()), Some(1))
+            );
+        }
+    }
+    assert_eq!(replay.body, first.body);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
 }
