@@ -3,9 +3,12 @@
 //! the key writes nothing; a retry completes what an earlier attempt missed and answers as the
 //! first time (`docs/architecture.md`, Idempotency).
 
+use std::collections::BTreeSet;
+
 use herald_tests::{Call, Reply, TestEnv};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
+use shared::protocol::Topic;
 
 fn single(user: &str, title: &str) -> Value {
     json!({"userId": user, "type": "order", "title": title, "body": "b"})
@@ -160,6 +163,21 @@ async fn a_batch_that_failed_half_way_is_completed_by_its_retry_without_duplicat
         written_before.iter().map(Vec::len).collect::<Vec<_>>(),
         [1, 1],
         "the failure came half-way: the others were written"
+    );
+    // ... and published, failure or not.
+    let published: Vec<String> = env
+        .consume(Topic::NotificationEvents, 2)
+        .await
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(
+        published
+            .iter()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from(["alice", "carol"]),
+        "{published:?}"
     );
 
     // Repaired, the retry with the same key and body completes bob and replays the others.

@@ -192,8 +192,13 @@ async fn create_for(
     }
 }
 
+/// A wait in whole seconds, at least one (`Retry-After`).
+fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
 fn rate_limited(retry_after: Duration, what: &str) -> ApiError {
-    let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let secs = whole_seconds(retry_after);
     ApiError::RateLimited {
         retry_after_secs: secs,
         detail: format!("{what}; retry after {secs} s"),
@@ -356,28 +361,38 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
         items: Vec::with_capacity(recipients.len()),
         skipped: vec![],
     };
-    let mut changes = Vec::new();
+    // Every committed change is published, even when another recipient failed: the failure is
+    // answered after (a retry with the same key then completes the rest).
+    let (mut changes, mut failure) = (Vec::new(), None);
     for (recipient, result) in recipients.iter().zip(results) {
-        match result? {
-            Attempt::Done(CreateOutcome::Created {
+        match result {
+            Ok(Attempt::Done(CreateOutcome::Created {
                 notification,
                 change,
-            }) => {
+            })) => {
                 response.items.push(BatchItem::of(&notification));
                 changes.push(change);
             }
-            Attempt::Done(CreateOutcome::Replayed(notification)) => {
+            Ok(Attempt::Done(CreateOutcome::Replayed(notification))) => {
                 response.items.push(BatchItem::of(&notification))
             }
-            Attempt::Done(CreateOutcome::Conflict) => return Err(idempotency_conflict()),
-            Attempt::Limited(retry_after) => response.skipped.push(Skipped {
+            Ok(Attempt::Done(CreateOutcome::Conflict)) => {
+                failure.get_or_insert_with(idempotency_conflict);
+            }
+            Ok(Attempt::Limited(retry_after)) => response.skipped.push(Skipped {
                 user_id: recipient.clone(),
                 reason: "rate-limited".into(),
-                retry_after: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+                retry_after: whole_seconds(retry_after),
             }),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
         }
     }
     deps.publisher.publish_or_defer(&changes).await;
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
     if response.items.is_empty() {
         return Err(rate_limited(
             deps.limiter.per_recipient().emission_interval(),
