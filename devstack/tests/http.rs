@@ -1,5 +1,6 @@
 //! The HTTP API gateway with real HTTP clients: payload 2.0 events, the JWT authorizer's 401/403,
-//! scopes, claims, CORS, unknown routes, and the issuer's discovery documents.
+//! scopes, claims, CORS, unknown routes, Lambda's payload limits, and the issuer's discovery
+//! documents.
 
 mod common;
 
@@ -280,6 +281,46 @@ async fn unknown_routes_cors_and_discovery() {
             crash.text().await.unwrap_or_default(),
             r#"{"message":"Internal Server Error"}"#
         );
+    })
+    .await;
+}
+
+/// `POST /sized?bytes=N` with `body`: the status and the answer's body.
+async fn sized(bytes: usize, body: Vec<u8>) -> (u16, String) {
+    let resp = http()
+        .post(url(&format!("/sized?bytes={bytes}")))
+        .header("content-type", "text/plain")
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("post: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn lambdas_6_mb_limits_are_answered_as_api_gateway_answers_them() {
+    bounded(120, async {
+        const MB6: usize = 6 * 1024 * 1024;
+        // A request whose event is over 6,291,456 bytes never reaches the function: 413.
+        let (status, body) = sized(10, vec![b'a'; MB6 + 1]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (413, r#"{"message":"Request Entity Too Large"}"#)
+        );
+        // Under it, with room for what the event adds, it does.
+        let (status, body) = sized(10, vec![b'a'; MB6 - 64 * 1024]).await;
+        assert_eq!((status, body.len()), (200, 10));
+
+        // A function answer over 6,291,556 bytes fails the integration: 502.
+        let (status, body) = sized(MB6 + 200, vec![]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (502, r#"{"message":"Internal Server Error"}"#)
+        );
+        // The runtime was told (413) and carries on: the next answer, just under, goes through.
+        let (status, body) = sized(MB6 - 64 * 1024, vec![]).await;
+        assert_eq!((status, body.len()), (200, MB6 - 64 * 1024));
     })
     .await;
 }

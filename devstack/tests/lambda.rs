@@ -1,5 +1,6 @@
 //! The Lambda side through real processes: the Invoke API reaching the fixture binary, the
-//! Runtime API contract when a runtime crashes mid-invocation, and each function's environment.
+//! Runtime API contract when a runtime crashes mid-invocation, the 6 MB payload limits, and each
+//! function's environment.
 
 mod common;
 
@@ -204,6 +205,74 @@ async fn concurrent_invocations_start_more_instances() {
             started.elapsed() < std::time::Duration::from_millis(2000),
             "took {:?}",
             started.elapsed()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn payloads_over_6_mb_are_refused_and_answers_over_it_fail_as_lambda_does() {
+    bounded(120, async {
+        const MB6: usize = 6 * 1024 * 1024;
+        let invoke = |body: Vec<u8>| async move {
+            http()
+                .post(invoke_url("fixture-echo"))
+                .body(body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("invoke: {e}"))
+        };
+        let header = |resp: &reqwest::Response, name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        // The request: 413 RequestEntityTooLargeException, before any instance sees it.
+        let mut big = br#"{"action":"echo","pad":""#.to_vec();
+        big.resize(MB6, b'a');
+        big.extend_from_slice(br#""}"#);
+        let refused = invoke(big).await;
+        assert_eq!(refused.status(), 413);
+        assert_eq!(
+            header(&refused, "x-amzn-errortype").as_deref(),
+            Some("RequestEntityTooLargeException")
+        );
+
+        // The answer: 200 with X-Amz-Function-Error and Function.ResponseSizeTooLarge.
+        let over = invoke(
+            json!({"action": "sized", "bytes": MB6 + 200})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+        assert_eq!(over.status(), 200);
+        assert_eq!(
+            header(&over, "x-amz-function-error").as_deref(),
+            Some("Unhandled")
+        );
+        let error: Value = over.json().await.unwrap_or_default();
+        assert_eq!(
+            error["errorType"], "Function.ResponseSizeTooLarge",
+            "{error}"
+        );
+        // An answer of exactly 6,291,556 bytes (a JSON string: two quotes) is within the limit.
+        let at_limit = invoke(
+            json!({"action": "sized", "bytes": MB6 + 98})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+        assert_eq!(
+            (
+                at_limit.status().as_u16(),
+                header(&at_limit, "x-amz-function-error")
+            ),
+            (200, None)
+        );
+        assert_eq!(
+            at_limit.bytes().await.map(|b| b.len()).unwrap_or(0),
+            MB6 + 100
         );
     })
     .await;

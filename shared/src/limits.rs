@@ -28,6 +28,13 @@ pub const LIST_MAX_LIMIT: usize = 100;
 /// Page size of `GET /v1/changes`: default and maximum.
 pub const CHANGES_DEFAULT_LIMIT: usize = 100;
 pub const CHANGES_MAX_LIMIT: usize = 1_000;
+/// Byte budget of one page of `GET /v1/notifications` and `GET /v1/changes` (and of a WebSocket
+/// `sync` read), counted on the items as stored: a page stops before the item that would take it
+/// past the budget, but always holds one. Lambda answers at most 6 MB, and API Gateway's
+/// integration carries the page as a JSON string inside that answer, where escaping at most
+/// doubles it (each `"` and `\` of the page gains a backslash; everything else is already
+/// escaped once): 1 MiB of items stays near 2 MiB even of quote-heavy `data`.
+pub const PAGE_MAX_BYTES: usize = 1024 * 1024;
 /// Maximum size of a preferences document, in bytes.
 pub const PREFERENCES_MAX_BYTES: usize = 16 * 1024;
 
@@ -107,6 +114,17 @@ mod tests {
             Some((2, '\u{85}'))
         );
         assert_eq!(first_forbidden_char("line\nnext\tcol", true), None);
+    }
+
+    #[test]
+    fn a_full_page_escaped_twice_fits_in_a_lambda_answer() {
+        // The page's budget plus one more item, each byte escaped into two, plus room for the
+        // headers and the answer's own fields; "well under" Lambda's 6 MB: half of it.
+        let worst = 2 * (PAGE_MAX_BYTES + NOTIFICATION_MAX_BYTES) + 64 * 1024;
+        assert!(
+            worst * 2 < 6 * 1024 * 1024,
+            "{worst} is not well under the limit"
+        );
     }
 
     #[test]

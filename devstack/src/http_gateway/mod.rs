@@ -12,6 +12,10 @@
 //! - its answer is mapped back (statusCode, headers, multiValueHeaders, cookies, body,
 //!   isBase64Encoded); an answer without `statusCode` is a 200 with the answer as JSON body;
 //!   a function error is a 500 `{"message":"Internal Server Error"}`, a timeout a 503;
+//! - Lambda's payload limits hold as behind AWS: an event over 6,291,456 bytes (the request body
+//!   with everything the 2.0 event adds) never reaches the function and is a 413
+//!   `{"message":"Request Entity Too Large"}`; a function answer over 6,291,556 bytes is a 502
+//!   `{"message":"Internal Server Error"}` (the integration failed; the function's work stands);
 //! - CORS preflights are answered by the gateway when the API has a CorsConfiguration, and CORS
 //!   headers are added to responses for allowed origins.
 //!
@@ -244,6 +248,13 @@ async fn serve(
             .unwrap_or_else(|| message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")),
         Err(InvokeError::Timeout(_)) => {
             message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+        }
+        Err(InvokeError::TooLarge(_)) => {
+            message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+        }
+        Err(e @ InvokeError::ResponseTooLarge(_)) => {
+            tracing::warn!(route = %route.route_key(), "integration failed: {e}");
+            message(StatusCode::BAD_GATEWAY, "Internal Server Error")
         }
         Err(e) => {
             tracing::warn!(route = %route.route_key(), "integration failed: {e}");

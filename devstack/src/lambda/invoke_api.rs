@@ -62,7 +62,7 @@ async fn invoke(
     if body.len() > MAX_PAYLOAD {
         return aws_error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestTooLargeException",
+            "RequestEntityTooLargeException",
             &InvokeError::TooLarge(body.len()).to_string(),
         );
     }

@@ -76,8 +76,12 @@ pub enum InvokeError {
     Timeout(Duration),
     #[error("cannot start {name}: {reason}")]
     Spawn { name: String, reason: String },
-    #[error("the payload is {0} bytes; Lambda accepts at most 6 MB")]
+    /// The invocation's payload is over [`MAX_PAYLOAD`]: refused before any instance sees it.
+    #[error("Request must be smaller than {MAX_PAYLOAD} bytes for the InvokeFunction operation (it is {0})")]
     TooLarge(usize),
+    /// The function answered more than [`MAX_RESPONSE_PAYLOAD`]: the invocation fails.
+    #[error("Response payload size ({0} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE_PAYLOAD} bytes).")]
+    ResponseTooLarge(usize),
     #[error("devstack is shutting down")]
     ShuttingDown,
 }
@@ -93,6 +97,10 @@ impl InvokeError {
                 "errorType": "Runtime.ExitError",
                 "errorMessage": format!("RequestId: {request_id} Error: Runtime exited with error: {status}"),
             }),
+            InvokeError::ResponseTooLarge(_) => serde_json::json!({
+                "errorType": "Function.ResponseSizeTooLarge",
+                "errorMessage": self.to_string(),
+            }),
             InvokeError::Timeout(d) => serde_json::json!({
                 "errorType": "Sandbox.Timedout",
                 "errorMessage": format!("RequestId: {request_id} Error: Task timed out after {:.2} seconds", d.as_secs_f64()),
@@ -104,8 +112,15 @@ impl InvokeError {
     }
 }
 
-/// Largest synchronous request and response payload.
+/// Largest synchronous invocation payload Lambda accepts ("6 MB": 6,291,456 bytes). Over it, the
+/// Invoke API answers 413 `RequestEntityTooLargeException` and API Gateway 413.
 pub const MAX_PAYLOAD: usize = 6 * 1024 * 1024;
+
+/// Largest synchronous response Lambda accepts: 100 bytes more than a request, as Lambda
+/// measures it (its error message names 6,291,556). Over it, the Runtime API answers the runtime
+/// 413 `RequestEntityTooLarge`, the invocation fails with `Function.ResponseSizeTooLarge`, and
+/// API Gateway answers 502.
+pub const MAX_RESPONSE_PAYLOAD: usize = MAX_PAYLOAD + 100;
 
 pub(crate) struct Invocation {
     pub request_id: String,

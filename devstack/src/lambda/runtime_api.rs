@@ -5,7 +5,8 @@
 //!   payload and the `Lambda-Runtime-*` headers. Asking for the next event while one is still held
 //!   means the runtime dropped it: that invocation is answered with an error.
 //! - `POST invocation/{id}/response` and `/error` answer the held invocation (202); an unknown id is
-//!   a 400, as in AWS.
+//!   a 400, as in AWS. A response over [`MAX_RESPONSE_PAYLOAD`] is a 413 `RequestEntityTooLarge`
+//!   to the runtime, and fails the invocation with `Function.ResponseSizeTooLarge`.
 //! - `POST init/error` records why the runtime failed to start; the process then exits and the
 //!   instance supervisor sees it.
 
@@ -21,7 +22,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::{oneshot, watch, Notify};
 
-use super::{InvokeError, Pool, MAX_PAYLOAD};
+use super::{InvokeError, Pool, MAX_RESPONSE_PAYLOAD};
 
 /// The invocation an instance holds.
 pub(crate) struct InFlight {
@@ -72,7 +73,7 @@ pub(crate) fn router(state: Arc<InstanceState>) -> Router {
         .route("/2018-06-01/runtime/init/error", post(init_error))
         // Bigger than Lambda's limit, so an oversized response is answered as Lambda does
         // instead of being cut off by the HTTP layer.
-        .layer(DefaultBodyLimit::max(4 * MAX_PAYLOAD))
+        .layer(DefaultBodyLimit::max(4 * MAX_RESPONSE_PAYLOAD))
         .with_state(state)
 }
 
@@ -220,19 +221,22 @@ async fn response(
     let Some(held) = st.take(&id) else {
         return unknown_request(&id);
     };
-    let result = if body.len() > MAX_PAYLOAD {
-        Err(InvokeError::Function {
-            error_type: "Function.ResponseSizeTooLarge".into(),
-            body: serde_json::json!({
-                "errorType": "Function.ResponseSizeTooLarge",
-                "errorMessage": format!("Response payload size ({} bytes) exceeded maximum allowed payload size ({MAX_PAYLOAD} bytes).", body.len()),
-            })
-            .to_string(),
-        })
-    } else {
-        Ok(body)
-    };
-    let _ = held.reply.send(result);
+    if body.len() > MAX_RESPONSE_PAYLOAD {
+        let _ = held
+            .reply
+            .send(Err(InvokeError::ResponseTooLarge(body.len())));
+        let refusal = serde_json::json!({
+            "errorMessage": format!("Exceeded maximum allowed payload size ({MAX_RESPONSE_PAYLOAD} bytes)."),
+            "errorType": "RequestEntityTooLarge",
+        });
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [("content-type", "application/json")],
+            refusal.to_string(),
+        )
+            .into_response();
+    }
+    let _ = held.reply.send(Ok(body));
     accepted()
 }
 

@@ -9,7 +9,7 @@
 //! | `<p>{u:<id>}:unread` | zset | unread notification ids by seq |
 //! | `<p>{u:<id>}:log` | zset | change records by seq (capped; see `record.rs`) |
 //! | `<p>{u:<id>}:unpub` | zset | seqs of changes not yet acknowledged by Kafka |
-//! | `<p>{u:<id>}:idem:<hash>` | string | idempotency claim, 24 h |
+//! | `<p>{u:<id>}:idem:<hash>` | string | a recipient's share of an idempotent create: `<request hash>\n<seq>\n<notification JSON>`, 24 h |
 //! | `<p>{u:<id>}:prefs` | string | preferences JSON (never expires) |
 //! | `<p>{u:<id>}:rate` | string | per-recipient GCRA state |
 //! | `<p>{u:<id>}:conns` | hash | open WebSocket connection id → `<connectedMs>|<tokenExpiresMs>` |
@@ -22,6 +22,7 @@
 //! | `<p>{push}:due` | zset | `<userId>\n<entryId>` by due time (ms): the retry schedule `push` drains |
 //! | `<p>{c:<connectionId>}` | string | the user of a WebSocket connection (for `$disconnect`) |
 //! | `<p>{s:<id>}:rate` | string | per-sender GCRA state |
+//! | `<p>{s:<id>}:idem:<hash>` | string | the sender's claim of an `Idempotency-Key`: the hash of the request it was first sent with, 24 h |
 //! | `<p>{outbox}:dirty` | zset | users with possibly unpublished changes, by mark time |
 //! | `<p>{outbox}:lease` | string | the relay's lease (one relay at a time) |
 //! | `<p>{an:<shard>}:wm` | string | analytics: the highest offset of the shard's partition already counted; `<shard>` is `<cluster>:<topic>:<partition>` |
@@ -64,6 +65,19 @@ impl KeySpace {
 
     pub fn sender_rate(&self, sender: &str) -> String {
         format!("{}{{s:{}}}:rate", self.prefix, sender)
+    }
+
+    /// The sender's claim of an `Idempotency-Key`, in the sender's slot: one record per key
+    /// whatever the recipients, so a key names one request. Hashed so any header value makes a
+    /// safe key name.
+    pub fn sender_idempotency(&self, sender: &str, key: &str) -> String {
+        let digest = Sha256::digest(key);
+        format!(
+            "{}{{s:{}}}:idem:{}",
+            self.prefix,
+            sender,
+            hex::encode(&digest[..16])
+        )
     }
 
     /// The user of a WebSocket connection; its own slot, since only the id is known at
@@ -179,8 +193,9 @@ impl UserKeys {
         self.key("retry")
     }
 
-    /// The idempotency record of `key` sent by `sender`: scoped per sender, hashed so any header
-    /// value makes a safe key name.
+    /// This recipient's share of the idempotent request `key` sent by `sender` (the sender's claim
+    /// is [`KeySpace::sender_idempotency`]): scoped per sender, hashed so any header value makes a
+    /// safe key name.
     pub fn idempotency(&self, sender: &str, key: &str) -> String {
         let digest = Sha256::new()
             .chain_update(sender)
@@ -218,6 +233,15 @@ mod tests {
             assert!(key.starts_with("t1:{u:alice}:"), "{key}");
         }
         assert_ne!(k.idempotency("svc", "k1"), k.idempotency("other", "k1"));
+    }
+
+    #[test]
+    fn a_senders_idempotency_claim_lives_in_the_senders_slot() {
+        let keys = KeySpace::new("t1:");
+        let claim = keys.sender_idempotency("svc", "order-42");
+        assert!(claim.starts_with("t1:{s:svc}:idem:"), "{claim}");
+        assert_ne!(claim, keys.sender_idempotency("svc", "order-43"));
+        assert_ne!(claim, keys.sender_idempotency("other", "order-42"));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! counts. User routes act only on the caller's own inbox (`sub`); only create names another user,
 //! and it requires the `notifications:write` scope.
 
+use std::time::Duration;
+
 use futures::stream::{self, StreamExt};
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -11,8 +13,10 @@ use shared::auth::{Claims, SCOPE_WRITE};
 use shared::error::{ApiError, FieldError, Problem};
 use shared::limits::{self, BATCH_BODY_MAX_BYTES, NOTIFICATION_MAX_BYTES};
 use shared::model::{Counts, FlagsPatch, Notification};
-use shared::store::inbox::{IdempotencyClaim, MarkAllRead};
-use shared::store::{CreateOutcome, ListQuery, RateDecision, StatusFilter, UpdateOutcome};
+use shared::store::inbox::{IdempotencyClaim, MarkAllRead, RequestClaim};
+use shared::store::{
+    CreateOutcome, ListQuery, NewNotification, RateDecision, StatusFilter, UpdateOutcome,
+};
 use utoipa::ToSchema;
 
 use crate::http::{self, store_error};
@@ -31,15 +35,37 @@ pub struct ListResponse {
     pub next_cursor: Option<String>,
 }
 
-/// The result of a batch create.
+/// The result of a batch create. Compact whatever the notification's size, so the answer stays
+/// small for 1,000 recipients: the notification itself is the request's, as each recipient's
+/// inbox shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchResponse {
-    /// One notification per recipient that received it, in request order.
-    pub items: Vec<Notification>,
+    /// One entry per recipient that received the notification, in request order.
+    pub items: Vec<BatchItem>,
     /// Recipients that were skipped, with the reason (only `rate-limited`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,
+}
+
+/// One recipient's notification in a batch answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItem {
+    pub id: String,
+    /// Its seq in the recipient's inbox.
+    pub seq: u64,
+    pub user_id: String,
+}
+
+impl BatchItem {
+    fn of(n: &Notification) -> Self {
+        BatchItem {
+            id: n.id.clone(),
+            seq: n.seq,
+            user_id: n.user_id.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -67,32 +93,112 @@ pub struct MarkAllReadResponse {
     pub counts: Counts,
 }
 
-fn idempotency_claim(
-    req: &Request,
-    body: &[u8],
-    derive: impl Fn(&str) -> String,
-) -> Result<Option<IdempotencyClaim>, ApiError> {
+/// The request's `Idempotency-Key`, if it sent one.
+fn idempotency_key(req: &Request) -> Result<Option<&str>, ApiError> {
     let Some(value) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
-    let key = value
+    value
         .to_str()
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= limits::IDEMPOTENCY_KEY_MAX_BYTES)
+        .map(Some)
         .ok_or_else(|| {
             ApiError::BadRequest(
                 "Idempotency-Key must be 1–255 visible ASCII characters".into(),
                 vec![FieldError::new("Idempotency-Key", "invalid header value")],
             )
-        })?;
-    Ok(Some(IdempotencyClaim {
-        key: derive(key),
-        body_hash: hex::encode(Sha256::digest(body)),
+        })
+}
+
+/// An idempotent request once its key is claimed for the sender: whether an earlier attempt
+/// claimed it, and the claim each recipient's create records (the key derived by `derive`).
+struct Claimed {
+    retry: bool,
+    recipient: IdempotencyClaim,
+}
+
+/// Claims the request's `Idempotency-Key` for `sender` before anything is written (see
+/// `shared::store::inbox::idempotency`): `None` without a key, 422 when the key was used with
+/// another body (and so possibly other recipients).
+async fn claim_key(
+    deps: &Deps,
+    key: Option<&str>,
+    sender: &str,
+    body: &[u8],
+    derive: impl Fn(&str) -> String,
+) -> Result<Option<Claimed>, ApiError> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let request_hash = hex::encode(Sha256::digest(body));
+    let retry = match deps
+        .store
+        .claim_request(sender, key, &request_hash)
+        .await
+        .map_err(store_error)?
+    {
+        RequestClaim::First => false,
+        RequestClaim::Retry => true,
+        RequestClaim::Conflict => return Err(idempotency_conflict()),
+    };
+    Ok(Some(Claimed {
+        retry,
+        recipient: IdempotencyClaim {
+            key: derive(key),
+            body_hash: request_hash,
+        },
     }))
 }
 
-fn rate_limited(retry_after: std::time::Duration, what: &str) -> ApiError {
-    let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+/// What one recipient's create came to.
+enum Attempt {
+    Done(CreateOutcome),
+    /// The recipient is over its rate limit: nothing written.
+    Limited(Duration),
+}
+
+/// Creates `new` for its recipient under `claimed`. A retry first replays what an earlier attempt
+/// created, so a recipient it served is answered whatever its rate limit is now.
+async fn create_for(
+    deps: &Deps,
+    sender: &str,
+    new: NewNotification,
+    claimed: Option<&Claimed>,
+) -> Result<Attempt, ApiError> {
+    if let Some(claimed) = claimed.filter(|c| c.retry) {
+        if let Some(outcome) = deps
+            .store
+            .replayed(sender, &new.user_id, &claimed.recipient)
+            .await
+            .map_err(store_error)?
+        {
+            return Ok(Attempt::Done(outcome));
+        }
+    }
+    match deps
+        .limiter
+        .check_recipient(&new.user_id)
+        .await
+        .map_err(store_error)?
+    {
+        RateDecision::Limited { retry_after } => Ok(Attempt::Limited(retry_after)),
+        RateDecision::Allowed => deps
+            .store
+            .create(sender, new, claimed.map(|c| &c.recipient))
+            .await
+            .map(Attempt::Done)
+            .map_err(store_error),
+    }
+}
+
+/// A wait in whole seconds, at least one (`Retry-After`).
+fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+fn rate_limited(retry_after: Duration, what: &str) -> ApiError {
+    let secs = whole_seconds(retry_after);
     ApiError::RateLimited {
         retry_after_secs: secs,
         detail: format!("{what}; retry after {secs} s"),
@@ -149,7 +255,7 @@ fn read_create_request(
 /// Create a notification.
 #[utoipa::path(post, path = "/v1/notifications", tag = "notifications",
     request_body = CreateRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original 201 for 24 h; a different body with the same key is 422")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request for 24 h: a retry with the same body replays the original 201 (`Idempotent-Replayed: true`); the same key with a different body (another `userId` included) is 422 and writes nothing")),
     responses(
         (status = 201, description = "Created (or replayed)", body = Notification),
         (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -164,32 +270,20 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
     let (claims, bytes, request) = read_create_request(req, NOTIFICATION_MAX_BYTES)?;
     let (recipients, mut new) =
         validate::check(request, Shape::Single).map_err(ApiError::validation)?;
-    let recipient = recipients.into_iter().next().unwrap_or_default();
-    too_large_notification(&preview(&recipient, &new))?;
-    let claim = idempotency_claim(req, bytes, str::to_owned)?;
+    new.user_id = recipients.into_iter().next().unwrap_or_default();
+    too_large_notification(&preview(&new.user_id, &new))?;
+    let key = idempotency_key(req)?;
     enforce_sender_limit(deps, &claims.sub).await?;
-    if let RateDecision::Limited { retry_after } = deps
-        .limiter
-        .check_recipient(&recipient)
-        .await
-        .map_err(store_error)?
-    {
-        return Err(rate_limited(
+    let claimed = claim_key(deps, key, &claims.sub, bytes, str::to_owned).await?;
+    match create_for(deps, &claims.sub, new, claimed.as_ref()).await? {
+        Attempt::Limited(retry_after) => Err(rate_limited(
             retry_after,
             "this recipient is over its rate limit",
-        ));
-    }
-    new.user_id = recipient;
-    match deps
-        .store
-        .create(&claims.sub, new, claim.as_ref())
-        .await
-        .map_err(store_error)?
-    {
-        CreateOutcome::Created {
+        )),
+        Attempt::Done(CreateOutcome::Created {
             notification,
             change,
-        } => {
+        }) => {
             deps.publisher
                 .publish_or_defer(std::slice::from_ref(&change))
                 .await;
@@ -201,13 +295,13 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
             }
             Ok(resp)
         }
-        CreateOutcome::Replayed(notification) => {
+        Attempt::Done(CreateOutcome::Replayed(notification)) => {
             let mut resp = http::json(StatusCode::CREATED, &notification);
             resp.headers_mut()
                 .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
             Ok(resp)
         }
-        CreateOutcome::Conflict => Err(idempotency_conflict()),
+        Attempt::Done(CreateOutcome::Conflict) => Err(idempotency_conflict()),
     }
 }
 
@@ -224,7 +318,7 @@ fn idempotency_conflict() -> ApiError {
 /// Create the same notification for up to 1,000 recipients.
 #[utoipa::path(post, path = "/v1/notifications/batch", tag = "notifications",
     request_body = CreateRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "One key per recipient is derived from it")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request for 24 h: a retry with the same body completes the recipients an earlier attempt missed and answers every one as first created (`Idempotent-Replayed: true` when nothing was left to create); a different body is 422 and writes nothing")),
     responses(
         (status = 201, description = "Created for every recipient not skipped", body = BatchResponse),
         (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -250,30 +344,15 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
     if let Some(longest) = recipients.iter().max_by_key(|r| r.len()) {
         too_large_notification(&preview(longest, &new))?;
     }
+    let key = idempotency_key(req)?;
     enforce_sender_limit(deps, &claims.sub).await?;
-    let claim = idempotency_claim(req, bytes, |k| format!("batch:{k}"))?;
-    let results: Vec<Result<Option<CreateOutcome>, ApiError>> = stream::iter(recipients.clone())
+    let claimed = claim_key(deps, key, &claims.sub, bytes, |k| format!("batch:{k}")).await?;
+    let claimed = claimed.as_ref();
+    let results: Vec<Result<Attempt, ApiError>> = stream::iter(recipients.clone())
         .map(|recipient: String| {
-            let (mut new, claim) = (new.clone(), claim.clone());
-            let sender = claims.sub.clone();
-            async move {
-                match deps
-                    .limiter
-                    .check_recipient(&recipient)
-                    .await
-                    .map_err(store_error)?
-                {
-                    RateDecision::Limited { .. } => Ok(None),
-                    RateDecision::Allowed => {
-                        new.user_id = recipient;
-                        deps.store
-                            .create(&sender, new, claim.as_ref())
-                            .await
-                            .map(Some)
-                            .map_err(store_error)
-                    }
-                }
-            }
+            let mut new = new.clone();
+            new.user_id = recipient;
+            create_for(deps, &claims.sub, new, claimed)
         })
         .buffered(32)
         .collect()
@@ -282,38 +361,51 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
         items: Vec::with_capacity(recipients.len()),
         skipped: vec![],
     };
-    let mut changes = Vec::new();
+    // Every committed change is published, even when another recipient failed: the failure is
+    // answered after (a retry with the same key then completes the rest).
+    let (mut changes, mut failure) = (Vec::new(), None);
     for (recipient, result) in recipients.iter().zip(results) {
-        match result? {
-            Some(CreateOutcome::Created {
+        match result {
+            Ok(Attempt::Done(CreateOutcome::Created {
                 notification,
                 change,
-            }) => {
-                response.items.push(notification);
+            })) => {
+                response.items.push(BatchItem::of(&notification));
                 changes.push(change);
             }
-            Some(CreateOutcome::Replayed(notification)) => response.items.push(notification),
-            Some(CreateOutcome::Conflict) => return Err(idempotency_conflict()),
-            None => response.skipped.push(Skipped {
+            Ok(Attempt::Done(CreateOutcome::Replayed(notification))) => {
+                response.items.push(BatchItem::of(&notification))
+            }
+            Ok(Attempt::Done(CreateOutcome::Conflict)) => {
+                failure.get_or_insert_with(idempotency_conflict);
+            }
+            Ok(Attempt::Limited(retry_after)) => response.skipped.push(Skipped {
                 user_id: recipient.clone(),
                 reason: "rate-limited".into(),
-                retry_after: deps
-                    .limiter
-                    .per_recipient()
-                    .emission_interval()
-                    .as_secs()
-                    .max(1),
+                retry_after: whole_seconds(retry_after),
             }),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
         }
     }
     deps.publisher.publish_or_defer(&changes).await;
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
     if response.items.is_empty() {
         return Err(rate_limited(
             deps.limiter.per_recipient().emission_interval(),
             "every recipient is over its rate limit",
         ));
     }
-    Ok(http::json(StatusCode::CREATED, &response))
+    let mut resp = http::json(StatusCode::CREATED, &response);
+    if changes.is_empty() {
+        // Every recipient was served by an earlier attempt: this request wrote nothing.
+        resp.headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    Ok(resp)
 }
 
 /// List the caller's inbox, newest first.

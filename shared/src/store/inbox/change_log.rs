@@ -3,13 +3,16 @@
 
 use redis::{AsyncCommands, Value};
 
+use crate::limits::PAGE_MAX_BYTES;
+
 use super::super::record::Change;
 use super::super::{scripts, StoreError};
 use super::reply::{int, text};
 use super::{ChangesPage, InboxStore};
 
 impl InboxStore {
-    /// The changes after `since`, at most `limit`, oldest first.
+    /// The changes after `since`, oldest first: at most `limit` and, past the first, at most
+    /// [`PAGE_MAX_BYTES`] of them as stored. Continue from the last one's seq.
     pub async fn changes(
         &self,
         user_id: &str,
@@ -21,6 +24,7 @@ impl InboxStore {
             .key(&keys.inbox()[..])
             .arg(since)
             .arg(limit)
+            .arg(PAGE_MAX_BYTES)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let head = int(&reply, 1)?;

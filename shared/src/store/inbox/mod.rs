@@ -5,13 +5,19 @@
 //! publish (see [`crate::outbox::Publisher`]).
 //!
 //! Split by job: this file holds the types and the user-facing reads and writes;
-//! `change_log.rs` the change log (resume and the outbox relay); `reply.rs` the decoding of
-//! the scripts' replies.
+//! `change_log.rs` the change log (resume and the outbox relay); `idempotency.rs` the
+//! `Idempotency-Key` claims (the one record outside the user's slot: the sender's claim, in the
+//! sender's); `reply.rs` the decoding of the scripts' replies.
+//!
+//! Pages ([`InboxStore::list`], [`InboxStore::changes`]) are bounded by count and by
+//! [`crate::limits::PAGE_MAX_BYTES`] of stored items, and always hold at least one item when
+//! there is one: the cursor continues exactly after the last item returned.
 
 use chrono::{DateTime, TimeZone, Utc};
 use redis::{AsyncCommands, Value};
 
 use crate::config::InboxSettings;
+use crate::limits::PAGE_MAX_BYTES;
 use crate::model::{Channel, Counts, Flags, FlagsPatch, Notification, Preferences, Priority};
 use crate::protocol::{Envelope, Event};
 
@@ -21,7 +27,10 @@ use super::record::{parse_counts, Change};
 use super::{scripts, RedisConn, StoreError};
 
 mod change_log;
+mod idempotency;
 mod reply;
+
+pub use idempotency::RequestClaim;
 
 pub(crate) use reply::state_type;
 use reply::{int, parse_doc, state_bits, text, to_json};
@@ -71,7 +80,8 @@ impl NewNotification {
     }
 }
 
-/// An `Idempotency-Key` claim: the key as sent, and a hash of the request body it came with.
+/// A recipient's share of an idempotent request (see `idempotency.rs`): the key it is recorded
+/// under (the header's, or one derived from it per request shape), and the request's hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyClaim {
     pub key: String,
@@ -188,8 +198,9 @@ impl InboxStore {
         self.settings.change_log_cap
     }
 
-    /// Creates a notification. With a claim, the key is claimed in the same script as the write:
-    /// a concurrent retry either creates or replays, never both.
+    /// Creates a notification. With a claim, the recipient's record is claimed in the same script
+    /// as the write: a concurrent retry either creates or replays, never both. The sender's claim
+    /// ([`InboxStore::claim_request`]) comes first.
     pub async fn create(
         &self,
         sender: &str,
@@ -282,7 +293,8 @@ impl InboxStore {
         }
     }
 
-    /// One page of the inbox, newest first.
+    /// One page of the inbox, newest first: at most `query.limit` notifications and, past the
+    /// first, at most [`PAGE_MAX_BYTES`] of them as stored.
     pub async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, StoreError> {
         let keys = self.keys.user(user_id);
         let status = match query.status {
@@ -307,6 +319,7 @@ impl InboxStore {
             .arg(cursor)
             .arg(query.limit)
             .arg(min_created)
+            .arg(PAGE_MAX_BYTES)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let more = int(&reply, 0)? == 1;

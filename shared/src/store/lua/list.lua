@@ -1,11 +1,13 @@
 -- One page of the inbox, newest first. Read-only.
 -- ARGV: 1 status ('any'|'read'|'unread'), 2 archived ('false'|'true'|'any'), 3 type ('' = any),
--- 4 cursor: list below this seq ('+inf' for the first page), 5 page size, 6 oldest createdAt kept.
+-- 4 cursor: list below this seq ('+inf' for the first page), 5 page size, 6 oldest createdAt kept,
+-- 7 page budget in bytes: the page stops before the document that would take it past the budget
+-- (the first document is always taken), so the next page starts right after the last one returned.
 -- Returns {more (0|1), doc1, bits1, doc2, bits2, ...}.
 local src = ARGV[1] == 'unread' and K.unread or K.all
-local limit, min_created = tonumber(ARGV[5]), tonumber(ARGV[6])
+local limit, min_created, budget = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local max = ARGV[4] == '+inf' and '+inf' or ('(' .. ARGV[4])
-local out, found, offset, chunk = {0}, 0, 0, 64
+local out, found, bytes, offset, chunk = {0}, 0, 0, 0, 64
 while true do
   local ids = redis.call('ZREVRANGEBYSCORE', src, max, '-inf', 'LIMIT', offset, chunk)
   if #ids == 0 then break end
@@ -19,8 +21,11 @@ while true do
         and (ARGV[3] == '' or ARGV[3] == typ)
       if wanted then
         if found == limit then out[1] = 1; return out end
+        local doc = redis.call('HGET', K.docs, id) or ''
+        if found > 0 and bytes + #doc > budget then out[1] = 1; return out end
         found = found + 1
-        table.insert(out, redis.call('HGET', K.docs, id))
+        bytes = bytes + #doc
+        table.insert(out, doc)
         table.insert(out, bits)
       end
     end

@@ -1,0 +1,93 @@
+//! `Idempotency-Key`: one key names one request of one sender, whatever its recipients.
+//!
+//! A create with a key runs in two steps:
+//! 1. [`InboxStore::claim_request`], before anything is written: the sender's record
+//!    (`{s:<sender>}:idem:<hash(key)>`, its own slot) takes the request's hash (body, and so its
+//!    recipients) if the key is new; the same hash again is a retry; another hash is a conflict,
+//!    and the request must write nothing.
+//! 2. One create per recipient, each with its own record in the recipient's slot
+//!    ([`IdempotencyClaim`], claimed inside the create script): a recipient already served by an
+//!    earlier attempt replays its notification, one not yet served is created. So a retry of a
+//!    request that failed half-way completes what is missing and answers as a complete first
+//!    attempt would have, with the same ids and seqs, and concurrent retries create each
+//!    recipient's notification once.
+//!
+//! Both records live for `IDEMPOTENCY_TTL`. The sender's is written first, so it also expires
+//! first, by at most the first request's duration: only a different request reusing the key at
+//! that very moment could meet a recipient's record after writing others (its create then
+//! answers `Conflict` for that recipient).
+
+use redis::AsyncCommands;
+
+use crate::model::Flags;
+
+use super::super::{scripts, StoreError};
+use super::reply::parse_doc;
+use super::{CreateOutcome, IdempotencyClaim, InboxStore};
+
+/// What the sender's claim of a key found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestClaim {
+    /// The key was new: this request owns it.
+    First,
+    /// The same request (same hash) claimed the key before: complete and replay it.
+    Retry,
+    /// A different request claimed the key: write nothing (422).
+    Conflict,
+}
+
+impl InboxStore {
+    /// Claims `key` for `sender`'s request whose hash is `request_hash` (step 1 above). One
+    /// script on the sender's slot.
+    pub async fn claim_request(
+        &self,
+        sender: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<RequestClaim, StoreError> {
+        let reply: String = scripts::CLAIM_REQUEST
+            .key(self.keys.sender_idempotency(sender, key))
+            .arg(request_hash)
+            .arg(self.settings.idempotency_ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match reply.as_str() {
+            "first" => Ok(RequestClaim::First),
+            "retry" => Ok(RequestClaim::Retry),
+            "conflict" => Ok(RequestClaim::Conflict),
+            other => Err(StoreError::Corrupt(format!(
+                "claim-request replied {other}"
+            ))),
+        }
+    }
+
+    /// What an earlier attempt of a retried request did for `user`: `Replayed` with the original
+    /// notification, `Conflict` if the recipient's record belongs to another request, `None` if
+    /// nothing was created for `user` yet. A read, so a retry can answer a served recipient
+    /// before anything that would refuse a new create (a rate limit); the create script still
+    /// decides atomically for the rest.
+    pub async fn replayed(
+        &self,
+        sender: &str,
+        user: &str,
+        claim: &IdempotencyClaim,
+    ) -> Result<Option<CreateOutcome>, StoreError> {
+        let record: Option<String> = self
+            .conn
+            .clone()
+            .get(self.keys.user(user).idempotency(sender, &claim.key))
+            .await?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        match record.split_once('\n') {
+            Some((hash, original)) if hash == claim.body_hash => Ok(Some(CreateOutcome::Replayed(
+                parse_doc(original, Flags::default())?,
+            ))),
+            Some(_) => Ok(Some(CreateOutcome::Conflict)),
+            None => Err(StoreError::Corrupt(
+                "idempotency record without a hash".into(),
+            )),
+        }
+    }
+}
