@@ -3,7 +3,8 @@
 //! Contract, per connection:
 //! - past API Gateway's 2-hour cap (its `$disconnect` was lost): removed, not posted to;
 //! - its token has expired: closed (`DELETE @connections/{id}`) and removed, not posted to;
-//! - `GoneException`: that connection, and only that one, is removed;
+//! - `GoneException`: that connection, and only that one, is removed, unless it connected less
+//!   than `CONNECT_GRACE` ago: then it is still completing its handshake and is kept;
 //! - a frame over 32 KB is never posted: the compact frame (ids and counts only) goes instead, and
 //!   also after a `PayloadTooLargeException`;
 //! - throttling is retried inside [`ConnectionsApi::post`]; any other failure is reported.
@@ -28,6 +29,8 @@ pub struct FanoutReport {
     pub sent: usize,
     /// Connections found gone (and removed).
     pub gone: usize,
+    /// Connections that answered `GoneException` inside their handshake grace: kept, not posted.
+    pub connecting: usize,
     /// Connections closed because their token expired, or dropped as stale.
     pub closed: usize,
     /// Connections the post failed for; the first error.
@@ -40,7 +43,7 @@ pub struct FanoutReport {
 impl FanoutReport {
     /// Connections the user had when the frame arrived.
     pub fn connections(&self) -> usize {
-        self.sent + self.gone + self.closed + self.failed
+        self.sent + self.gone + self.connecting + self.closed + self.failed
     }
 }
 
@@ -55,6 +58,7 @@ pub struct Fanout {
 enum One {
     Sent { compacted: bool },
     Gone,
+    Connecting,
     Closed,
     Failed(String),
 }
@@ -114,6 +118,7 @@ impl Fanout {
                     report.compacted |= compacted;
                 }
                 One::Gone => report.gone += 1,
+                One::Connecting => report.connecting += 1,
                 One::Closed => report.closed += 1,
                 One::Failed(e) => {
                     report.failed += 1;
@@ -154,6 +159,7 @@ impl Fanout {
         }
         match outcome {
             PostOutcome::Sent => One::Sent { compacted },
+            PostOutcome::Gone if connection.connecting(now_ms) => One::Connecting,
             PostOutcome::Gone => {
                 self.forget(user_id, id).await;
                 One::Gone

@@ -17,6 +17,12 @@ use super::{RedisConn, StoreError};
 /// API Gateway closes every WebSocket connection after 2 hours.
 pub const CONNECTION_MAX_AGE: Duration = Duration::from_secs(2 * 3600);
 /// How long connection entries outlive the cap: covers clock skew and a late `$disconnect`.
+/// How long a connection may still be completing its handshake. API Gateway registers the
+/// connection only once `$connect` has answered (its integration timeout is 29 s), and `$connect`
+/// writes the registry entry before answering, so a post inside this window is a `GoneException`
+/// for a connection that is about to exist. Such a connection is kept, not pruned; its client's
+/// `sync` on connect brings what it missed.
+pub const CONNECT_GRACE: Duration = Duration::from_secs(30);
 const CONNECTION_TTL: Duration = Duration::from_secs(2 * 3600 + 300);
 /// How many handled seqs `delivery` remembers per user, and for how long without new ones. Kafka
 /// redelivers a failed batch within minutes, so both are ample.
@@ -36,6 +42,11 @@ pub struct Connection {
 impl Connection {
     pub fn token_expired(&self, now_ms: i64) -> bool {
         self.token_expires_ms <= now_ms
+    }
+
+    /// Still inside [`CONNECT_GRACE`]: a `GoneException` may only mean `$connect` has not answered.
+    pub fn connecting(&self, now_ms: i64) -> bool {
+        now_ms - self.connected_at_ms < CONNECT_GRACE.as_millis() as i64
     }
 
     /// Past API Gateway's cap: the connection cannot be open any more.
