@@ -907,3 +907,159 @@ async fn a_since_older_than_the_retained_log_requires_a_resync() {
         "a since ahead of the user's seq (an expired inbox) also resyncs"
     );
 }
+
+#[tokio::test]
+async fn a_user_over_their_mutation_limit_gets_429_and_other_users_do_not() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    // Creates are unlimited; three mutations per user, never refilled within the test.
+    let mut inbox = TestEnv::unlimited();
+    inbox.per_user_mutation = never_refilling(3);
+    let deps = env.api_with(inbox, env.bus());
+    let id = create(&deps, "toggler", "t").await["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let path = format!("/v1/notifications/{id}");
+    for read in [true, false, true] {
+        let r = Call::patch(&path)
+            .user("toggler")
+            .json(&json!({"read": read}))
+            .send(&deps)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = Call::patch(&path)
+        .user("toggler")
+        .json(&json!({"read": false}))
+        .send(&deps)
+        .await;
+    assert_eq!(
+        (r.status, r.content_type()),
+        (429, "application/problem+json"),
+        "{}",
+        r.body
+    );
+    assert!(r.body["type"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("rate-limited")));
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(retry >= 1, "Retry-After {retry}");
+    let stored = Call::get(&path).user("toggler").send(&deps).await;
+    assert_eq!(
+        stored.body["read"], true,
+        "the refused PATCH changed nothing"
+    );
+    // Every other mutation shares the same limit.
+    for refused in [
+        Call::delete(&path).user("toggler"),
+        Call::post("/v1/notifications/mark-all-read").user("toggler"),
+        Call::post(&format!("{path}/click")).user("toggler"),
+        Call::put("/v1/preferences")
+            .user("toggler")
+            .json(&json!({})),
+    ] {
+        assert_eq!(refused.send(&deps).await.status, 429);
+    }
+    // Reads are not limited, and another user's mutations are not affected.
+    assert_eq!(
+        Call::get(&path).user("toggler").send(&deps).await.status,
+        200
+    );
+    let other = create(&deps, "bystander", "b").await["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let r = Call::patch(&format!("/v1/notifications/{other}"))
+        .user("bystander")
+        .json(&json!({"read": true}))
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_preferences_put_from_a_copy_older_than_a_one_click_unsubscribe_gets_412() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let secret = "test-unsubscribe-secret-0123456789";
+    let mut deps = env.api();
+    deps.channels = shared::config::SenderSettings::from_env(&shared::config::Env::from_pairs([(
+        "UNSUBSCRIBE_SECRET",
+        secret,
+    )]))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let get = Call::get("/v1/preferences").user("paula").send(&deps).await;
+    assert_eq!(get.status, 200);
+    let copy = get
+        .header("etag")
+        .unwrap_or_else(|| panic!("GET /v1/preferences has no ETag"))
+        .to_owned();
+
+    let token = shared::addresses::UnsubscribeToken {
+        user_id: "paula".into(),
+        kind: "invoice.paid".into(),
+    }
+    .sign(secret.as_bytes());
+    let r = Call::post("/v1/unsubscribe")
+        .query("token", &token)
+        .bytes(
+            "application/x-www-form-urlencoded",
+            b"List-Unsubscribe=One-Click",
+        )
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The stale copy (without the opt-out) is refused and changes nothing.
+    let stale = Call::put("/v1/preferences")
+        .user("paula")
+        .header("if-match", &copy)
+        .json(&json!({"types": {"comment": {"EMAIL": false}}}))
+        .send(&deps)
+        .await;
+    assert_eq!(
+        (stale.status, stale.content_type()),
+        (412, "application/problem+json"),
+        "{}",
+        stale.body
+    );
+    assert!(stale.body["type"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("precondition-failed")));
+    let now = Call::get("/v1/preferences").user("paula").send(&deps).await;
+    assert_eq!(now.body["types"], json!({"invoice.paid": {"EMAIL": false}}));
+    let current = now.header("etag").unwrap_or_default().to_owned();
+    assert_ne!(current, copy, "the unsubscribe changed the ETag");
+
+    // With the current tag the write goes through and answers the new one.
+    let fresh = Call::put("/v1/preferences")
+        .user("paula")
+        .header("if-match", &current)
+        .json(&json!({"types": {"invoice.paid": {"EMAIL": false}, "comment": {"EMAIL": false}}}))
+        .send(&deps)
+        .await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    let written = fresh.header("etag").unwrap_or_default().to_owned();
+    assert_ne!(written, current);
+    assert_eq!(
+        Call::get("/v1/preferences")
+            .user("paula")
+            .send(&deps)
+            .await
+            .header("etag"),
+        Some(written.as_str())
+    );
+    // If-Match is optional: without it the write is unconditional.
+    let blind = Call::put("/v1/preferences")
+        .user("paula")
+        .json(&json!({}))
+        .send(&deps)
+        .await;
+    assert_eq!(blind.status, 200, "{}", blind.body);
+}

@@ -12,6 +12,7 @@
 //! | `<p>{u:<id>}:idem:<hash>` | string | idempotency claim, 24 h |
 //! | `<p>{u:<id>}:prefs` | string | preferences JSON (never expires) |
 //! | `<p>{u:<id>}:rate` | string | per-recipient GCRA state |
+//! | `<p>{u:<id>}:mutrate` | string | per-user GCRA state of the user's own mutations and WebSocket actions |
 //! | `<p>{u:<id>}:conns` | hash | open WebSocket connection id → `<connectedMs>|<tokenExpiresMs>` |
 //! | `<p>{u:<id>}:delivered` | zset | seqs `delivery` has fully handled (capped), so a redelivered record is skipped |
 //! | `<p>{u:<id>}:pushsubs` | hash | Web Push subscription id → subscription JSON (at most 10; never expires) |
@@ -157,6 +158,9 @@ impl UserKeys {
     pub fn rate(&self) -> String {
         self.key("rate")
     }
+    pub fn mutation_rate(&self) -> String {
+        self.key("mutrate")
+    }
     pub fn conns(&self) -> String {
         self.key("conns")
     }
@@ -204,6 +208,7 @@ mod tests {
             .chain([
                 k.prefs(),
                 k.rate(),
+                k.mutation_rate(),
                 k.conns(),
                 k.delivered(),
                 k.push_subscriptions(),

@@ -28,6 +28,7 @@ pub static CREATE: LazyLock<Script> = user_script!("create.lua");
 pub static UPDATE: LazyLock<Script> = user_script!("update.lua");
 pub static DELETE: LazyLock<Script> = user_script!("delete.lua");
 pub static MARK_ALL_READ: LazyLock<Script> = user_script!("mark_all_read.lua");
+pub static CLICK: LazyLock<Script> = user_script!("click.lua");
 pub static LIST: LazyLock<Script> = user_script!("list.lua");
 pub static CHANGES: LazyLock<Script> = user_script!("changes.lua");
 pub static PENDING: LazyLock<Script> = user_script!("pending.lua");

@@ -299,16 +299,16 @@ pub async fn deliveries(deps: &Deps, req: &Request, id: &str) -> Result<Response
     security(("jwt" = [])))]
 pub async fn click(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
-    if deps
+    super::enforce_mutation_limit(deps, &claims.sub).await?;
+    let Some(first) = deps
         .store
-        .get(&claims.sub, id)
+        .record_click(&claims.sub, id)
         .await
         .map_err(store_error)?
-        .is_none()
-    {
+    else {
         return Err(ApiError::NotFound);
-    }
-    if let Err(e) = deps.publisher.record_click(&claims.sub, id).await {
+    };
+    if let Err(e) = deps.publisher.record_click(&claims.sub, id, first).await {
         tracing::warn!(id, error = %e, "click not recorded: kafka unavailable");
         return Err(ApiError::Unavailable(
             "the click could not be recorded; retry shortly".into(),

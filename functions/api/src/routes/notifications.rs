@@ -92,7 +92,7 @@ fn idempotency_claim(
 }
 
 fn rate_limited(retry_after: std::time::Duration, what: &str) -> ApiError {
-    let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let secs = shared::store::whole_seconds(retry_after);
     ApiError::RateLimited {
         retry_after_secs: secs,
         detail: format!("{what}; retry after {secs} s"),
@@ -395,6 +395,7 @@ pub async fn get(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>,
     security(("jwt" = [])))]
 pub async fn patch(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
+    super::enforce_mutation_limit(deps, &claims.sub).await?;
     let patch: FlagsPatch = http::json_body(req, 1024)?;
     if patch.is_empty() {
         return Err(ApiError::validation(vec![FieldError::new(
@@ -428,6 +429,7 @@ pub async fn patch(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body
     security(("jwt" = [])))]
 pub async fn delete(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
+    super::enforce_mutation_limit(deps, &claims.sub).await?;
     match deps
         .store
         .delete(&claims.sub, id)
@@ -451,6 +453,7 @@ pub async fn delete(deps: &Deps, req: &Request, id: &str) -> Result<Response<Bod
     security(("jwt" = [])))]
 pub async fn mark_all_read(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
+    super::enforce_mutation_limit(deps, &claims.sub).await?;
     let body: MarkAllReadRequest = if http::body_bytes(req).is_empty() {
         MarkAllReadRequest::default()
     } else {

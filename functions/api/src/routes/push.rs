@@ -65,6 +65,7 @@ pub struct Unsubscribed {
     security(("jwt" = [])))]
 pub async fn subscribe(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
+    super::enforce_mutation_limit(deps, &claims.sub).await?;
     let body: PushSubscriptionRequest = http::json_body(req, BODY_MAX_BYTES)?;
     let subscription =
         PushSubscription::from_request(&body, deps.channels.allow_loopback, Utc::now())
@@ -122,6 +123,7 @@ pub async fn list(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError
     security(("jwt" = [])))]
 pub async fn unsubscribe(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
+    super::enforce_mutation_limit(deps, &claims.sub).await?;
     if deps
         .contacts
         .unsubscribe(&claims.sub, id)

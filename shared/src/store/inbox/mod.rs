@@ -17,7 +17,7 @@ use crate::protocol::{Envelope, Event};
 
 use super::keys::{KeySpace, UserKeys};
 use super::outbox_index::OutboxIndex;
-use super::record::{parse_counts, Change};
+use super::record::{parse_counts, parse_stored_patch, Change};
 use super::{scripts, RedisConn, StoreError};
 
 mod change_log;
@@ -146,6 +146,14 @@ pub struct MarkAllRead {
     /// How many notifications changed.
     pub changed: u64,
     pub change: Option<Change>,
+}
+
+/// The entity tag of stored preferences (`raw`: the stored text, `None` when none are stored):
+/// a digest of the text, quoted, so every change (a PUT, a one-click unsubscribe) changes it.
+pub fn preferences_etag(raw: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(raw.unwrap_or("").as_bytes());
+    format!("\"{}\"", hex::encode(&digest[..12]))
 }
 
 /// The inbox store. Cheap to clone.
@@ -337,6 +345,7 @@ impl InboxStore {
         let event = Event::NotificationUpdated {
             id: id.to_owned(),
             changes: FlagsPatch::default(),
+            first: None,
             counts: Counts::default(),
         };
         let (mut envelope, reply) = self
@@ -354,10 +363,14 @@ impl InboxStore {
                 let (seq, counts) = (int(&reply, 1)?, parse_counts(&text(&reply, 2)?)?);
                 let notification =
                     parse_doc(&text(&reply, 3)?, Flags::from_bits(int(&reply, 4)? as u8))?;
-                let changes: FlagsPatch = serde_json::from_str(&text(&reply, 5)?)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                if let Event::NotificationUpdated { changes: c, .. } = &mut envelope.event {
-                    *c = changes;
+                let (changes, first) = parse_stored_patch(&text(&reply, 5)?)?;
+                if let Event::NotificationUpdated {
+                    changes: c,
+                    first: f,
+                    ..
+                } = &mut envelope.event
+                {
+                    (*c, *f) = (changes, first);
                 }
                 envelope.stamp(seq, counts);
                 Ok(UpdateOutcome::Updated {
@@ -426,6 +439,21 @@ impl InboxStore {
         }
     }
 
+    /// Records a click on one of the user's notifications. `None` if the user has no such
+    /// notification, else whether it is the notification's first click (what analytics counts).
+    pub async fn record_click(&self, user_id: &str, id: &str) -> Result<Option<bool>, StoreError> {
+        let reply: Vec<Value> = scripts::CLICK
+            .key(&self.keys.user(user_id).inbox()[..])
+            .arg(id)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match text(&reply, 0)?.as_str() {
+            "missing" => Ok(None),
+            "clicked" => Ok(Some(int(&reply, 1)? == 1)),
+            other => Err(StoreError::Corrupt(format!("click replied {other}"))),
+        }
+    }
+
     /// The user's exact counts, at the version (seq) they are valid for.
     pub async fn counts(&self, user_id: &str) -> Result<Counts, StoreError> {
         let meta: Vec<(String, i64)> = self
@@ -452,28 +480,64 @@ impl InboxStore {
     }
 
     pub async fn preferences(&self, user_id: &str) -> Result<Preferences, StoreError> {
+        Ok(self.preferences_with_etag(user_id).await?.0)
+    }
+
+    /// The stored preferences and their entity tag ([`preferences_etag`]).
+    pub async fn preferences_with_etag(
+        &self,
+        user_id: &str,
+    ) -> Result<(Preferences, String), StoreError> {
         let raw: Option<String> = self
             .conn
             .clone()
             .get(self.keys.user(user_id).prefs())
             .await?;
-        match raw {
-            None => Ok(Preferences::default()),
-            Some(raw) => serde_json::from_str(&raw)
-                .map_err(|e| StoreError::Corrupt(format!("preferences: {e}"))),
-        }
+        let prefs = match &raw {
+            None => Preferences::default(),
+            Some(raw) => serde_json::from_str(raw)
+                .map_err(|e| StoreError::Corrupt(format!("preferences: {e}")))?,
+        };
+        Ok((prefs, preferences_etag(raw.as_deref())))
     }
 
+    /// Replaces the preferences if their entity tag is still one of `if_match` (`None`: whatever
+    /// they are). Compare-and-set on the stored text, so a write in between (a one-click
+    /// unsubscribe) is never undone by a stale copy. Returns the new entity tag, or `None` when
+    /// `if_match` is stale and nothing was written.
+    pub async fn set_preferences_if_match(
+        &self,
+        user_id: &str,
+        prefs: &Preferences,
+        if_match: Option<&[&str]>,
+    ) -> Result<Option<String>, StoreError> {
+        let key = self.keys.user(user_id).prefs();
+        let new = to_json(prefs);
+        let mut conn = self.conn.clone();
+        let Some(expected) = if_match else {
+            let _: () = conn.set(&key, &new).await?;
+            return Ok(Some(preferences_etag(Some(&new))));
+        };
+        let current: Option<String> = conn.get(&key).await?;
+        if !expected.contains(&preferences_etag(current.as_deref()).as_str()) {
+            return Ok(None);
+        }
+        let set: i64 = scripts::COMPARE_AND_SET
+            .key(&key)
+            .arg(current.as_deref().unwrap_or(""))
+            .arg(&new)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((set == 1).then(|| preferences_etag(Some(&new))))
+    }
+
+    /// Replaces the preferences, whatever they are.
     pub async fn set_preferences(
         &self,
         user_id: &str,
         prefs: &Preferences,
     ) -> Result<(), StoreError> {
-        let _: () = self
-            .conn
-            .clone()
-            .set(self.keys.user(user_id).prefs(), to_json(prefs))
-            .await?;
+        self.set_preferences_if_match(user_id, prefs, None).await?;
         Ok(())
     }
 

@@ -9,7 +9,7 @@ for _, id in ipairs(redis.call('ZRANGE', K.unread, 0, -1)) do
   else
     local old, created, typ = parse_state(v)
     if ARGV[1] == '' or ARGV[1] == typ then
-      local new = bit.bor(old, READ + SEEN)
+      local new = remember(old, bit.bor(old, READ + SEEN))
       redis.call('HSET', K.flags, id, state(new, created, typ))
       redis.call('ZREM', K.unread, id)
       recount(typ, old, new)

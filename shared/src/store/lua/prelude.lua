@@ -3,11 +3,16 @@
 -- {u:<userId}, so one script touches one Redis Cluster slot.
 --
 -- Per-notification state lives in the `flags` hash as "<bits>|<createdMs>|<type>",
--- bits READ=1 SEEN=2 ARCHIVED=4. A change-log record is
+-- bits READ=1 SEEN=2 ARCHIVED=4 (what clients see), and SEEN_EVER=8 READ_EVER=16 CLICKED_EVER=32:
+-- set the first time the notification is seen, read or clicked and never cleared, so engagement
+-- analytics counts each notification's first seen, read and click once however often its flags
+-- toggle. A change-log record is
 -- "<seq>\n<countsJSON>\n<patchJSON>\n<idempotencyKey>\n<writtenMs>\n<envelopeJSON>";
 -- the envelope is stored with seq 0 and empty counts, and the reader stamps both (store/record.rs).
 local K = {meta = KEYS[1], docs = KEYS[2], flags = KEYS[3], all = KEYS[4], unread = KEYS[5], log = KEYS[6], unpub = KEYS[7]}
 local READ, SEEN, ARCHIVED = 1, 2, 4
+local SEEN_EVER, READ_EVER, CLICKED_EVER = 8, 16, 32
+local VISIBLE = READ + SEEN + ARCHIVED
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -63,6 +68,27 @@ local function patch_json(old, new)
   for _, f in ipairs({{'read', READ}, {'seen', SEEN}, {'archived', ARCHIVED}}) do
     if has(old, f[2]) ~= has(new, f[2]) then
       table.insert(parts, '"' .. f[1] .. '":' .. tostring(has(new, f[2])))
+    end
+  end
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+
+-- `new` with the "ever" bits of everything seen or read in `old` or `new` (a state written before
+-- the ever bits existed still remembers what it shows).
+local function remember(old, new)
+  local ever = 0
+  if has(old, SEEN) or has(new, SEEN) then ever = ever + SEEN_EVER end
+  if has(old, READ) or has(new, READ) then ever = ever + READ_EVER end
+  return bit.bor(new, ever)
+end
+
+-- The engagement a change from `old` to `new` makes for the first time, as JSON
+-- ({"seen":true,"read":true}, or {} when none): what analytics counts.
+local function first_json(old, new)
+  local parts = {}
+  for _, f in ipairs({{'seen', SEEN, SEEN_EVER}, {'read', READ, READ_EVER}}) do
+    if has(new, f[2]) and not has(old, f[2]) and not has(old, f[3]) then
+      table.insert(parts, '"' .. f[1] .. '":true')
     end
   end
   return '{' .. table.concat(parts, ',') .. '}'
