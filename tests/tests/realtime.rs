@@ -628,3 +628,58 @@ async fn with_kafka_down_a_create_still_reaches_the_socket_and_is_applied_once()
     })
     .await;
 }
+
+#[tokio::test]
+async fn actions_over_the_users_limit_get_a_rate_limited_frame_and_other_users_do_not() {
+    if shared_stack().is_none() {
+        return;
+    }
+    // A private stack whose users may take 3 actions, refilled at one a minute: within this
+    // test's 120 s at most 2 refill, so a refusal must come within 3 + 2 + 1 actions.
+    let stack = Stack::start(&[
+        ("RATE_USER_MUTATION_BURST", "3"),
+        ("RATE_USER_MUTATION_PER_MINUTE", "1"),
+    ]);
+    bounded(120, async {
+        let alice = user("alice");
+        let mut device = stack.connect(&alice).await;
+        let sync = json!({"action": "sync", "since": 0});
+        let mut answers = Vec::new();
+        for _ in 0..6 {
+            device.send(sync.clone()).await;
+            let answer = device
+                .next(WAIT)
+                .await
+                .unwrap_or_else(|| panic!("no answer (closed: {:?})", device.closed));
+            let refused = answer["type"] == "error";
+            answers.push(answer);
+            if refused {
+                break;
+            }
+        }
+        assert!(
+            answers[..3].iter().all(|a| a["type"] == "sync.result"),
+            "the burst is allowed: {answers:?}"
+        );
+        let refused = answers.last().cloned().unwrap_or_default();
+        assert_eq!(
+            (
+                refused["code"].as_str(),
+                refused["action"].as_str(),
+                refused["retryAfter"].as_u64().is_some_and(|s| s >= 1)
+            ),
+            (Some("rate-limited"), Some("sync"), true),
+            "{answers:?}"
+        );
+        // The connection stays open; ping is not limited.
+        device.send(json!({"action": "ping"})).await;
+        assert_eq!(device.next(WAIT).await, Some(json!({"type": "pong"})));
+        // Another user's actions are not affected.
+        let bob = user("bob");
+        let mut other = stack.connect(&bob).await;
+        other.send(sync).await;
+        let answer = other.next(WAIT).await.unwrap_or_default();
+        assert_eq!(answer["type"], "sync.result", "{answer}");
+    })
+    .await;
+}
