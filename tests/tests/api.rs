@@ -1063,3 +1063,176 @@ async fn a_preferences_put_from_a_copy_older_than_a_one_click_unsubscribe_gets_4
         .await;
     assert_eq!(blind.status, 200, "{}", blind.body);
 }
+
+/// Rewrites the stored creation time of `id` (the `flags` entry `<bits>|<createdMs>|<type>`), so
+/// a test can age a notification past the retention without waiting.
+async fn age(env: &TestEnv, deps: &api::Deps, user: &str, id: &str, by: Duration) {
+    let key = deps.store.user_keys(user).flags();
+    let mut conn = env.conn.clone();
+    let state: String = redis::cmd("HGET")
+        .arg(&key)
+        .arg(id)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut parts: Vec<String> = state.splitn(3, '|').map(str::to_owned).collect();
+    let created: i64 = parts[1].parse().unwrap_or_else(|e| panic!("{state}: {e}"));
+    parts[1] = (created - by.as_millis() as i64).to_string();
+    let _: i64 = redis::cmd("HSET")
+        .arg(&key)
+        .arg(id)
+        .arg(parts.join("|"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn change_types(changes: &Value) -> Vec<(String, String)> {
+    changes["changes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    let id = c["payload"]["id"]
+                        .as_str()
+                        .or(c["payload"]["notification"]["id"].as_str())
+                        .unwrap_or_default();
+                    (
+                        c["type"].as_str().unwrap_or_default().to_owned(),
+                        id.to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn expired_notifications_leave_every_read_path_and_their_deletes_reach_the_change_log() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let inbox = InboxSettings {
+        retention: Duration::from_secs(3600),
+        ..TestEnv::unlimited()
+    };
+    let deps = env.api_with(inbox, env.bus());
+    let ids: Vec<String> = [
+        create(&deps, "ella", "old").await,
+        create(&deps, "ella", "older").await,
+        create(&deps, "ella", "fresh").await,
+    ]
+    .iter()
+    .map(|n| n["id"].as_str().unwrap_or_default().to_owned())
+    .collect();
+    // The first two were created two hours ago: past the one-hour retention.
+    for id in &ids[..2] {
+        age(&env, &deps, "ella", id, Duration::from_secs(7200)).await;
+    }
+    let c = counts(&deps, "ella").await;
+    assert_eq!(
+        (
+            c["total"].as_u64(),
+            c["unread"].as_u64(),
+            c["unseen"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{c}"
+    );
+    assert_eq!(c["byType"]["comment"], 1);
+    for id in &ids[..2] {
+        let r = Call::get(&format!("/v1/notifications/{id}"))
+            .user("ella")
+            .send(&deps)
+            .await;
+        assert_eq!(r.status, 404, "{id} expired");
+    }
+    let list = Call::get("/v1/notifications")
+        .user("ella")
+        .send(&deps)
+        .await;
+    let listed: Vec<&str> = list.body["items"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(listed, [ids[2].as_str()]);
+    // Each eviction is a delete with its own seq, after the three creates.
+    let changes = Call::get("/v1/changes")
+        .user("ella")
+        .query("since", "3")
+        .send(&deps)
+        .await;
+    assert_eq!(changes.status, 200, "{}", changes.body);
+    assert_eq!(
+        change_types(&changes.body),
+        [
+            ("NOTIFICATION_DELETED".to_owned(), ids[0].clone()),
+            ("NOTIFICATION_DELETED".to_owned(), ids[1].clone())
+        ]
+    );
+    let seqs: Vec<u64> = changes.body["changes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["seq"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(seqs, [4, 5]);
+    assert_eq!(
+        changes.body["changes"][1]["payload"]["counts"]["total"], 1,
+        "each delete carries the counts at its seq"
+    );
+    // A mutation of an expired notification is 404 too.
+    let r = Call::patch(&format!("/v1/notifications/{}", ids[0]))
+        .user("ella")
+        .json(&json!({"read": true}))
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn a_notification_evicted_by_the_inbox_cap_is_deleted_in_the_change_log() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let inbox = InboxSettings {
+        inbox_cap: 2,
+        ..TestEnv::unlimited()
+    };
+    let deps = env.api_with(inbox, env.bus());
+    let mut ids = Vec::new();
+    for title in ["a", "b", "c"] {
+        ids.push(
+            create(&deps, "capped", title).await["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    let changes = Call::get("/v1/changes")
+        .user("capped")
+        .query("since", "0")
+        .send(&deps)
+        .await;
+    let created = "NOTIFICATION_CREATED".to_owned();
+    assert_eq!(
+        change_types(&changes.body),
+        [
+            (created.clone(), ids[0].clone()),
+            (created.clone(), ids[1].clone()),
+            ("NOTIFICATION_DELETED".to_owned(), ids[0].clone()),
+            (created, ids[2].clone()),
+        ],
+        "the eviction comes before the create that caused it"
+    );
+    assert_eq!(counts(&deps, "capped").await["total"], 2);
+    let outbox: Vec<String> = redis::cmd("ZRANGE")
+        .arg(env.keys.outbox_dirty())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut env.conn.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        outbox.iter().any(|u| u == "capped"),
+        "the user waits for the relay: {outbox:?}"
+    );
+}

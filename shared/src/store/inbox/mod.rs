@@ -272,22 +272,25 @@ impl InboxStore {
         }
     }
 
-    /// One notification of this user.
+    /// One notification of this user (`None` once it has expired).
     pub async fn get(&self, user_id: &str, id: &str) -> Result<Option<Notification>, StoreError> {
-        let keys = self.keys.user(user_id);
-        let (doc, state): (Option<String>, Option<String>) = redis::pipe()
-            .atomic()
-            .hget(keys.docs(), id)
-            .hget(keys.flags(), id)
-            .query_async(&mut self.conn.clone())
+        let reply: Vec<Value> = scripts::GET
+            .key(&self.keys.user(user_id).inbox()[..])
+            .arg(id)
+            .arg(self.eviction_template(user_id))
+            .arg(self.log_cap())
+            .arg(self.retention_ms())
+            .invoke_async(&mut self.conn.clone())
             .await?;
-        match (doc, state) {
-            (Some(doc), Some(state)) => Ok(Some(parse_doc(
-                &doc,
-                Flags::from_bits(state_bits(&state)?),
-            )?)),
-            _ => Ok(None),
+        self.after_evictions(user_id, int(&reply, 0)?).await?;
+        if reply.len() < 3 {
+            return Ok(None);
         }
+        let state = text(&reply, 2)?;
+        Ok(Some(parse_doc(
+            &text(&reply, 1)?,
+            Flags::from_bits(state_bits(&state)?),
+        )?))
     }
 
     /// One page of the inbox, newest first.
@@ -315,11 +318,14 @@ impl InboxStore {
             .arg(cursor)
             .arg(query.limit)
             .arg(min_created)
+            .arg(self.eviction_template(user_id))
+            .arg(self.log_cap())
             .invoke_async(&mut self.conn.clone())
             .await?;
+        self.after_evictions(user_id, int(&reply, 1)?).await?;
         let more = int(&reply, 0)? == 1;
         let mut items = Vec::with_capacity(reply.len() / 2);
-        for i in (1..reply.len()).step_by(2) {
+        for i in (2..reply.len()).step_by(2) {
             let bits = int(&reply, i + 1)? as u8;
             items.push(parse_doc(&text(&reply, i)?, Flags::from_bits(bits))?);
         }
@@ -445,38 +451,36 @@ impl InboxStore {
         let reply: Vec<Value> = scripts::CLICK
             .key(&self.keys.user(user_id).inbox()[..])
             .arg(id)
+            .arg(self.eviction_template(user_id))
+            .arg(self.log_cap())
+            .arg(self.retention_ms())
             .invoke_async(&mut self.conn.clone())
             .await?;
         match text(&reply, 0)?.as_str() {
-            "missing" => Ok(None),
-            "clicked" => Ok(Some(int(&reply, 1)? == 1)),
+            "missing" => {
+                self.after_evictions(user_id, int(&reply, 1)?).await?;
+                Ok(None)
+            }
+            "clicked" => {
+                self.after_evictions(user_id, int(&reply, 2)?).await?;
+                Ok(Some(int(&reply, 1)? == 1))
+            }
             other => Err(StoreError::Corrupt(format!("click replied {other}"))),
         }
     }
 
-    /// The user's exact counts, at the version (seq) they are valid for.
+    /// The user's exact counts (expired notifications evicted first), at the version (seq) they
+    /// are valid for.
     pub async fn counts(&self, user_id: &str) -> Result<Counts, StoreError> {
-        let meta: Vec<(String, i64)> = self
-            .conn
-            .clone()
-            .hgetall(self.keys.user(user_id).meta())
+        let reply: Vec<Value> = scripts::COUNTS
+            .key(&self.keys.user(user_id).inbox()[..])
+            .arg(self.eviction_template(user_id))
+            .arg(self.log_cap())
+            .arg(self.retention_ms())
+            .invoke_async(&mut self.conn.clone())
             .await?;
-        let mut counts = Counts::default();
-        for (k, v) in meta {
-            let v = v.max(0) as u64;
-            match k.as_str() {
-                "seq" => counts.version = v,
-                "unread" => counts.unread = v,
-                "unseen" => counts.unseen = v,
-                "total" => counts.total = v,
-                t => {
-                    if let Some(kind) = t.strip_prefix("t:") {
-                        counts.by_type.insert(kind.to_owned(), v);
-                    }
-                }
-            }
-        }
-        Ok(counts)
+        self.after_evictions(user_id, int(&reply, 0)?).await?;
+        parse_counts(&text(&reply, 1)?)
     }
 
     pub async fn preferences(&self, user_id: &str) -> Result<Preferences, StoreError> {
@@ -570,6 +574,28 @@ impl InboxStore {
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok((envelope, reply))
+    }
+
+    /// What the scripts that may evict expired notifications build each eviction's
+    /// `NOTIFICATION_DELETED` envelope from: an empty one of this user, at this time.
+    fn eviction_template(&self, user_id: &str) -> String {
+        to_json(&Envelope::new(
+            user_id,
+            Event::NotificationDeleted {
+                id: String::new(),
+                counts: Counts::default(),
+            },
+        ))
+    }
+
+    /// After a read that evicted expired notifications: their deletes wait in the log, so the
+    /// user is marked dirty for the outbox relay to publish them. (Writes mark the user dirty
+    /// before they run, which covers their evictions.)
+    async fn after_evictions(&self, user_id: &str, evicted: u64) -> Result<(), StoreError> {
+        if evicted > 0 {
+            self.outbox.mark_dirty(user_id).await?;
+        }
+        Ok(())
     }
 
     fn committed(&self, envelope: Envelope) -> Change {

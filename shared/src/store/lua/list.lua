@@ -1,11 +1,12 @@
--- One page of the inbox, newest first. Read-only.
+-- One page of the inbox, newest first. Writes nothing but evictions (purge_expired).
 -- ARGV: 1 status ('any'|'read'|'unread'), 2 archived ('false'|'true'|'any'), 3 type ('' = any),
--- 4 cursor: list below this seq ('+inf' for the first page), 5 page size, 6 oldest createdAt kept.
--- Returns {more (0|1), doc1, bits1, doc2, bits2, ...}.
+-- 4 cursor: list below this seq ('+inf' for the first page), 5 page size, 6 oldest createdAt kept,
+-- 7 eviction template (an envelope of this user), 8 log cap. Older ones are evicted first.
+-- Returns {more (0|1), evicted, doc1, bits1, doc2, bits2, ...}.
 local src = ARGV[1] == 'unread' and K.unread or K.all
 local limit, min_created = tonumber(ARGV[5]), tonumber(ARGV[6])
 local max = ARGV[4] == '+inf' and '+inf' or ('(' .. ARGV[4])
-local out, found, offset, chunk = {0}, 0, 0, 64
+local out, found, offset, chunk = {0, purge_expired(min_created, ARGV[7], tonumber(ARGV[8]))}, 0, 0, 64
 while true do
   local ids = redis.call('ZREVRANGEBYSCORE', src, max, '-inf', 'LIMIT', offset, chunk)
   if #ids == 0 then break end

@@ -1,6 +1,8 @@
 -- Marks every unread notification (of one type, if given) read and seen, and appends one ALL_READ.
--- ARGV: 1 type ('' = all types), 2 envelope JSON, 3 log cap, 4 retention ms.
+-- ARGV: 1 type ('' = all types), 2 envelope JSON, 3 log cap, 4 retention ms. Expired ones are
+-- evicted first.
 -- Returns {'unchanged', counts} | {'updated', seq, counts, changed}.
+purge_expired(now_ms() - tonumber(ARGV[4]), ARGV[2], tonumber(ARGV[3]))
 local changed = 0
 for _, id in ipairs(redis.call('ZRANGE', K.unread, 0, -1)) do
   local v = redis.call('HGET', K.flags, id)

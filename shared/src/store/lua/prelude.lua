@@ -121,6 +121,48 @@ local function append_change(seq, counts, patch, idem, envelope, cap)
   redis.call('ZREMRANGEBYSCORE', K.log, '-inf', '(' .. keep_from)
 end
 
+-- A UUIDv7-shaped event id for a change the script itself makes (an eviction): the Redis clock,
+-- and bits of a digest of `seed` (unique per user and seq) for the rest.
+local function event_id(seed)
+  local ms, h = string.format('%012x', now_ms()), redis.sha1hex(seed)
+  local variant = string.format('%x', 8 + tonumber(string.sub(h, 4, 4), 16) % 4)
+  return string.sub(ms, 1, 8) .. '-' .. string.sub(ms, 9, 12) .. '-7' .. string.sub(h, 1, 3) .. '-'
+    .. variant .. string.sub(h, 5, 7) .. '-' .. string.sub(h, 8, 19)
+end
+
+-- Removes one notification the inbox drops by itself (retention, cap) and appends its
+-- NOTIFICATION_DELETED, so clients drop it too. `source` is any envelope JSON of this user (the
+-- caller's own change, or an eviction template): its version, user and time are reused.
+local function evict(id, source, cap)
+  if not remove(id) then
+    redis.call('ZREM', K.all, id)
+    redis.call('ZREM', K.unread, id)
+    return
+  end
+  local e = cjson.decode(source)
+  local seq = next_seq()
+  e.id = event_id(e.userId .. '\n' .. seq .. '\n' .. id)
+  e.seq = 0
+  e.type = 'NOTIFICATION_DELETED'
+  e.payload = {id = id, counts = {unread = 0, unseen = 0, total = 0, byType = {}, version = 0}}
+  append_change(seq, counts_json(), '{}', '', cjson.encode(e), cap)
+end
+
+-- Evicts notifications created before `cutoff` (ms), oldest first: at most 64 per call, so every
+-- call's work is bounded. Every inbox script but the relay's runs it first, so what it answers
+-- (counts, pages, a notification) excludes expired notifications (beyond 64 at once, the next
+-- calls finish the job; list and get also skip what is left). Returns how many it evicted.
+local function purge_expired(cutoff, source, cap)
+  local evicted = 0
+  for _, old in ipairs(redis.call('ZRANGE', K.all, 0, 63)) do
+    local _, c = parse_state(redis.call('HGET', K.flags, old) or '0|0|')
+    if c >= cutoff then break end
+    evict(old, source, cap)
+    evicted = evicted + 1
+  end
+  return evicted
+end
+
 -- Every write renews the retention of the whole inbox, so an idle user's inbox expires as a unit.
 local function touch(ttl_ms)
   for _, k in ipairs({K.meta, K.docs, K.flags, K.all, K.unread, K.log, K.unpub}) do

@@ -2,9 +2,10 @@
 -- only the fields that changed, and which engagement (seen, read) happened for the first time.
 -- A no-op change assigns no seq and appends nothing.
 -- ARGV: 1 id, 2 bits to set, 3 bits to clear (visible bits only), 4 envelope JSON, 5 log cap,
--- 6 retention ms.
+-- 6 retention ms. Expired notifications are evicted first (purge_expired).
 -- Returns {'missing'} | {'unchanged', doc, bits} |
 -- {'updated', seq, counts, doc, bits, stored patch: the patch JSON with "first": {...}}.
+purge_expired(now_ms() - tonumber(ARGV[6]), ARGV[4], tonumber(ARGV[5]))
 local id = ARGV[1]
 local v = redis.call('HGET', K.flags, id)
 if not v then return {'missing'} end
