@@ -1236,3 +1236,77 @@ async fn a_notification_evicted_by_the_inbox_cap_is_deleted_in_the_change_log() 
         "the user waits for the relay: {outbox:?}"
     );
 }
+
+#[tokio::test]
+async fn a_notification_past_its_own_expires_at_leaves_every_read_path() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api_with(TestEnv::unlimited(), env.bus());
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let mut body = note("ivan", "flash sale");
+    body["expiresAt"] = json!(in_an_hour);
+    let r = Call::post("/v1/notifications")
+        .service("svc")
+        .json(&body)
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sale = r.body["id"].as_str().unwrap_or_default().to_owned();
+    let kept = create(&deps, "ivan", "kept").await;
+    assert_eq!(counts(&deps, "ivan").await["total"], 2);
+
+    // The hour passes: move the stored expiry (and the inbox's earliest one) into the past.
+    let keys = deps.store.user_keys("ivan");
+    let mut conn = env.conn.clone();
+    let state: String = redis::cmd("HGET")
+        .arg(keys.flags())
+        .arg(&sale)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let past = chrono::Utc::now().timestamp_millis() - 1_000;
+    let (head, _) = state
+        .rsplit_once('|')
+        .unwrap_or_else(|| panic!("no expiry stored: {state}"));
+    let _: () = redis::pipe()
+        .hset(keys.flags(), &sale, format!("{head}|{past}"))
+        .hset(keys.meta(), "exp", past)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let c = counts(&deps, "ivan").await;
+    assert_eq!(
+        (c["total"].as_u64(), c["unread"].as_u64()),
+        (Some(1), Some(1)),
+        "{c}"
+    );
+    let r = Call::get(&format!("/v1/notifications/{sale}"))
+        .user("ivan")
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 404);
+    let list = Call::get("/v1/notifications")
+        .user("ivan")
+        .send(&deps)
+        .await;
+    assert_eq!(list.body["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(list.body["items"][0]["id"], kept["id"]);
+    let changes = Call::get("/v1/changes")
+        .user("ivan")
+        .query("since", "2")
+        .send(&deps)
+        .await;
+    assert_eq!(
+        change_types(&changes.body),
+        [("NOTIFICATION_DELETED".to_owned(), sale.clone())]
+    );
+    let exp: Option<String> = redis::cmd("HGET")
+        .arg(keys.meta())
+        .arg("exp")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(exp, None, "no expiry left to watch");
+}

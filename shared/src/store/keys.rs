@@ -2,9 +2,9 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `<p>{u:<id>}:meta` | hash | `seq`, `unread`, `unseen`, `total`, `t:<type>` (unread per type) |
+//! | `<p>{u:<id>}:meta` | hash | `seq`, `unread`, `unseen`, `total`, `t:<type>` (unread per type), `exp` (the earliest `expiresAt` not yet evicted, ms) |
 //! | `<p>{u:<id>}:docs` | hash | notification id → `<seq>\n<notification JSON>` |
-//! | `<p>{u:<id>}:flags` | hash | notification id → `<bits>|<createdMs>|<type>` |
+//! | `<p>{u:<id>}:flags` | hash | notification id → `<bits>|<createdMs>|<type>[|<expiresMs>]` (bits: see `prelude.lua`) |
 //! | `<p>{u:<id>}:all` | zset | notification ids by seq |
 //! | `<p>{u:<id>}:unread` | zset | unread notification ids by seq |
 //! | `<p>{u:<id>}:log` | zset | change records by seq (capped; see `record.rs`) |

@@ -243,6 +243,11 @@ impl InboxStore {
             .arg(self.log_cap())
             .arg(self.retention_ms())
             .arg(header)
+            .arg(
+                notification
+                    .expires_at
+                    .map_or_else(String::new, |at| at.timestamp_millis().to_string()),
+            )
             .invoke_async(&mut self.conn.clone())
             .await?;
         match text(&reply, 0)?.as_str() {

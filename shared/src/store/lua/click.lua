@@ -6,7 +6,7 @@
 local evicted = purge_expired(now_ms() - tonumber(ARGV[4]), ARGV[2], tonumber(ARGV[3]))
 local v = redis.call('HGET', K.flags, ARGV[1])
 if not v then return {'missing', evicted} end
-local bits, created, typ = parse_state(v)
+local bits, created, typ, expires = parse_state(v)
 if has(bits, CLICKED_EVER) then return {'clicked', 0, evicted} end
-redis.call('HSET', K.flags, ARGV[1], state(bit.bor(bits, CLICKED_EVER), created, typ))
+redis.call('HSET', K.flags, ARGV[1], state(bit.bor(bits, CLICKED_EVER), created, typ, expires))
 return {'clicked', 1, evicted}

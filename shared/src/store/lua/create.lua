@@ -3,7 +3,8 @@
 -- appends the change. One step.
 -- KEYS[8]: the idempotency record (same slot). ARGV: 1 id, 2 type, 3 notification JSON
 -- (seq 0, flags false), 4 envelope JSON, 5 body hash ('' = no Idempotency-Key), 6 idempotency
--- TTL ms, 7 createdAt ms, 8 inbox cap, 9 log cap, 10 retention ms, 11 Idempotency-Key.
+-- TTL ms, 7 createdAt ms, 8 inbox cap, 9 log cap, 10 retention ms, 11 Idempotency-Key,
+-- 12 expiresAt ms ('' = none).
 -- Returns {'created', seq, counts} | {'replay', "<seq>\n<notification JSON>"} | {'conflict'}.
 local id, typ, created = ARGV[1], ARGV[2], tonumber(ARGV[7])
 if ARGV[5] ~= '' then
@@ -24,7 +25,11 @@ if over > 0 then
 end
 local seq = next_seq()
 redis.call('HSET', K.docs, id, seq .. '\n' .. ARGV[3])
-redis.call('HSET', K.flags, id, state(0, created, typ))
+local expires = tonumber(ARGV[12])
+redis.call('HSET', K.flags, id, state(0, created, typ, expires))
+if expires and expires < tonumber(redis.call('HGET', K.meta, 'exp') or expires + 1) then
+  redis.call('HSET', K.meta, 'exp', expires)
+end
 redis.call('ZADD', K.all, seq, id)
 redis.call('ZADD', K.unread, seq, id)
 recount(typ, nil, 0)

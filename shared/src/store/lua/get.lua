@@ -6,6 +6,6 @@ local cutoff = now_ms() - tonumber(ARGV[4])
 local evicted = purge_expired(cutoff, ARGV[2], tonumber(ARGV[3]))
 local v = redis.call('HGET', K.flags, ARGV[1])
 if not v then return {evicted} end
-local _, created = parse_state(v)
-if created < cutoff then return {evicted} end
+local _, created, _, expires = parse_state(v)
+if expired(created, expires, cutoff, now_ms()) then return {evicted} end
 return {evicted, redis.call('HGET', K.docs, ARGV[1]), v}

@@ -7,14 +7,15 @@ local src = ARGV[1] == 'unread' and K.unread or K.all
 local limit, min_created = tonumber(ARGV[5]), tonumber(ARGV[6])
 local max = ARGV[4] == '+inf' and '+inf' or ('(' .. ARGV[4])
 local out, found, offset, chunk = {0, purge_expired(min_created, ARGV[7], tonumber(ARGV[8]))}, 0, 0, 64
+local now = now_ms()
 while true do
   local ids = redis.call('ZREVRANGEBYSCORE', src, max, '-inf', 'LIMIT', offset, chunk)
   if #ids == 0 then break end
   for _, id in ipairs(ids) do
     local v = redis.call('HGET', K.flags, id)
     if v then
-      local bits, created, typ = parse_state(v)
-      local wanted = created >= min_created
+      local bits, created, typ, expires = parse_state(v)
+      local wanted = not expired(created, expires, min_created, now)
         and (ARGV[1] == 'any' or (ARGV[1] == 'read') == has(bits, READ))
         and (ARGV[2] == 'any' or (ARGV[2] == 'true') == has(bits, ARCHIVED))
         and (ARGV[3] == '' or ARGV[3] == typ)

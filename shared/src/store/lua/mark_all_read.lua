@@ -9,10 +9,10 @@ for _, id in ipairs(redis.call('ZRANGE', K.unread, 0, -1)) do
   if not v then
     redis.call('ZREM', K.unread, id)
   else
-    local old, created, typ = parse_state(v)
+    local old, created, typ, expires = parse_state(v)
     if ARGV[1] == '' or ARGV[1] == typ then
       local new = remember(old, bit.bor(old, READ + SEEN))
-      redis.call('HSET', K.flags, id, state(new, created, typ))
+      redis.call('HSET', K.flags, id, state(new, created, typ, expires))
       redis.call('ZREM', K.unread, id)
       recount(typ, old, new)
       changed = changed + 1

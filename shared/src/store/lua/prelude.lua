@@ -2,7 +2,9 @@
 -- (store/scripts.rs). Every user script receives the same seven keys first, all hash-tagged
 -- {u:<userId}, so one script touches one Redis Cluster slot.
 --
--- Per-notification state lives in the `flags` hash as "<bits>|<createdMs>|<type>",
+-- Per-notification state lives in the `flags` hash as "<bits>|<createdMs>|<type>[|<expiresMs>]"
+-- (`expiresMs`: the notification's own `expiresAt`, when it has one; `meta` field `exp` holds the
+-- earliest one not yet evicted),
 -- bits READ=1 SEEN=2 ARCHIVED=4 (what clients see), and SEEN_EVER=8 READ_EVER=16 CLICKED_EVER=32:
 -- set the first time the notification is seen, read or clicked and never cleared, so engagement
 -- analytics counts each notification's first seen, read and click once however often its flags
@@ -21,12 +23,21 @@ end
 
 local function has(bits, b) return bit.band(bits, b) ~= 0 end
 
+-- Returns bits, createdMs, type, expiresMs (nil without one).
 local function parse_state(v)
-  local bits, created, typ = string.match(v, '^(%d+)|(%d+)|(.*)$')
-  return tonumber(bits), tonumber(created), typ
+  local bits, created, typ, expires = string.match(v, '^(%d+)|(%d+)|([^|]*)|?(%d*)$')
+  return tonumber(bits), tonumber(created), typ, tonumber(expires)
 end
 
-local function state(bits, created, typ) return bits .. '|' .. created .. '|' .. typ end
+local function state(bits, created, typ, expires)
+  return bits .. '|' .. created .. '|' .. typ .. (expires and ('|' .. expires) or '')
+end
+
+-- Whether a notification created at `created` (expiring at `expires`, if set) is gone at `now`
+-- with this retention cutoff.
+local function expired(created, expires, cutoff, now)
+  return created < cutoff or (expires ~= nil and expires <= now)
+end
 
 -- What one notification adds to (total, unread, unseen); archived and absent ones add nothing.
 local function contribution(bits)
@@ -148,10 +159,12 @@ local function evict(id, source, cap)
   append_change(seq, counts_json(), '{}', '', cjson.encode(e), cap)
 end
 
--- Evicts notifications created before `cutoff` (ms), oldest first: at most 64 per call, so every
--- call's work is bounded. Every inbox script but the relay's runs it first, so what it answers
--- (counts, pages, a notification) excludes expired notifications (beyond 64 at once, the next
--- calls finish the job; list and get also skip what is left). Returns how many it evicted.
+-- Evicts expired notifications: those created before `cutoff` (ms), oldest first, then those
+-- whose own `expiresAt` has passed (looked for only once `meta.exp`, the earliest, is due: one
+-- pass over `flags`, at most INBOX_CAP entries). At most 64 per call, so every call's work is
+-- bounded. Every inbox script but the relay's runs it first, so what it answers (counts, pages, a
+-- notification) excludes expired notifications (beyond 64 at once, the next calls finish the job;
+-- list and get also skip what is left). Returns how many it evicted.
 local function purge_expired(cutoff, source, cap)
   local evicted = 0
   for _, old in ipairs(redis.call('ZRANGE', K.all, 0, 63)) do
@@ -160,6 +173,22 @@ local function purge_expired(cutoff, source, cap)
     evict(old, source, cap)
     evicted = evicted + 1
   end
+  local due = tonumber(redis.call('HGET', K.meta, 'exp') or '')
+  local now = now_ms()
+  if due == nil or due > now then return evicted end
+  local flat, next_due = redis.call('HGETALL', K.flags), nil
+  for i = 1, #flat, 2 do
+    local _, _, _, expires = parse_state(flat[i + 1])
+    if expires ~= nil then
+      if expires <= now and evicted < 64 then
+        evict(flat[i], source, cap)
+        evicted = evicted + 1
+      elseif next_due == nil or expires < next_due then
+        next_due = expires
+      end
+    end
+  end
+  if next_due then redis.call('HSET', K.meta, 'exp', next_due) else redis.call('HDEL', K.meta, 'exp') end
   return evicted
 end
 

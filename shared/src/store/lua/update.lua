@@ -9,12 +9,12 @@ purge_expired(now_ms() - tonumber(ARGV[6]), ARGV[4], tonumber(ARGV[5]))
 local id = ARGV[1]
 local v = redis.call('HGET', K.flags, id)
 if not v then return {'missing'} end
-local old, created, typ = parse_state(v)
+local old, created, typ, expires = parse_state(v)
 local shown = bit.band(bit.bor(old, tonumber(ARGV[2])), bit.bnot(tonumber(ARGV[3])))
 local doc = redis.call('HGET', K.docs, id)
 if bit.band(shown, VISIBLE) == bit.band(old, VISIBLE) then return {'unchanged', doc, bit.band(old, VISIBLE)} end
 local new = remember(old, shown)
-redis.call('HSET', K.flags, id, state(new, created, typ))
+redis.call('HSET', K.flags, id, state(new, created, typ, expires))
 if has(new, READ) then
   redis.call('ZREM', K.unread, id)
 else
