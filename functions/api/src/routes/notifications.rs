@@ -391,7 +391,7 @@ pub async fn get(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>,
 
 /// Mark read / seen / archived (or undo). Reading also marks seen.
 #[utoipa::path(patch, path = "/v1/notifications/{id}", tag = "inbox", params(("id" = String, Path)), request_body = FlagsPatch,
-    responses((status = 200, body = Notification), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Notification), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, description = "Over the user's mutation limit", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = [])))]
 pub async fn patch(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
@@ -425,7 +425,7 @@ pub async fn patch(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body
 
 /// Delete one of the caller's notifications.
 #[utoipa::path(delete, path = "/v1/notifications/{id}", tag = "inbox", params(("id" = String, Path)),
-    responses((status = 204, description = "Deleted"), (status = 404, body = Problem, content_type = "application/problem+json")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, description = "Over the user's mutation limit", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = [])))]
 pub async fn delete(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
@@ -449,7 +449,7 @@ pub async fn delete(deps: &Deps, req: &Request, id: &str) -> Result<Response<Bod
 /// Mark every unread notification read, optionally of one type (body `{type}` or `?type=`).
 #[utoipa::path(post, path = "/v1/notifications/mark-all-read", tag = "inbox", request_body(content = Option<MarkAllReadRequest>),
     params(("type" = Option<String>, Query, description = "Only this type")),
-    responses((status = 200, body = MarkAllReadResponse), (status = 422, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = MarkAllReadResponse), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, description = "Over the user's mutation limit", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = [])))]
 pub async fn mark_all_read(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;

@@ -61,7 +61,8 @@ pub struct Unsubscribed {
     responses(
         (status = 201, description = "Registered", body = PushSubscriptionView),
         (status = 200, description = "This endpoint was registered already; its keys were replaced", body = PushSubscriptionView),
-        (status = 422, description = "Not https (or loopback where not allowed), bad key lengths, or already 10 subscriptions", body = Problem, content_type = "application/problem+json")),
+        (status = 422, description = "Not https (or loopback where not allowed), bad key lengths, or already 10 subscriptions", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the user's mutation limit", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = [])))]
 pub async fn subscribe(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
@@ -119,7 +120,7 @@ pub async fn list(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError
 
 /// Remove one of the caller's subscriptions.
 #[utoipa::path(delete, path = "/v1/push-subscriptions/{id}", tag = "push", params(("id" = String, Path)),
-    responses((status = 204, description = "Removed"), (status = 404, body = Problem, content_type = "application/problem+json")),
+    responses((status = 204, description = "Removed"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, description = "Over the user's mutation limit", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = [])))]
 pub async fn unsubscribe(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;

@@ -1,4 +1,5 @@
--- The changes after `since`, oldest first, from a consistent snapshot. Writes nothing but evictions (purge_expired).
+-- The changes after `since`, oldest first, from a consistent snapshot. Writes nothing but
+-- evictions (purge_expired).
 -- ARGV: 1 since, 2 max count, 3 eviction template (an envelope of this user), 4 log cap,
 -- 5 retention ms. Expired notifications are evicted first (their deletes are in the answer).
 -- Returns {'resync', head, evicted} when the log no longer reaches back to since + 1 (or since

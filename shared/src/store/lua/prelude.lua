@@ -2,13 +2,12 @@
 -- (store/scripts.rs). Every user script receives the same seven keys first, all hash-tagged
 -- {u:<userId}, so one script touches one Redis Cluster slot.
 --
--- Per-notification state lives in the `flags` hash as "<bits>|<createdMs>|<type>[|<expiresMs>]"
--- (`expiresMs`: the notification's own `expiresAt`, when it has one; `meta` field `exp` holds the
--- earliest one not yet evicted),
--- bits READ=1 SEEN=2 ARCHIVED=4 (what clients see), and SEEN_EVER=8 READ_EVER=16 CLICKED_EVER=32:
--- set the first time the notification is seen, read or clicked and never cleared, so engagement
--- analytics counts each notification's first seen, read and click once however often its flags
--- toggle. A change-log record is
+-- Per-notification state lives in the `flags` hash as "<bits>|<createdMs>|<type>[|<expiresMs>]".
+-- Bits: READ=1 SEEN=2 ARCHIVED=4 (what clients see), and SEEN_EVER=8 READ_EVER=16
+-- CLICKED_EVER=32, set the first time the notification is seen, read or clicked and never
+-- cleared, so engagement analytics counts each notification's first seen, read and click once
+-- however often its flags toggle. `expiresMs` is the notification's own `expiresAt`, when it has
+-- one; the `meta` field `exp` holds the earliest one not yet evicted. A change-log record is
 -- "<seq>\n<countsJSON>\n<patchJSON>\n<idempotencyKey>\n<writtenMs>\n<envelopeJSON>";
 -- the envelope is stored with seq 0 and empty counts, and the reader stamps both (store/record.rs).
 local K = {meta = KEYS[1], docs = KEYS[2], flags = KEYS[3], all = KEYS[4], unread = KEYS[5], log = KEYS[6], unpub = KEYS[7]}
@@ -144,13 +143,16 @@ end
 -- Removes one notification the inbox drops by itself (retention, cap) and appends its
 -- NOTIFICATION_DELETED, so clients drop it too. `source` is any envelope JSON of this user (the
 -- caller's own change, or an eviction template): its version, user and time are reused.
+local decoded_source, decoded = nil, nil
 local function evict(id, source, cap)
   if not remove(id) then
     redis.call('ZREM', K.all, id)
     redis.call('ZREM', K.unread, id)
     return
   end
-  local e = cjson.decode(source)
+  -- A create's envelope can be large: decode it once per call, however many it evicts.
+  if decoded_source ~= source then decoded_source, decoded = source, cjson.decode(source) end
+  local e = decoded
   local seq = next_seq()
   e.id = event_id(e.userId .. '\n' .. seq .. '\n' .. id)
   e.seq = 0
