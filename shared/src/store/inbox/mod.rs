@@ -150,7 +150,7 @@ pub struct MarkAllRead {
 
 /// The entity tag of stored preferences (`raw`: the stored text, `None` when none are stored):
 /// a digest of the text, quoted, so every change (a PUT, a one-click unsubscribe) changes it.
-pub fn preferences_etag(raw: Option<&str>) -> String {
+fn preferences_etag(raw: Option<&str>) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(raw.unwrap_or("").as_bytes());
     format!("\"{}\"", hex::encode(&digest[..12]))
