@@ -169,7 +169,10 @@ end
 -- list and get also skip what is left). Returns how many it evicted.
 local function purge_expired(cutoff, source, cap)
   local evicted = 0
-  for _, old in ipairs(redis.call('ZRANGE', K.all, 0, 63)) do
+  -- The oldest one at a time: when nothing has expired, one ZRANGE and one HGET.
+  while evicted < 64 do
+    local old = redis.call('ZRANGE', K.all, 0, 0)[1]
+    if not old then break end
     local _, c = parse_state(redis.call('HGET', K.flags, old) or '0|0|')
     if c >= cutoff then break end
     evict(old, source, cap)
