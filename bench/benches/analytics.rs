@@ -34,6 +34,7 @@ use herald_tests::TestEnv;
 use serde_json::{json, Value};
 use shared::config::AnalyticsSettings;
 use shared::model::{Channel, FlagsPatch, Notification, OutcomeStatus, Priority};
+use shared::protocol::envelope::FirstEngagement;
 use shared::protocol::outcome::reason;
 use shared::protocol::{DeliveryOutcome, Envelope, Event, Topic};
 use shared::store::{AnalyticsStore, CreateOutcome, NewNotification};
@@ -121,13 +122,23 @@ fn records(notifications: &[Notification]) -> Records {
                         seen: Some(true),
                         archived: None,
                     },
+                    first: Some(FirstEngagement {
+                        seen: true,
+                        read: true,
+                    }),
                     counts: Default::default(),
                 },
             );
             out.engagement.push((ep, read.encode()));
         }
         if i % 5 == 1 {
-            let click = Envelope::new(&n.user_id, Event::NotificationClicked { id: n.id.clone() });
+            let click = Envelope::new(
+                &n.user_id,
+                Event::NotificationClicked {
+                    id: n.id.clone(),
+                    first: Some(true),
+                },
+            );
             out.engagement.push((ep, click.encode()));
         }
     }

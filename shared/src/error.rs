@@ -60,6 +60,9 @@ pub enum ApiError {
     /// The change log no longer reaches back to the requested `since`: refetch the inbox.
     #[error("{0}")]
     ResyncRequired(String),
+    /// An `If-Match` that no longer matches the stored version: refetch, then retry.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -107,6 +110,7 @@ impl ApiError {
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound => 404,
             ApiError::ResyncRequired(_) => 410,
+            ApiError::PreconditionFailed(_) => 412,
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::Unprocessable(..) => 422,
@@ -126,6 +130,7 @@ impl ApiError {
                 "resync-required",
                 "Change log no longer covers this position",
             ),
+            ApiError::PreconditionFailed(_) => ("precondition-failed", "Precondition failed"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")

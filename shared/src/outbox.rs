@@ -141,14 +141,25 @@ impl Publisher {
         }
     }
 
-    /// Records a click on `notification_id` (already checked to be the user's) on
+    /// Records a click on `notification_id` (already recorded in the user's inbox by
+    /// [`InboxStore::record_click`], which says whether it is the `first`) on
     /// `notification-analytics`. A click changes no inbox state, so it has no `seq` and no outbox:
     /// if Kafka does not acknowledge it, the error says so and the interaction is not counted.
-    pub async fn record_click(&self, user_id: &str, notification_id: &str) -> Result<(), BusError> {
+    /// A repeated click (`first` false) is not sent: analytics would count nothing.
+    pub async fn record_click(
+        &self,
+        user_id: &str,
+        notification_id: &str,
+        first: bool,
+    ) -> Result<(), BusError> {
+        if !first {
+            return Ok(());
+        }
         let envelope = crate::protocol::Envelope::new(
             user_id,
             crate::protocol::Event::NotificationClicked {
                 id: notification_id.to_owned(),
+                first: Some(true),
             },
         );
         let record = OutgoingRecord {

@@ -218,6 +218,7 @@ impl TestEnv {
         let mut s = InboxSettings::default();
         s.per_recipient.burst = 1_000_000;
         s.per_sender.burst = 1_000_000;
+        s.per_user_mutation.burst = 1_000_000;
         s
     }
 

@@ -100,7 +100,13 @@ async fn read(env: &TestEnv, user: &str, id: &str, patch: FlagsPatch) -> Envelop
 }
 
 fn click(user: &str, id: &str) -> Envelope {
-    Envelope::new(user, Event::NotificationClicked { id: id.into() })
+    Envelope::new(
+        user,
+        Event::NotificationClicked {
+            id: id.into(),
+            first: Some(true),
+        },
+    )
 }
 
 fn outcome(
@@ -874,4 +880,77 @@ async fn the_funnel_shows_sent_seen_read_and_clicked_end_to_end() {
     if outcome.is_err() {
         panic!("the funnel test did not finish within 90 s");
     }
+}
+
+#[tokio::test]
+async fn toggling_read_and_clicking_again_count_each_notification_once() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = deps(&env);
+    let et = engagement_topic(&env);
+    let store = env.store(TestEnv::unlimited());
+    let n = notification(&env, "tess", "comment", &[Channel::InApp]).await;
+    let patch = |read| FlagsPatch {
+        read: Some(read),
+        ..Default::default()
+    };
+    // Read, unread, read … 50 times, then a mark-all-read after one more unread: every change,
+    // as if each were published to the analytics topic.
+    let mut envelopes = Vec::new();
+    for i in 0..50 {
+        envelopes.push(read(&env, "tess", &n.id, patch(i % 2 == 0)).await);
+    }
+    let all_read = store
+        .mark_all_read("tess", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    envelopes.extend(all_read.change.map(|c| c.envelope));
+    let engagement: Vec<&Envelope> = envelopes.iter().filter(|e| e.is_engagement()).collect();
+    assert_eq!(
+        engagement.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [envelopes[0].seq, envelopes[50].seq],
+        "only the first read (and ALL_READ, which counts nothing) go to analytics"
+    );
+    // Three clicks: the store says which is the first.
+    for expected_first in [true, false, false] {
+        let first = store
+            .record_click("tess", &n.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first, Some(expected_first));
+        envelopes.push(Envelope::new(
+            "tess",
+            Event::NotificationClicked {
+                id: n.id.clone(),
+                first,
+            },
+        ));
+    }
+    let records: Vec<Value> = envelopes
+        .iter()
+        .enumerate()
+        .map(|(i, e)| rec(&et, 0, i as i64, &e.encode()))
+        .collect();
+    let (response, _) = analytics::count_batch(&deps, &event(&records)).await;
+    assert_eq!(response, BatchResponse::default());
+    let day = envelopes[0]
+        .occurred_at
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string();
+    let counted = report(&env, &day).await;
+    let comment = &counted["totals"]["byType"]["comment"];
+    assert_eq!(
+        (
+            comment["seen"].as_u64(),
+            comment["read"].as_u64(),
+            comment["clicked"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{counted}"
+    );
+    // The same batch again counts nothing more.
+    analytics::count_batch(&deps, &event(&records)).await;
+    assert_eq!(report(&env, &day).await, counted);
 }

@@ -907,3 +907,406 @@ async fn a_since_older_than_the_retained_log_requires_a_resync() {
         "a since ahead of the user's seq (an expired inbox) also resyncs"
     );
 }
+
+#[tokio::test]
+async fn a_user_over_their_mutation_limit_gets_429_and_other_users_do_not() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    // Creates are unlimited; three mutations per user, never refilled within the test.
+    let mut inbox = TestEnv::unlimited();
+    inbox.per_user_mutation = never_refilling(3);
+    let deps = env.api_with(inbox, env.bus());
+    let id = create(&deps, "toggler", "t").await["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let path = format!("/v1/notifications/{id}");
+    for read in [true, false, true] {
+        let r = Call::patch(&path)
+            .user("toggler")
+            .json(&json!({"read": read}))
+            .send(&deps)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = Call::patch(&path)
+        .user("toggler")
+        .json(&json!({"read": false}))
+        .send(&deps)
+        .await;
+    assert_eq!(
+        (r.status, r.content_type()),
+        (429, "application/problem+json"),
+        "{}",
+        r.body
+    );
+    assert!(r.body["type"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("rate-limited")));
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(retry >= 1, "Retry-After {retry}");
+    let stored = Call::get(&path).user("toggler").send(&deps).await;
+    assert_eq!(
+        stored.body["read"], true,
+        "the refused PATCH changed nothing"
+    );
+    // Every other mutation shares the same limit.
+    for refused in [
+        Call::delete(&path).user("toggler"),
+        Call::post("/v1/notifications/mark-all-read").user("toggler"),
+        Call::post(&format!("{path}/click")).user("toggler"),
+        Call::put("/v1/preferences")
+            .user("toggler")
+            .json(&json!({})),
+    ] {
+        assert_eq!(refused.send(&deps).await.status, 429);
+    }
+    // Reads are not limited, and another user's mutations are not affected.
+    assert_eq!(
+        Call::get(&path).user("toggler").send(&deps).await.status,
+        200
+    );
+    let other = create(&deps, "bystander", "b").await["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let r = Call::patch(&format!("/v1/notifications/{other}"))
+        .user("bystander")
+        .json(&json!({"read": true}))
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_preferences_put_from_a_copy_older_than_a_one_click_unsubscribe_gets_412() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let secret = "test-unsubscribe-secret-0123456789";
+    let mut deps = env.api();
+    deps.channels = shared::config::SenderSettings::from_env(&shared::config::Env::from_pairs([(
+        "UNSUBSCRIBE_SECRET",
+        secret,
+    )]))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let get = Call::get("/v1/preferences").user("paula").send(&deps).await;
+    assert_eq!(get.status, 200);
+    let copy = get
+        .header("etag")
+        .unwrap_or_else(|| panic!("GET /v1/preferences has no ETag"))
+        .to_owned();
+
+    let token = shared::addresses::UnsubscribeToken {
+        user_id: "paula".into(),
+        kind: "invoice.paid".into(),
+    }
+    .sign(secret.as_bytes());
+    let r = Call::post("/v1/unsubscribe")
+        .query("token", &token)
+        .bytes(
+            "application/x-www-form-urlencoded",
+            b"List-Unsubscribe=One-Click",
+        )
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The stale copy (without the opt-out) is refused and changes nothing.
+    let stale = Call::put("/v1/preferences")
+        .user("paula")
+        .header("if-match", &copy)
+        .json(&json!({"types": {"comment": {"EMAIL": false}}}))
+        .send(&deps)
+        .await;
+    assert_eq!(
+        (stale.status, stale.content_type()),
+        (412, "application/problem+json"),
+        "{}",
+        stale.body
+    );
+    assert!(stale.body["type"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("precondition-failed")));
+    let now = Call::get("/v1/preferences").user("paula").send(&deps).await;
+    assert_eq!(now.body["types"], json!({"invoice.paid": {"EMAIL": false}}));
+    let current = now.header("etag").unwrap_or_default().to_owned();
+    assert_ne!(current, copy, "the unsubscribe changed the ETag");
+
+    // With the current tag the write goes through and answers the new one.
+    let fresh = Call::put("/v1/preferences")
+        .user("paula")
+        .header("if-match", &current)
+        .json(&json!({"types": {"invoice.paid": {"EMAIL": false}, "comment": {"EMAIL": false}}}))
+        .send(&deps)
+        .await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    let written = fresh.header("etag").unwrap_or_default().to_owned();
+    assert_ne!(written, current);
+    assert_eq!(
+        Call::get("/v1/preferences")
+            .user("paula")
+            .send(&deps)
+            .await
+            .header("etag"),
+        Some(written.as_str())
+    );
+    // If-Match is optional: without it the write is unconditional.
+    let blind = Call::put("/v1/preferences")
+        .user("paula")
+        .json(&json!({}))
+        .send(&deps)
+        .await;
+    assert_eq!(blind.status, 200, "{}", blind.body);
+}
+
+/// Rewrites the stored creation time of `id` (the `flags` entry `<bits>|<createdMs>|<type>`), so
+/// a test can age a notification past the retention without waiting.
+async fn age(env: &TestEnv, deps: &api::Deps, user: &str, id: &str, by: Duration) {
+    let key = deps.store.user_keys(user).flags();
+    let mut conn = env.conn.clone();
+    let state: String = redis::cmd("HGET")
+        .arg(&key)
+        .arg(id)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut parts: Vec<String> = state.splitn(3, '|').map(str::to_owned).collect();
+    let created: i64 = parts[1].parse().unwrap_or_else(|e| panic!("{state}: {e}"));
+    parts[1] = (created - by.as_millis() as i64).to_string();
+    let _: i64 = redis::cmd("HSET")
+        .arg(&key)
+        .arg(id)
+        .arg(parts.join("|"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn change_types(changes: &Value) -> Vec<(String, String)> {
+    changes["changes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    let id = c["payload"]["id"]
+                        .as_str()
+                        .or(c["payload"]["notification"]["id"].as_str())
+                        .unwrap_or_default();
+                    (
+                        c["type"].as_str().unwrap_or_default().to_owned(),
+                        id.to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn expired_notifications_leave_every_read_path_and_their_deletes_reach_the_change_log() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let inbox = InboxSettings {
+        retention: Duration::from_secs(3600),
+        ..TestEnv::unlimited()
+    };
+    let deps = env.api_with(inbox, env.bus());
+    let ids: Vec<String> = [
+        create(&deps, "ella", "old").await,
+        create(&deps, "ella", "older").await,
+        create(&deps, "ella", "fresh").await,
+    ]
+    .iter()
+    .map(|n| n["id"].as_str().unwrap_or_default().to_owned())
+    .collect();
+    // The first two were created two hours ago: past the one-hour retention.
+    for id in &ids[..2] {
+        age(&env, &deps, "ella", id, Duration::from_secs(7200)).await;
+    }
+    let c = counts(&deps, "ella").await;
+    assert_eq!(
+        (
+            c["total"].as_u64(),
+            c["unread"].as_u64(),
+            c["unseen"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{c}"
+    );
+    assert_eq!(c["byType"]["comment"], 1);
+    for id in &ids[..2] {
+        let r = Call::get(&format!("/v1/notifications/{id}"))
+            .user("ella")
+            .send(&deps)
+            .await;
+        assert_eq!(r.status, 404, "{id} expired");
+    }
+    let list = Call::get("/v1/notifications")
+        .user("ella")
+        .send(&deps)
+        .await;
+    let listed: Vec<&str> = list.body["items"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(listed, [ids[2].as_str()]);
+    // Each eviction is a delete with its own seq, after the three creates.
+    let changes = Call::get("/v1/changes")
+        .user("ella")
+        .query("since", "3")
+        .send(&deps)
+        .await;
+    assert_eq!(changes.status, 200, "{}", changes.body);
+    assert_eq!(
+        change_types(&changes.body),
+        [
+            ("NOTIFICATION_DELETED".to_owned(), ids[0].clone()),
+            ("NOTIFICATION_DELETED".to_owned(), ids[1].clone())
+        ]
+    );
+    let seqs: Vec<u64> = changes.body["changes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["seq"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(seqs, [4, 5]);
+    assert_eq!(
+        changes.body["changes"][1]["payload"]["counts"]["total"], 1,
+        "each delete carries the counts at its seq"
+    );
+    // A mutation of an expired notification is 404 too.
+    let r = Call::patch(&format!("/v1/notifications/{}", ids[0]))
+        .user("ella")
+        .json(&json!({"read": true}))
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn a_notification_evicted_by_the_inbox_cap_is_deleted_in_the_change_log() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let inbox = InboxSettings {
+        inbox_cap: 2,
+        ..TestEnv::unlimited()
+    };
+    let deps = env.api_with(inbox, env.bus());
+    let mut ids = Vec::new();
+    for title in ["a", "b", "c"] {
+        ids.push(
+            create(&deps, "capped", title).await["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    let changes = Call::get("/v1/changes")
+        .user("capped")
+        .query("since", "0")
+        .send(&deps)
+        .await;
+    let created = "NOTIFICATION_CREATED".to_owned();
+    assert_eq!(
+        change_types(&changes.body),
+        [
+            (created.clone(), ids[0].clone()),
+            (created.clone(), ids[1].clone()),
+            ("NOTIFICATION_DELETED".to_owned(), ids[0].clone()),
+            (created, ids[2].clone()),
+        ],
+        "the eviction comes before the create that caused it"
+    );
+    assert_eq!(counts(&deps, "capped").await["total"], 2);
+    let outbox: Vec<String> = redis::cmd("ZRANGE")
+        .arg(env.keys.outbox_dirty())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut env.conn.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        outbox.iter().any(|u| u == "capped"),
+        "the user waits for the relay: {outbox:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_notification_past_its_own_expires_at_leaves_every_read_path() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api_with(TestEnv::unlimited(), env.bus());
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let mut body = note("ivan", "flash sale");
+    body["expiresAt"] = json!(in_an_hour);
+    let r = Call::post("/v1/notifications")
+        .service("svc")
+        .json(&body)
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sale = r.body["id"].as_str().unwrap_or_default().to_owned();
+    let kept = create(&deps, "ivan", "kept").await;
+    assert_eq!(counts(&deps, "ivan").await["total"], 2);
+
+    // The hour passes: move the stored expiry (and the inbox's earliest one) into the past.
+    let keys = deps.store.user_keys("ivan");
+    let mut conn = env.conn.clone();
+    let state: String = redis::cmd("HGET")
+        .arg(keys.flags())
+        .arg(&sale)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let past = chrono::Utc::now().timestamp_millis() - 1_000;
+    let (head, _) = state
+        .rsplit_once('|')
+        .unwrap_or_else(|| panic!("no expiry stored: {state}"));
+    let _: () = redis::pipe()
+        .hset(keys.flags(), &sale, format!("{head}|{past}"))
+        .hset(keys.meta(), "exp", past)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let c = counts(&deps, "ivan").await;
+    assert_eq!(
+        (c["total"].as_u64(), c["unread"].as_u64()),
+        (Some(1), Some(1)),
+        "{c}"
+    );
+    let r = Call::get(&format!("/v1/notifications/{sale}"))
+        .user("ivan")
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 404);
+    let list = Call::get("/v1/notifications")
+        .user("ivan")
+        .send(&deps)
+        .await;
+    assert_eq!(list.body["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(list.body["items"][0]["id"], kept["id"]);
+    let changes = Call::get("/v1/changes")
+        .user("ivan")
+        .query("since", "2")
+        .send(&deps)
+        .await;
+    assert_eq!(
+        change_types(&changes.body),
+        [("NOTIFICATION_DELETED".to_owned(), sale.clone())]
+    );
+    let exp: Option<String> = redis::cmd("HGET")
+        .arg(keys.meta())
+        .arg("exp")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(exp, None, "no expiry left to watch");
+}

@@ -95,15 +95,10 @@ async fn every_key_of_a_user_lives_in_the_users_slot_on_one_node() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let limits = store.settings();
-    RateLimiter::new(
-        env.conn.clone(),
-        env.keys.clone(),
-        limits.per_sender,
-        limits.per_recipient,
-    )
-    .check_recipient(user)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    RateLimiter::new(env.conn.clone(), env.keys.clone(), limits)
+        .check_recipient(user)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     for other in &users[1..] {
         create(&store, other, 0, None).await;
     }

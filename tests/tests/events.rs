@@ -29,7 +29,7 @@ use shared::config::{Env, InboxSettings, JwtSettings, RealtimeSettings};
 use shared::outbox::Publisher;
 use shared::protocol::Topic;
 use shared::realtime::{ConnectionsApi, Fanout};
-use shared::store::{Connection, ConnectionRegistry};
+use shared::store::{Connection, ConnectionRegistry, RateLimiter};
 
 /// The notification id the get/patch/delete files carry; the tests swap in a real one.
 const PLACEHOLDER_ID: &str = "0190f3a2-0000-7000-8000-000000000001";
@@ -410,6 +410,7 @@ async fn drive_ws(env: &TestEnv, name: &str, case: &str, text: &str) {
     let store = env.store(InboxSettings::default());
     let deps = ws::Deps {
         publisher: Publisher::new(env.bus(), store.clone()),
+        limiter: RateLimiter::new(env.conn.clone(), env.keys.clone(), store.settings()),
         store,
         fanout: fanout.clone(),
         verifier,

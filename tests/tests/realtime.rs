@@ -1,16 +1,26 @@
 //! Real-time delivery end to end, through devstack: real template, real function binaries, real
 //! gateways and Kafka trigger, real WebSocket clients. Each test uses fresh user ids on the
-//! binary's one shared stack, except the Kafka fault, which takes down a private stack's broker.
+//! binary's one shared stack, except the Kafka fault, which takes down a private stack's broker,
+//! and the per-user action limit, which runs the ws function in process on its own key prefix.
 
 use std::time::Duration;
 
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use herald_tests::capture::CaptureServer;
 use herald_tests::kafka::consume;
 use herald_tests::stack::{applied_seqs, shared_stack, Stack, WsClient};
+use herald_tests::TestEnv;
+use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
-use shared::config::{Env, KafkaSettings, RedisSettings};
-use shared::store::{Connection, ConnectionRegistry, KeySpace, RedisConn};
+use shared::auth::JwksVerifier;
+use shared::config::{
+    Env, InboxSettings, JwtSettings, KafkaSettings, RateLimit, RealtimeSettings, RedisSettings,
+};
+use shared::outbox::Publisher;
+use shared::realtime::{ConnectionsApi, Fanout};
+use shared::store::{Connection, ConnectionRegistry, KeySpace, RateLimiter, RedisConn};
 
 const WAIT: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_millis(800);
@@ -632,4 +642,112 @@ async fn with_kafka_down_a_create_still_reaches_the_socket_and_is_applied_once()
         assert_eq!(counts["unread"], 2);
     })
     .await;
+}
+
+/// The ws function in process, on this test's own key prefix (a second devstack on the shared
+/// Redis would run its relay and delivery against the shared stack's users): `sync` frames from
+/// two users' connections, replies captured where `@connections` would be.
+#[tokio::test]
+async fn actions_over_the_users_limit_get_a_rate_limited_frame_and_other_users_do_not() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let capture = CaptureServer::start().await;
+    let vars = Env::from_pairs([
+        ("CONNECTIONS_URL", format!("{}/live", capture.url)),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+    ]);
+    let realtime = RealtimeSettings::from_env(&vars).unwrap_or_else(|e| panic!("{e}"));
+    let api = ConnectionsApi::from_env(&vars, &realtime).unwrap_or_else(|e| panic!("{e}"));
+    let fanout = Fanout::new(
+        ConnectionRegistry::new(env.conn.clone(), env.keys.clone()),
+        api,
+        4,
+    );
+    // Three actions per user, refilled once a day: no refill within the test.
+    let inbox = InboxSettings {
+        per_user_mutation: RateLimit {
+            burst: 3,
+            per_period: 1,
+            period: Duration::from_secs(86_400),
+        },
+        ..InboxSettings::default()
+    };
+    let store = env.store(inbox.clone());
+    let deps = ws::Deps {
+        publisher: Publisher::new(env.bus(), store.clone()),
+        limiter: RateLimiter::new(env.conn.clone(), env.keys.clone(), &inbox),
+        store,
+        fanout: fanout.clone(),
+        verifier: JwksVerifier::new(JwtSettings {
+            issuer: "https://issuer.example".into(),
+            audience: "herald".into(),
+            jwks_url: "http://127.0.0.1:9/unused".into(),
+            jwks_ttl: Duration::MAX,
+        }),
+    };
+    for (user, id) in [("alice", "AliceConn0001A="), ("bob", "BobConn000001B=")] {
+        let connection = Connection {
+            id: id.into(),
+            connected_at_ms: chrono::Utc::now().timestamp_millis(),
+            token_expires_ms: i64::MAX,
+        };
+        fanout
+            .registry()
+            .register(user, &connection)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let template: ApiGatewayWebsocketProxyRequest = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../events/apigw-ws-sync.json"
+    )))
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Sends one frame from a connection; returns what was posted back to it.
+    let send = |connection: &str, body: Value| {
+        let mut event = template.clone();
+        event.request_context.connection_id = Some(connection.to_owned());
+        event.request_context.route_key = body["action"].as_str().map(str::to_owned);
+        event.body = Some(body.to_string());
+        let deps = &deps;
+        let capture = &capture;
+        async move {
+            let before = capture.requests().len();
+            ws::handle(deps, LambdaEvent::new(event, Context::default()))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            capture.requests()[before..]
+                .iter()
+                .map(|r| r.json())
+                .collect::<Vec<Value>>()
+        }
+    };
+    let sync = json!({"action": "sync", "since": 0});
+    for _ in 0..3 {
+        let replies = send("AliceConn0001A=", sync.clone()).await;
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        assert_eq!(replies[0]["type"], "sync.result", "{replies:?}");
+    }
+    let refused = send("AliceConn0001A=", sync.clone()).await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        (
+            refused[0]["type"].as_str(),
+            refused[0]["code"].as_str(),
+            refused[0]["action"].as_str(),
+            refused[0]["retryAfter"].as_u64().is_some_and(|s| s >= 1)
+        ),
+        (Some("error"), Some("rate-limited"), Some("sync"), true),
+        "{refused:?}"
+    );
+    // Every action but ping counts, and nothing closed the connection.
+    let mark = send("AliceConn0001A=", json!({"action": "markAllRead"})).await;
+    assert_eq!(mark[0]["code"], "rate-limited", "{mark:?}");
+    let pong = send("AliceConn0001A=", json!({"action": "ping"})).await;
+    assert_eq!(pong, [json!({"type": "pong"})]);
+    assert!(capture.requests().iter().all(|r| r.method != "DELETE"));
+    // Another user is not affected.
+    let other = send("BobConn000001B=", sync).await;
+    assert_eq!(other[0]["type"], "sync.result", "{other:?}");
 }

@@ -84,17 +84,28 @@ pub(crate) fn decode(topic: Topic, record: &KafkaRecord) -> Result<Option<Item>,
     }
     let envelope = Envelope::decode(&bytes)?;
     let (id, statuses): (&str, Vec<OutcomeStatus>) = match &envelope.event {
-        Event::NotificationUpdated { id, changes, .. } => {
+        Event::NotificationUpdated {
+            id, changes, first, ..
+        } => {
+            // Only the first seen / read of a notification counts; a record without `first`
+            // (written before it existed) counts what it changed.
+            let (seen, read) = match first {
+                Some(first) => (first.seen, first.read),
+                None => (changes.seen == Some(true), changes.read == Some(true)),
+            };
             let mut statuses = Vec::new();
-            if changes.seen == Some(true) {
+            if seen {
                 statuses.push(OutcomeStatus::Seen);
             }
-            if changes.read == Some(true) {
+            if read {
                 statuses.push(OutcomeStatus::Read);
             }
             (id, statuses)
         }
-        Event::NotificationClicked { id } => (id, vec![OutcomeStatus::Clicked]),
+        Event::NotificationClicked { id, first } => match first {
+            Some(false) => return Ok(None),
+            _ => (id, vec![OutcomeStatus::Clicked]),
+        },
         Event::AllRead { .. }
         | Event::NotificationCreated { .. }
         | Event::NotificationDeleted { .. } => return Ok(None),

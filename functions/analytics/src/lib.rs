@@ -30,14 +30,17 @@
 //! | record | counter (channel, outcome) and history entry |
 //! |---|---|
 //! | `DeliveryOutcome` | its `channel`, its `status` (with `reason`, `at`, `latencyMs`) |
-//! | `NOTIFICATION_UPDATED` with `seen: true` / `read: true` | `IN_APP`, `seen` / `read` (reading an unseen notification gives both) |
-//! | `NOTIFICATION_CLICKED` | `IN_APP`, `clicked` |
+//! | `NOTIFICATION_UPDATED` with `first.seen` / `first.read` | `IN_APP`, `seen` / `read` (reading a notification never seen gives both) |
+//! | `NOTIFICATION_CLICKED` with `first` | `IN_APP`, `clicked` |
 //! | `ALL_READ` | nothing: it names no notification (see below) |
 //! | any other envelope | nothing |
 //!
 //! Engagement counts under `IN_APP`: seeing, reading and clicking happen in the inbox (HTTP or
 //! WebSocket), so the IN_APP funnel is `sent → seen → read → clicked` for one notification and
-//! for the counters alike. `ALL_READ` is skipped: it says "everything before this `seq` is read"
+//! for the counters alike, each step counted once per notification: the inbox scripts mark the
+//! first seen, read and click of a notification (`first`, from its never-cleared "ever" bits), so
+//! toggling read/unread 500 times counts one `read`; a record written before `first` existed
+//! counts what it changed. `ALL_READ` is skipped: it says "everything before this `seq` is read"
 //! without naming a notification or how many changed, so counting it would mix a bulk action into
 //! the per-notification `read` count and could not be put in any notification's history. Each
 //! day is the UTC day of the record's own time (`at`, `occurredAt`), so a redelivery counts into

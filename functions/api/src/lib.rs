@@ -75,12 +75,7 @@ impl Deps {
         bus: shared::bus::EventBus,
     ) -> Self {
         let contacts = ContactBook::new(conn.clone(), keys.clone());
-        let limiter = RateLimiter::new(
-            conn.clone(),
-            keys.clone(),
-            inbox.per_sender,
-            inbox.per_recipient,
-        );
+        let limiter = RateLimiter::new(conn.clone(), keys.clone(), &inbox);
         let store = InboxStore::new(conn.clone(), keys.clone(), inbox);
         let publisher = Publisher::new(bus, store.clone());
         let analytics = AnalyticsStore::new(conn, keys, AnalyticsSettings::default());

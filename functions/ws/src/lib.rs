@@ -12,7 +12,10 @@
 //!
 //! Every action first checks the connection's session: a connection that is no longer registered,
 //! or whose token has expired (the expiry stored at `$connect`), gets an `error` frame
-//! `unauthorized` and is closed (`DELETE @connections/{id}`); the action does not run.
+//! `unauthorized` and is closed (`DELETE @connections/{id}`); the action does not run. Then every
+//! action but `ping` takes one from the user's mutation limit (shared with the HTTP API's
+//! mutations, `RATE_USER_MUTATION_*`): over it, an `error` frame `rate-limited` with `retryAfter`
+//! (seconds), the action does not run, and the connection stays open.
 //!
 //! Replies go out through `@connections` (PostToConnection): a route's return value reaches the
 //! client only on a two-way route. Mutations use the same store operations as the HTTP API and
@@ -34,7 +37,8 @@ use shared::protocol::{Action, Frame, FRAME_MAX_BYTES};
 use shared::realtime::Fanout;
 use shared::store::inbox::MarkAllRead;
 use shared::store::{
-    ChangesPage, Connection, InboxStore, KeySpace, RedisConn, StoreError, UpdateOutcome,
+    whole_seconds, ChangesPage, Connection, InboxStore, KeySpace, RateDecision, RateLimiter,
+    RedisConn, StoreError, UpdateOutcome,
 };
 
 /// How many changes one store read of a `sync` fetches.
@@ -47,6 +51,7 @@ pub struct Deps {
     pub publisher: Publisher,
     pub fanout: Fanout,
     pub verifier: JwksVerifier,
+    pub limiter: RateLimiter,
 }
 
 impl Deps {
@@ -56,7 +61,9 @@ impl Deps {
         let conn = RedisConn::connect(&redis).await?;
         let keys = KeySpace::new(redis.key_prefix);
         let fanout = Fanout::from_env(env, conn.clone(), keys.clone())?;
-        let store = InboxStore::new(conn, keys, InboxSettings::from_env(env)?);
+        let inbox = InboxSettings::from_env(env)?;
+        let limiter = RateLimiter::new(conn.clone(), keys.clone(), &inbox);
+        let store = InboxStore::new(conn, keys, inbox);
         let publisher = Publisher::new(EventBus::connect(&kafka).await?, store.clone())
             .with_fallback(fanout.clone());
         Ok(Deps {
@@ -64,6 +71,7 @@ impl Deps {
             publisher,
             fanout,
             verifier: JwksVerifier::new(JwtSettings::from_env(env)?),
+            limiter,
         })
     }
 }
@@ -187,6 +195,16 @@ async fn message(deps: &Deps, request: &ApiGatewayWebsocketProxyRequest, connect
         Err(e) => return unavailable(deps, connection_id, action.name(), &e).await,
     };
     let name = action.name();
+    if !matches!(action, Action::Ping {}) {
+        match deps.limiter.check_user_mutation(&user).await {
+            Ok(RateDecision::Allowed) => {}
+            Ok(RateDecision::Limited { retry_after }) => {
+                let frame = Frame::rate_limited(name, whole_seconds(retry_after));
+                return reply(deps, connection_id, &frame).await;
+            }
+            Err(e) => return unavailable(deps, connection_id, name, &e).await,
+        }
+    }
     if let Err(e) = act(deps, connection_id, &user, action).await {
         unavailable(deps, connection_id, name, &e).await;
     }
@@ -286,11 +304,11 @@ async fn act(
             deps.publisher.publish_or_defer(change.as_slice()).await;
         }
         Action::Click { id } => {
-            if deps.store.get(user, id).await?.is_none() {
+            let Some(first) = deps.store.record_click(user, id).await? else {
                 reply(deps, connection_id, &not_found(&action, id)).await;
                 return Ok(());
-            }
-            if let Err(e) = deps.publisher.record_click(user, id).await {
+            };
+            if let Err(e) = deps.publisher.record_click(user, id, first).await {
                 tracing::warn!(user, id, error = %e, "click not recorded: kafka unavailable");
                 let frame = Frame::error(
                     ErrorCode::Unavailable,

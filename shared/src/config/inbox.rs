@@ -1,5 +1,5 @@
 //! [`InboxSettings`]: the inbox's caps, retention and idempotency window, and the GCRA
-//! [`RateLimit`]s per recipient and per sender.
+//! [`RateLimit`]s per recipient, per sender and per user (mutations and WebSocket actions).
 
 use std::time::Duration;
 
@@ -33,6 +33,8 @@ pub struct InboxSettings {
     pub idempotency_ttl: Duration,
     pub per_recipient: RateLimit,
     pub per_sender: RateLimit,
+    /// Every mutation a user makes (HTTP) and every WebSocket action but `ping`, together.
+    pub per_user_mutation: RateLimit,
 }
 
 impl InboxSettings {
@@ -51,6 +53,11 @@ impl InboxSettings {
                 burst: env.positive("RATE_SENDER_BURST")?,
                 per_period: env.positive("RATE_SENDER_PER_SECOND")?,
                 period: Duration::from_secs(1),
+            },
+            per_user_mutation: RateLimit {
+                burst: env.positive("RATE_USER_MUTATION_BURST")?,
+                per_period: env.positive("RATE_USER_MUTATION_PER_MINUTE")?,
+                period: Duration::from_secs(60),
             },
         })
     }
@@ -82,6 +89,10 @@ mod tests {
             Duration::from_millis(600)
         );
         assert_eq!((s.per_sender.burst, s.per_sender.per_period), (500, 100));
+        assert_eq!(
+            (s.per_user_mutation.burst, s.per_user_mutation.per_period),
+            (60, 600)
+        );
         assert_eq!(s.idempotency_ttl, Duration::from_secs(86_400));
     }
 }

@@ -197,6 +197,12 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "GCRA limit per sender (token `sub`)",
     },
     Variable {
+        names: &["RATE_USER_MUTATION_BURST", "RATE_USER_MUTATION_PER_MINUTE"],
+        default: "`60`, `600`",
+        used_by: "api, ws",
+        meaning: "GCRA limit per user on mutations (PATCH, DELETE, mark-all-read, click, preferences, push subscriptions) and WebSocket actions (all but `ping`), together; over it: 429 or an `error` frame `rate-limited`",
+    },
+    Variable {
         names: &["OUTBOX_GRACE_MS"],
         default: "`15000`",
         used_by: "outbox-relay",

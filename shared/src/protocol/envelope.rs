@@ -49,10 +49,14 @@ pub enum Event {
         notification: Notification,
         counts: Counts,
     },
-    /// `changes` holds only the flags that changed, with their new values.
+    /// `changes` holds only the flags that changed, with their new values; `first`, which of
+    /// them happened to this notification for the first time (absent in records written before
+    /// it existed).
     NotificationUpdated {
         id: String,
         changes: FlagsPatch,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        first: Option<FirstEngagement>,
         counts: Counts,
     },
     NotificationDeleted {
@@ -65,10 +69,24 @@ pub enum Event {
         notification_type: Option<String>,
         counts: Counts,
     },
-    /// An interaction, recorded for analytics; it changes no inbox state and no `seq`.
+    /// An interaction, recorded for analytics; it changes no inbox state and no `seq`. `first`:
+    /// the notification's first click (absent in records written before it existed).
     NotificationClicked {
         id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        first: Option<bool>,
     },
+}
+
+/// The engagement a change made for the first time in its notification's life: what analytics
+/// counts, so a notification read, marked unread and read again is read once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FirstEngagement {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seen: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read: bool,
 }
 
 /// Why bytes from Kafka or the change log are not a usable envelope.
@@ -151,13 +169,18 @@ impl Envelope {
         }
     }
 
-    /// Does this event also go to `notification-analytics` (engagement: read, seen, click)?
+    /// Does this event also go to `notification-analytics` (engagement: read, seen, click)? A
+    /// change whose engagement is not a first one does not: analytics would count nothing.
     pub fn is_engagement(&self) -> bool {
         match &self.event {
+            Event::NotificationUpdated {
+                first: Some(first), ..
+            } => first.read || first.seen,
             Event::NotificationUpdated { changes, .. } => {
                 changes.read == Some(true) || changes.seen == Some(true)
             }
-            Event::AllRead { .. } | Event::NotificationClicked { .. } => true,
+            Event::NotificationClicked { first, .. } => *first != Some(false),
+            Event::AllRead { .. } => true,
             _ => false,
         }
     }

@@ -12,7 +12,7 @@
 //! | `sync.result` | `changes, upTo, more` | a page of the `sync` reply: `changes` are the frames above, oldest first |
 //! | `resync` | `head` | `since` is older than the retained change log: refetch over HTTP |
 //! | `pong` | | the reply to `ping` |
-//! | `error` | `code, message, action?` | a refused client frame; the connection stays open |
+//! | `error` | `code, message, action?, retryAfter?` | a refused client frame; the connection stays open (`retryAfter`: seconds to wait, with code `rate-limited`) |
 //!
 //! Contract: every frame that changes state carries the user's `seq`. A client applies frames in
 //! `seq` order: it drops a `seq` at or below the last one it applied, and a gap makes it `sync`
@@ -79,6 +79,9 @@ pub enum Frame {
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         action: Option<String>,
+        /// Seconds to wait before sending another action (with [`ErrorCode::RateLimited`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
 }
 
@@ -104,6 +107,9 @@ pub enum ErrorCode {
     Unavailable,
     /// The connection is no longer registered (its token expired or it was closed); reconnect.
     Unauthorized,
+    /// The user is over their limit of actions; `retryAfter` says how long to wait. The action
+    /// did not run.
+    RateLimited,
 }
 
 impl Frame {
@@ -124,6 +130,7 @@ impl Frame {
                 id,
                 changes,
                 counts,
+                ..
             } => Frame::Updated {
                 seq,
                 id: id.clone(),
@@ -181,6 +188,17 @@ impl Frame {
             code,
             message: message.into(),
             action: action.map(str::to_owned),
+            retry_after: None,
+        }
+    }
+
+    /// The refusal of an action over the user's limit.
+    pub fn rate_limited(action: &str, retry_after_secs: u64) -> Frame {
+        Frame::Error {
+            code: ErrorCode::RateLimited,
+            message: format!("too many actions; retry after {retry_after_secs} s"),
+            action: Some(action.to_owned()),
+            retry_after: Some(retry_after_secs),
         }
     }
 
@@ -380,6 +398,14 @@ mod tests {
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&Frame::Pong {}.encode()).ok(),
             Some(json!({"type": "pong"}))
+        );
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&Frame::rate_limited("sync", 7).encode())
+                .ok(),
+            Some(
+                json!({"type": "error", "code": "rate-limited", "action": "sync",
+                "message": "too many actions; retry after 7 s", "retryAfter": 7})
+            )
         );
     }
 

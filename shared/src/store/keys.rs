@@ -2,9 +2,9 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `<p>{u:<id>}:meta` | hash | `seq`, `unread`, `unseen`, `total`, `t:<type>` (unread per type) |
+//! | `<p>{u:<id>}:meta` | hash | `seq`, `unread`, `unseen`, `total`, `t:<type>` (unread per type), `exp` (the earliest `expiresAt` not yet evicted, ms) |
 //! | `<p>{u:<id>}:docs` | hash | notification id → `<seq>\n<notification JSON>` |
-//! | `<p>{u:<id>}:flags` | hash | notification id → `<bits>|<createdMs>|<type>` |
+//! | `<p>{u:<id>}:flags` | hash | notification id → `<bits>|<createdMs>|<type>[|<expiresMs>]` (bits: see `prelude.lua`) |
 //! | `<p>{u:<id>}:all` | zset | notification ids by seq |
 //! | `<p>{u:<id>}:unread` | zset | unread notification ids by seq |
 //! | `<p>{u:<id>}:log` | zset | change records by seq (capped; see `record.rs`) |
@@ -12,6 +12,7 @@
 //! | `<p>{u:<id>}:idem:<hash>` | string | a recipient's share of an idempotent create: `<request hash>\n<seq>\n<notification JSON>`, 24 h |
 //! | `<p>{u:<id>}:prefs` | string | preferences JSON (never expires) |
 //! | `<p>{u:<id>}:rate` | string | per-recipient GCRA state |
+//! | `<p>{u:<id>}:mutrate` | string | per-user GCRA state of the user's own mutations and WebSocket actions |
 //! | `<p>{u:<id>}:conns` | hash | open WebSocket connection id → `<connectedMs>|<tokenExpiresMs>` |
 //! | `<p>{u:<id>}:delivered` | zset | seqs `delivery` has fully handled (capped), so a redelivered record is skipped |
 //! | `<p>{u:<id>}:pushsubs` | hash | Web Push subscription id → subscription JSON (at most 10; never expires) |
@@ -171,6 +172,9 @@ impl UserKeys {
     pub fn rate(&self) -> String {
         self.key("rate")
     }
+    pub fn mutation_rate(&self) -> String {
+        self.key("mutrate")
+    }
     pub fn conns(&self) -> String {
         self.key("conns")
     }
@@ -219,6 +223,7 @@ mod tests {
             .chain([
                 k.prefs(),
                 k.rate(),
+                k.mutation_rate(),
                 k.conns(),
                 k.delivered(),
                 k.push_subscriptions(),

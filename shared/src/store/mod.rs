@@ -36,7 +36,7 @@ pub use inbox::{
 pub use keys::KeySpace;
 pub use ledger::{ChannelView, DueEntry, PushLedger, SendRecord};
 pub use outbox_index::OutboxIndex;
-pub use ratelimit::{RateDecision, RateLimiter};
+pub use ratelimit::{whole_seconds, RateDecision, RateLimiter};
 pub use record::Change;
 
 /// A store operation that failed for an infrastructure reason (retry later), or because stored

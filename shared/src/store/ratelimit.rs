@@ -1,15 +1,21 @@
-//! GCRA rate limits in Redis, per recipient and per sender. A denied request consumes nothing.
-//! The limiter owns its limits (from [`crate::config::InboxSettings`]); callers only say who.
+//! GCRA rate limits in Redis: per recipient and per sender (creates), and per user (the user's
+//! own mutations and WebSocket actions). A denied request consumes nothing. The limiter owns its
+//! limits (from [`crate::config::InboxSettings`]); callers only say who.
 
 use std::time::Duration;
 
 use super::{keys::KeySpace, scripts, RedisConn, StoreError};
-use crate::config::RateLimit;
+use crate::config::{InboxSettings, RateLimit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateDecision {
     Allowed,
     Limited { retry_after: Duration },
+}
+
+/// Whole seconds to wait, at least 1: what `Retry-After` and a frame's `retryAfter` say.
+pub fn whole_seconds(retry_after: Duration) -> u64 {
+    retry_after.as_secs_f64().ceil().max(1.0) as u64
 }
 
 #[derive(Debug, Clone)]
@@ -18,20 +24,17 @@ pub struct RateLimiter {
     keys: KeySpace,
     per_sender: RateLimit,
     per_recipient: RateLimit,
+    per_user_mutation: RateLimit,
 }
 
 impl RateLimiter {
-    pub fn new(
-        conn: RedisConn,
-        keys: KeySpace,
-        per_sender: RateLimit,
-        per_recipient: RateLimit,
-    ) -> Self {
+    pub fn new(conn: RedisConn, keys: KeySpace, limits: &InboxSettings) -> Self {
         RateLimiter {
             conn,
             keys,
-            per_sender,
-            per_recipient,
+            per_sender: limits.per_sender,
+            per_recipient: limits.per_recipient,
+            per_user_mutation: limits.per_user_mutation,
         }
     }
 
@@ -72,5 +75,16 @@ impl RateLimiter {
     pub async fn check_recipient(&self, recipient: &str) -> Result<RateDecision, StoreError> {
         self.check(self.keys.user(recipient).rate(), self.per_recipient, 1)
             .await
+    }
+
+    /// One mutation or WebSocket action by `user` on their own inbox, preferences or
+    /// subscriptions. Its own bucket: notifications arriving never use up the user's own.
+    pub async fn check_user_mutation(&self, user: &str) -> Result<RateDecision, StoreError> {
+        self.check(
+            self.keys.user(user).mutation_rate(),
+            self.per_user_mutation,
+            1,
+        )
+        .await
     }
 }

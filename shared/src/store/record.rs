@@ -6,7 +6,10 @@
 //! The envelope is written before the script runs, so it holds seq 0 and empty counts; the script
 //! supplies those (and, for updates, the changed fields), and [`Change::from_record`] stamps them in.
 
+use serde::Deserialize;
+
 use crate::model::{Counts, FlagsPatch};
+use crate::protocol::envelope::FirstEngagement;
 use crate::protocol::{Envelope, Event};
 
 use super::StoreError;
@@ -42,8 +45,8 @@ impl Change {
             .map_err(|_| corrupt("written at"))?;
         let mut envelope =
             Envelope::decode(next("envelope")?.as_bytes()).map_err(|e| corrupt(&e.to_string()))?;
-        if let Event::NotificationUpdated { changes, .. } = &mut envelope.event {
-            *changes = serde_json::from_str::<FlagsPatch>(patch).map_err(|_| corrupt("patch"))?;
+        if let Event::NotificationUpdated { changes, first, .. } = &mut envelope.event {
+            (*changes, *first) = parse_stored_patch(patch)?;
         }
         envelope.stamp(seq, counts);
         Ok(Change {
@@ -52,6 +55,34 @@ impl Change {
             written_at_ms,
         })
     }
+}
+
+/// The patch of an update as `update.lua` stores it: the changed flags and, under `first`, the
+/// engagement that happened for the first time (absent in records written before it existed).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredPatch {
+    #[serde(default)]
+    read: Option<bool>,
+    #[serde(default)]
+    seen: Option<bool>,
+    #[serde(default)]
+    archived: Option<bool>,
+    #[serde(default)]
+    first: Option<FirstEngagement>,
+}
+
+pub(crate) fn parse_stored_patch(
+    json: &str,
+) -> Result<(FlagsPatch, Option<FirstEngagement>), StoreError> {
+    let p: StoredPatch = serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("patch {json:?}: {e}")))?;
+    let changes = FlagsPatch {
+        read: p.read,
+        seen: p.seen,
+        archived: p.archived,
+    };
+    Ok((changes, p.first))
 }
 
 /// Parses counts as `counts_json` in `prelude.lua` writes them.
@@ -70,13 +101,14 @@ mod tests {
             Event::NotificationUpdated {
                 id: "n1".into(),
                 changes: FlagsPatch::default(),
+                first: None,
                 counts: Counts::default(),
             },
         );
         let record = format!(
             "9\n{}\n{}\nkey-1\n1700000000000\n{}",
             r#"{"unread":2,"unseen":1,"total":3,"byType":{"x":2},"version":9}"#,
-            r#"{"read":true}"#,
+            r#"{"read":true,"first":{"read":true}}"#,
             String::from_utf8(env.encode()).unwrap_or_default()
         );
         let change = Change::from_record(&record).ok();
@@ -88,9 +120,19 @@ mod tests {
         );
         match change.map(|c| &c.envelope.event) {
             Some(Event::NotificationUpdated {
-                changes, counts, ..
+                changes,
+                first,
+                counts,
+                ..
             }) => {
                 assert_eq!(changes.read, Some(true));
+                assert_eq!(
+                    *first,
+                    Some(FirstEngagement {
+                        read: true,
+                        seen: false
+                    })
+                );
                 assert_eq!(
                     (counts.unread, counts.version, counts.by_type.get("x")),
                     (2, 9, Some(&2))

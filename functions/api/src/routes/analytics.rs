@@ -288,27 +288,29 @@ pub async fn deliveries(deps: &Deps, req: &Request, id: &str) -> Result<Response
     ))
 }
 
-/// Record a click on one of the caller's notifications (counted as `clicked` on `IN_APP`).
+/// Record a click on one of the caller's notifications (its first click is counted as `clicked`
+/// on `IN_APP`; later ones are accepted and not counted).
 #[utoipa::path(post, path = "/v1/notifications/{id}/click", tag = "analytics",
     params(("id" = String, Path)),
     responses(
         (status = 202, description = "Recorded on notification-analytics; counted shortly"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the user's mutation limit", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Kafka did not acknowledge; retry", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = [])))]
 pub async fn click(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
-    if deps
+    super::enforce_mutation_limit(deps, &claims.sub).await?;
+    let Some(first) = deps
         .store
-        .get(&claims.sub, id)
+        .record_click(&claims.sub, id)
         .await
         .map_err(store_error)?
-        .is_none()
-    {
+    else {
         return Err(ApiError::NotFound);
-    }
-    if let Err(e) = deps.publisher.record_click(&claims.sub, id).await {
+    };
+    if let Err(e) = deps.publisher.record_click(&claims.sub, id, first).await {
         tracing::warn!(id, error = %e, "click not recorded: kafka unavailable");
         return Err(ApiError::Unavailable(
             "the click could not be recorded; retry shortly".into(),

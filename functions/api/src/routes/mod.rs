@@ -11,8 +11,29 @@ pub mod push;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use shared::error::ApiError;
+use shared::store::{whole_seconds, RateDecision};
 
 use crate::{http, openapi, Deps};
+
+/// 429 when `user` is over their limit of mutations (every route that changes the caller's own
+/// inbox, preferences or subscriptions calls this once, before any write).
+pub(crate) async fn enforce_mutation_limit(deps: &Deps, user: &str) -> Result<(), ApiError> {
+    match deps
+        .limiter
+        .check_user_mutation(user)
+        .await
+        .map_err(http::store_error)?
+    {
+        RateDecision::Allowed => Ok(()),
+        RateDecision::Limited { retry_after } => {
+            let secs = whole_seconds(retry_after);
+            Err(ApiError::RateLimited {
+                retry_after_secs: secs,
+                detail: format!("too many changes from this user; retry after {secs} s"),
+            })
+        }
+    }
+}
 
 /// Dispatches one request.
 pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {

@@ -192,13 +192,8 @@ async fn create_for(
     }
 }
 
-/// A wait in whole seconds, at least one (`Retry-After`).
-fn whole_seconds(wait: Duration) -> u64 {
-    wait.as_secs_f64().ceil().max(1.0) as u64
-}
-
 fn rate_limited(retry_after: Duration, what: &str) -> ApiError {
-    let secs = whole_seconds(retry_after);
+    let secs = shared::store::whole_seconds(retry_after);
     ApiError::RateLimited {
         retry_after_secs: secs,
         detail: format!("{what}; retry after {secs} s"),
@@ -382,7 +377,7 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
             Ok(Attempt::Limited(retry_after)) => response.skipped.push(Skipped {
                 user_id: recipient.clone(),
                 reason: "rate-limited".into(),
-                retry_after: whole_seconds(retry_after),
+                retry_after: shared::store::whole_seconds(retry_after),
             }),
             Err(e) => {
                 failure.get_or_insert(e);
@@ -483,10 +478,11 @@ pub async fn get(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>,
 
 /// Mark read / seen / archived (or undo). Reading also marks seen.
 #[utoipa::path(patch, path = "/v1/notifications/{id}", tag = "inbox", params(("id" = String, Path)), request_body = FlagsPatch,
-    responses((status = 200, body = Notification), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Notification), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, description = "Over the user's mutation limit", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = [])))]
 pub async fn patch(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
+    super::enforce_mutation_limit(deps, &claims.sub).await?;
     let patch: FlagsPatch = http::json_body(req, 1024)?;
     if patch.is_empty() {
         return Err(ApiError::validation(vec![FieldError::new(
@@ -516,10 +512,11 @@ pub async fn patch(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body
 
 /// Delete one of the caller's notifications.
 #[utoipa::path(delete, path = "/v1/notifications/{id}", tag = "inbox", params(("id" = String, Path)),
-    responses((status = 204, description = "Deleted"), (status = 404, body = Problem, content_type = "application/problem+json")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, description = "Over the user's mutation limit", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = [])))]
 pub async fn delete(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
+    super::enforce_mutation_limit(deps, &claims.sub).await?;
     match deps
         .store
         .delete(&claims.sub, id)
@@ -539,10 +536,11 @@ pub async fn delete(deps: &Deps, req: &Request, id: &str) -> Result<Response<Bod
 /// Mark every unread notification read, optionally of one type (body `{type}` or `?type=`).
 #[utoipa::path(post, path = "/v1/notifications/mark-all-read", tag = "inbox", request_body(content = Option<MarkAllReadRequest>),
     params(("type" = Option<String>, Query, description = "Only this type")),
-    responses((status = 200, body = MarkAllReadResponse), (status = 422, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = MarkAllReadResponse), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, description = "Over the user's mutation limit", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = [])))]
 pub async fn mark_all_read(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
+    super::enforce_mutation_limit(deps, &claims.sub).await?;
     let body: MarkAllReadRequest = if http::body_bytes(req).is_empty() {
         MarkAllReadRequest::default()
     } else {

@@ -61,10 +61,12 @@ pub struct Unsubscribed {
     responses(
         (status = 201, description = "Registered", body = PushSubscriptionView),
         (status = 200, description = "This endpoint was registered already; its keys were replaced", body = PushSubscriptionView),
-        (status = 422, description = "Not https (or loopback where not allowed), bad key lengths, or already 10 subscriptions", body = Problem, content_type = "application/problem+json")),
+        (status = 422, description = "Not https (or loopback where not allowed), bad key lengths, or already 10 subscriptions", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the user's mutation limit", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = [])))]
 pub async fn subscribe(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
+    super::enforce_mutation_limit(deps, &claims.sub).await?;
     let body: PushSubscriptionRequest = http::json_body(req, BODY_MAX_BYTES)?;
     let subscription =
         PushSubscription::from_request(&body, deps.channels.allow_loopback, Utc::now())
@@ -118,10 +120,11 @@ pub async fn list(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError
 
 /// Remove one of the caller's subscriptions.
 #[utoipa::path(delete, path = "/v1/push-subscriptions/{id}", tag = "push", params(("id" = String, Path)),
-    responses((status = 204, description = "Removed"), (status = 404, body = Problem, content_type = "application/problem+json")),
+    responses((status = 204, description = "Removed"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, description = "Over the user's mutation limit", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = [])))]
 pub async fn unsubscribe(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
+    super::enforce_mutation_limit(deps, &claims.sub).await?;
     if deps
         .contacts
         .unsubscribe(&claims.sub, id)

@@ -25,12 +25,19 @@ impl InboxStore {
             .arg(since)
             .arg(limit)
             .arg(PAGE_MAX_BYTES)
+            .arg(self.eviction_template(user_id))
+            .arg(self.log_cap())
+            .arg(self.retention_ms())
             .invoke_async(&mut self.conn.clone())
             .await?;
         let head = int(&reply, 1)?;
         match text(&reply, 0)?.as_str() {
-            "resync" => Ok(ChangesPage::Resync { head }),
+            "resync" => {
+                self.after_evictions(user_id, int(&reply, 2)?).await?;
+                Ok(ChangesPage::Resync { head })
+            }
             "ok" => {
+                self.after_evictions(user_id, int(&reply, 3)?).await?;
                 let records = match reply.get(2) {
                     Some(Value::Array(records)) => records.as_slice(),
                     _ => &[],

@@ -23,7 +23,7 @@ use crate::protocol::{Envelope, Event};
 
 use super::keys::{KeySpace, UserKeys};
 use super::outbox_index::OutboxIndex;
-use super::record::{parse_counts, Change};
+use super::record::{parse_counts, parse_stored_patch, Change};
 use super::{scripts, RedisConn, StoreError};
 
 mod change_log;
@@ -158,6 +158,14 @@ pub struct MarkAllRead {
     pub change: Option<Change>,
 }
 
+/// The entity tag of stored preferences (`raw`: the stored text, `None` when none are stored):
+/// a digest of the text, quoted, so every change (a PUT, a one-click unsubscribe) changes it.
+fn preferences_etag(raw: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(raw.unwrap_or("").as_bytes());
+    format!("\"{}\"", hex::encode(&digest[..12]))
+}
+
 /// The inbox store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct InboxStore {
@@ -246,6 +254,11 @@ impl InboxStore {
             .arg(self.log_cap())
             .arg(self.retention_ms())
             .arg(header)
+            .arg(
+                notification
+                    .expires_at
+                    .map_or_else(String::new, |at| at.timestamp_millis().to_string()),
+            )
             .invoke_async(&mut self.conn.clone())
             .await?;
         match text(&reply, 0)?.as_str() {
@@ -275,22 +288,25 @@ impl InboxStore {
         }
     }
 
-    /// One notification of this user.
+    /// One notification of this user (`None` once it has expired).
     pub async fn get(&self, user_id: &str, id: &str) -> Result<Option<Notification>, StoreError> {
-        let keys = self.keys.user(user_id);
-        let (doc, state): (Option<String>, Option<String>) = redis::pipe()
-            .atomic()
-            .hget(keys.docs(), id)
-            .hget(keys.flags(), id)
-            .query_async(&mut self.conn.clone())
+        let reply: Vec<Value> = scripts::GET
+            .key(&self.keys.user(user_id).inbox()[..])
+            .arg(id)
+            .arg(self.eviction_template(user_id))
+            .arg(self.log_cap())
+            .arg(self.retention_ms())
+            .invoke_async(&mut self.conn.clone())
             .await?;
-        match (doc, state) {
-            (Some(doc), Some(state)) => Ok(Some(parse_doc(
-                &doc,
-                Flags::from_bits(state_bits(&state)?),
-            )?)),
-            _ => Ok(None),
+        self.after_evictions(user_id, int(&reply, 0)?).await?;
+        if reply.len() < 3 {
+            return Ok(None);
         }
+        let state = text(&reply, 2)?;
+        Ok(Some(parse_doc(
+            &text(&reply, 1)?,
+            Flags::from_bits(state_bits(&state)?),
+        )?))
     }
 
     /// One page of the inbox, newest first: at most `query.limit` notifications and, past the
@@ -320,11 +336,14 @@ impl InboxStore {
             .arg(query.limit)
             .arg(min_created)
             .arg(PAGE_MAX_BYTES)
+            .arg(self.eviction_template(user_id))
+            .arg(self.log_cap())
             .invoke_async(&mut self.conn.clone())
             .await?;
+        self.after_evictions(user_id, int(&reply, 1)?).await?;
         let more = int(&reply, 0)? == 1;
         let mut items = Vec::with_capacity(reply.len() / 2);
-        for i in (1..reply.len()).step_by(2) {
+        for i in (2..reply.len()).step_by(2) {
             let bits = int(&reply, i + 1)? as u8;
             items.push(parse_doc(&text(&reply, i)?, Flags::from_bits(bits))?);
         }
@@ -350,6 +369,7 @@ impl InboxStore {
         let event = Event::NotificationUpdated {
             id: id.to_owned(),
             changes: FlagsPatch::default(),
+            first: None,
             counts: Counts::default(),
         };
         let (mut envelope, reply) = self
@@ -367,10 +387,14 @@ impl InboxStore {
                 let (seq, counts) = (int(&reply, 1)?, parse_counts(&text(&reply, 2)?)?);
                 let notification =
                     parse_doc(&text(&reply, 3)?, Flags::from_bits(int(&reply, 4)? as u8))?;
-                let changes: FlagsPatch = serde_json::from_str(&text(&reply, 5)?)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                if let Event::NotificationUpdated { changes: c, .. } = &mut envelope.event {
-                    *c = changes;
+                let (changes, first) = parse_stored_patch(&text(&reply, 5)?)?;
+                if let Event::NotificationUpdated {
+                    changes: c,
+                    first: f,
+                    ..
+                } = &mut envelope.event
+                {
+                    (*c, *f) = (changes, first);
                 }
                 envelope.stamp(seq, counts);
                 Ok(UpdateOutcome::Updated {
@@ -439,54 +463,103 @@ impl InboxStore {
         }
     }
 
-    /// The user's exact counts, at the version (seq) they are valid for.
-    pub async fn counts(&self, user_id: &str) -> Result<Counts, StoreError> {
-        let meta: Vec<(String, i64)> = self
-            .conn
-            .clone()
-            .hgetall(self.keys.user(user_id).meta())
+    /// Records a click on one of the user's notifications. `None` if the user has no such
+    /// notification, else whether it is the notification's first click (what analytics counts).
+    pub async fn record_click(&self, user_id: &str, id: &str) -> Result<Option<bool>, StoreError> {
+        let reply: Vec<Value> = scripts::CLICK
+            .key(&self.keys.user(user_id).inbox()[..])
+            .arg(id)
+            .arg(self.eviction_template(user_id))
+            .arg(self.log_cap())
+            .arg(self.retention_ms())
+            .invoke_async(&mut self.conn.clone())
             .await?;
-        let mut counts = Counts::default();
-        for (k, v) in meta {
-            let v = v.max(0) as u64;
-            match k.as_str() {
-                "seq" => counts.version = v,
-                "unread" => counts.unread = v,
-                "unseen" => counts.unseen = v,
-                "total" => counts.total = v,
-                t => {
-                    if let Some(kind) = t.strip_prefix("t:") {
-                        counts.by_type.insert(kind.to_owned(), v);
-                    }
-                }
+        match text(&reply, 0)?.as_str() {
+            "missing" => {
+                self.after_evictions(user_id, int(&reply, 1)?).await?;
+                Ok(None)
             }
+            "clicked" => {
+                self.after_evictions(user_id, int(&reply, 2)?).await?;
+                Ok(Some(int(&reply, 1)? == 1))
+            }
+            other => Err(StoreError::Corrupt(format!("click replied {other}"))),
         }
-        Ok(counts)
+    }
+
+    /// The user's exact counts (expired notifications evicted first), at the version (seq) they
+    /// are valid for.
+    pub async fn counts(&self, user_id: &str) -> Result<Counts, StoreError> {
+        let reply: Vec<Value> = scripts::COUNTS
+            .key(&self.keys.user(user_id).inbox()[..])
+            .arg(self.eviction_template(user_id))
+            .arg(self.log_cap())
+            .arg(self.retention_ms())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        self.after_evictions(user_id, int(&reply, 0)?).await?;
+        parse_counts(&text(&reply, 1)?)
     }
 
     pub async fn preferences(&self, user_id: &str) -> Result<Preferences, StoreError> {
+        Ok(self.preferences_with_etag(user_id).await?.0)
+    }
+
+    /// The stored preferences and their entity tag ([`preferences_etag`]).
+    pub async fn preferences_with_etag(
+        &self,
+        user_id: &str,
+    ) -> Result<(Preferences, String), StoreError> {
         let raw: Option<String> = self
             .conn
             .clone()
             .get(self.keys.user(user_id).prefs())
             .await?;
-        match raw {
-            None => Ok(Preferences::default()),
-            Some(raw) => serde_json::from_str(&raw)
-                .map_err(|e| StoreError::Corrupt(format!("preferences: {e}"))),
-        }
+        let prefs = match &raw {
+            None => Preferences::default(),
+            Some(raw) => serde_json::from_str(raw)
+                .map_err(|e| StoreError::Corrupt(format!("preferences: {e}")))?,
+        };
+        Ok((prefs, preferences_etag(raw.as_deref())))
     }
 
+    /// Replaces the preferences if their entity tag is still one of `if_match` (`None`: whatever
+    /// they are). Compare-and-set on the stored text, so a write in between (a one-click
+    /// unsubscribe) is never undone by a stale copy. Returns the new entity tag, or `None` when
+    /// `if_match` is stale and nothing was written.
+    pub async fn set_preferences_if_match(
+        &self,
+        user_id: &str,
+        prefs: &Preferences,
+        if_match: Option<&[&str]>,
+    ) -> Result<Option<String>, StoreError> {
+        let key = self.keys.user(user_id).prefs();
+        let new = to_json(prefs);
+        let mut conn = self.conn.clone();
+        let Some(expected) = if_match else {
+            let _: () = conn.set(&key, &new).await?;
+            return Ok(Some(preferences_etag(Some(&new))));
+        };
+        let current: Option<String> = conn.get(&key).await?;
+        if !expected.contains(&preferences_etag(current.as_deref()).as_str()) {
+            return Ok(None);
+        }
+        let set: i64 = scripts::COMPARE_AND_SET
+            .key(&key)
+            .arg(current.as_deref().unwrap_or(""))
+            .arg(&new)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((set == 1).then(|| preferences_etag(Some(&new))))
+    }
+
+    /// Replaces the preferences, whatever they are.
     pub async fn set_preferences(
         &self,
         user_id: &str,
         prefs: &Preferences,
     ) -> Result<(), StoreError> {
-        let _: () = self
-            .conn
-            .clone()
-            .set(self.keys.user(user_id).prefs(), to_json(prefs))
-            .await?;
+        self.set_preferences_if_match(user_id, prefs, None).await?;
         Ok(())
     }
 
@@ -519,6 +592,28 @@ impl InboxStore {
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok((envelope, reply))
+    }
+
+    /// What the scripts that may evict expired notifications build each eviction's
+    /// `NOTIFICATION_DELETED` envelope from: an empty one of this user, at this time.
+    fn eviction_template(&self, user_id: &str) -> String {
+        to_json(&Envelope::new(
+            user_id,
+            Event::NotificationDeleted {
+                id: String::new(),
+                counts: Counts::default(),
+            },
+        ))
+    }
+
+    /// After a read that evicted expired notifications: their deletes wait in the log, so the
+    /// user is marked dirty for the outbox relay to publish them. (Writes mark the user dirty
+    /// before they run, which covers their evictions.)
+    async fn after_evictions(&self, user_id: &str, evicted: u64) -> Result<(), StoreError> {
+        if evicted > 0 {
+            self.outbox.mark_dirty(user_id).await?;
+        }
+        Ok(())
     }
 
     fn committed(&self, envelope: Envelope) -> Change {

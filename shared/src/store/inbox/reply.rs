@@ -24,9 +24,9 @@ pub(super) fn parse_doc(doc: &str, flags: Flags) -> Result<Notification, StoreEr
     Ok(n)
 }
 
-/// The type in a `flags` entry (`<bits>|<createdMs>|<type>`).
+/// The type in a `flags` entry (`<bits>|<createdMs>|<type>[|<expiresMs>]`; a type holds no `|`).
 pub(crate) fn state_type(state: &str) -> Option<&str> {
-    state.splitn(3, '|').nth(2).filter(|t| !t.is_empty())
+    state.split('|').nth(2).filter(|t| !t.is_empty())
 }
 
 pub(super) fn state_bits(state: &str) -> Result<u8, StoreError> {

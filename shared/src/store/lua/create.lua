@@ -1,8 +1,10 @@
--- Creates one notification: claims the Idempotency-Key, assigns seq, stores the notification,
--- updates the counts, applies retention and the inbox cap, and appends the change. One step.
+-- Creates one notification: claims the Idempotency-Key, applies retention and the inbox cap
+-- (evictions append deletes), assigns seq, stores the notification, updates the counts, and
+-- appends the change. One step.
 -- KEYS[8]: the idempotency record (same slot). ARGV: 1 id, 2 type, 3 notification JSON
 -- (seq 0, flags false), 4 envelope JSON, 5 body hash ('' = no Idempotency-Key), 6 idempotency
--- TTL ms, 7 createdAt ms, 8 inbox cap, 9 log cap, 10 retention ms, 11 Idempotency-Key.
+-- TTL ms, 7 createdAt ms, 8 inbox cap, 9 log cap, 10 retention ms, 11 Idempotency-Key,
+-- 12 expiresAt ms ('' = none).
 -- Returns {'created', seq, counts} | {'replay', "<seq>\n<notification JSON>"} | {'conflict'}.
 local id, typ, created = ARGV[1], ARGV[2], tonumber(ARGV[7])
 if ARGV[5] ~= '' then
@@ -13,24 +15,24 @@ if ARGV[5] ~= '' then
     return {'conflict'}
   end
 end
+-- Retention first, then the cap (making room for this one); both evict the oldest, each with
+-- its NOTIFICATION_DELETED before this notification's seq, so a client that sees the create
+-- sees the gap and syncs them.
+purge_expired(created - tonumber(ARGV[10]), ARGV[4], tonumber(ARGV[9]))
+local over = redis.call('ZCARD', K.all) + 1 - tonumber(ARGV[8])
+if over > 0 then
+  for _, old in ipairs(redis.call('ZRANGE', K.all, 0, over - 1)) do evict(old, ARGV[4], tonumber(ARGV[9])) end
+end
 local seq = next_seq()
 redis.call('HSET', K.docs, id, seq .. '\n' .. ARGV[3])
-redis.call('HSET', K.flags, id, state(0, created, typ))
+local expires = tonumber(ARGV[12])
+redis.call('HSET', K.flags, id, state(0, created, typ, expires))
+if expires and expires < tonumber(redis.call('HGET', K.meta, 'exp') or expires + 1) then
+  redis.call('HSET', K.meta, 'exp', expires)
+end
 redis.call('ZADD', K.all, seq, id)
 redis.call('ZADD', K.unread, seq, id)
 recount(typ, nil, 0)
--- Retention first, then the cap; both remove the oldest.
-local cutoff = created - tonumber(ARGV[10])
-for _, old in ipairs(redis.call('ZRANGE', K.all, 0, 15)) do
-  local v = redis.call('HGET', K.flags, old)
-  local _, c = parse_state(v or '0|0|')
-  if c >= cutoff then break end
-  remove(old)
-end
-local over = redis.call('ZCARD', K.all) - tonumber(ARGV[8])
-if over > 0 then
-  for _, old in ipairs(redis.call('ZRANGE', K.all, 0, over - 1)) do remove(old) end
-end
 local counts = counts_json()
 append_change(seq, counts, '{}', ARGV[11], ARGV[4], tonumber(ARGV[9]))
 if ARGV[5] ~= '' then

@@ -2,12 +2,18 @@
 -- (store/scripts.rs). Every user script receives the same seven keys first, all hash-tagged
 -- {u:<userId}, so one script touches one Redis Cluster slot.
 --
--- Per-notification state lives in the `flags` hash as "<bits>|<createdMs>|<type>",
--- bits READ=1 SEEN=2 ARCHIVED=4. A change-log record is
+-- Per-notification state lives in the `flags` hash as "<bits>|<createdMs>|<type>[|<expiresMs>]".
+-- Bits: READ=1 SEEN=2 ARCHIVED=4 (what clients see), and SEEN_EVER=8 READ_EVER=16
+-- CLICKED_EVER=32, set the first time the notification is seen, read or clicked and never
+-- cleared, so engagement analytics counts each notification's first seen, read and click once
+-- however often its flags toggle. `expiresMs` is the notification's own `expiresAt`, when it has
+-- one; the `meta` field `exp` holds the earliest one not yet evicted. A change-log record is
 -- "<seq>\n<countsJSON>\n<patchJSON>\n<idempotencyKey>\n<writtenMs>\n<envelopeJSON>";
 -- the envelope is stored with seq 0 and empty counts, and the reader stamps both (store/record.rs).
 local K = {meta = KEYS[1], docs = KEYS[2], flags = KEYS[3], all = KEYS[4], unread = KEYS[5], log = KEYS[6], unpub = KEYS[7]}
 local READ, SEEN, ARCHIVED = 1, 2, 4
+local SEEN_EVER, READ_EVER, CLICKED_EVER = 8, 16, 32
+local VISIBLE = READ + SEEN + ARCHIVED
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -16,12 +22,21 @@ end
 
 local function has(bits, b) return bit.band(bits, b) ~= 0 end
 
+-- Returns bits, createdMs, type, expiresMs (nil without one).
 local function parse_state(v)
-  local bits, created, typ = string.match(v, '^(%d+)|(%d+)|(.*)$')
-  return tonumber(bits), tonumber(created), typ
+  local bits, created, typ, expires = string.match(v, '^(%d+)|(%d+)|([^|]*)|?(%d*)$')
+  return tonumber(bits), tonumber(created), typ, tonumber(expires)
 end
 
-local function state(bits, created, typ) return bits .. '|' .. created .. '|' .. typ end
+local function state(bits, created, typ, expires)
+  return bits .. '|' .. created .. '|' .. typ .. (expires and ('|' .. expires) or '')
+end
+
+-- Whether a notification created at `created` (expiring at `expires`, if set) is gone at `now`
+-- with this retention cutoff.
+local function expired(created, expires, cutoff, now)
+  return created < cutoff or (expires ~= nil and expires <= now)
+end
 
 -- What one notification adds to (total, unread, unseen); archived and absent ones add nothing.
 local function contribution(bits)
@@ -68,6 +83,27 @@ local function patch_json(old, new)
   return '{' .. table.concat(parts, ',') .. '}'
 end
 
+-- `new` with the "ever" bits of everything seen or read in `old` or `new` (a state written before
+-- the ever bits existed still remembers what it shows).
+local function remember(old, new)
+  local ever = 0
+  if has(old, SEEN) or has(new, SEEN) then ever = ever + SEEN_EVER end
+  if has(old, READ) or has(new, READ) then ever = ever + READ_EVER end
+  return bit.bor(new, ever)
+end
+
+-- The engagement a change from `old` to `new` makes for the first time, as JSON
+-- ({"seen":true,"read":true}, or {} when none): what analytics counts.
+local function first_json(old, new)
+  local parts = {}
+  for _, f in ipairs({{'seen', SEEN, SEEN_EVER}, {'read', READ, READ_EVER}}) do
+    if has(new, f[2]) and not has(old, f[2]) and not has(old, f[3]) then
+      table.insert(parts, '"' .. f[1] .. '":true')
+    end
+  end
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+
 -- Removes one notification and its share of the counts. Returns false if it does not exist.
 local function remove(id)
   local v = redis.call('HGET', K.flags, id)
@@ -93,6 +129,72 @@ local function append_change(seq, counts, patch, idem, envelope, cap)
   local lowest = redis.call('ZRANGE', K.unpub, 0, 0)[1]
   if lowest and tonumber(lowest) < keep_from then keep_from = tonumber(lowest) end
   redis.call('ZREMRANGEBYSCORE', K.log, '-inf', '(' .. keep_from)
+end
+
+-- A UUIDv7-shaped event id for a change the script itself makes (an eviction): the Redis clock,
+-- and bits of a digest of `seed` (unique per user and seq) for the rest.
+local function event_id(seed)
+  local ms, h = string.format('%012x', now_ms()), redis.sha1hex(seed)
+  local variant = string.format('%x', 8 + tonumber(string.sub(h, 4, 4), 16) % 4)
+  return string.sub(ms, 1, 8) .. '-' .. string.sub(ms, 9, 12) .. '-7' .. string.sub(h, 1, 3) .. '-'
+    .. variant .. string.sub(h, 5, 7) .. '-' .. string.sub(h, 8, 19)
+end
+
+-- Removes one notification the inbox drops by itself (retention, cap) and appends its
+-- NOTIFICATION_DELETED, so clients drop it too. `source` is any envelope JSON of this user (the
+-- caller's own change, or an eviction template): its version, user and time are reused.
+local decoded_source, decoded = nil, nil
+local function evict(id, source, cap)
+  if not remove(id) then
+    redis.call('ZREM', K.all, id)
+    redis.call('ZREM', K.unread, id)
+    return
+  end
+  -- A create's envelope can be large: decode it once per call, however many it evicts.
+  if decoded_source ~= source then decoded_source, decoded = source, cjson.decode(source) end
+  local e = decoded
+  local seq = next_seq()
+  e.id = event_id(e.userId .. '\n' .. seq .. '\n' .. id)
+  e.seq = 0
+  e.type = 'NOTIFICATION_DELETED'
+  e.payload = {id = id, counts = {unread = 0, unseen = 0, total = 0, byType = {}, version = 0}}
+  append_change(seq, counts_json(), '{}', '', cjson.encode(e), cap)
+end
+
+-- Evicts expired notifications: those created before `cutoff` (ms), oldest first, then those
+-- whose own `expiresAt` has passed (looked for only once `meta.exp`, the earliest, is due: one
+-- pass over `flags`, at most INBOX_CAP entries). At most 64 per call, so every call's work is
+-- bounded. Every inbox script but the relay's runs it first, so what it answers (counts, pages, a
+-- notification) excludes expired notifications (beyond 64 at once, the next calls finish the job;
+-- list and get also skip what is left). Returns how many it evicted.
+local function purge_expired(cutoff, source, cap)
+  local evicted = 0
+  -- The oldest one at a time: when nothing has expired, one ZRANGE and one HGET.
+  while evicted < 64 do
+    local old = redis.call('ZRANGE', K.all, 0, 0)[1]
+    if not old then break end
+    local _, c = parse_state(redis.call('HGET', K.flags, old) or '0|0|')
+    if c >= cutoff then break end
+    evict(old, source, cap)
+    evicted = evicted + 1
+  end
+  local due = tonumber(redis.call('HGET', K.meta, 'exp') or '')
+  local now = now_ms()
+  if due == nil or due > now then return evicted end
+  local flat, next_due = redis.call('HGETALL', K.flags), nil
+  for i = 1, #flat, 2 do
+    local _, _, _, expires = parse_state(flat[i + 1])
+    if expires ~= nil then
+      if expires <= now and evicted < 64 then
+        evict(flat[i], source, cap)
+        evicted = evicted + 1
+      elseif next_due == nil or expires < next_due then
+        next_due = expires
+      end
+    end
+  end
+  if next_due then redis.call('HSET', K.meta, 'exp', next_due) else redis.call('HDEL', K.meta, 'exp') end
+  return evicted
 end
 
 -- Every write renews the retention of the whole inbox, so an idle user's inbox expires as a unit.
