@@ -613,8 +613,14 @@ async fn with_kafka_down_a_create_still_reaches_the_socket_and_is_applied_once()
         return;
     }
     // A private stack on the embedded broker, with no relay grace, so the test can take Kafka
-    // down and run the relay without waiting.
-    let stack = Stack::start(&[("KAFKA_BROKERS", ""), ("OUTBOX_GRACE_MS", "0")]);
+    // down and run the relay without waiting. Its own key prefix keeps its relay and delivery
+    // away from the shared stack's users: they would prune those users' sockets, which this
+    // stack's gateway does not know (410).
+    let stack = Stack::start(&[
+        ("KAFKA_BROKERS", ""),
+        ("OUTBOX_GRACE_MS", "0"),
+        ("REDIS_KEY_PREFIX", "kafka-down:"),
+    ]);
     bounded(120, async {
         let alice = user("alice");
         let mut device = stack.connect(&alice).await;
