@@ -158,7 +158,8 @@ fn read_create_request(
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json")),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis is nearly full (or restarting): nothing was written; retry after `Retry-After`", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = ["notifications:write"])))]
 pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let (claims, bytes, request) = read_create_request(req, NOTIFICATION_MAX_BYTES)?;
@@ -167,6 +168,7 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
     let recipient = recipients.into_iter().next().unwrap_or_default();
     too_large_notification(&preview(&recipient, &new))?;
     let claim = idempotency_claim(req, bytes, str::to_owned)?;
+    deps.memory.admit_create().await?;
     enforce_sender_limit(deps, &claims.sub).await?;
     if let RateDecision::Limited { retry_after } = deps
         .limiter
@@ -250,6 +252,7 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
     if let Some(longest) = recipients.iter().max_by_key(|r| r.len()) {
         too_large_notification(&preview(longest, &new))?;
     }
+    deps.memory.admit_create().await?;
     enforce_sender_limit(deps, &claims.sub).await?;
     let claim = idempotency_claim(req, bytes, |k| format!("batch:{k}"))?;
     let results: Vec<Result<Option<CreateOutcome>, ApiError>> = stream::iter(recipients.clone())
