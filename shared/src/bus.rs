@@ -10,15 +10,19 @@
 //! every 100 ms instead and spins through the sub-millisecond rest of each poll, which cost an
 //! idle process about 0.7% of a core per producer (measured with `scripts/bench cpu`).
 //!
-//! Outages ([`Reachability`]): once the producer knows the cluster is unreachable (librdkafka's
-//! all-brokers-down error, or a record that failed or timed out for a transport reason),
-//! [`EventBus::send`] stops producing and answers [`BusError::Unreachable`] at once, and
-//! sends already waiting give up, so a request never waits the produce deadline for a cluster
-//! known to be gone; the outbox keeps the changes (see `outbox.rs`). A probe thread fetches
-//! metadata with backoff ([`PROBE_FIRST`] doubling to [`PROBE_MAX`]) and the first answer
-//! returns the bus to the normal path.
+//! Outages ([`Reachability`]): once the producer knows the cluster is unreachable,
+//! [`EventBus::send`] stops producing and answers [`BusError::Unreachable`] at once, and sends
+//! already waiting give up, so a request never waits the produce deadline for a cluster known to
+//! be gone; the outbox keeps the changes (see `outbox.rs`). It knows when librdkafka reports a
+//! broker connection failing (or all brokers down) while sends wait, when a record fails or times
+//! out for a transport reason, or when a metadata probe gets no answer. A probe starts when a
+//! connection fails while nothing waits (it may be an idle connection the broker closed), and
+//! when a send has waited [`STALL_PROBE_AFTER`] (not every outage is reported). The probe thread
+//! fetches metadata at once, then with backoff ([`PROBE_FIRST`] doubling to [`PROBE_MAX`]) while
+//! nothing answers; the first answer returns the bus to the normal path. So the first send of an
+//! outage waits at most about `STALL_PROBE_AFTER` + [`PROBE_TIMEOUT`], and later ones not at all.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -73,8 +77,10 @@ type Acknowledgement = oneshot::Sender<Result<Delivered, KafkaError>>;
 /// First wait, and longest wait, between two metadata probes while the cluster is unreachable.
 pub const PROBE_FIRST: Duration = Duration::from_millis(100);
 pub const PROBE_MAX: Duration = Duration::from_secs(2);
-/// How long one probe waits for a metadata answer.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one probe waits for a metadata answer: a healthy cluster answers in milliseconds.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// A send still waiting for acknowledgements this long starts a probe (see [`EventBus::send`]).
+pub const STALL_PROBE_AFTER: Duration = Duration::from_millis(200);
 
 /// Whether the cluster is known to be unreachable, shared by the producer's context (which hears
 /// librdkafka's errors and delivery reports), every [`EventBus`] clone and the probe thread.
@@ -84,6 +90,10 @@ struct Reachability {
     down: watch::Sender<bool>,
     /// A probe thread is running (at most one).
     probing: AtomicBool,
+    /// A connection failed while no send waited: the delivery-report thread starts a probe.
+    suspect: AtomicBool,
+    /// Sends waiting for acknowledgements now.
+    waiting: AtomicUsize,
     /// Sends answered [`BusError::Unreachable`] without producing.
     skipped: AtomicU64,
 }
@@ -93,6 +103,8 @@ impl Reachability {
         Reachability {
             down: watch::Sender::new(false),
             probing: AtomicBool::new(false),
+            suspect: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
             skipped: AtomicU64::new(0),
         }
     }
@@ -118,6 +130,22 @@ impl Reachability {
         if self.down.send_replace(false) {
             tracing::info!("kafka reachable again: back to producing");
         }
+    }
+}
+
+/// Counts a send in [`Reachability::waiting`] while it lives (also if its future is dropped).
+struct Waiting<'a>(&'a Reachability);
+
+impl<'a> Waiting<'a> {
+    fn new(reachability: &'a Reachability) -> Self {
+        reachability.waiting.fetch_add(1, Ordering::AcqRel);
+        Waiting(reachability)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -154,11 +182,27 @@ impl ClientContext for DeliveryReports {
         self.inner.generate_oauth_token(oauthbearer_config)
     }
 
+    /// A broker connection failing while sends wait means they will not be acknowledged in time:
+    /// unreachable at once (a probe brings it back within a metadata round trip if another
+    /// broker answers). While nothing waits, it may be an idle connection the broker closed: the
+    /// probe decides.
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.reachability.mark_down(&error);
-        } else {
+        let connection_failed = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::Resolve
+            )
+        );
+        if !connection_failed {
             tracing::warn!(%error, reason, "librdkafka");
+        } else if self.reachability.waiting.load(Ordering::Acquire) > 0 {
+            self.reachability
+                .mark_down(&format_args!("{error}: {reason}"));
+        } else {
+            tracing::debug!(%error, reason, "kafka connection failed; probing");
+            self.reachability.suspect.store(true, Ordering::Release);
         }
     }
 }
@@ -202,29 +246,34 @@ pub struct EventBus {
 fn serve_delivery_reports(producer: Weak<Inner>, reachability: Arc<Reachability>) {
     while let Some(p) = producer.upgrade() {
         p.poll(Duration::from_secs(1));
-        if reachability.is_down() {
+        if reachability.is_down() || reachability.suspect.swap(false, Ordering::AcqRel) {
             start_probe(Arc::downgrade(&p), reachability.clone());
         }
     }
 }
 
-/// Starts the probe thread unless one runs: it fetches metadata with backoff until the cluster
-/// answers, then marks it reachable. Ends early when the producer is dropped.
+/// Starts the probe thread unless one runs: it fetches metadata at once, marking the cluster
+/// unreachable while nothing answers and retrying with backoff, and reachable at the first
+/// answer. Ends early when the producer is dropped.
 fn start_probe(producer: Weak<Inner>, reachability: Arc<Reachability>) {
     if reachability.probing.swap(true, Ordering::AcqRel) {
         return;
     }
     let probe = move || loop {
         let mut wait = PROBE_FIRST;
-        while reachability.is_down() {
-            std::thread::sleep(wait);
+        loop {
             let Some(p) = producer.upgrade() else {
                 reachability.probing.store(false, Ordering::Release);
                 return;
             };
-            if p.client().fetch_metadata(None, PROBE_TIMEOUT).is_ok() {
+            let answered = p.client().fetch_metadata(None, PROBE_TIMEOUT).is_ok();
+            drop(p);
+            if answered {
                 reachability.mark_up();
+                break;
             }
+            reachability.mark_down(&"no broker answered a metadata request");
+            std::thread::sleep(wait);
             wait = (wait * 2).min(PROBE_MAX);
         }
         reachability.probing.store(false, Ordering::Release);
@@ -339,6 +388,7 @@ impl EventBus {
             self.reachability.skipped.fetch_add(1, Ordering::Relaxed);
             return records.iter().map(|_| Err(BusError::Unreachable)).collect();
         }
+        let _waiting = Waiting::new(&self.reachability);
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
             let topic = self.topic_name(r.topic);
@@ -367,27 +417,51 @@ impl EventBus {
         // again (at least once; consumers drop a seq they already applied). The same holds for a
         // record abandoned because the cluster became unreachable while it waited.
         let deadline = tokio::time::Instant::now() + self.settings.produce_timeout;
-        let mut results = Vec::with_capacity(pending.len());
-        for p in pending {
-            results.push(match p {
-                Err(e) => Err(e),
-                Ok(acknowledged) => tokio::select! {
-                    acked = tokio::time::timeout_at(deadline, acknowledged) => match acked {
-                        Ok(Ok(Ok(d))) => Ok(d),
-                        Ok(Ok(Err(e))) => Err(BusError::Kafka(e)),
-                        Ok(Err(_)) => Err(BusError::Kafka(KafkaError::Canceled)),
-                        Err(_) => {
-                            let timeout = BusError::Timeout(self.settings.produce_timeout);
-                            self.reachability.mark_down(&timeout);
-                            start_probe(Arc::downgrade(&self.producer), self.reachability.clone());
-                            Err(timeout)
-                        }
-                    },
-                    _ = gone.wait_for(|down| *down) => Err(BusError::Unreachable),
-                },
-            });
+        let acknowledgements = async {
+            let mut results = Vec::with_capacity(pending.len());
+            for p in pending {
+                results.push(self.acknowledgement(p, deadline, &mut gone).await);
+            }
+            results
+        };
+        // Not every outage is reported while a send waits (a connection that dropped while idle
+        // may fail silently): a send still waiting after STALL_PROBE_AFTER has the probe check.
+        let stalled = async {
+            tokio::time::sleep(STALL_PROBE_AFTER).await;
+            start_probe(Arc::downgrade(&self.producer), self.reachability.clone());
+            std::future::pending().await
+        };
+        tokio::select! {
+            results = acknowledgements => results,
+            never = stalled => never,
         }
-        results
+    }
+
+    /// Waits for one record's acknowledgement until `deadline`, or until the cluster is marked
+    /// unreachable.
+    async fn acknowledgement(
+        &self,
+        produced: Result<oneshot::Receiver<Result<Delivered, KafkaError>>, BusError>,
+        deadline: tokio::time::Instant,
+        gone: &mut watch::Receiver<bool>,
+    ) -> Result<Delivered, BusError> {
+        match produced {
+            Err(e) => Err(e),
+            Ok(acknowledged) => tokio::select! {
+                acked = tokio::time::timeout_at(deadline, acknowledged) => match acked {
+                    Ok(Ok(Ok(d))) => Ok(d),
+                    Ok(Ok(Err(e))) => Err(BusError::Kafka(e)),
+                    Ok(Err(_)) => Err(BusError::Kafka(KafkaError::Canceled)),
+                    Err(_) => {
+                        let timeout = BusError::Timeout(self.settings.produce_timeout);
+                        self.reachability.mark_down(&timeout);
+                        start_probe(Arc::downgrade(&self.producer), self.reachability.clone());
+                        Err(timeout)
+                    }
+                },
+                _ = gone.wait_for(|down| *down) => Err(BusError::Unreachable),
+            },
+        }
     }
 
     /// Round trip to the cluster (a metadata request); the latency if it answered.
