@@ -233,7 +233,8 @@ fn idempotency_conflict() -> ApiError {
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large or more than 1,000 recipients", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json")),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis is nearly full (or restarting): nothing was written; retry after `Retry-After`", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = ["notifications:write"])))]
 pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let (claims, bytes, request) = read_create_request(req, BATCH_BODY_MAX_BYTES)?;
