@@ -18,11 +18,13 @@
 pub mod http;
 pub mod openapi;
 pub mod routes;
+pub mod shedding;
 pub mod validate;
 
 use lambda_http::{Body, Request, Response};
 use shared::config::AnalyticsSettings;
 use shared::config::SenderSettings;
+use shared::config::SheddingSettings;
 use shared::config::{Env, InboxSettings, KafkaSettings, RealtimeSettings, RedisSettings};
 use shared::error::{ApiError, StartupError};
 use shared::outbox::Publisher;
@@ -44,6 +46,8 @@ pub struct Deps {
     pub channels: SenderSettings,
     /// The last Kafka check of `GET /v1/health`, reused for a few seconds.
     pub kafka_check: routes::health::KafkaCheckCache,
+    /// Refuses creates while Redis is nearly full.
+    pub memory: shedding::MemoryGate,
 }
 
 impl Deps {
@@ -57,6 +61,7 @@ impl Deps {
         let bus = shared::bus::EventBus::connect(&kafka).await?;
         let mut deps = Self::new(conn.clone(), keys.clone(), inbox, bus);
         deps.channels = SenderSettings::from_env(env)?;
+        deps.memory = shedding::MemoryGate::new(conn.clone(), SheddingSettings::from_env(env)?);
         if RealtimeSettings::from_env(env)?.connections_url.is_some() {
             let fanout = Fanout::from_env(env, conn, keys)?;
             deps.publisher = deps.publisher.with_fallback(fanout);
@@ -78,6 +83,7 @@ impl Deps {
         let limiter = RateLimiter::new(conn.clone(), keys.clone(), &inbox);
         let store = InboxStore::new(conn.clone(), keys.clone(), inbox);
         let publisher = Publisher::new(bus, store.clone());
+        let memory = shedding::MemoryGate::new(conn.clone(), SheddingSettings::default());
         let analytics = AnalyticsStore::new(conn, keys, AnalyticsSettings::default());
         Deps {
             store,
@@ -87,6 +93,7 @@ impl Deps {
             contacts,
             channels: SenderSettings::default(),
             kafka_check: routes::health::KafkaCheckCache::default(),
+            memory,
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod realtime;
 pub mod redis;
 pub mod reference;
 pub mod senders;
+pub mod shedding;
 pub mod telemetry;
 pub mod trigger;
 
@@ -33,6 +34,7 @@ pub use self::outbox::OutboxSettings;
 pub use self::realtime::{ConnectionsSettings, RealtimeSettings, CONNECTIONS_DEFAULT_REGION};
 pub use self::redis::RedisSettings;
 pub use self::senders::{EmailSettings, SendSettings, SenderSettings, SmsSettings, VapidSettings};
+pub use self::shedding::SheddingSettings;
 pub use self::telemetry::TelemetrySettings;
 pub use self::trigger::TriggerSettings;
 pub use crate::aws::AwsSettings;

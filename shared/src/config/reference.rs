@@ -203,6 +203,12 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "GCRA limit per user on mutations (PATCH, DELETE, mark-all-read, click, preferences, push subscriptions) and WebSocket actions (all but `ping`), together; over it: 429 or an `error` frame `rate-limited`",
     },
     Variable {
+        names: &["REDIS_SHED_MEMORY_PERCENT"],
+        default: "`90`",
+        used_by: "api",
+        meaning: "creates (single and batch) answer `503` with `Retry-After` and write nothing once Redis's `used_memory` reaches this percentage of its `maxmemory` (`INFO memory`, read at most once a second per instance; the fullest master on a cluster); 1–100; no `maxmemory` means nothing is shed ([Load shedding](architecture.md#redis-never-fills-up))",
+    },
+    Variable {
         names: &["OUTBOX_GRACE_MS"],
         default: "`15000`",
         used_by: "outbox-relay",

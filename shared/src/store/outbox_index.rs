@@ -1,6 +1,8 @@
 //! The outbox's dirty-user index: which users may have changes that Kafka has not acknowledged.
 //! Marked before every user mutation; cleared only by the relay, only when it is provably safe
-//! (see `clear_dirty.lua`).
+//! (see `clear_dirty.lua`). A user whose publish failed is postponed (its score moved later,
+//! never earlier), so users that keep failing cannot fill the front of the relay's oldest-first
+//! scan.
 
 use redis::AsyncCommands;
 
@@ -52,6 +54,18 @@ impl OutboxIndex {
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(cleared == 1)
+    }
+
+    /// Moves a still-marked `user_id` to `backoff_ms` after now (Redis clock), unless it already
+    /// sorts later. Returns true if it moved.
+    pub async fn postpone(&self, user_id: &str, backoff_ms: u64) -> Result<bool, StoreError> {
+        let moved: i64 = scripts::POSTPONE_DIRTY
+            .key(self.keys.outbox_dirty())
+            .arg(user_id)
+            .arg(backoff_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(moved == 1)
     }
 
     /// Takes the relay lease for `ttl_ms` (one relay at a time). Returns the lease token if taken.

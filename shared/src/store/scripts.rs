@@ -37,6 +37,7 @@ pub static PENDING: LazyLock<Script> = user_script!("pending.lua");
 
 pub static MARK_DIRTY: LazyLock<Script> = script!("mark_dirty.lua");
 pub static CLEAR_DIRTY: LazyLock<Script> = script!("clear_dirty.lua");
+pub static POSTPONE_DIRTY: LazyLock<Script> = script!("postpone_dirty.lua");
 pub static GCRA: LazyLock<Script> = script!("gcra.lua");
 pub static CLAIM_REQUEST: LazyLock<Script> = script!("claim_request.lua");
 pub static ANALYTICS_COUNT: LazyLock<Script> = script!("analytics_count.lua");

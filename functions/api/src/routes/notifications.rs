@@ -259,7 +259,8 @@ fn read_create_request(
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json")),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis is nearly full (or restarting): nothing was written; retry after `Retry-After`", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = ["notifications:write"])))]
 pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let (claims, bytes, request) = read_create_request(req, NOTIFICATION_MAX_BYTES)?;
@@ -268,6 +269,7 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
     new.user_id = recipients.into_iter().next().unwrap_or_default();
     too_large_notification(&preview(&new.user_id, &new))?;
     let key = idempotency_key(req)?;
+    deps.memory.admit_create().await?;
     enforce_sender_limit(deps, &claims.sub).await?;
     let claimed = claim_key(deps, key, &claims.sub, bytes, str::to_owned).await?;
     match create_for(deps, &claims.sub, new, claimed.as_ref()).await? {
@@ -320,7 +322,8 @@ fn idempotency_conflict() -> ApiError {
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large or more than 1,000 recipients", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json")),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis is nearly full (or restarting): nothing was written; retry after `Retry-After`", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = ["notifications:write"])))]
 pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let (claims, bytes, request) = read_create_request(req, BATCH_BODY_MAX_BYTES)?;
@@ -340,6 +343,7 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
         too_large_notification(&preview(longest, &new))?;
     }
     let key = idempotency_key(req)?;
+    deps.memory.admit_create().await?;
     enforce_sender_limit(deps, &claims.sub).await?;
     let claimed = claim_key(deps, key, &claims.sub, bytes, |k| format!("batch:{k}")).await?;
     let claimed = claimed.as_ref();
