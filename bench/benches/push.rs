@@ -29,6 +29,7 @@ use futures::stream::{self, StreamExt};
 use herald_bench::{setting, table, Pass};
 use herald_tests::TestEnv;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
+use push::senders::webpush::PushMessage;
 use serde_json::{json, Value};
 use shared::addresses::{PushKeys, PushSubscription, PushSubscriptionRequest};
 use shared::config::{Env, SenderSettings};
@@ -162,7 +163,7 @@ async fn main() {
     .unwrap_or_else(|e| panic!("{e}"));
     let deps = push::Deps::new(env.conn.clone(), env.keys.clone(), env.bus(), settings)
         .unwrap_or_else(|e| panic!("{e}"));
-    let Some(webpush) = deps.senders.webpush.as_ref() else {
+    let Some(webpush) = deps.senders.push.as_deref() else {
         panic!("web push is not configured");
     };
     println!(
@@ -174,15 +175,19 @@ async fn main() {
     let subs: Vec<PushSubscription> = (0..256)
         .map(|i| subscription(&format!("{url}/push/{i}")))
         .collect();
-    let payloads: Vec<push::payload::PushPayload> = (0..256)
-        .map(|i| push::payload::PushPayload::of(&notification(i)))
-        .collect();
     let ttl = Duration::from_secs(3600);
+    let messages: Vec<PushMessage> = (0..256)
+        .map(|i| {
+            let payload = push::payload::PushPayload::of(&notification(i));
+            PushMessage::new(&payload, Priority::Normal, ttl)
+        })
+        .collect();
+    let policy = &deps.senders.policy;
     let send = |i: usize| {
-        let (sub, payload) = (&subs[i % subs.len()], &payloads[i % payloads.len()]);
+        let (sub, message) = (&subs[i % subs.len()], &messages[i % messages.len()]);
         async move {
             let t = Instant::now();
-            let d = webpush.send(sub, payload, Priority::Normal, ttl).await;
+            let d = policy.deliver(webpush, sub, message).await;
             (t.elapsed(), d == push::senders::Delivery::Sent)
         }
     };

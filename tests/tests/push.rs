@@ -14,7 +14,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use herald_tests::browser::{vapid_keys, verify_vapid, Browser};
 use herald_tests::logs::LogCapture;
-use herald_tests::provider::{answer, Answer, Provider};
+use herald_tests::provider::{answer, Provider};
 use herald_tests::smtp_sink::{header, SmtpSink};
 use herald_tests::{Call, TestEnv};
 use serde_json::{json, Value};
@@ -341,10 +341,7 @@ async fn a_429_is_retried_after_its_retry_after_inline_or_from_the_schedule() {
     let bob = user();
     s.subscribe(&bob, &browser, &format!("{}/push/long", service.url))
         .await;
-    let retry_after = |secs: &str| Answer {
-        status: 429,
-        headers: vec![("Retry-After".into(), secs.into())],
-    };
+    let retry_after = |secs: &str| answer(429).header("Retry-After", secs);
     service.queue("/push/short", vec![retry_after("1")]);
     service.queue("/push/long", vec![retry_after("120")]);
 
@@ -480,10 +477,7 @@ async fn a_redirecting_endpoint_is_a_failed_send_and_its_target_gets_nothing() {
             .await;
         service.always(
             &path,
-            Answer {
-                status,
-                headers: vec![("Location".into(), format!("{}/internal", inside.url))],
-            },
+            answer(status).header("Location", &format!("{}/internal", inside.url)),
         );
         sent.push((path, s.notify_push(&alice, "x").await));
     }
@@ -713,10 +707,7 @@ async fn an_smtp_refusal_echoing_the_address_is_logged_without_it() {
         !text.contains("@example.com"),
         "the address is in the log: {text}"
     );
-    assert_eq!(
-        s.outcomes(1).await,
-        [row(&n, "EMAIL", "failed", "provider-4xx")]
-    );
+    assert_eq!(s.outcomes(1).await, [row(&n, "EMAIL", "failed", "gone")]);
 }
 
 #[tokio::test]
@@ -1163,10 +1154,7 @@ async fn through_devstack_a_redirecting_endpoint_reaches_nothing_and_shows_redir
     let inside = Provider::start().await;
     service.always(
         "/push/moved",
-        Answer {
-            status: 307,
-            headers: vec![("Location".into(), format!("{}/internal", inside.url))],
-        },
+        answer(307).header("Location", &format!("{}/internal", inside.url)),
     );
     let mallory = user();
     let token = stack.token(&mallory, &[], Duration::from_secs(300));

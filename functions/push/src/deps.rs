@@ -9,17 +9,29 @@ use shared::egress::EgressPolicy;
 use shared::error::StartupError;
 use shared::store::{ContactBook, KeySpace, PushLedger, RedisConn};
 
-use crate::senders::email::Email;
-use crate::senders::sms::Sms;
-use crate::senders::webpush::{Vapid, WebPush};
-use crate::senders::SendPolicy;
+use shared::addresses::PushSubscription;
 
-/// The configured senders; `None` where the channel's settings are absent.
-#[derive(Debug, Default)]
+use crate::payload::RenderedEmail;
+use crate::senders::email::Email;
+use crate::senders::sms::{Sms, SmsBody};
+use crate::senders::webpush::{PushMessage, Vapid, WebPush};
+use crate::senders::{Adapter, SendPolicy};
+
+/// An adapter for PUSH: a user's push subscription, and what a push carries.
+pub type PushAdapter = dyn Adapter<To = PushSubscription, Message = PushMessage>;
+/// An adapter for EMAIL: an address, and the rendered message.
+pub type EmailAdapter = dyn Adapter<To = str, Message = RenderedEmail>;
+/// An adapter for SMS: an E.164 number, and one segment of text.
+pub type SmsAdapter = dyn Adapter<To = str, Message = SmsBody>;
+
+/// The configured adapter of each off-app channel (`None` where the channel's settings are
+/// absent), and the one policy every send goes through ([`SendPolicy::deliver`]).
+#[derive(Debug)]
 pub struct Senders {
-    pub webpush: Option<WebPush>,
-    pub email: Option<Email>,
-    pub sms: Option<Sms>,
+    pub push: Option<Box<PushAdapter>>,
+    pub email: Option<Box<EmailAdapter>>,
+    pub sms: Option<Box<SmsAdapter>>,
+    pub policy: SendPolicy,
 }
 
 /// Built once per cold start. Cheap to clone.
@@ -41,9 +53,9 @@ impl Deps {
         let bus = EventBus::connect(&kafka).await?;
         let deps = Self::new(conn, KeySpace::new(redis.key_prefix), bus, channels)?;
         tracing::info!(
-            webpush = deps.senders.webpush.is_some(),
-            email = deps.senders.email.is_some(),
-            sms = deps.senders.sms.is_some(),
+            push = deps.senders.push.as_ref().map(|a| a.provider()),
+            email = deps.senders.email.as_ref().map(|a| a.provider()),
+            sms = deps.senders.sms.as_ref().map(|a| a.provider()),
             "channels configured"
         );
         Ok(deps)
@@ -70,32 +82,34 @@ impl Deps {
         // Push endpoints are user-supplied: their client is the outbound policy's. The SMS API's
         // URL is the operator's (`SMS_API_URL`), reached with an ordinary client.
         let egress = EgressPolicy::new(settings.allow_loopback);
-        let webpush = match &settings.vapid {
-            Some(v) => Some(WebPush::new(
+        let timeout = settings.send.timeout;
+        let push: Option<Box<PushAdapter>> = match &settings.vapid {
+            Some(v) => Some(Box::new(WebPush::new(
                 Vapid::from_settings(v)?,
                 egress.client(builder()).map_err(invalid)?,
-                policy.clone(),
+                timeout,
                 egress,
-            )),
+            ))),
             None => None,
         };
         let client = builder().build().map_err(invalid)?;
-        let email = match &settings.email {
-            Some(e) => Some(Email::new(e, policy.clone())?),
+        let email: Option<Box<EmailAdapter>> = match &settings.email {
+            Some(e) => Some(Box::new(Email::new(e, timeout)?)),
             None => None,
         };
-        let sms = settings
-            .sms
-            .clone()
-            .map(|s| Sms::new(s, client.clone(), policy.clone()));
+        let sms: Option<Box<SmsAdapter>> = match settings.sms.clone() {
+            Some(s) => Some(Box::new(Sms::new(s, client, timeout))),
+            None => None,
+        };
         Ok(Deps {
             bus,
             contacts: ContactBook::new(conn.clone(), keys.clone()),
             ledger: PushLedger::new(conn, keys),
             senders: Arc::new(Senders {
-                webpush,
+                push,
                 email,
                 sms,
+                policy,
             }),
             settings: Arc::new(settings),
         })

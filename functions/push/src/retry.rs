@@ -80,7 +80,7 @@ pub(crate) fn push_result(
     for (stored, delivery) in deliveries {
         match delivery {
             Delivery::Sent => sent += 1,
-            Delivery::Gone => gone.push(stored.clone()),
+            Delivery::Gone { .. } => gone.push(stored.clone()),
             Delivery::Later { at } => throttled.push((stored.subscription.id.clone(), at)),
             Delivery::Failed { reason, detail } => {
                 tracing::warn!(
