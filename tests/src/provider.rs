@@ -242,3 +242,28 @@ fn decode_form(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Answers in the shape of Amazon SES's v2 API (restJson1): `SendEmail` is
+/// `POST /v2/email/outbound-emails`, answered `200 {"MessageId": …}`; an error names its type in
+/// `x-amzn-ErrorType` and the body (`{"__type", "message"}`), as the AWS SDKs read it.
+pub mod ses {
+    use super::{answer, Answer};
+
+    /// Where `SendEmail` posts.
+    pub const SEND_EMAIL: &str = "/v2/email/outbound-emails";
+
+    /// Accepted, with a message id like SES's.
+    pub fn sent() -> Answer {
+        answer(200).json(serde_json::json!({
+            "MessageId": "0100018c5f3b3e1a-5c7e1b1e-8f4e-4b7a-9f1e-3c2d1a0b9e8f-000000"
+        }))
+    }
+
+    /// An SES error: `status`, its type (`TooManyRequestsException`, `MessageRejected`,
+    /// `SendingPausedException`, …) and message.
+    pub fn error(status: u16, kind: &str, message: &str) -> Answer {
+        answer(status)
+            .json(serde_json::json!({"__type": kind, "message": message}))
+            .header("x-amzn-ErrorType", kind)
+    }
+}

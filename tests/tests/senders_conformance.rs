@@ -12,6 +12,12 @@
 //! | oversized | 413 | 400, code 21617 | 552 5.3.4 | `too-large` |
 //! | bad credentials | 401 (VAPID refused) | 401, code 20003 | 535 5.7.8 at AUTH | `rejected`/`provider-4xx` |
 //!
+//! Amazon SES (v2 `SendEmail`, a scripted HTTP fake answering in SES's JSON error shape):
+//! accepted 200 `{MessageId}`; throttled 429 `TooManyRequestsException` with `Retry-After: 7`;
+//! unavailable 503 `ServiceUnavailable`; timeout no answer; oversized 413; bad credentials 403
+//! `UnrecognizedClientException`. SES has no synchronous "gone" (a dead mailbox is accepted and
+//! bounces later), so its fake skips that case: `GONE = false`.
+//!
 //! The timeout case gives the adapter a short timeout (300 ms) against a fake that never
 //! answers; every other case a long one (30 s), so no case depends on the machine's speed.
 //! Then, through `SendPolicy::deliver`, a `too-large` is resent once trimmed where the message
@@ -22,16 +28,17 @@
 use std::time::Duration;
 
 use herald_tests::browser::{vapid_keys, Browser};
-use herald_tests::provider::{answer, hold, Answer, Provider};
+use herald_tests::provider::{answer, hold, ses, Answer, Provider};
 use herald_tests::smtp_sink::SmtpSink;
 use push::payload::{self, PushPayload, RenderedEmail};
 use push::senders::email::Email;
+use push::senders::ses::Ses;
 use push::senders::sms::{Sms, SmsBody};
 use push::senders::webpush::{PushMessage, Vapid, WebPush};
 use push::senders::{Adapter, Delivery, Outcome, SendPolicy};
 use serde_json::json;
 use shared::addresses::{PushSubscription, PushSubscriptionRequest};
-use shared::config::{EmailSettings, Env, SenderSettings, SmsSettings, VapidSettings};
+use shared::config::{AwsSettings, Env, SenderSettings, SmsSettings, VapidSettings};
 use shared::egress::EgressPolicy;
 use shared::model::{Notification, Priority};
 use shared::protocol::outcome::reason;
@@ -56,6 +63,9 @@ const CASES: [Case; 7] = [
     Case::Oversized,
     Case::BadCredentials,
 ];
+
+/// The From address of every email adapter here.
+const FROM: &str = "Herald <notify@herald.test>";
 
 /// The wait every fake names when it throttles.
 const RETRY_AFTER: Duration = Duration::from_secs(7);
@@ -103,6 +113,8 @@ trait Fake: Sized {
     const RETRY_AFTER: bool = true;
     /// Whether the message has a smaller form to resend after a `too-large`.
     const TRIMS: bool;
+    /// Whether the provider says synchronously that an address is dead.
+    const GONE: bool = true;
 
     /// The fake, running; `None` (after `herald_tests::skip`) when it cannot run here.
     async fn start() -> Option<Self>;
@@ -125,6 +137,9 @@ async fn conformance<F: Fake>() {
         return;
     };
     for case in CASES {
+        if case == Case::Gone && !F::GONE {
+            continue;
+        }
         let outcome = fake.call(case).await;
         let (kind, why) = case.expected(F::RETRY_AFTER);
         assert_eq!(outcome.kind(), kind, "{case:?}: {outcome:?}");
@@ -380,11 +395,7 @@ impl SmtpFake {
             .sink
             .url
             .replacen("smtp://", &format!("smtp://herald:{password}@"), 1);
-        let settings = EmailSettings {
-            smtp_url: url,
-            from: "Herald <notify@herald.test>".into(),
-        };
-        Email::new(&settings, timeout).unwrap_or_else(|e| panic!("{e}"))
+        Email::new(&url, FROM, timeout).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn mail() -> RenderedEmail {
@@ -453,6 +464,126 @@ impl Fake for SmtpFake {
     }
 }
 
+// --- Email: Amazon SES (v2) -----------------------------------------------------------------
+
+struct SesFake {
+    api: Provider,
+}
+
+impl SesFake {
+    /// One SES endpoint per case: a path prefix the SDK puts before `/v2/…`.
+    fn endpoint(&self, case: &str) -> String {
+        format!("{}/{case}", self.api.url)
+    }
+
+    fn path(case: &str) -> String {
+        format!("/{case}{}", ses::SEND_EMAIL)
+    }
+
+    fn adapter(&self, case: &str, timeout: Duration) -> Ses {
+        let aws = AwsSettings {
+            access_key_id: "AKIDHERALDTEST".into(),
+            secret_access_key: "secret".into(),
+            session_token: None,
+            region: "eu-west-1".into(),
+        };
+        Ses::new(&aws, Some(&self.endpoint(case)), FROM, timeout).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl Fake for SesFake {
+    const TRIMS: bool = true;
+    const GONE: bool = false;
+
+    async fn start() -> Option<Self> {
+        Some(SesFake {
+            api: Provider::start().await,
+        })
+    }
+
+    async fn call(&self, case: Case) -> Outcome {
+        let reply = match case {
+            Case::Accepted => ses::sent(),
+            Case::Gone => ses::sent(),
+            Case::Throttled => ses::error(429, "TooManyRequestsException", "Too many requests.")
+                .header("Retry-After", "7"),
+            Case::Unavailable => ses::error(503, "ServiceUnavailable", "Service unavailable."),
+            Case::Timeout => hold(),
+            Case::Oversized => {
+                ses::error(413, "RequestEntityTooLarge", "Request entity too large.")
+            }
+            Case::BadCredentials => ses::error(
+                403,
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            ),
+        };
+        self.api.always(&Self::path(case.name()), reply);
+        self.adapter(case.name(), case.timeout())
+            .send("ada@example.com", &SmtpFake::mail())
+            .await
+    }
+
+    async fn deliver_oversized(&self, policy: &SendPolicy) -> Delivery {
+        let case = "oversizedthenaccepted";
+        self.api.queue(
+            &Self::path(case),
+            vec![ses::error(
+                413,
+                "RequestEntityTooLarge",
+                "Request entity too large.",
+            )],
+        );
+        self.api.always(&Self::path(case), ses::sent());
+        let adapter = self.adapter(case, Duration::from_secs(30));
+        let delivery = policy
+            .deliver(&adapter, "ada@example.com", &SmtpFake::mail())
+            .await;
+        let got: Vec<_> = self
+            .api
+            .received(&Self::path(case))
+            .iter()
+            .map(raw_mime)
+            .collect();
+        assert_eq!(got.len(), 2, "one resend");
+        assert!(got[0].contains("multipart/alternative"), "{}", got[0]);
+        assert!(!got[1].contains("multipart/alternative") && got[1].contains("text/plain"));
+        delivery
+    }
+
+    fn accepted(&self) -> usize {
+        let got = self.api.received(&Self::path("accepted"));
+        for r in &got {
+            // Signed with the role's key (SigV4), the message as raw MIME with the one-click
+            // unsubscribe headers.
+            let auth = r.header("authorization").unwrap_or_default();
+            assert!(
+                auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDHERALDTEST/"),
+                "{auth}"
+            );
+            let body: serde_json::Value =
+                serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                body["Destination"]["ToAddresses"],
+                json!(["ada@example.com"])
+            );
+            assert!(raw_mime(r).contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+        }
+        got.len()
+    }
+}
+
+/// The raw MIME message of an SES `SendEmail` request.
+fn raw_mime(r: &herald_tests::provider::Received) -> String {
+    use base64::Engine;
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    let data = body["Content"]["Raw"]["Data"].as_str().unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// One test per adapter, each running the whole suite against its provider's fake.
 macro_rules! conformance {
     ($($name:ident: $fake:ty),* $(,)?) => {
@@ -469,4 +600,5 @@ conformance! {
     web_push_conforms: WebPushFake,
     twilio_sms_conforms: TwilioFake,
     smtp_conforms: SmtpFake,
+    ses_conforms: SesFake,
 }

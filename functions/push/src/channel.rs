@@ -36,7 +36,7 @@ pub(crate) async fn run_channel(
     let n = &job.notification;
     let configured = match channel {
         Channel::Push => deps.senders.push.is_some(),
-        Channel::Email => deps.senders.email.is_some(),
+        Channel::Email => !deps.senders.email.is_empty(),
         Channel::Sms => deps.senders.sms.is_some(),
         Channel::InApp => false,
     };
@@ -62,12 +62,17 @@ pub(crate) async fn run_channel(
             return send_push(deps, &**adapter, job, view, now).await;
         }
         Channel::Email => {
-            let (Some(email), Some(to)) = (&senders.email, &view.contacts.email) else {
+            let Some(to) = &view.contacts.email else {
                 return result(OutcomeStatus::Suppressed, Some(reason::NO_CONTACT));
             };
             let url = unsubscribe_url(&deps.settings, n);
             let mail = payload::email(n, &url);
-            senders.policy.deliver(&**email, to, &mail).await
+            let (delivery, provider) = senders
+                .policy
+                .deliver_first(&senders.email, to, &mail)
+                .await;
+            tracing::debug!(user = n.user_id, id = n.id, provider, "email answered");
+            delivery
         }
         Channel::Sms => {
             let (Some(sms), Some(to)) = (&senders.sms, &view.contacts.phone) else {
@@ -94,7 +99,9 @@ pub(crate) async fn run_channel(
         // A dead mailbox or number: recorded, not retried. The contact stays on record (the
         // owner's service set it); removing it is left to that service.
         Delivery::Gone { detail } => failed(reason::GONE, &detail),
-        Delivery::Failed { reason, detail } => failed(reason, &detail),
+        Delivery::Failed { reason, detail } | Delivery::Unavailable { reason, detail } => {
+            failed(reason, &detail)
+        }
         Delivery::Later { at } => later(
             job,
             channel,

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::bus::EventBus;
-use shared::config::{ConfigError, Env, KafkaSettings, RedisSettings, SenderSettings};
+use shared::config::{
+    ConfigError, EmailProvider, Env, KafkaSettings, RedisSettings, SenderSettings,
+};
 use shared::egress::EgressPolicy;
 use shared::error::StartupError;
 use shared::store::{ContactBook, KeySpace, PushLedger, RedisConn};
@@ -13,6 +15,7 @@ use shared::addresses::PushSubscription;
 
 use crate::payload::RenderedEmail;
 use crate::senders::email::Email;
+use crate::senders::ses::Ses;
 use crate::senders::sms::{Sms, SmsBody};
 use crate::senders::webpush::{PushMessage, Vapid, WebPush};
 use crate::senders::{Adapter, SendPolicy};
@@ -24,12 +27,13 @@ pub type EmailAdapter = dyn Adapter<To = str, Message = RenderedEmail>;
 /// An adapter for SMS: an E.164 number, and one segment of text.
 pub type SmsAdapter = dyn Adapter<To = str, Message = SmsBody>;
 
-/// The configured adapter of each off-app channel (`None` where the channel's settings are
-/// absent), and the one policy every send goes through ([`SendPolicy::deliver`]).
+/// The configured adapters of each off-app channel (none where the channel's settings are
+/// absent; email's in failover order, `EMAIL_PROVIDERS`), and the one policy every send goes
+/// through ([`SendPolicy::deliver`], [`SendPolicy::deliver_first`]).
 #[derive(Debug)]
 pub struct Senders {
     pub push: Option<Box<PushAdapter>>,
-    pub email: Option<Box<EmailAdapter>>,
+    pub email: Vec<Box<EmailAdapter>>,
     pub sms: Option<Box<SmsAdapter>>,
     pub policy: SendPolicy,
 }
@@ -54,7 +58,12 @@ impl Deps {
         let deps = Self::new(conn, KeySpace::new(redis.key_prefix), bus, channels)?;
         tracing::info!(
             push = deps.senders.push.as_ref().map(|a| a.provider()),
-            email = deps.senders.email.as_ref().map(|a| a.provider()),
+            email = ?deps
+                .senders
+                .email
+                .iter()
+                .map(|a| a.provider())
+                .collect::<Vec<_>>(),
             sms = deps.senders.sms.as_ref().map(|a| a.provider()),
             "channels configured"
         );
@@ -93,10 +102,16 @@ impl Deps {
             None => None,
         };
         let client = builder().build().map_err(invalid)?;
-        let email: Option<Box<EmailAdapter>> = match &settings.email {
-            Some(e) => Some(Box::new(Email::new(e, timeout)?)),
-            None => None,
-        };
+        let mut email: Vec<Box<EmailAdapter>> = Vec::new();
+        for provider in settings.email.iter().flat_map(|e| &e.providers) {
+            let from = settings.email.as_ref().map_or("", |e| e.from.as_str());
+            email.push(match provider {
+                EmailProvider::Smtp { url } => Box::new(Email::new(url, from, timeout)?),
+                EmailProvider::Ses { aws, endpoint } => {
+                    Box::new(Ses::new(aws, endpoint.as_deref(), from, timeout)?)
+                }
+            });
+        }
         let sms: Option<Box<SmsAdapter>> = match settings.sms.clone() {
             Some(s) => Some(Box::new(Sms::new(s, client, timeout))),
             None => None,
@@ -164,6 +179,43 @@ mod tests {
         full.push(("PUBLIC_API_URL", "https://api.example.com/"));
         let s = settings(&full).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.public_api_url.as_deref(), Some("https://api.example.com"));
+        // EMAIL_PROVIDERS: each named provider configured, known, named once.
+        let mut ses = full.clone();
+        ses.retain(|(k, _)| *k != "SMTP_URL");
+        ses.push(("EMAIL_PROVIDERS", "ses, smtp"));
+        assert_eq!(
+            settings(&ses).err(),
+            Some(ConfigError::Missing("AWS_ACCESS_KEY_ID"))
+        );
+        ses.extend([
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_REGION", "eu-west-1"),
+        ]);
+        assert_eq!(settings(&ses).err(), Some(ConfigError::Missing("SMTP_URL")));
+        ses.push(("SMTP_URL", "smtp://127.0.0.1:2525"));
+        let s = settings(&ses).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<_> = s
+            .email
+            .iter()
+            .flat_map(|e| e.providers.iter().map(|p| p.name()))
+            .collect();
+        assert_eq!(names, ["ses", "smtp"]);
+        for bad in ["ses,ses", "sendgrid", " , "] {
+            let mut v = ses.clone();
+            v.retain(|(k, _)| *k != "EMAIL_PROVIDERS");
+            v.push(("EMAIL_PROVIDERS", bad));
+            assert!(
+                matches!(
+                    settings(&v),
+                    Err(ConfigError::Invalid {
+                        var: "EMAIL_PROVIDERS",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
         // The password never shows.
         let s = settings(&[
             ("SMTP_URL", "smtps://me:hunter2@smtp.example.com:465"),

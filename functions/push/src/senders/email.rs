@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use shared::config::{ConfigError, EmailSettings};
+use shared::config::ConfigError;
 use shared::protocol::outcome::reason;
 
 use super::{error_chain, Adapter, Outcome, Trim};
@@ -42,9 +42,48 @@ impl std::fmt::Debug for Email {
     }
 }
 
+/// `EMAIL_FROM` as a mailbox.
+pub fn from_mailbox(from: &str) -> Result<Mailbox, ConfigError> {
+    from.parse::<Mailbox>().map_err(|e| ConfigError::Invalid {
+        var: "EMAIL_FROM",
+        value: from.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The message every email adapter sends (SMTP as is, SES as its raw content): headers and
+/// MIME as the module docs say.
+pub(crate) fn mime(from: &Mailbox, to: &str, mail: &RenderedEmail) -> Result<Message, String> {
+    let to: Mailbox = to.parse().map_err(|e| format!("recipient: {e}"))?;
+    let domain = from.email.domain().to_owned();
+    let builder = Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(mail.subject.clone())
+        .message_id(Some(format!("<{}@{domain}>", mail.message_key)))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe"),
+            format!("<{}>", mail.unsubscribe_url),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+            "List-Unsubscribe=One-Click".to_owned(),
+        ));
+    let built = if mail.html.is_empty() {
+        builder.singlepart(SinglePart::plain(mail.text.clone()))
+    } else {
+        builder.multipart(MultiPart::alternative_plain_html(
+            mail.text.clone(),
+            mail.html.clone(),
+        ))
+    };
+    built.map_err(|e| e.to_string())
+}
+
 impl Email {
-    pub fn new(settings: &EmailSettings, timeout: Duration) -> Result<Self, ConfigError> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp_url)
+    /// `url` is `SMTP_URL`, `from` `EMAIL_FROM`.
+    pub fn new(url: &str, from: &str, timeout: Duration) -> Result<Self, ConfigError> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| ConfigError::Invalid {
                 var: "SMTP_URL",
                 value: "(not shown: it may hold a password)".into(),
@@ -52,50 +91,15 @@ impl Email {
             })?
             .timeout(Some(timeout))
             .build();
-        let from = settings
-            .from
-            .parse::<Mailbox>()
-            .map_err(|e| ConfigError::Invalid {
-                var: "EMAIL_FROM",
-                value: settings.from.clone(),
-                reason: e.to_string(),
-            })?;
         Ok(Email {
             transport,
-            from,
+            from: from_mailbox(from)?,
             timeout,
         })
     }
 
-    fn message(&self, to: &str, mail: &RenderedEmail) -> Result<Message, String> {
-        let to: Mailbox = to.parse().map_err(|e| format!("recipient: {e}"))?;
-        let domain = self.from.email.domain().to_owned();
-        let builder = Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(mail.subject.clone())
-            .message_id(Some(format!("<{}@{domain}>", mail.message_key)))
-            .raw_header(HeaderValue::new(
-                HeaderName::new_from_ascii_str("List-Unsubscribe"),
-                format!("<{}>", mail.unsubscribe_url),
-            ))
-            .raw_header(HeaderValue::new(
-                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
-                "List-Unsubscribe=One-Click".to_owned(),
-            ));
-        let built = if mail.html.is_empty() {
-            builder.singlepart(SinglePart::plain(mail.text.clone()))
-        } else {
-            builder.multipart(MultiPart::alternative_plain_html(
-                mail.text.clone(),
-                mail.html.clone(),
-            ))
-        };
-        built.map_err(|e| e.to_string())
-    }
-
     async fn mail(&self, to: &str, mail: &RenderedEmail) -> Outcome {
-        let message = match self.message(to, mail) {
+        let message = match mime(&self.from, to, mail) {
             Ok(m) => m,
             Err(e) => return Outcome::rejected(reason::PROVIDER_4XX, e),
         };

@@ -24,12 +24,14 @@
 //!
 //! - [`webpush`]: Web Push with VAPID (RFC 8292) and aes128gcm (RFC 8291);
 //! - [`email`]: SMTP (lettre, rustls), text + HTML, RFC 8058 one-click unsubscribe headers;
+//! - [`ses`]: Amazon SES v2 `SendEmail` with the same message as raw content;
 //! - [`sms`]: an HTTP API in Twilio's Messages shape.
 //!
 //! `tests/tests/senders_conformance.rs` runs the same scripted provider answers against every
 //! adapter, each against a local fake of its provider.
 
 pub mod email;
+pub mod ses;
 pub mod sms;
 pub mod webpush;
 
@@ -139,9 +141,15 @@ pub enum Delivery {
     Gone {
         detail: Redacted,
     },
-    /// Refused for good, or still failing after the inline retries. `reason` is one of the
-    /// outcome vocabulary's ([`reason`]); `detail` is for the log, redacted.
+    /// Refused for good (`rejected`, or `too-large` with nothing smaller to send). `reason` is
+    /// one of the outcome vocabulary's ([`reason`]); `detail` is for the log, redacted.
     Failed {
+        reason: &'static str,
+        detail: Redacted,
+    },
+    /// Still `transient` after the inline retries: recorded `failed` like [`Delivery::Failed`],
+    /// but another provider may still take it ([`SendPolicy::deliver_first`]).
+    Unavailable {
         reason: &'static str,
         detail: Redacted,
     },
@@ -232,13 +240,68 @@ impl SendPolicy {
                 }
                 Outcome::Transient { reason, detail } => {
                     if attempt >= attempts {
-                        return Delivery::Failed { reason, detail };
+                        return Delivery::Unavailable { reason, detail };
                     }
                     self.backoff(attempt)
                 }
             };
             tokio::time::sleep(wait).await;
             attempt += 1;
+        }
+    }
+}
+
+impl SendPolicy {
+    /// Sends through the first of `adapters` (a channel's providers in order of preference) and
+    /// fails over to the next only when one is unavailable ([`Delivery::Unavailable`]: still
+    /// transient after the inline retries) or still throttling after them
+    /// ([`Delivery::Later`]); never after `sent`, `gone` or a refusal. Each provider is tried at
+    /// most once per call, and the caller records the call once per (notification, channel)
+    /// (the send ledger), so a chain is never replayed for a redelivered record. What the
+    /// chain came to: the answer that stopped it, except that an exhausted chain which met a
+    /// throttling provider is `Later` (the retry schedule tries the chain again); and the
+    /// provider that answered it.
+    pub async fn deliver_first<T, M>(
+        &self,
+        adapters: &[Box<dyn Adapter<To = T, Message = M>>],
+        to: &T,
+        message: &M,
+    ) -> (Delivery, &'static str)
+    where
+        T: ?Sized + Sync,
+        M: Trim + Send + Sync,
+    {
+        let mut throttled: Option<(Delivery, &'static str)> = None;
+        let mut last = (
+            Delivery::failed(reason::NOT_CONFIGURED, "no provider"),
+            "none",
+        );
+        for (i, adapter) in adapters.iter().enumerate() {
+            let delivery = self.deliver(adapter.as_ref(), to, message).await;
+            let provider = adapter.provider();
+            let fail_over = matches!(
+                delivery,
+                Delivery::Unavailable { .. } | Delivery::Later { .. }
+            );
+            if !fail_over {
+                return (delivery, provider);
+            }
+            if let Some(next) = adapters.get(i + 1) {
+                tracing::info!(
+                    provider,
+                    next = next.provider(),
+                    outcome = ?delivery,
+                    "failing over"
+                );
+            }
+            if matches!(delivery, Delivery::Later { .. }) && throttled.is_none() {
+                throttled = Some((delivery.clone(), provider));
+            }
+            last = (delivery, provider);
+        }
+        match (last, throttled) {
+            ((Delivery::Unavailable { .. }, _), Some(later)) => later,
+            (last, _) => last,
         }
     }
 }
@@ -491,7 +554,9 @@ mod tests {
         assert_eq!((d, sent.len()), (Delivery::Sent, 3));
         let (d, sent) = run(vec![busy(), busy(), busy(), busy()], false).await;
         assert_eq!(sent.len(), 3);
-        assert!(matches!(d, Delivery::Failed { reason, .. } if reason == reason::PROVIDER_5XX));
+        assert!(
+            matches!(d, Delivery::Unavailable { reason, .. } if reason == reason::PROVIDER_5XX)
+        );
         // Gone and rejected: final after one call.
         assert_eq!(
             run(vec![Outcome::gone("410")], false).await,
