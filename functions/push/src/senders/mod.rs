@@ -249,9 +249,7 @@ impl SendPolicy {
             attempt += 1;
         }
     }
-}
 
-impl SendPolicy {
     /// Sends through the first of `adapters` (a channel's providers in order of preference) and
     /// fails over to the next only when one is unavailable ([`Delivery::Unavailable`]: still
     /// transient after the inline retries) or still throttling after them
