@@ -1,10 +1,12 @@
 //! Web Push sends per second against a local push endpoint (a minimal HTTP/1.1 server on
 //! 127.0.0.1 that reads each request and answers `201`, like a push service accepting it).
 //!
-//! Two passes after a warm-up:
+//! Three passes after a warm-up:
 //! - `sender`: the Web Push sender alone, `BENCH_PUSH_SENDS` sends from `PUSH_CONCURRENCY` tasks:
 //!   aes128gcm encryption (a fresh ECDH key and salt per message), the VAPID header (its JWT
 //!   cached per origin), the HTTP POST and the answer;
+//! - `ses`: the Amazon SES adapter alone against the same endpoint (as `SES_ENDPOINT`), a quarter
+//!   as many sends: the MIME message, the SDK's SigV4 signing, the POST and the answer;
 //! - `handler`: the push function's Kafka handler, `push::process_batch`, on batches of
 //!   `BENCH_PUSH_BATCH` records (one notification, one subscription per user): the user's view
 //!   from Redis, the gates, the send, the send record, and the outcome produced to Kafka and
@@ -211,6 +213,48 @@ async fn main() {
         latencies: results.into_iter().map(|(d, _)| d).collect(),
     };
 
+    // --- SES adapter ---
+    let aws = shared::config::AwsSettings {
+        access_key_id: "AKIDBENCH".into(),
+        secret_access_key: "bench-secret".into(),
+        session_token: None,
+        region: "eu-west-1".into(),
+    };
+    let ses = push::senders::ses::Ses::new(
+        &aws,
+        Some(&url),
+        "Herald <bench@herald.test>",
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mail = push::payload::email(
+        &notification(0),
+        "https://api.herald.test/v1/unsubscribe?token=bench",
+    );
+    let send_mail = |_: usize| async {
+        let t = Instant::now();
+        let d = policy.deliver(&ses, "bench@example.com", &mail).await;
+        (t.elapsed(), d == push::senders::Delivery::Sent)
+    };
+    stream::iter(0..200)
+        .map(send_mail)
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    let started = Instant::now();
+    let results: Vec<(Duration, bool)> = stream::iter(0..(sends / 4).max(1))
+        .map(send_mail)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let ses_pass = Pass {
+        name: "ses".into(),
+        concurrency,
+        wall: started.elapsed(),
+        errors: results.iter().filter(|(_, ok)| !ok).count(),
+        latencies: results.into_iter().map(|(d, _)| d).collect(),
+    };
+
     // --- handler ---
     let store = env.store(TestEnv::unlimited());
     let contacts = ContactBook::new(env.conn.clone(), env.keys.clone());
@@ -263,7 +307,7 @@ async fn main() {
         errors,
     };
     println!();
-    println!("{}", table("sends", std::slice::from_ref(&sender)));
+    println!("{}", table("sends", &[sender, ses_pass]));
     println!("{}", table("batches", std::slice::from_ref(&handler)));
     println!(
         "handler: {delivered} pushes in {:.2} s = {:.0} sends/s ({batch_size} records per batch; latency columns are per batch)",
