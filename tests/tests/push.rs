@@ -669,6 +669,8 @@ async fn email_reaches_a_real_smtp_server_with_both_parts_and_one_click_unsubscr
 }
 
 /// Issue 12 §6: an SMTP reply that echoes the recipient's address is logged without it.
+/// The reply is `550 5.1.1` (no such mailbox): `gone` in the adapter contract (issue 15), so the
+/// outcome is `failed`/`gone`.
 #[tokio::test]
 async fn an_smtp_refusal_echoing_the_address_is_logged_without_it() {
     let Some(sink) = SmtpSink::start() else {
