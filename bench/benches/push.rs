@@ -1,10 +1,12 @@
 //! Web Push sends per second against a local push endpoint (a minimal HTTP/1.1 server on
 //! 127.0.0.1 that reads each request and answers `201`, like a push service accepting it).
 //!
-//! Two passes after a warm-up:
+//! Three passes after a warm-up:
 //! - `sender`: the Web Push sender alone, `BENCH_PUSH_SENDS` sends from `PUSH_CONCURRENCY` tasks:
 //!   aes128gcm encryption (a fresh ECDH key and salt per message), the VAPID header (its JWT
 //!   cached per origin), the HTTP POST and the answer;
+//! - `ses`: the Amazon SES adapter alone against the same endpoint (as `SES_ENDPOINT`), a quarter
+//!   as many sends: the MIME message, the SDK's SigV4 signing, the POST and the answer;
 //! - `handler`: the push function's Kafka handler, `push::process_batch`, on batches of
 //!   `BENCH_PUSH_BATCH` records (one notification, one subscription per user): the user's view
 //!   from Redis, the gates, the send, the send record, and the outcome produced to Kafka and
@@ -29,6 +31,7 @@ use futures::stream::{self, StreamExt};
 use herald_bench::{setting, table, Pass};
 use herald_tests::TestEnv;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
+use push::senders::webpush::PushMessage;
 use serde_json::{json, Value};
 use shared::addresses::{PushKeys, PushSubscription, PushSubscriptionRequest};
 use shared::config::{Env, SenderSettings};
@@ -162,7 +165,7 @@ async fn main() {
     .unwrap_or_else(|e| panic!("{e}"));
     let deps = push::Deps::new(env.conn.clone(), env.keys.clone(), env.bus(), settings)
         .unwrap_or_else(|e| panic!("{e}"));
-    let Some(webpush) = deps.senders.webpush.as_ref() else {
+    let Some(webpush) = deps.senders.push.as_deref() else {
         panic!("web push is not configured");
     };
     println!(
@@ -174,15 +177,19 @@ async fn main() {
     let subs: Vec<PushSubscription> = (0..256)
         .map(|i| subscription(&format!("{url}/push/{i}")))
         .collect();
-    let payloads: Vec<push::payload::PushPayload> = (0..256)
-        .map(|i| push::payload::PushPayload::of(&notification(i)))
-        .collect();
     let ttl = Duration::from_secs(3600);
+    let messages: Vec<PushMessage> = (0..256)
+        .map(|i| {
+            let payload = push::payload::PushPayload::of(&notification(i));
+            PushMessage::new(&payload, Priority::Normal, ttl)
+        })
+        .collect();
+    let policy = &deps.senders.policy;
     let send = |i: usize| {
-        let (sub, payload) = (&subs[i % subs.len()], &payloads[i % payloads.len()]);
+        let (sub, message) = (&subs[i % subs.len()], &messages[i % messages.len()]);
         async move {
             let t = Instant::now();
-            let d = webpush.send(sub, payload, Priority::Normal, ttl).await;
+            let d = policy.deliver(webpush, sub, message).await;
             (t.elapsed(), d == push::senders::Delivery::Sent)
         }
     };
@@ -200,6 +207,48 @@ async fn main() {
         .await;
     let sender = Pass {
         name: "sender".into(),
+        concurrency,
+        wall: started.elapsed(),
+        errors: results.iter().filter(|(_, ok)| !ok).count(),
+        latencies: results.into_iter().map(|(d, _)| d).collect(),
+    };
+
+    // --- SES adapter ---
+    let aws = shared::config::AwsSettings {
+        access_key_id: "AKIDBENCH".into(),
+        secret_access_key: "bench-secret".into(),
+        session_token: None,
+        region: "eu-west-1".into(),
+    };
+    let ses = push::senders::ses::Ses::new(
+        &aws,
+        Some(&url),
+        "Herald <bench@herald.test>",
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mail = push::payload::email(
+        &notification(0),
+        "https://api.herald.test/v1/unsubscribe?token=bench",
+    );
+    let send_mail = |_: usize| async {
+        let t = Instant::now();
+        let d = policy.deliver(&ses, "bench@example.com", &mail).await;
+        (t.elapsed(), d == push::senders::Delivery::Sent)
+    };
+    stream::iter(0..200)
+        .map(send_mail)
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    let started = Instant::now();
+    let results: Vec<(Duration, bool)> = stream::iter(0..(sends / 4).max(1))
+        .map(send_mail)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let ses_pass = Pass {
+        name: "ses".into(),
         concurrency,
         wall: started.elapsed(),
         errors: results.iter().filter(|(_, ok)| !ok).count(),
@@ -258,7 +307,7 @@ async fn main() {
         errors,
     };
     println!();
-    println!("{}", table("sends", std::slice::from_ref(&sender)));
+    println!("{}", table("sends", &[sender, ses_pass]));
     println!("{}", table("batches", std::slice::from_ref(&handler)));
     println!(
         "handler: {delivered} pushes in {:.2} s = {:.0} sends/s ({batch_size} records per batch; latency columns are per batch)",

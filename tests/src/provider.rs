@@ -1,8 +1,10 @@
 //! A scripted HTTP provider for in-process channel tests: a real HTTP/1.1 server on 127.0.0.1
 //! standing in for a Web Push service or an SMS API. It records every request (method, path,
 //! lower-cased headers, body, arrival instant) and answers, per path, the queued answers first
-//! (in order), then the path's standing answer, else `201` with an empty body. It stops when
-//! dropped. Unlike [`crate::capture::CaptureServer`] (the `@connections` stand-in) it keeps headers
+//! (in order), then the path's standing answer, else `201` with an empty body. An answer is a
+//! status, headers and a body ([`answer`], [`Answer::header`], [`Answer::json`]), or no answer
+//! at all ([`hold`]: the request is kept open until the client gives up, for timeouts). It stops
+//! when dropped. Unlike [`crate::capture::CaptureServer`] (the `@connections` stand-in) it keeps headers
 //! and arrival times, which push tests check (VAPID, `TTL`, `Retry-After` waits).
 
 use std::collections::{HashMap, VecDeque};
@@ -40,18 +42,45 @@ impl Received {
     }
 }
 
-/// One scripted answer: a status and extra headers (the body is always empty).
+/// One scripted answer: a status, extra headers and a body; or, with `hold`, none.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// Never answer: keep the request open until the client closes the connection.
+    pub hold: bool,
 }
 
-/// An answer with this status and no extra header.
+/// An answer with this status, no extra header and an empty body.
 pub fn answer(status: u16) -> Answer {
     Answer {
         status,
         headers: vec![],
+        body: String::new(),
+        hold: false,
+    }
+}
+
+/// No answer: the request is held open until the client gives up (its timeout).
+pub fn hold() -> Answer {
+    Answer {
+        hold: true,
+        ..answer(0)
+    }
+}
+
+impl Answer {
+    /// With this header too.
+    pub fn header(mut self, name: &str, value: &str) -> Answer {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// With this JSON body (`content-type: application/json`).
+    pub fn json(mut self, body: serde_json::Value) -> Answer {
+        self.body = body.to_string();
+        self.header("content-type", "application/json")
     }
 }
 
@@ -133,11 +162,22 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) {
             s.received.push(req);
             a
         };
-        let mut text = format!("HTTP/1.1 {} X\r\ncontent-length: 0\r\n", reply.status);
+        if reply.hold {
+            // Until the client closes its side (a read of 0 bytes) or the provider stops.
+            let mut rest = Vec::new();
+            let _ = read.read_to_end(&mut rest).await;
+            return;
+        }
+        let mut text = format!(
+            "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
+            reply.status,
+            reply.body.len()
+        );
         for (k, v) in &reply.headers {
             text.push_str(&format!("{k}: {v}\r\n"));
         }
         text.push_str("\r\n");
+        text.push_str(&reply.body);
         if write.write_all(text.as_bytes()).await.is_err() {
             return;
         }
@@ -201,4 +241,29 @@ fn decode_form(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Answers in the shape of Amazon SES's v2 API (restJson1): `SendEmail` is
+/// `POST /v2/email/outbound-emails`, answered `200 {"MessageId": …}`; an error names its type in
+/// `x-amzn-ErrorType` and the body (`{"__type", "message"}`), as the AWS SDKs read it.
+pub mod ses {
+    use super::{answer, Answer};
+
+    /// Where `SendEmail` posts.
+    pub const SEND_EMAIL: &str = "/v2/email/outbound-emails";
+
+    /// Accepted, with a message id like SES's.
+    pub fn sent() -> Answer {
+        answer(200).json(serde_json::json!({
+            "MessageId": "0100018c5f3b3e1a-5c7e1b1e-8f4e-4b7a-9f1e-3c2d1a0b9e8f-000000"
+        }))
+    }
+
+    /// An SES error: `status`, its type (`TooManyRequestsException`, `MessageRejected`,
+    /// `SendingPausedException`, …) and message.
+    pub fn error(status: u16, kind: &str, message: &str) -> Answer {
+        answer(status)
+            .json(serde_json::json!({"__type": kind, "message": message}))
+            .header("x-amzn-ErrorType", kind)
+    }
 }

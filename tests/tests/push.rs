@@ -14,7 +14,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use herald_tests::browser::{vapid_keys, verify_vapid, Browser};
 use herald_tests::logs::LogCapture;
-use herald_tests::provider::{answer, Answer, Provider};
+use herald_tests::provider::{answer, ses, Provider};
 use herald_tests::smtp_sink::{header, SmtpSink};
 use herald_tests::{Call, TestEnv};
 use serde_json::{json, Value};
@@ -341,10 +341,7 @@ async fn a_429_is_retried_after_its_retry_after_inline_or_from_the_schedule() {
     let bob = user();
     s.subscribe(&bob, &browser, &format!("{}/push/long", service.url))
         .await;
-    let retry_after = |secs: &str| Answer {
-        status: 429,
-        headers: vec![("Retry-After".into(), secs.into())],
-    };
+    let retry_after = |secs: &str| answer(429).header("Retry-After", secs);
     service.queue("/push/short", vec![retry_after("1")]);
     service.queue("/push/long", vec![retry_after("120")]);
 
@@ -480,10 +477,7 @@ async fn a_redirecting_endpoint_is_a_failed_send_and_its_target_gets_nothing() {
             .await;
         service.always(
             &path,
-            Answer {
-                status,
-                headers: vec![("Location".into(), format!("{}/internal", inside.url))],
-            },
+            answer(status).header("Location", &format!("{}/internal", inside.url)),
         );
         sent.push((path, s.notify_push(&alice, "x").await));
     }
@@ -675,6 +669,8 @@ async fn email_reaches_a_real_smtp_server_with_both_parts_and_one_click_unsubscr
 }
 
 /// Issue 12 §6: an SMTP reply that echoes the recipient's address is logged without it.
+/// The reply is `550 5.1.1` (no such mailbox): `gone` in the adapter contract (issue 15), so the
+/// outcome is `failed`/`gone`.
 #[tokio::test]
 async fn an_smtp_refusal_echoing_the_address_is_logged_without_it() {
     let Some(sink) = SmtpSink::start() else {
@@ -713,9 +709,118 @@ async fn an_smtp_refusal_echoing_the_address_is_logged_without_it() {
         !text.contains("@example.com"),
         "the address is in the log: {text}"
     );
+    assert_eq!(s.outcomes(1).await, [row(&n, "EMAIL", "failed", "gone")]);
+}
+
+/// Issue 15, failover: `EMAIL_PROVIDERS=ses,smtp` moves to SMTP only when SES stays
+/// unavailable (5xx after the inline retries) or throttling; never after SES refused or sent; and
+/// a redelivered record runs no part of the chain again (the send ledger).
+#[tokio::test]
+async fn email_fails_over_from_ses_to_smtp_only_when_ses_is_unavailable_and_at_most_once() {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let ses_api = Provider::start().await;
+    let email = [
+        ("EMAIL_PROVIDERS", "ses,smtp"),
+        ("SES_ENDPOINT", ses_api.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AKIDHERALDTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_REGION", "eu-west-1"),
+        ("SMTP_URL", sink.url.as_str()),
+        ("EMAIL_FROM", "Herald <notify@herald.test>"),
+        ("PUSH_RETRY_ATTEMPTS", "2"),
+    ];
+    let Some(s) = Setup::without_vapid(&email).await else {
+        return;
+    };
+    let alice = user();
+    s.contacts(&alice, json!({"email": format!("{alice}@example.com")}))
+        .await;
+    let ses_calls = || ses_api.received(ses::SEND_EMAIL).len();
+
+    // SES unavailable: its two attempts, then SMTP takes it.
+    ses_api.always(
+        ses::SEND_EMAIL,
+        ses::error(503, "ServiceUnavailable", "Service unavailable."),
+    );
+    let failed_over = s
+        .notify(
+            &alice,
+            "invoice.paid",
+            "x",
+            vec![Channel::Email],
+            Priority::Normal,
+        )
+        .await;
+    let stats = s.run(&[&failed_over]).await;
+    assert_eq!(stats.sent, 1, "{stats:?}");
+    assert_eq!((ses_calls(), sink.messages().len()), (2, 1));
+    // Redelivered: the ledger has it; neither provider is asked again.
+    let stats = s.run(&[&failed_over]).await;
+    assert_eq!((stats.sent, stats.redelivered), (0, 1), "{stats:?}");
+    assert_eq!((ses_calls(), sink.messages().len()), (2, 1));
+
+    // SES throttling beyond the inline wait (an exhausted 429): SMTP takes it now.
+    ses_api.always(
+        ses::SEND_EMAIL,
+        ses::error(429, "TooManyRequestsException", "Too many requests.")
+            .header("Retry-After", "600"),
+    );
+    let throttled = s
+        .notify(
+            &alice,
+            "invoice.paid",
+            "x",
+            vec![Channel::Email],
+            Priority::Normal,
+        )
+        .await;
+    let stats = s.run(&[&throttled]).await;
+    assert_eq!(stats.sent, 1, "{stats:?}");
+    assert_eq!((ses_calls(), sink.messages().len()), (3, 2));
+
+    // SES refuses the message: final, SMTP is not tried.
+    ses_api.always(
+        ses::SEND_EMAIL,
+        ses::error(400, "MessageRejected", "Email address is not verified."),
+    );
+    let rejected = s
+        .notify(
+            &alice,
+            "invoice.paid",
+            "x",
+            vec![Channel::Email],
+            Priority::Normal,
+        )
+        .await;
+    let stats = s.run(&[&rejected]).await;
+    assert_eq!(stats.failed, 1, "{stats:?}");
+    assert_eq!((ses_calls(), sink.messages().len()), (4, 2));
+
+    // SES accepts: SMTP is not tried.
+    ses_api.always(ses::SEND_EMAIL, ses::sent());
+    let sent = s
+        .notify(
+            &alice,
+            "invoice.paid",
+            "x",
+            vec![Channel::Email],
+            Priority::Normal,
+        )
+        .await;
+    let stats = s.run(&[&sent]).await;
+    assert_eq!(stats.sent, 1, "{stats:?}");
+    assert_eq!((ses_calls(), sink.messages().len()), (5, 2));
+
     assert_eq!(
-        s.outcomes(1).await,
-        [row(&n, "EMAIL", "failed", "provider-4xx")]
+        s.outcomes(4).await,
+        sorted(vec![
+            row(&failed_over, "EMAIL", "sent", ""),
+            row(&throttled, "EMAIL", "sent", ""),
+            row(&rejected, "EMAIL", "failed", "provider-4xx"),
+            row(&sent, "EMAIL", "sent", ""),
+        ])
     );
 }
 
@@ -1163,10 +1268,7 @@ async fn through_devstack_a_redirecting_endpoint_reaches_nothing_and_shows_redir
     let inside = Provider::start().await;
     service.always(
         "/push/moved",
-        Answer {
-            status: 307,
-            headers: vec![("Location".into(), format!("{}/internal", inside.url))],
-        },
+        answer(307).header("Location", &format!("{}/internal", inside.url)),
     );
     let mallory = user();
     let token = stack.token(&mallory, &[], Duration::from_secs(300));

@@ -12,13 +12,16 @@ use shared::addresses::UnsubscribeToken;
 use shared::config::SenderSettings;
 use shared::model::{Channel, Notification, OutcomeStatus};
 use shared::protocol::outcome::reason;
+use shared::redact::Redacted;
 use shared::store::{ChannelView, StoredSubscription};
 
+use crate::deps::PushAdapter;
 use crate::gates::{self, Gate};
 use crate::job::{ChannelResult, Job};
 use crate::payload;
 use crate::retry::{later, next_hop, push_result};
-use crate::senders::webpush::WebPush;
+use crate::senders::sms::SmsBody;
+use crate::senders::webpush::PushMessage;
 use crate::senders::Delivery;
 use crate::Deps;
 
@@ -32,8 +35,8 @@ pub(crate) async fn run_channel(
 ) -> ChannelResult {
     let n = &job.notification;
     let configured = match channel {
-        Channel::Push => deps.senders.webpush.is_some(),
-        Channel::Email => deps.senders.email.is_some(),
+        Channel::Push => deps.senders.push.is_some(),
+        Channel::Email => !deps.senders.email.is_empty(),
         Channel::Sms => deps.senders.sms.is_some(),
         Channel::InApp => false,
     };
@@ -53,40 +56,52 @@ pub(crate) async fn run_channel(
     let senders = &deps.senders;
     let delivery = match channel {
         Channel::Push => {
-            let Some(webpush) = &senders.webpush else {
+            let Some(adapter) = &senders.push else {
                 return result(OutcomeStatus::Suppressed, Some(reason::NOT_CONFIGURED));
             };
-            return send_push(deps, webpush, job, view, now).await;
+            return send_push(deps, &**adapter, job, view, now).await;
         }
         Channel::Email => {
-            let (Some(email), Some(to)) = (&senders.email, &view.contacts.email) else {
+            let Some(to) = &view.contacts.email else {
                 return result(OutcomeStatus::Suppressed, Some(reason::NO_CONTACT));
             };
             let url = unsubscribe_url(&deps.settings, n);
-            email.send(to, &payload::email(n, &url)).await
+            let mail = payload::email(n, &url);
+            let (delivery, provider) = senders
+                .policy
+                .deliver_first(&senders.email, to, &mail)
+                .await;
+            tracing::debug!(user = n.user_id, id = n.id, provider, "email answered");
+            delivery
         }
         Channel::Sms => {
             let (Some(sms), Some(to)) = (&senders.sms, &view.contacts.phone) else {
                 return result(OutcomeStatus::Suppressed, Some(reason::NO_CONTACT));
             };
-            sms.send(to, &payload::sms_text(n)).await
+            let text = SmsBody(payload::sms_text(n));
+            senders.policy.deliver(&**sms, to, &text).await
         }
         Channel::InApp => return ChannelResult::default(),
     };
+    let failed = |reason: &'static str, detail: &Redacted| {
+        tracing::warn!(
+            user = n.user_id,
+            id = n.id,
+            channel = channel.as_str(),
+            reason,
+            %detail,
+            "send failed"
+        );
+        result(OutcomeStatus::Failed, Some(reason))
+    };
     match delivery {
         Delivery::Sent => result(OutcomeStatus::Sent, None),
-        Delivery::Failed { reason, detail } => {
-            tracing::warn!(
-                user = n.user_id,
-                id = n.id,
-                channel = channel.as_str(),
-                reason,
-                %detail,
-                "send failed"
-            );
-            result(OutcomeStatus::Failed, Some(reason))
+        // A dead mailbox or number: recorded, not retried. The contact stays on record (the
+        // owner's service set it); removing it is left to that service.
+        Delivery::Gone { detail } => failed(reason::GONE, &detail),
+        Delivery::Failed { reason, detail } | Delivery::Unavailable { reason, detail } => {
+            failed(reason, &detail)
         }
-        Delivery::Gone => result(OutcomeStatus::Failed, Some(reason::GONE)),
         Delivery::Later { at } => later(
             job,
             channel,
@@ -102,7 +117,7 @@ pub(crate) async fn run_channel(
 /// removed without a send.
 async fn send_push(
     deps: &Deps,
-    webpush: &WebPush,
+    adapter: &PushAdapter,
     job: &Job,
     view: &ChannelView,
     now: DateTime<Utc>,
@@ -130,16 +145,16 @@ async fn send_push(
         r.gone = expired.into_iter().cloned().collect();
         return r;
     }
-    let payload = payload::PushPayload::of(n);
-    let ttl = push_ttl(n, now, send.ttl);
-    let deliveries = join_all(live.iter().map(|s| async {
-        (
-            *s,
-            webpush
-                .send(&s.subscription, &payload, n.priority, ttl)
-                .await,
-        )
-    }))
+    let message = PushMessage::new(
+        &payload::PushPayload::of(n),
+        n.priority,
+        push_ttl(n, now, send.ttl),
+    );
+    let policy = &deps.senders.policy;
+    let deliveries = join_all(
+        live.iter()
+            .map(|s| async { (*s, policy.deliver(adapter, &s.subscription, &message).await) }),
+    )
     .await;
     let mut r = push_result(job, deliveries, send.max_deferrals);
     r.gone.extend(expired.into_iter().cloned());

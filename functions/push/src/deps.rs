@@ -4,22 +4,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::bus::EventBus;
-use shared::config::{ConfigError, Env, KafkaSettings, RedisSettings, SenderSettings};
+use shared::config::{
+    ConfigError, EmailProvider, Env, KafkaSettings, RedisSettings, SenderSettings,
+};
 use shared::egress::EgressPolicy;
 use shared::error::StartupError;
 use shared::store::{ContactBook, KeySpace, PushLedger, RedisConn};
 
-use crate::senders::email::Email;
-use crate::senders::sms::Sms;
-use crate::senders::webpush::{Vapid, WebPush};
-use crate::senders::SendPolicy;
+use shared::addresses::PushSubscription;
 
-/// The configured senders; `None` where the channel's settings are absent.
-#[derive(Debug, Default)]
+use crate::payload::RenderedEmail;
+use crate::senders::email::Email;
+use crate::senders::ses::Ses;
+use crate::senders::sms::{Sms, SmsBody};
+use crate::senders::webpush::{PushMessage, Vapid, WebPush};
+use crate::senders::{Adapter, SendPolicy};
+
+/// An adapter for PUSH: a user's push subscription, and what a push carries.
+pub type PushAdapter = dyn Adapter<To = PushSubscription, Message = PushMessage>;
+/// An adapter for EMAIL: an address, and the rendered message.
+pub type EmailAdapter = dyn Adapter<To = str, Message = RenderedEmail>;
+/// An adapter for SMS: an E.164 number, and one segment of text.
+pub type SmsAdapter = dyn Adapter<To = str, Message = SmsBody>;
+
+/// The configured adapters of each off-app channel (none where the channel's settings are
+/// absent; email's in failover order, `EMAIL_PROVIDERS`), and the one policy every send goes
+/// through ([`SendPolicy::deliver`], [`SendPolicy::deliver_first`]).
+#[derive(Debug)]
 pub struct Senders {
-    pub webpush: Option<WebPush>,
-    pub email: Option<Email>,
-    pub sms: Option<Sms>,
+    pub push: Option<Box<PushAdapter>>,
+    pub email: Vec<Box<EmailAdapter>>,
+    pub sms: Option<Box<SmsAdapter>>,
+    pub policy: SendPolicy,
 }
 
 /// Built once per cold start. Cheap to clone.
@@ -41,9 +57,14 @@ impl Deps {
         let bus = EventBus::connect(&kafka).await?;
         let deps = Self::new(conn, KeySpace::new(redis.key_prefix), bus, channels)?;
         tracing::info!(
-            webpush = deps.senders.webpush.is_some(),
-            email = deps.senders.email.is_some(),
-            sms = deps.senders.sms.is_some(),
+            push = deps.senders.push.as_ref().map(|a| a.provider()),
+            email = ?deps
+                .senders
+                .email
+                .iter()
+                .map(|a| a.provider())
+                .collect::<Vec<_>>(),
+            sms = deps.senders.sms.as_ref().map(|a| a.provider()),
             "channels configured"
         );
         Ok(deps)
@@ -70,32 +91,40 @@ impl Deps {
         // Push endpoints are user-supplied: their client is the outbound policy's. The SMS API's
         // URL is the operator's (`SMS_API_URL`), reached with an ordinary client.
         let egress = EgressPolicy::new(settings.allow_loopback);
-        let webpush = match &settings.vapid {
-            Some(v) => Some(WebPush::new(
+        let timeout = settings.send.timeout;
+        let push: Option<Box<PushAdapter>> = match &settings.vapid {
+            Some(v) => Some(Box::new(WebPush::new(
                 Vapid::from_settings(v)?,
                 egress.client(builder()).map_err(invalid)?,
-                policy.clone(),
+                timeout,
                 egress,
-            )),
+            ))),
             None => None,
         };
         let client = builder().build().map_err(invalid)?;
-        let email = match &settings.email {
-            Some(e) => Some(Email::new(e, policy.clone())?),
+        let mut email: Vec<Box<EmailAdapter>> = Vec::new();
+        for provider in settings.email.iter().flat_map(|e| &e.providers) {
+            let from = settings.email.as_ref().map_or("", |e| e.from.as_str());
+            email.push(match provider {
+                EmailProvider::Smtp { url } => Box::new(Email::new(url, from, timeout)?),
+                EmailProvider::Ses { aws, endpoint } => {
+                    Box::new(Ses::new(aws, endpoint.as_deref(), from, timeout)?)
+                }
+            });
+        }
+        let sms: Option<Box<SmsAdapter>> = match settings.sms.clone() {
+            Some(s) => Some(Box::new(Sms::new(s, client, timeout))),
             None => None,
         };
-        let sms = settings
-            .sms
-            .clone()
-            .map(|s| Sms::new(s, client.clone(), policy.clone()));
         Ok(Deps {
             bus,
             contacts: ContactBook::new(conn.clone(), keys.clone()),
             ledger: PushLedger::new(conn, keys),
             senders: Arc::new(Senders {
-                webpush,
+                push,
                 email,
                 sms,
+                policy,
             }),
             settings: Arc::new(settings),
         })
@@ -150,6 +179,43 @@ mod tests {
         full.push(("PUBLIC_API_URL", "https://api.example.com/"));
         let s = settings(&full).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.public_api_url.as_deref(), Some("https://api.example.com"));
+        // EMAIL_PROVIDERS: each named provider configured, known, named once.
+        let mut ses = full.clone();
+        ses.retain(|(k, _)| *k != "SMTP_URL");
+        ses.push(("EMAIL_PROVIDERS", "ses, smtp"));
+        assert_eq!(
+            settings(&ses).err(),
+            Some(ConfigError::Missing("AWS_ACCESS_KEY_ID"))
+        );
+        ses.extend([
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_REGION", "eu-west-1"),
+        ]);
+        assert_eq!(settings(&ses).err(), Some(ConfigError::Missing("SMTP_URL")));
+        ses.push(("SMTP_URL", "smtp://127.0.0.1:2525"));
+        let s = settings(&ses).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<_> = s
+            .email
+            .iter()
+            .flat_map(|e| e.providers.iter().map(|p| p.name()))
+            .collect();
+        assert_eq!(names, ["ses", "smtp"]);
+        for bad in ["ses,ses", "sendgrid", " , "] {
+            let mut v = ses.clone();
+            v.retain(|(k, _)| *k != "EMAIL_PROVIDERS");
+            v.push(("EMAIL_PROVIDERS", bad));
+            assert!(
+                matches!(
+                    settings(&v),
+                    Err(ConfigError::Invalid {
+                        var: "EMAIL_PROVIDERS",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
         // The password never shows.
         let s = settings(&[
             ("SMTP_URL", "smtps://me:hunter2@smtp.example.com:465"),

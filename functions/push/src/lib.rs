@@ -12,8 +12,8 @@
 //!    send to (`no-subscription`, `no-contact`). `urgent` notifications bypass preferences and
 //!    quiet hours;
 //! 2. sends ([`senders`]): to every Web Push subscription of the user concurrently, or the one
-//!    email address or phone number. A subscription that is gone (404/410) is removed, that one
-//!    only;
+//!    email address or phone number, through the channel's adapter and the one send policy. A
+//!    subscription that is gone (404/410) is removed, that one only;
 //! 3. records one [`DeliveryOutcome`](shared::protocol::DeliveryOutcome) per channel and attempt outcome on `notification-delivery`:
 //!    `sent` (for PUSH: at least one of the user's endpoints accepted it), `failed`,
 //!    `suppressed` or `deferred` with its reason; a deferral is followed by the outcome of the
@@ -47,7 +47,9 @@
 //! - [`run`]: running a job: the user's view, the channels, the send records, the outcomes;
 //! - [`channel`]: one channel of a job: the gates, then the send;
 //! - [`retry`]: the deferral policy (throttling, quiet hours, the PUSH aggregate);
-//! - [`gates`], [`payload`], [`senders`]: the gates, what is sent, and the providers;
+//! - [`gates`], [`payload`]: the gates, and what is sent;
+//! - [`senders`]: the adapter contract every provider implements, the one send policy that acts
+//!   on its classified outcomes, and the adapters (Web Push, SMTP, SMS);
 //! - [`stats`]: what a batch or a drain did ([`Stats`]).
 
 pub mod batch;

@@ -80,9 +80,9 @@ pub(crate) fn push_result(
     for (stored, delivery) in deliveries {
         match delivery {
             Delivery::Sent => sent += 1,
-            Delivery::Gone => gone.push(stored.clone()),
+            Delivery::Gone { .. } => gone.push(stored.clone()),
             Delivery::Later { at } => throttled.push((stored.subscription.id.clone(), at)),
-            Delivery::Failed { reason, detail } => {
+            Delivery::Failed { reason, detail } | Delivery::Unavailable { reason, detail } => {
                 tracing::warn!(
                     user = job.notification.user_id,
                     endpoint = stored.subscription.id,

@@ -33,7 +33,9 @@ pub use self::kafka::{KafkaAuth, KafkaSettings};
 pub use self::outbox::OutboxSettings;
 pub use self::realtime::{ConnectionsSettings, RealtimeSettings, CONNECTIONS_DEFAULT_REGION};
 pub use self::redis::RedisSettings;
-pub use self::senders::{EmailSettings, SendSettings, SenderSettings, SmsSettings, VapidSettings};
+pub use self::senders::{
+    EmailProvider, EmailSettings, SendSettings, SenderSettings, SmsSettings, VapidSettings,
+};
 pub use self::shedding::SheddingSettings;
 pub use self::telemetry::TelemetrySettings;
 pub use self::trigger::TriggerSettings;

@@ -133,8 +133,8 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         names: &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION"],
         default: "set by Lambda",
-        used_by: "ws, delivery, api; every function with MSK IAM, `KAFKA_MSK_CLUSTER_ARN` or a `_SECRET_ARN`",
-        meaning: "the role's credentials that sign `@connections` calls, MSK IAM tokens, `GetBootstrapBrokers` and `GetSecretValue` (devstack supplies placeholders)",
+        used_by: "ws, delivery, api; push with `EMAIL_PROVIDERS` naming `ses`; every function with MSK IAM, `KAFKA_MSK_CLUSTER_ARN` or a `_SECRET_ARN`",
+        meaning: "the role's credentials that sign `@connections` calls, MSK IAM tokens, `GetBootstrapBrokers`, `GetSecretValue` and SES's `SendEmail` (devstack supplies placeholders)",
     },
     Variable {
         names: &["WS_POST_CONCURRENCY"],
@@ -242,7 +242,19 @@ pub const VARIABLES: &[Variable] = &[
         names: &["SMTP_URL", "EMAIL_FROM"],
         default: "unset (email not configured)",
         used_by: "push",
-        meaning: "`smtp://host:port` (plain), `smtp://host:587?tls=required` (STARTTLS), `smtps://user:pass@host:465` (TLS; percent-encode the password); the From address (`Name <a@b.c>`). Both or neither; with them `UNSUBSCRIBE_SECRET` and `PUBLIC_API_URL` are required",
+        meaning: "`smtp://host:port` (plain), `smtp://host:587?tls=required` (STARTTLS), `smtps://user:pass@host:465` (TLS; percent-encode the password); the From address (`Name <a@b.c>`), required with any email provider. Both or neither unless `EMAIL_PROVIDERS` leaves out `smtp`; with email configured, `UNSUBSCRIBE_SECRET` and `PUBLIC_API_URL` are required",
+    },
+    Variable {
+        names: &["EMAIL_PROVIDERS"],
+        default: "unset (`smtp` when `SMTP_URL` is set)",
+        used_by: "push",
+        meaning: "the email providers in the order they are tried, comma-separated: `smtp` (needs `SMTP_URL`), `ses` (Amazon SES v2 with the function's role and region). A send moves to the next provider only after a transient failure (5xx, timeout, no connection) or a throttling that outlasted the inline retries, never after `sent` or a refusal; at most once per notification (docs/channels.md, *Email failover*)",
+    },
+    Variable {
+        names: &["SES_ENDPOINT"],
+        default: "unset (the region's SES endpoint)",
+        used_by: "push",
+        meaning: "the SES v2 API's base URL when `EMAIL_PROVIDERS` names `ses` (a local SES in tests)",
     },
     Variable {
         names: &["SMS_API_URL", "SMS_ACCOUNT_SID", "SMS_AUTH_TOKEN", "SMS_FROM"],

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::{ConfigError, Env};
+use crate::aws::AwsSettings;
 
 /// The off-app channels (`push` sends; `api` takes subscriptions, contacts and unsubscribes).
 /// A channel whose settings are absent is *not configured*: its sends are recorded as
@@ -36,13 +37,37 @@ pub struct VapidSettings {
     pub private_key: String,
 }
 
-/// `SMTP_URL`: `smtp://host:port` (plain, e.g. a local relay), `smtp://host:587?tls=required`
-/// (STARTTLS), `smtps://user:pass@host:465` (implicit TLS); credentials percent-encoded.
-/// `EMAIL_FROM`: the From address, `Name <addr@example.com>` or `addr@example.com`.
+/// Email: `EMAIL_FROM`, the From address (`Name <addr@example.com>` or `addr@example.com`), and
+/// the providers in the order they are tried (`EMAIL_PROVIDERS`, e.g. `ses,smtp`; without it,
+/// `smtp` when `SMTP_URL` is set).
 #[derive(Clone)]
 pub struct EmailSettings {
-    pub smtp_url: String,
     pub from: String,
+    /// At least one; each configured. The send fails over along it ([`EmailProvider`]s in order).
+    pub providers: Vec<EmailProvider>,
+}
+
+#[derive(Clone)]
+pub enum EmailProvider {
+    /// `SMTP_URL`: `smtp://host:port` (plain, e.g. a local relay), `smtp://host:587?tls=required`
+    /// (STARTTLS), `smtps://user:pass@host:465` (implicit TLS); credentials percent-encoded.
+    Smtp { url: String },
+    /// Amazon SES (v2 API) with the function's AWS identity and region; `SES_ENDPOINT` replaces
+    /// the regional endpoint (a local SES in tests).
+    Ses {
+        aws: AwsSettings,
+        endpoint: Option<String>,
+    },
+}
+
+impl EmailProvider {
+    /// Its name in `EMAIL_PROVIDERS`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EmailProvider::Smtp { .. } => "smtp",
+            EmailProvider::Ses { .. } => "ses",
+        }
+    }
 }
 
 /// An SMS provider with Twilio's Messages API shape: `POST {SMS_API_URL}/2010-04-01/Accounts/
@@ -113,19 +138,7 @@ impl SenderSettings {
                 });
             }
         }
-        let email = group(&["SMTP_URL", "EMAIL_FROM"])?.map(|v| EmailSettings {
-            smtp_url: v[0].clone(),
-            from: v[1].clone(),
-        });
-        if let Some(e) = &email {
-            if !(e.smtp_url.starts_with("smtp://") || e.smtp_url.starts_with("smtps://")) {
-                return Err(ConfigError::Invalid {
-                    var: "SMTP_URL",
-                    value: redact_userinfo(&e.smtp_url),
-                    reason: "expected smtp:// or smtps://".into(),
-                });
-            }
-        }
+        let email = email_settings(env)?;
         let sms = group(&[
             "SMS_API_URL",
             "SMS_ACCOUNT_SID",
@@ -180,6 +193,62 @@ impl SenderSettings {
     }
 }
 
+/// Email's settings, or `None` when no provider is named and `SMTP_URL` and `EMAIL_FROM` are
+/// both unset.
+fn email_settings(env: &Env) -> Result<Option<EmailSettings>, ConfigError> {
+    let names: Vec<String> = match env.optional("EMAIL_PROVIDERS") {
+        Some(list) => list
+            .split(',')
+            .map(|n| n.trim().to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect(),
+        None if env.optional("SMTP_URL").is_some() || env.optional("EMAIL_FROM").is_some() => {
+            vec!["smtp".into()]
+        }
+        None => return Ok(None),
+    };
+    let invalid = |reason: String| ConfigError::Invalid {
+        var: "EMAIL_PROVIDERS",
+        value: names.join(","),
+        reason,
+    };
+    if names.is_empty() {
+        return Err(invalid("names no provider".into()));
+    }
+    let mut providers = Vec::new();
+    for name in &names {
+        let provider = match name.as_str() {
+            "smtp" => {
+                let url = env.required("SMTP_URL")?;
+                if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                    return Err(ConfigError::Invalid {
+                        var: "SMTP_URL",
+                        value: redact_userinfo(&url),
+                        reason: "expected smtp:// or smtps://".into(),
+                    });
+                }
+                EmailProvider::Smtp { url }
+            }
+            "ses" => EmailProvider::Ses {
+                aws: AwsSettings::from_env(env)?,
+                endpoint: env.optional("SES_ENDPOINT"),
+            },
+            other => return Err(invalid(format!("unknown provider `{other}` (smtp, ses)"))),
+        };
+        if providers
+            .iter()
+            .any(|p: &EmailProvider| p.name() == provider.name())
+        {
+            return Err(invalid(format!("`{name}` named twice")));
+        }
+        providers.push(provider);
+    }
+    Ok(Some(EmailSettings {
+        from: env.required("EMAIL_FROM")?,
+        providers,
+    }))
+}
+
 /// `scheme://user:secret@host` → `scheme://user:***@host`.
 fn redact_userinfo(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -198,8 +267,18 @@ impl std::fmt::Debug for SenderSettings {
             )
             .field("vapid_public_key", &self.vapid_public_key)
             .field(
-                "smtp_url",
-                &self.email.as_ref().map(|e| redact_userinfo(&e.smtp_url)),
+                "email_providers",
+                &self.email.as_ref().map(|e| {
+                    e.providers
+                        .iter()
+                        .map(|p| match p {
+                            EmailProvider::Smtp { url } => redact_userinfo(url),
+                            EmailProvider::Ses { endpoint, .. } => {
+                                format!("ses {}", endpoint.as_deref().unwrap_or("(regional)"))
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                }),
             )
             .field("email_from", &self.email.as_ref().map(|e| e.from.as_str()))
             .field(

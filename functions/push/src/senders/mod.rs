@@ -1,21 +1,37 @@
-//! The senders, one per provider kind (Web Push, SMTP, SMS), each behind the same small contract.
+//! The adapter contract every off-app sender implements ([`Adapter`]), the one classification of
+//! a provider's answer ([`Outcome`]), and the one policy that acts on it ([`SendPolicy::deliver`]).
 //!
-//! Contract of every `send`: it returns once the provider has *accepted* the message
-//! ([`Delivery::Sent`]: push service 201, SMTP 250, SMS API 2xx), refused it for good, or asked
-//! for a wait longer than may be slept inline ([`Delivery::Later`]). Transient failures (5xx,
-//! timeouts, refused connections, SMTP 4yz) are retried inline a bounded number of times with
-//! doubling backoff; a short `Retry-After` (at most `PUSH_INLINE_WAIT_MAX_MS`) is slept. A send is
-//! at least once: a provider that accepted a message whose answer was lost gets it again.
+//! **One call, one classified answer.** [`Adapter::send`] makes one attempt at one address and
+//! maps the provider's answer, whatever its protocol, into an [`Outcome`]:
 //!
-//! A redirect (3xx) is never followed: it is a failed send, `redirect-refused`. A request the
-//! outbound policy refused ([`shared::egress`]) is a failed send, `endpoint-refused`, without
-//! retries. A failure's `detail` is [`Redacted`]: provider text echoes addresses.
+//! | outcome | meaning | what [`SendPolicy::deliver`] does |
+//! |---|---|---|
+//! | `sent` | the provider accepted it | [`Delivery::Sent`] |
+//! | `gone` | the address is dead | [`Delivery::Gone`]: remove it |
+//! | `retry-after(d)` | throttled, try again after `d` | sleep and retry when `d` ≤ `PUSH_INLINE_WAIT_MAX_MS` and attempts remain, else [`Delivery::Later`] (the retry schedule) |
+//! | `transient` | 5xx, SMTP 4yz, timeout, no connection | retry with doubling backoff, at most `PUSH_RETRY_ATTEMPTS` attempts in all, then [`Delivery::Failed`] |
+//! | `too-large` | the message is over the provider's limit | resend once in the message's trimmed form ([`Trim`]); without one, or too large again, `failed`/`provider-4xx` |
+//! | `rejected` | refused for good (bad credentials, a bad request, a redirect, a refused endpoint) | [`Delivery::Failed`] with its reason, no retry |
+//!
+//! Every adapter finishes a call within `PUSH_TIMEOUT_MS` (a provider that holds the request
+//! longer is `transient`). A send is at least once: a provider that accepted a message whose
+//! answer was lost gets it again. A failure's `detail` is [`Redacted`]: provider text echoes
+//! addresses. The push function's channel and retry logic see only [`Delivery`], which only
+//! [`SendPolicy::deliver`] makes, from outcomes only.
+//!
+//! A redirect (3xx) is never followed: `rejected`/`redirect-refused`. A request the outbound
+//! policy refused ([`shared::egress`]) is `rejected`/`endpoint-refused`, without a request.
 //!
 //! - [`webpush`]: Web Push with VAPID (RFC 8292) and aes128gcm (RFC 8291);
 //! - [`email`]: SMTP (lettre, rustls), text + HTML, RFC 8058 one-click unsubscribe headers;
+//! - [`ses`]: Amazon SES v2 `SendEmail` with the same message as raw content;
 //! - [`sms`]: an HTTP API in Twilio's Messages shape.
+//!
+//! `tests/tests/senders_conformance.rs` runs the same scripted provider answers against every
+//! adapter, each against a local fake of its provider.
 
 pub mod email;
+pub mod ses;
 pub mod sms;
 pub mod webpush;
 
@@ -23,13 +39,97 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use shared::config::SendSettings;
 use shared::egress;
 use shared::protocol::outcome::reason;
 use shared::redact::{redact, Redacted};
 use tokio::sync::Semaphore;
 
-/// What one send came to.
+/// What one call to a provider came to, classified the same way for every provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The provider accepted the message.
+    Sent,
+    /// The address is dead (a push subscription gone, a mailbox or number that does not exist):
+    /// remove it, do not retry. `detail` is the provider's answer, for the log.
+    Gone { detail: Redacted },
+    /// Throttled: the provider asked for this wait (`Retry-After`; 60 s when it named none).
+    RetryAfter(Duration),
+    /// May succeed if tried again: 5xx, SMTP 4yz, a timeout, no connection.
+    Transient {
+        reason: &'static str,
+        detail: Redacted,
+    },
+    /// The message is over the provider's size limit: send it again trimmed.
+    TooLarge,
+    /// Refused for good: bad credentials, a bad request or address, a redirect, a refused
+    /// endpoint.
+    Rejected {
+        reason: &'static str,
+        detail: Redacted,
+    },
+}
+
+impl Outcome {
+    pub fn transient(reason: &'static str, detail: impl AsRef<str>) -> Self {
+        Outcome::Transient {
+            reason,
+            detail: Redacted::new(detail),
+        }
+    }
+
+    pub fn gone(detail: impl AsRef<str>) -> Self {
+        Outcome::Gone {
+            detail: Redacted::new(detail),
+        }
+    }
+
+    pub fn rejected(reason: &'static str, detail: impl AsRef<str>) -> Self {
+        Outcome::Rejected {
+            reason,
+            detail: Redacted::new(detail),
+        }
+    }
+
+    /// Its name in the contract: `sent`, `gone`, `retry-after`, `transient`, `too-large`,
+    /// `rejected`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::Gone { .. } => "gone",
+            Outcome::RetryAfter(_) => "retry-after",
+            Outcome::Transient { .. } => "transient",
+            Outcome::TooLarge => "too-large",
+            Outcome::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+/// A message that may have a smaller form to send after a `too-large`.
+pub trait Trim: Sized {
+    /// The trimmed form, or `None` when this is already as small as it gets.
+    fn trimmed(&self) -> Option<Self>;
+}
+
+/// One provider of one off-app channel.
+///
+/// Contract: [`send`](Adapter::send) makes one attempt to hand `message` to the provider for
+/// `to`, finishes within the configured timeout, and classifies the answer ([`Outcome`]). It
+/// never retries, sleeps or trims on its own: that is [`SendPolicy::deliver`]'s, the same for
+/// every adapter.
+pub trait Adapter: Send + Sync + std::fmt::Debug {
+    /// The address: a push subscription, an email address, a phone number.
+    type To: ?Sized + Sync;
+    type Message: Trim + Send + Sync;
+
+    /// The provider's name, for logs (`webpush`, `smtp`, `twilio`).
+    fn provider(&self) -> &'static str;
+
+    fn send<'a>(&'a self, to: &'a Self::To, message: &'a Self::Message) -> BoxFuture<'a, Outcome>;
+}
+
+/// What one send came to after [`SendPolicy::deliver`]'s retries: all the channel logic sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     Sent,
@@ -37,11 +137,19 @@ pub enum Delivery {
     Later {
         at: DateTime<Utc>,
     },
-    /// Web Push: the subscription no longer exists (404/410); remove it.
-    Gone,
-    /// Refused for good, or still failing after the inline retries. `reason` is one of the
-    /// outcome vocabulary's ([`reason`]); `detail` is for the log, redacted.
+    /// The address is dead; remove it.
+    Gone {
+        detail: Redacted,
+    },
+    /// Refused for good (`rejected`, or `too-large` with nothing smaller to send). `reason` is
+    /// one of the outcome vocabulary's ([`reason`]); `detail` is for the log, redacted.
     Failed {
+        reason: &'static str,
+        detail: Redacted,
+    },
+    /// Still `transient` after the inline retries: recorded `failed` like [`Delivery::Failed`],
+    /// but another provider may still take it ([`SendPolicy::deliver_first`]).
+    Unavailable {
         reason: &'static str,
         detail: Redacted,
     },
@@ -53,49 +161,6 @@ impl Delivery {
         Delivery::Failed {
             reason,
             detail: Redacted::new(detail),
-        }
-    }
-}
-
-/// What an HTTP provider answered, after the inline retries.
-#[derive(Debug)]
-pub enum HttpOutcome {
-    /// 2xx.
-    Accepted(u16),
-    /// A 4xx other than 429, for the caller to interpret (404/410 gone, 413 too large, …).
-    Refused(u16, String),
-    /// 429 with a wait too long to sleep here.
-    Throttled(Duration),
-    /// A 3xx, not followed: the status and the `Location` it named.
-    Redirected(u16, String),
-    /// The outbound policy refused the address the URL's host resolved to.
-    EndpointRefused(egress::Refused),
-    /// 5xx, timeout or no connection, every attempt.
-    Unavailable(Delivery),
-}
-
-impl HttpOutcome {
-    /// What the answer means for any HTTP provider: 2xx sent, another 4xx `failed` with
-    /// `provider-4xx`, a long 429 wait `Later`, 5xx as the retries left it. A sender that gives
-    /// some statuses a meaning of its own (Web Push's 404/410 and 413) matches those first.
-    pub fn delivery(self) -> Delivery {
-        match self {
-            HttpOutcome::Accepted(_) => Delivery::Sent,
-            HttpOutcome::Refused(status, text) => {
-                Delivery::failed(reason::PROVIDER_4XX, format!("{status} {text}"))
-            }
-            HttpOutcome::Throttled(wait) => Delivery::Later {
-                at: Utc::now()
-                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
-            },
-            HttpOutcome::Redirected(status, location) => Delivery::failed(
-                reason::REDIRECT_REFUSED,
-                format!("{status} redirect to {location} not followed"),
-            ),
-            HttpOutcome::EndpointRefused(why) => {
-                Delivery::failed(reason::ENDPOINT_REFUSED, format!("endpoint {why}"))
-            }
-            HttpOutcome::Unavailable(d) => d,
         }
     }
 }
@@ -125,65 +190,197 @@ impl SendPolicy {
         Duration::from_millis(ms + jitter)
     }
 
-    /// Sends the request `build` makes, retrying transient failures inline. `build` is called
-    /// once per attempt.
-    pub async fn http(&self, build: impl Fn() -> reqwest::RequestBuilder) -> HttpOutcome {
+    /// Sends `message` to `to` through `adapter`, acting on each [`Outcome`] as the contract's
+    /// table says (module docs): the one place that retries, sleeps, trims or gives up.
+    pub async fn deliver<A: Adapter + ?Sized>(
+        &self,
+        adapter: &A,
+        to: &A::To,
+        message: &A::Message,
+    ) -> Delivery {
         let attempts = self.settings.attempts.max(1);
-        let mut last = Delivery::failed(reason::ERROR, "not attempted");
-        for attempt in 1..=attempts {
-            let response = {
-                // Hold a permit only while the request is in flight, never while sleeping.
+        let mut trimmed: Option<A::Message> = None;
+        let mut resent_trimmed = false;
+        let mut attempt = 1;
+        loop {
+            let outcome = {
+                // Hold a permit only while the call is in flight, never while sleeping.
                 let _permit = self.permits.acquire().await;
-                build().timeout(self.settings.timeout).send().await
+                adapter.send(to, trimmed.as_ref().unwrap_or(message)).await
             };
-            let wait = match response {
-                Ok(r) if r.status().is_success() => {
-                    return HttpOutcome::Accepted(r.status().as_u16())
-                }
-                Ok(r) if r.status().is_redirection() => {
-                    let location = r
-                        .headers()
-                        .get(reqwest::header::LOCATION)
-                        .and_then(|l| l.to_str().ok())
-                        .unwrap_or("nowhere");
-                    return HttpOutcome::Redirected(r.status().as_u16(), location.to_owned());
-                }
-                Ok(r) if r.status().as_u16() == 429 => {
-                    let wait =
-                        retry_after(r.headers(), Utc::now()).unwrap_or(Duration::from_secs(60));
-                    if wait > self.settings.inline_wait_max || attempt == attempts {
-                        return HttpOutcome::Throttled(wait);
+            let wait = match outcome {
+                Outcome::Sent => return Delivery::Sent,
+                Outcome::Gone { detail } => return Delivery::Gone { detail },
+                Outcome::Rejected { reason, detail } => return Delivery::Failed { reason, detail },
+                Outcome::TooLarge => {
+                    if !resent_trimmed {
+                        resent_trimmed = true;
+                        if let Some(smaller) = message.trimmed() {
+                            trimmed = Some(smaller);
+                            continue;
+                        }
                     }
-                    last = Delivery::failed(reason::RATE_LIMITED, "429");
+                    return Delivery::failed(
+                        reason::PROVIDER_4XX,
+                        format!(
+                            "{}: too large, and no smaller form left",
+                            adapter.provider()
+                        ),
+                    );
+                }
+                Outcome::RetryAfter(wait) => {
+                    if wait > self.settings.inline_wait_max || attempt >= attempts {
+                        let wait =
+                            chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
+                        return Delivery::Later {
+                            at: Utc::now() + wait,
+                        };
+                    }
                     wait
                 }
-                Ok(r) if r.status().is_server_error() => {
-                    let status = r.status().as_u16();
-                    let text = r.text().await.unwrap_or_default();
-                    last = Delivery::failed(
-                        reason::PROVIDER_5XX,
-                        format!("{status} {}", provider_text(&text)),
-                    );
-                    self.backoff(attempt)
-                }
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    let text = r.text().await.unwrap_or_default();
-                    return HttpOutcome::Refused(status, provider_text(&text));
-                }
-                Err(e) => {
-                    if let Some(why) = egress::refusal(&e) {
-                        return HttpOutcome::EndpointRefused(why.clone());
+                Outcome::Transient { reason, detail } => {
+                    if attempt >= attempts {
+                        return Delivery::Unavailable { reason, detail };
                     }
-                    last = Delivery::failed(reason::ERROR, error_chain(&e));
                     self.backoff(attempt)
                 }
             };
-            if attempt < attempts {
-                tokio::time::sleep(wait).await;
-            }
+            tokio::time::sleep(wait).await;
+            attempt += 1;
         }
-        HttpOutcome::Unavailable(last)
+    }
+
+    /// Sends through the first of `adapters` (a channel's providers in order of preference) and
+    /// fails over to the next only when one is unavailable ([`Delivery::Unavailable`]: still
+    /// transient after the inline retries) or still throttling after them
+    /// ([`Delivery::Later`]); never after `sent`, `gone` or a refusal. Each provider is tried at
+    /// most once per call, and the caller records the call once per (notification, channel)
+    /// (the send ledger), so a chain is never replayed for a redelivered record. What the
+    /// chain came to: the answer that stopped it, except that an exhausted chain which met a
+    /// throttling provider is `Later` (the retry schedule tries the chain again); and the
+    /// provider that answered it.
+    pub async fn deliver_first<T, M>(
+        &self,
+        adapters: &[Box<dyn Adapter<To = T, Message = M>>],
+        to: &T,
+        message: &M,
+    ) -> (Delivery, &'static str)
+    where
+        T: ?Sized + Sync,
+        M: Trim + Send + Sync,
+    {
+        let mut throttled: Option<(Delivery, &'static str)> = None;
+        let mut last = (
+            Delivery::failed(reason::NOT_CONFIGURED, "no provider"),
+            "none",
+        );
+        for (i, adapter) in adapters.iter().enumerate() {
+            let delivery = self.deliver(adapter.as_ref(), to, message).await;
+            let provider = adapter.provider();
+            let fail_over = matches!(
+                delivery,
+                Delivery::Unavailable { .. } | Delivery::Later { .. }
+            );
+            if !fail_over {
+                return (delivery, provider);
+            }
+            if let Some(next) = adapters.get(i + 1) {
+                tracing::info!(
+                    provider,
+                    next = next.provider(),
+                    outcome = ?delivery,
+                    "failing over"
+                );
+            }
+            if matches!(delivery, Delivery::Later { .. }) && throttled.is_none() {
+                throttled = Some((delivery.clone(), provider));
+            }
+            last = (delivery, provider);
+        }
+        match (last, throttled) {
+            ((Delivery::Unavailable { .. }, _), Some(later)) => later,
+            (last, _) => last,
+        }
+    }
+}
+
+/// An HTTP provider's answer, read whole: what adapters classify.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    /// `Location` of a 3xx.
+    pub location: Option<String>,
+    /// The body, redacted and cut ([`provider_text`]), for a failure's detail.
+    pub text: String,
+    /// The body as JSON, when it is JSON (error codes in provider bodies).
+    pub json: Option<serde_json::Value>,
+}
+
+/// Sends `request` once within `timeout`: the answer, or the outcome when there is none (a
+/// timeout or no connection is `transient`, a refusal of the outbound policy `rejected`).
+pub async fn http_call(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<HttpAnswer, Outcome> {
+    let response = match request.timeout(timeout).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(why) = egress::refusal(&e) {
+                return Err(Outcome::rejected(
+                    reason::ENDPOINT_REFUSED,
+                    format!("endpoint {why}"),
+                ));
+            }
+            return Err(Outcome::transient(reason::ERROR, error_chain(&e)));
+        }
+    };
+    let status = response.status().as_u16();
+    let headers = response.headers();
+    let retry_after = retry_after(headers, Utc::now());
+    let location = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned);
+    // A body that does not arrive in time is no answer: the status alone still classifies it.
+    let body = if response.status().is_success() {
+        String::new()
+    } else {
+        response.text().await.unwrap_or_default()
+    };
+    Ok(HttpAnswer {
+        status,
+        retry_after,
+        location,
+        json: serde_json::from_str(&body).ok(),
+        text: provider_text(&body),
+    })
+}
+
+impl HttpAnswer {
+    /// What the answer means for any HTTP provider: 2xx `sent`; 3xx `rejected`/`redirect-refused`
+    /// (never followed); 413 `too-large`; 429 `retry-after` (60 s without a `Retry-After`);
+    /// 5xx `transient`/`provider-5xx`; any other 4xx (401/403 bad credentials included)
+    /// `rejected`/`provider-4xx`. An adapter whose provider gives some answers a meaning of its
+    /// own (Web Push's 404/410) matches those first.
+    pub fn classify(&self) -> Outcome {
+        let status = self.status;
+        match status {
+            200..=299 => Outcome::Sent,
+            300..=399 => Outcome::rejected(
+                reason::REDIRECT_REFUSED,
+                format!(
+                    "{status} redirect to {} not followed",
+                    self.location.as_deref().unwrap_or("nowhere")
+                ),
+            ),
+            413 => Outcome::TooLarge,
+            429 => Outcome::RetryAfter(self.retry_after.unwrap_or(Duration::from_secs(60))),
+            500..=599 => {
+                Outcome::transient(reason::PROVIDER_5XX, format!("{status} {}", self.text))
+            }
+            _ => Outcome::rejected(reason::PROVIDER_4XX, format!("{status} {}", self.text)),
+        }
     }
 }
 
@@ -221,21 +418,31 @@ pub(crate) use shared::error::chain as error_chain;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
     use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+    use shared::config::{Env, SenderSettings};
+
+    fn answer(status: u16, body: &str) -> HttpAnswer {
+        HttpAnswer {
+            status,
+            retry_after: None,
+            location: None,
+            json: serde_json::from_str(body).ok(),
+            text: provider_text(body),
+        }
+    }
 
     #[test]
-    fn redirects_and_refused_addresses_are_final_failures_with_their_reason() {
-        let redirected = HttpOutcome::Redirected(307, "http://10.0.3.7/latest/meta-data".into());
+    fn redirects_are_rejected_with_their_reason() {
+        let mut redirected = answer(307, "");
+        redirected.location = Some("http://10.0.3.7/latest/meta-data".into());
         assert_eq!(
-            redirected.delivery(),
-            Delivery::failed(
+            redirected.classify(),
+            Outcome::rejected(
                 reason::REDIRECT_REFUSED,
                 "307 redirect to http://10.0.3.7/… not followed"
             )
-        );
-        let refused = HttpOutcome::EndpointRefused(egress::Refused::Loopback).delivery();
-        assert!(
-            matches!(refused, Delivery::Failed { reason, .. } if reason == reason::ENDPOINT_REFUSED)
         );
     }
 
@@ -243,9 +450,8 @@ mod tests {
     #[test]
     fn a_failures_detail_never_carries_the_address_the_provider_echoed() {
         let body = r#"{"code":21211,"message":"The 'To' number +447700900123 is not a valid phone number.","more_info":"ada@example.com"}"#;
-        let Delivery::Failed { detail, .. } = HttpOutcome::Refused(400, body.to_owned()).delivery()
-        else {
-            panic!("a 400 is a failure");
+        let Outcome::Rejected { detail, .. } = answer(400, body).classify() else {
+            panic!("a 400 is rejected");
         };
         let logged = detail.to_string();
         assert!(
@@ -276,5 +482,113 @@ mod tests {
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(90)));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h, now), None);
+    }
+
+    /// An adapter that answers from a script, and records the messages it was given: the
+    /// policy's side of the contract, tested apart from any provider.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        answers: Mutex<Vec<Outcome>>,
+        sent: Mutex<Vec<String>>,
+    }
+
+    #[derive(Debug)]
+    struct Text(String, bool);
+
+    impl Trim for Text {
+        fn trimmed(&self) -> Option<Self> {
+            self.1.then(|| Text(format!("{}…", &self.0[..1]), false))
+        }
+    }
+
+    impl Adapter for Scripted {
+        type To = str;
+        type Message = Text;
+        fn provider(&self) -> &'static str {
+            "scripted"
+        }
+        fn send<'a>(&'a self, _: &'a str, message: &'a Text) -> BoxFuture<'a, Outcome> {
+            Box::pin(async move {
+                if let Ok(mut s) = self.sent.lock() {
+                    s.push(message.0.clone());
+                }
+                let next = self
+                    .answers
+                    .lock()
+                    .ok()
+                    .and_then(|mut a| (!a.is_empty()).then(|| a.remove(0)));
+                next.unwrap_or(Outcome::Sent)
+            })
+        }
+    }
+
+    fn policy() -> SendPolicy {
+        let env = Env::from_pairs([
+            ("PUSH_RETRY_ATTEMPTS", "3"),
+            ("PUSH_RETRY_BACKOFF_MS", "1"),
+            ("PUSH_INLINE_WAIT_MAX_MS", "1000"),
+        ]);
+        let settings = SenderSettings::from_env(&env).unwrap_or_else(|e| panic!("{e}"));
+        SendPolicy::new(settings.send)
+    }
+
+    async fn run(answers: Vec<Outcome>, trimmable: bool) -> (Delivery, Vec<String>) {
+        let adapter = Scripted {
+            answers: Mutex::new(answers),
+            ..Scripted::default()
+        };
+        let d = policy()
+            .deliver(&adapter, "to", &Text("long".into(), trimmable))
+            .await;
+        let sent = adapter.sent.lock().map(|s| s.clone()).unwrap_or_default();
+        (d, sent)
+    }
+
+    #[tokio::test]
+    async fn the_policy_acts_on_each_outcome_as_the_contract_says() {
+        let busy = || Outcome::transient(reason::PROVIDER_5XX, "503");
+        // Transient: retried, at most PUSH_RETRY_ATTEMPTS calls, then failed with its reason.
+        let (d, sent) = run(vec![busy(), busy()], false).await;
+        assert_eq!((d, sent.len()), (Delivery::Sent, 3));
+        let (d, sent) = run(vec![busy(), busy(), busy(), busy()], false).await;
+        assert_eq!(sent.len(), 3);
+        assert!(
+            matches!(d, Delivery::Unavailable { reason, .. } if reason == reason::PROVIDER_5XX)
+        );
+        // Gone and rejected: final after one call.
+        assert_eq!(
+            run(vec![Outcome::gone("410")], false).await,
+            (
+                Delivery::Gone {
+                    detail: Redacted::new("410")
+                },
+                vec!["long".into()]
+            )
+        );
+        let (d, sent) = run(vec![Outcome::rejected(reason::PROVIDER_4XX, "401")], false).await;
+        assert!(matches!(d, Delivery::Failed { reason, .. } if reason == reason::PROVIDER_4XX));
+        assert_eq!(sent.len(), 1);
+        // A short Retry-After is waited for inline; a long one goes to the schedule.
+        let short = Outcome::RetryAfter(Duration::from_millis(5));
+        assert_eq!(run(vec![short], false).await.0, Delivery::Sent);
+        let before = Utc::now();
+        let (d, sent) = run(vec![Outcome::RetryAfter(Duration::from_secs(120))], false).await;
+        assert_eq!(sent.len(), 1);
+        assert!(
+            matches!(d, Delivery::Later { at } if at >= before + chrono::Duration::seconds(120)),
+            "{d:?}"
+        );
+        // Too large: resent once trimmed; too large again, or nothing to trim, is failed.
+        let (d, sent) = run(vec![Outcome::TooLarge], true).await;
+        assert_eq!(
+            (d, sent),
+            (Delivery::Sent, vec!["long".into(), "l…".into()])
+        );
+        let (d, sent) = run(vec![Outcome::TooLarge, Outcome::TooLarge], true).await;
+        assert_eq!(sent.len(), 2);
+        assert!(matches!(d, Delivery::Failed { reason, .. } if reason == reason::PROVIDER_4XX));
+        let (d, sent) = run(vec![Outcome::TooLarge], false).await;
+        assert_eq!(sent.len(), 1);
+        assert!(matches!(d, Delivery::Failed { reason, .. } if reason == reason::PROVIDER_4XX));
     }
 }

@@ -1,17 +1,25 @@
 //! SMS through an HTTP provider in Twilio's Messages API shape:
 //! `POST {SMS_API_URL}/2010-04-01/Accounts/{SMS_ACCOUNT_SID}/Messages.json`, HTTP basic auth
-//! (`SID:SMS_AUTH_TOKEN`), form-encoded `To`, `From`, `Body`. 2xx sent; 429 honours
-//! `Retry-After`; 5xx and timeouts retried, then `failed`/`provider-5xx`; other 4xx (a bad
-//! number, say) `failed`/`provider-4xx`.
+//! (`SID:SMS_AUTH_TOKEN`), form-encoded `To`, `From`, `Body`.
+//!
+//! Answers ([`Outcome`]): 2xx `sent`. Twilio's errors carry a JSON body with a `code`; these
+//! codes give a 4xx a meaning of its own: 21211 (not a valid phone number), 21614 (not a
+//! mobile number) and 21610 (the recipient replied STOP) `gone`; 21617 (body over 1,600
+//! characters) `too-large` (a body is one segment already, so it has no smaller form and ends
+//! `failed`). Otherwise as any HTTP provider ([`super::HttpAnswer::classify`]): 429 (20429)
+//! `retry-after`, 5xx and timeouts `transient`, 401 (20003, bad credentials) and other 4xx
+//! `rejected`/`provider-4xx`.
 
+use futures::future::BoxFuture;
 use shared::config::SmsSettings;
 
-use super::{Delivery, SendPolicy};
+use super::{http_call, Adapter, Outcome, Trim};
 
+/// The Twilio-shaped adapter.
 pub struct Sms {
     settings: SmsSettings,
     client: reqwest::Client,
-    policy: SendPolicy,
+    timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Sms {
@@ -23,30 +31,65 @@ impl std::fmt::Debug for Sms {
     }
 }
 
+/// One SMS segment of text ([`crate::payload::sms_text`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsBody(pub String);
+
+impl Trim for SmsBody {
+    /// Already one segment: nothing smaller to send.
+    fn trimmed(&self) -> Option<Self> {
+        None
+    }
+}
+
 impl Sms {
-    pub fn new(settings: SmsSettings, client: reqwest::Client, policy: SendPolicy) -> Self {
+    pub fn new(
+        settings: SmsSettings,
+        client: reqwest::Client,
+        timeout: std::time::Duration,
+    ) -> Self {
         Sms {
             settings,
             client,
-            policy,
+            timeout,
         }
     }
 
-    pub async fn send(&self, to: &str, body: &str) -> Delivery {
+    async fn text(&self, to: &str, body: &SmsBody) -> Outcome {
         let url = format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",
             self.settings.api_url, self.settings.account_sid
         );
-        let form = [("To", to), ("From", &self.settings.from), ("Body", body)];
-        let outcome = self
-            .policy
-            .http(|| {
-                self.client
-                    .post(&url)
-                    .basic_auth(&self.settings.account_sid, Some(&self.settings.auth_token))
-                    .form(&form)
-            })
-            .await;
-        outcome.delivery()
+        let form = [("To", to), ("From", &self.settings.from), ("Body", &body.0)];
+        let request = self
+            .client
+            .post(&url)
+            .basic_auth(&self.settings.account_sid, Some(&self.settings.auth_token))
+            .form(&form);
+        let answer = match http_call(request, self.timeout).await {
+            Ok(a) => a,
+            Err(outcome) => return outcome,
+        };
+        let code = answer.json.as_ref().and_then(|j| j["code"].as_u64());
+        match (answer.status, code) {
+            (400..=499, Some(21211 | 21614 | 21610)) => {
+                Outcome::gone(format!("{} {}", answer.status, answer.text))
+            }
+            (400..=499, Some(21617)) => Outcome::TooLarge,
+            _ => answer.classify(),
+        }
+    }
+}
+
+impl Adapter for Sms {
+    type To = str;
+    type Message = SmsBody;
+
+    fn provider(&self) -> &'static str {
+        "twilio"
+    }
+
+    fn send<'a>(&'a self, to: &'a str, body: &'a SmsBody) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.text(to, body))
     }
 }

@@ -3,10 +3,10 @@
 //! (RFC 8292): an ES256 JWT with `aud` = the endpoint's origin, `exp` 12 h ahead (at most 24 h is
 //! allowed), `sub` = `VAPID_SUBJECT`, sent as `Authorization: vapid t=<jwt>, k=<public key>`.
 //!
-//! Provider answers: 201/200/202 sent; 404/410 gone (the caller removes that subscription only);
-//! 413 resent once with the trimmed payload; 429 honours `Retry-After` (inline when short, else
-//! [`Delivery::Later`]); 5xx and timeouts retried with backoff, then `failed`/`provider-5xx`;
-//! other 4xx `failed`/`provider-4xx`; a 3xx is not followed, `failed`/`redirect-refused`.
+//! Provider answers ([`Outcome`]): 201/200/202 `sent`; 404/410 `gone` (that subscription only);
+//! 413 `too-large` (resent once as `{id, title}`); 429 `retry-after`; 5xx and timeouts
+//! `transient`; 401/403 (VAPID refused) and other 4xx `rejected`/`provider-4xx`; a 3xx is not
+//! followed, `rejected`/`redirect-refused`.
 //!
 //! Endpoints are user-supplied URLs: every request goes through the outbound policy
 //! ([`shared::egress`]), with the endpoint checked again before each send and the client's
@@ -19,6 +19,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::DecodePrivateKey;
@@ -28,7 +29,7 @@ use shared::egress::EgressPolicy;
 use shared::model::Priority;
 use shared::protocol::outcome::reason;
 
-use super::{Delivery, HttpOutcome, SendPolicy};
+use super::{http_call, Adapter, Outcome, Trim};
 use crate::payload::PushPayload;
 
 /// How long a VAPID JWT is valid (RFC 8292 allows up to 24 h), and how long before its expiry a
@@ -114,13 +115,13 @@ impl Vapid {
     }
 }
 
-/// The Web Push sender.
+/// The Web Push adapter.
 #[derive(Debug)]
 pub struct WebPush {
     pub vapid: Vapid,
     /// Built by [`EgressPolicy::client`] for `egress`.
     client: reqwest::Client,
-    policy: SendPolicy,
+    timeout: Duration,
     egress: EgressPolicy,
 }
 
@@ -133,84 +134,118 @@ fn urgency(priority: Priority) -> &'static str {
     }
 }
 
+/// What a Web Push carries: the plaintext payload, and how it is to be delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushMessage {
+    pub body: Vec<u8>,
+    /// `{id, title}`, sent after a `too-large`; `None` when `body` is already that.
+    pub smaller: Option<Vec<u8>>,
+    pub priority: Priority,
+    /// `TTL`: how long the push service keeps it for an offline browser.
+    pub ttl: Duration,
+}
+
+impl PushMessage {
+    pub fn new(payload: &PushPayload, priority: Priority, ttl: Duration) -> Self {
+        PushMessage {
+            body: payload.full.clone(),
+            smaller: (!payload.trimmed_only).then(|| payload.trimmed.clone()),
+            priority,
+            ttl,
+        }
+    }
+}
+
+impl Trim for PushMessage {
+    fn trimmed(&self) -> Option<Self> {
+        Some(PushMessage {
+            body: self.smaller.clone()?,
+            smaller: None,
+            priority: self.priority,
+            ttl: self.ttl,
+        })
+    }
+}
+
 impl WebPush {
     /// `client` must come from `egress.client(…)`: the policy's resolver and no redirects.
     pub fn new(
         vapid: Vapid,
         client: reqwest::Client,
-        policy: SendPolicy,
+        timeout: Duration,
         egress: EgressPolicy,
     ) -> Self {
         WebPush {
             vapid,
             client,
-            policy,
+            timeout,
             egress,
         }
     }
 
-    /// Sends `payload` to one subscription.
-    pub async fn send(
-        &self,
-        subscription: &PushSubscription,
-        payload: &PushPayload,
-        priority: Priority,
-        ttl: Duration,
-    ) -> Delivery {
+    async fn push(&self, subscription: &PushSubscription, message: &PushMessage) -> Outcome {
         // Checked again here: the deployment's rules may have changed since it was stored.
         let url = match self.egress.check_url(&subscription.endpoint) {
             Ok(url) => url,
             Err(why) => {
-                return Delivery::failed(reason::ENDPOINT_REFUSED, format!("endpoint {why}"))
+                return Outcome::rejected(reason::ENDPOINT_REFUSED, format!("endpoint {why}"))
             }
         };
         let (Some(p256dh), Some(auth)) = (
             decode_b64url(&subscription.p256dh),
             decode_b64url(&subscription.auth),
         ) else {
-            return Delivery::failed(reason::ERROR, "stored keys are not base64url");
+            return Outcome::rejected(reason::ERROR, "stored keys are not base64url");
         };
         let Ok(ua_public) = web_push_native::p256::PublicKey::from_sec1_bytes(&p256dh) else {
-            return Delivery::failed(reason::ERROR, "stored p256dh is not a P-256 key");
+            return Outcome::rejected(reason::ERROR, "stored p256dh is not a P-256 key");
         };
         let Ok(auth) = <[u8; addresses::AUTH_SECRET_BYTES]>::try_from(auth.as_slice()) else {
-            return Delivery::failed(reason::ERROR, "stored auth secret is not 16 bytes");
+            return Outcome::rejected(reason::ERROR, "stored auth secret is not 16 bytes");
         };
         let auth = web_push_native::Auth::from(auth);
+        let encrypted = match web_push_native::encrypt(message.body.clone(), &ua_public, &auth) {
+            Ok(e) => e,
+            Err(e) => return Outcome::rejected(reason::ERROR, format!("encrypt: {e}")),
+        };
         // RFC 8292 §2: `aud` is the endpoint's origin (RFC 6454 serialisation).
         let audience = url.origin().ascii_serialization();
-
-        let mut body = payload.full.clone();
-        let mut trimmed = payload.trimmed_only;
-        loop {
-            let encrypted = match web_push_native::encrypt(body.clone(), &ua_public, &auth) {
-                Ok(e) => e,
-                Err(e) => return Delivery::failed(reason::ERROR, format!("encrypt: {e}")),
-            };
-            let authorization = self.vapid.authorization(&audience, Utc::now());
-            let outcome = self
-                .policy
-                .http(|| {
-                    self.client
-                        .post(url.clone())
-                        .header("TTL", ttl.as_secs().to_string())
-                        .header("Urgency", urgency(priority))
-                        .header("Content-Encoding", "aes128gcm")
-                        .header("Content-Type", "application/octet-stream")
-                        .header("Authorization", &authorization)
-                        .body(encrypted.clone())
-                })
-                .await;
-            return match outcome {
-                HttpOutcome::Refused(404 | 410, _) => Delivery::Gone,
-                HttpOutcome::Refused(413, _) if !trimmed => {
-                    body = payload.trimmed.clone();
-                    trimmed = true;
-                    continue;
-                }
-                other => other.delivery(),
-            };
+        let request = self
+            .client
+            .post(url)
+            .header("TTL", message.ttl.as_secs().to_string())
+            .header("Urgency", urgency(message.priority))
+            .header("Content-Encoding", "aes128gcm")
+            .header("Content-Type", "application/octet-stream")
+            .header(
+                "Authorization",
+                self.vapid.authorization(&audience, Utc::now()),
+            )
+            .body(encrypted);
+        match http_call(request, self.timeout).await {
+            Ok(answer) if matches!(answer.status, 404 | 410) => {
+                Outcome::gone(format!("{} {}", answer.status, answer.text))
+            }
+            Ok(answer) => answer.classify(),
+            Err(outcome) => outcome,
         }
+    }
+}
+
+impl Adapter for WebPush {
+    type To = PushSubscription;
+    type Message = PushMessage;
+
+    fn provider(&self) -> &'static str {
+        "webpush"
+    }
+
+    fn send<'a>(
+        &'a self,
+        to: &'a PushSubscription,
+        message: &'a PushMessage,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.push(to, message))
     }
 }
 
