@@ -909,7 +909,7 @@ async fn a_since_older_than_the_retained_log_requires_a_resync() {
 }
 
 /// What schemathesis found where the API accepted a request `/openapi.json` calls invalid
-/// (scripts/test.d/40-schemathesis).
+/// (scripts/test.d/40-contract).
 #[tokio::test]
 async fn requests_the_openapi_document_calls_invalid_are_refused() {
     let Some(env) = TestEnv::new().await else {

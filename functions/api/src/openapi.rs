@@ -15,7 +15,7 @@
 //! Contract: a request the document calls valid is accepted (2xx, or 404/409/410 about the state
 //! of a resource), and one it calls invalid is refused with a 4xx, except for the few rules JSON
 //! Schema cannot state (a date in the future, a point on P-256, a signed token), which are
-//! written in the descriptions. `scripts/test.d/40-schemathesis` holds the API to this.
+//! written in the descriptions. `scripts/test.d/40-contract` holds the API to this.
 
 mod answers;
 mod constraints;

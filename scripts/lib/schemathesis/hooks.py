@@ -1,4 +1,4 @@
-"""schemathesis hooks for Herald (scripts/test.d/40-schemathesis).
+"""schemathesis hooks for Herald (scripts/test.d/40-contract).
 
 The OpenAPI document states every rule JSON Schema can state. These hooks supply, for requests
 schemathesis generated as *valid*, the few rules it cannot (each is written in the document's

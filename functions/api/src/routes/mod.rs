@@ -12,7 +12,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use shared::error::ApiError;
 
-use crate::{http, openapi, Deps};
+use crate::{asyncapi, http, openapi, Deps};
 
 /// Dispatches one request.
 pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -22,7 +22,8 @@ pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErro
     match (segments.as_slice(), method) {
         (["health"], &Method::GET) => Ok(health::liveness().await),
         (["v1", "health"], &Method::GET) => health::readiness(deps, req).await,
-        (["openapi.json"], &Method::GET) => Ok(http::json(StatusCode::OK, &openapi::document())),
+        (["openapi.json"], &Method::GET) => Ok(http::json(StatusCode::OK, openapi::document())),
+        (["asyncapi.json"], &Method::GET) => Ok(http::json(StatusCode::OK, asyncapi::document())),
         (["v1", "notifications"], &Method::POST) => notifications::create(deps, req).await,
         (["v1", "notifications"], &Method::GET) => notifications::list(deps, req).await,
         (["v1", "notifications", "batch"], &Method::POST) => {
