@@ -58,10 +58,14 @@ use crate::routes::{analytics, changes, health, notifications, preferences, push
         push::one_click_unsubscribe,
         push::unsubscribe_page,
     ),
+    // The WebSocket frames too, so one generated client (web/herald-api.d.ts) types both APIs;
+    // /asyncapi.json is their contract.
     components(schemas(
         shared::protocol::Envelope,
         shared::protocol::Event,
-        shared::model::OutcomeStatus
+        shared::model::OutcomeStatus,
+        shared::protocol::Frame,
+        shared::protocol::Action
     ))
 )]
 struct ApiDoc;
