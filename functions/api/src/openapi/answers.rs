@@ -62,17 +62,43 @@ fn retry_after(required: bool) -> Value {
         "schema": {"type": "integer", "minimum": 1}}})
 }
 
-/// The shared responses: (name, status, description, gateway body too, `Retry-After`).
-const SHARED: &[(&str, &str, &str, bool, Option<bool>)] = &[
-    ("BadRequest", "400", "The body is not JSON or not UTF-8, or a query parameter is malformed", false, None),
-    ("Unauthorized", "401", "No valid token (the gateway), or its subject is not a valid user id (the function)", true, None),
-    ("Forbidden", "403", "The token lacks the scope this route requires", true, None),
-    ("NotFound", "404", "No such resource of the caller's, or no route for this path (the gateway)", true, None),
-    ("PayloadTooLarge", "413", "The body is larger than this route accepts (the gateway: over 10 MB)", true, None),
-    ("UnsupportedMediaType", "415", "The body is not `application/json`", false, None),
-    ("Unprocessable", "422", "Well-formed JSON that breaks a rule; `errors` names each field", false, None),
-    ("TooManyRequests", "429", "A per-user or per-sender rate limit; retry after `Retry-After` seconds", false, Some(true)),
-    ("Unavailable", "503", "The store is unavailable for a while (unreachable, loading, failing over, shedding load), or the function timed out (the gateway, without `Retry-After`); retry", true, Some(false)),
+/// One answer many routes give, declared once under `components.responses`.
+struct Shared {
+    name: &'static str,
+    status: &'static str,
+    description: &'static str,
+    /// API Gateway gives it too, with its `{"message": …}` body.
+    from_gateway: bool,
+    /// `Some(required)`: it carries `Retry-After`.
+    retry_after: Option<bool>,
+}
+
+const fn shared(
+    name: &'static str,
+    status: &'static str,
+    description: &'static str,
+    from_gateway: bool,
+    retry_after: Option<bool>,
+) -> Shared {
+    Shared {
+        name,
+        status,
+        description,
+        from_gateway,
+        retry_after,
+    }
+}
+
+const SHARED: &[Shared] = &[
+    shared("BadRequest", "400", "The body is not JSON or not UTF-8, or a query parameter is malformed", false, None),
+    shared("Unauthorized", "401", "No valid token (the gateway), or its subject is not a valid user id (the function)", true, None),
+    shared("Forbidden", "403", "The token lacks the scope this route requires", true, None),
+    shared("NotFound", "404", "No such resource of the caller's, or no route for this path (the gateway)", true, None),
+    shared("PayloadTooLarge", "413", "The body is larger than this route accepts (the gateway: over 10 MB)", true, None),
+    shared("UnsupportedMediaType", "415", "The body is not `application/json`", false, None),
+    shared("Unprocessable", "422", "Well-formed JSON that breaks a rule; `errors` names each field", false, None),
+    shared("TooManyRequests", "429", "A per-user or per-sender rate limit; retry after `Retry-After` seconds", false, Some(true)),
+    shared("Unavailable", "503", "The store is unavailable for a while (unreachable, loading, failing over, shedding load), or the function timed out (the gateway, without `Retry-After`); retry", true, Some(false)),
 ];
 
 pub(super) fn apply(doc: &mut Value) {
@@ -80,8 +106,8 @@ pub(super) fn apply(doc: &mut Value) {
     components["schemas"]["GatewayMessage"] = json!({"type": "object",
         "description": "API Gateway's own refusal, before the function runs",
         "required": ["message"], "properties": {"message": {"type": "string"}}});
-    for &(name, ..) in SHARED {
-        components["responses"][name] = shared_response(name);
+    for answer in SHARED {
+        components["responses"][answer.name] = shared_response(answer);
     }
     components["securitySchemes"]["jwt"] = json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
         "description": "A JWT from the deployment's issuer; `sub` is the caller's user id. Scopes (`scope`/`scp`): \
@@ -118,21 +144,19 @@ pub(super) fn apply(doc: &mut Value) {
             ("Unavailable", true),
         ];
         for (name, applies) in wanted {
-            let Some(&(_, status, ..)) = SHARED.iter().find(|s| s.0 == name) else {
+            let Some(answer) = SHARED.iter().find(|s| s.name == name).filter(|_| applies) else {
                 continue;
             };
-            if !applies {
-                continue;
-            }
             let responses = &mut op["responses"];
-            match responses.get_mut(status) {
+            match responses.get_mut(answer.status) {
                 // The route's own description stays; the shared bodies and headers join it.
                 Some(own) if own.get("$ref").is_none() => {
-                    merge_content(own, &shared_response(name));
+                    merge_content(own, &shared_response(answer))
                 }
                 Some(_) => {}
                 None => {
-                    responses[status] = json!({"$ref": format!("#/components/responses/{name}")});
+                    responses[answer.status] =
+                        json!({"$ref": format!("#/components/responses/{name}")});
                 }
             }
         }
@@ -140,18 +164,15 @@ pub(super) fn apply(doc: &mut Value) {
     headers_and_links(doc);
 }
 
-/// The shared response `name`.
-fn shared_response(name: &str) -> Value {
-    let Some(&(_, _, description, gateway, retry)) = SHARED.iter().find(|s| s.0 == name) else {
-        return Value::Null;
-    };
+/// The response object of a shared answer.
+fn shared_response(answer: &Shared) -> Value {
     let mut content = Map::new();
     content.insert(PROBLEM_CONTENT_TYPE.into(), problem());
-    if gateway {
+    if answer.from_gateway {
         content.insert("application/json".into(), gateway_message());
     }
-    let mut response = json!({"description": description, "content": content});
-    if let Some(required) = retry {
+    let mut response = json!({"description": answer.description, "content": content});
+    if let Some(required) = answer.retry_after {
         response["headers"] = retry_after(required);
     }
     response
