@@ -227,8 +227,10 @@ fn parameters(doc: &mut Value) {
     let notification_type = json!({"type": "string", "maxLength": TYPE_MAX_BYTES,
         "pattern": TYPE_PATTERN, "description": "Only this type"});
     let limit = |max: usize| json!({"type": "integer", "minimum": 1, "maximum": max});
+    // Visible ASCII, spaces and tabs inside (`HeaderValue::to_str`); HTTP strips the whitespace
+    // around a header value before the API reads it.
     let idempotency_key = json!({"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_BYTES,
-        "pattern": "^[!-~](?:[ -~]*[!-~])?$"});
+        "pattern": "^[\\t ]*[!-~](?:[\\t -~]*[!-~])?[\\t ]*$"});
     let date =
         json!({"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"});
     // `base64url(payload) "." base64url(HMAC-SHA256)`; only the deployment's secret makes one valid.
