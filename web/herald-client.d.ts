@@ -1,59 +1,22 @@
 // Types of herald-client.js, the browser client of Herald's real-time protocol (docs/realtime.md).
 
-export type Channel = 'IN_APP' | 'PUSH' | 'EMAIL' | 'SMS';
-export type Priority = 'LOW' | 'NORMAL' | 'HIGH' | 'URGENT';
+// The shapes the server sends are generated from /openapi.json into herald-api.d.ts
+// (openapi-typescript; scripts/test.d/40-contract regenerates it and fails on a difference).
+import type { components } from './herald-api.js';
 
+type Schemas = components['schemas'];
+
+export type Channel = Schemas['Channel'];
+export type Priority = Schemas['Priority'];
 /** A stored notification, as `GET /v1/notifications` and `notification.created` carry it. */
-export interface Notification {
-  /** UUIDv7: ids sort by creation time. */
-  id: string;
-  /** The user's `seq` when it was created. */
-  seq: number;
-  userId: string;
-  type: string;
-  title: string;
-  body: string;
-  data: Record<string, unknown>;
-  channels: Channel[];
-  priority: Priority;
-  actionUrl?: string;
-  groupKey?: string;
-  expiresAt?: string;
-  read: boolean;
-  seen: boolean;
-  archived: boolean;
-  createdAt: string;
-}
-
+export type Notification = Schemas['Notification'];
 /** Exact counts, valid at `version` (the user's `seq` when they were computed). */
-export interface Counts {
-  unread: number;
-  unseen: number;
-  total: number;
-  /** Unread per type; types with none are absent. */
-  byType: Record<string, number>;
-  version: number;
-}
-
+export type Counts = Schemas['Counts'];
 /** Only the flags that changed. */
-export interface FlagsPatch {
-  read?: boolean;
-  seen?: boolean;
-  archived?: boolean;
-}
-
-export type ErrorCode = 'bad-frame' | 'unknown-action' | 'invalid' | 'not-found' | 'unavailable';
-
-/** Frames the server sends (shared/src/protocol/frames.rs). */
-export type Frame =
-  | { type: 'notification.created'; seq: number; id: string; notification?: Notification; counts: Counts }
-  | { type: 'notification.updated'; seq: number; id: string; changes: FlagsPatch; counts: Counts }
-  | { type: 'notification.deleted'; seq: number; id: string; counts: Counts }
-  | { type: 'counts'; seq: number; counts: Counts; allRead?: { notificationType?: string } }
-  | { type: 'sync.result'; changes: Frame[]; upTo: number; more: boolean }
-  | { type: 'resync'; head: number }
-  | { type: 'pong' }
-  | { type: 'error'; code: ErrorCode; message: string; action?: string };
+export type FlagsPatch = Schemas['FlagsPatch'];
+export type ErrorCode = Schemas['ErrorCode'];
+/** Frames the server sends (shared/src/protocol/frames.rs; /asyncapi.json is their contract). */
+export type Frame = Schemas['Frame'];
 
 export type Status = 'idle' | 'loading' | 'connecting' | 'open' | 'reconnecting' | 'closed';
 

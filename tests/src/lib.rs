@@ -18,10 +18,12 @@
 //! - [`browser`]: a Web Push subscriber that decrypts and checks VAPID independently.
 //!
 //! [`stack`] runs devstack for the end-to-end tests; [`kafka`] picks the broker and reads topics
-//! back; [`http`] calls the api function in process; [`logs`] captures what code logs.
+//! back; [`http`] calls the api function in process; [`logs`] captures what code logs; [`frames`]
+//! holds every WebSocket frame a test receives to `/asyncapi.json`.
 
 pub mod browser;
 pub mod capture;
+pub mod frames;
 pub mod http;
 pub mod kafka;
 pub mod logs;

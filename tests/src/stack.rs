@@ -378,10 +378,12 @@ impl WsClient {
                 .ok()?;
             match message {
                 Some(Ok(Message::Text(text))) => {
-                    return Some(
-                        serde_json::from_str(&text)
-                            .unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text}")),
-                    )
+                    let frame: Value = serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text}"));
+                    if let Err(e) = crate::frames::check_frame(&frame) {
+                        panic!("the frame breaks /asyncapi.json: {e}\n{text}");
+                    }
+                    return Some(frame);
                 }
                 Some(Ok(Message::Close(frame))) => {
                     self.closed = Some(frame.map(|f| u16::from(f.code)));

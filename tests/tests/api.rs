@@ -1310,3 +1310,62 @@ async fn a_notification_past_its_own_expires_at_leaves_every_read_path() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(exp, None, "no expiry left to watch");
 }
+
+/// What schemathesis found where the API accepted a request `/openapi.json` calls invalid
+/// (scripts/test.d/40-contract).
+#[tokio::test]
+async fn requests_the_openapi_document_calls_invalid_are_refused() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    // serde reads a struct from an array of its fields; every body is an object.
+    let cases = [
+        Call::post("/v1/notifications")
+            .service("svc")
+            .json(&json!(["alice", null, "t", "x", ""])),
+        Call::put("/v1/users/alice/contacts")
+            .service("svc")
+            .json(&json!([null, null])),
+        Call::put("/v1/preferences")
+            .user("alice")
+            .json(&json!([{}, {}, null])),
+        Call::patch("/v1/notifications/x")
+            .user("alice")
+            .json(&json!([true])),
+    ];
+    for call in cases {
+        let r = call.send(&deps).await;
+        assert_eq!(
+            (r.status, r.error_fields()),
+            (422, vec!["body".to_owned()]),
+            "{}",
+            r.body
+        );
+    }
+    let r = Call::put("/v1/preferences")
+        .user("alice")
+        .json(&json!({"quietHours": ["22:00", "07:00", "UTC"]}))
+        .send(&deps)
+        .await;
+    assert_eq!(
+        (r.status, r.error_fields()),
+        (422, vec!["quietHours".to_owned()]),
+        "{}",
+        r.body
+    );
+    // A bad `?type=` is refused even when the body names a type (the body's wins).
+    let r = Call::post("/v1/notifications/mark-all-read")
+        .user("alice")
+        .query("type", "Not A Type")
+        .json(&json!({"type": "comment"}))
+        .send(&deps)
+        .await;
+    assert_eq!(
+        (r.status, r.error_fields()),
+        (400, vec!["type".to_owned()]),
+        "{}",
+        r.body
+    );
+    assert_eq!(counts(&deps, "alice").await["version"].as_u64(), Some(0));
+}

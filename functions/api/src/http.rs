@@ -44,6 +44,28 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, max_bytes: usize) -> Result
     parse_json(bytes)
 }
 
+/// [`json_body`] for a body whose members `structs` are structs: serde would read each from an
+/// array of its fields, and the API takes objects only (an array there is 422).
+pub fn json_body_with_structs<T: DeserializeOwned>(
+    req: &Request,
+    max_bytes: usize,
+    structs: &[&str],
+) -> Result<T, ApiError> {
+    let bytes = body_bytes(req);
+    check_json_body(req, bytes, max_bytes)?;
+    if let Ok(serde_json::Value::Object(body)) = serde_json::from_slice(bytes) {
+        let errors: Vec<FieldError> = structs
+            .iter()
+            .filter(|name| body.get(**name).is_some_and(serde_json::Value::is_array))
+            .map(|name| FieldError::new(*name, "must be a JSON object"))
+            .collect();
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+    }
+    parse_json(bytes)
+}
+
 /// The media-type, size and UTF-8 checks of [`json_body`], for routes that keep the raw bytes.
 pub fn check_json_body(req: &Request, bytes: &[u8], max_bytes: usize) -> Result<(), ApiError> {
     let content_type = req
@@ -83,7 +105,14 @@ pub fn check_json_body(req: &Request, bytes: &[u8], max_bytes: usize) -> Result<
 }
 
 /// Deserialises JSON, reporting syntax errors as 400 and shape errors as 422 with the field path.
+/// Every body is a JSON object: serde would read a struct from an array of its fields in order.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.trim_ascii_start().starts_with(b"[") {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "body",
+            "must be a JSON object",
+        )]));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -8,13 +8,15 @@
 //! - [`routes`]: one module per resource (notifications, changes, preferences, analytics, health);
 //! - [`http`]: request parsing and response building shared by the routes;
 //! - [`validate`]: turning a create request into a [`shared::store::NewNotification`];
-//! - [`openapi`]: the OpenAPI 3.1 document, generated from the route annotations and types.
+//! - [`openapi`]: the OpenAPI 3.1 document, generated from the route annotations and types;
+//! - [`asyncapi`]: the AsyncAPI 3.0 document of the WebSocket API, generated from its frame types.
 //!
 //! Every committed change is published before the handler returns ([`shared::outbox::Publisher`]);
 //! if Kafka does not acknowledge in time the request still succeeds, the change's frame is posted
 //! straight to the user's open WebSocket connections (when `CONNECTIONS_URL` is configured), and
 //! the outbox relay publishes the change later.
 
+pub mod asyncapi;
 pub mod http;
 pub mod openapi;
 pub mod routes;

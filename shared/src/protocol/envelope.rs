@@ -65,7 +65,12 @@ pub enum Event {
     },
     /// Every notification with a lower `seq` (of `notificationType`, when given) is now read.
     AllRead {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        // Named here as `rename_all_fields` would: the OpenAPI schema (utoipa) reads only this.
+        #[serde(
+            default,
+            rename = "notificationType",
+            skip_serializing_if = "Option::is_none"
+        )]
         notification_type: Option<String>,
         counts: Counts,
     },

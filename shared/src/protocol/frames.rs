@@ -19,6 +19,7 @@
 //! from the last one it applied.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::model::{Counts, FlagsPatch, Notification};
 use crate::protocol::{Envelope, Event};
@@ -27,7 +28,7 @@ use crate::protocol::{Envelope, Event};
 pub const FRAME_MAX_BYTES: usize = 32 * 1024;
 
 /// A frame the server sends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all_fields = "camelCase")]
 pub enum Frame {
     #[serde(rename = "notification.created")]
@@ -58,13 +59,17 @@ pub enum Frame {
         counts: Counts,
         /// Present when mark-all-read caused it: every notification with a lower `seq` (of
         /// `notificationType`, when given) is now read.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, rename = "allRead", skip_serializing_if = "Option::is_none")]
         all_read: Option<AllRead>,
     },
     #[serde(rename = "sync.result")]
     SyncResult {
+        /// `notification.created`, `notification.updated`, `notification.deleted` and `counts`
+        /// frames, oldest first.
+        #[schema(no_recursion)]
         changes: Vec<Frame>,
         /// The seq of the last change in this page (or the `since` asked for, when none).
+        #[serde(rename = "upTo")] // as `rename_all_fields` says; utoipa reads only this
         up_to: u64,
         /// More pages follow.
         more: bool,
@@ -85,7 +90,7 @@ pub enum Frame {
     },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AllRead {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,7 +98,7 @@ pub struct AllRead {
 }
 
 /// Why a client frame was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorCode {
     /// Not a JSON object with a string `action`.
@@ -265,7 +270,7 @@ pub fn sync_pages(since: u64, changes: Vec<Frame>, last_is_final: bool) -> Vec<V
 }
 
 /// A client frame (route selection `$request.body.action`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(
     tag = "action",
     rename_all = "camelCase",

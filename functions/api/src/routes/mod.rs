@@ -13,7 +13,7 @@ use lambda_http::{Body, Request, Response};
 use shared::error::ApiError;
 use shared::store::{whole_seconds, RateDecision};
 
-use crate::{http, openapi, Deps};
+use crate::{asyncapi, http, openapi, Deps};
 
 /// 429 when `user` is over their limit of mutations (every route that changes the caller's own
 /// inbox, preferences or subscriptions calls this once, before any write).
@@ -43,7 +43,8 @@ pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErro
     match (segments.as_slice(), method) {
         (["health"], &Method::GET) => Ok(health::liveness().await),
         (["v1", "health"], &Method::GET) => health::readiness(deps, req).await,
-        (["openapi.json"], &Method::GET) => Ok(http::json(StatusCode::OK, &openapi::document())),
+        (["openapi.json"], &Method::GET) => Ok(http::json(StatusCode::OK, openapi::document())),
+        (["asyncapi.json"], &Method::GET) => Ok(http::json(StatusCode::OK, asyncapi::document())),
         (["v1", "notifications"], &Method::POST) => notifications::create(deps, req).await,
         (["v1", "notifications"], &Method::GET) => notifications::list(deps, req).await,
         (["v1", "notifications", "batch"], &Method::POST) => {

@@ -550,9 +550,14 @@ pub async fn mark_all_read(deps: &Deps, req: &Request) -> Result<Response<Body>,
     } else {
         http::json_body(req, 1024)?
     };
-    let kind = body
-        .kind
-        .or_else(|| http::query(req, "type").map(str::to_owned));
+    let query_kind = http::query(req, "type");
+    if query_kind.is_some_and(|k| !limits::valid_type(k)) {
+        return Err(ApiError::BadRequest(
+            "`type` is not a valid notification type".into(),
+            vec![FieldError::new("type", "is not a valid notification type")],
+        ));
+    }
+    let kind = body.kind.or_else(|| query_kind.map(str::to_owned));
     if kind.as_deref().is_some_and(|k| !limits::valid_type(k)) {
         return Err(ApiError::validation(vec![FieldError::new(
             "type",

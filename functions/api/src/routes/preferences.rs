@@ -61,7 +61,8 @@ pub async fn get(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError>
 pub async fn put(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
     super::enforce_mutation_limit(deps, &claims.sub).await?;
-    let prefs: Preferences = http::json_body(req, limits::PREFERENCES_MAX_BYTES)?;
+    let prefs: Preferences =
+        http::json_body_with_structs(req, limits::PREFERENCES_MAX_BYTES, &["quietHours"])?;
     let mut errors = Vec::new();
     for kind in prefs.types.keys() {
         if !limits::valid_type(kind) {

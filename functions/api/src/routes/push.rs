@@ -67,7 +67,8 @@ pub struct Unsubscribed {
 pub async fn subscribe(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let claims = http::claims(req)?;
     super::enforce_mutation_limit(deps, &claims.sub).await?;
-    let body: PushSubscriptionRequest = http::json_body(req, BODY_MAX_BYTES)?;
+    let body: PushSubscriptionRequest =
+        http::json_body_with_structs(req, BODY_MAX_BYTES, &["keys"])?;
     let subscription =
         PushSubscription::from_request(&body, deps.channels.allow_loopback, Utc::now())
             .map_err(ApiError::validation)?;
