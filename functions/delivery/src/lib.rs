@@ -109,18 +109,33 @@ shared::counters!(BatchStats {
 });
 
 impl Report for BatchStats {
+    /// At `info` only when something went wrong or was repeated: the figures of every batch are
+    /// in its metrics line already, and a second line per invocation (hundreds per second) cost
+    /// this function and the log pipeline measurable CPU. `debug` shows every batch.
     fn log(&self) {
-        tracing::info!(
-            records = self.records,
-            delivered = self.delivered,
-            frames_sent = self.frames_sent,
-            gone = self.gone,
-            failed_posts = self.failed_posts,
-            redelivered = self.redelivered,
-            poison = self.poison,
-            retried = self.retried,
-            "delivery batch"
-        );
+        let notable =
+            self.poison + self.retried + self.failed_posts + self.gone + self.redelivered > 0;
+        macro_rules! batch_line {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    records = self.records,
+                    delivered = self.delivered,
+                    frames_sent = self.frames_sent,
+                    gone = self.gone,
+                    failed_posts = self.failed_posts,
+                    redelivered = self.redelivered,
+                    poison = self.poison,
+                    retried = self.retried,
+                    "delivery batch"
+                )
+            };
+        }
+        if notable {
+            batch_line!(tracing::Level::INFO);
+        } else {
+            batch_line!(tracing::Level::DEBUG);
+        }
     }
 
     /// The batch's figures, and the IN_APP `Sends` by outcome (`shared::metrics`).
