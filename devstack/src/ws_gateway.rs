@@ -366,13 +366,20 @@ async fn session(
         }
     };
     let info = Arc::new(info);
-    let ends_at = Instant::now() + gw.settings.limits.max_lifetime;
-    let (status, reason): (u16, String) = loop {
-        let idle_at = last_active
+    let idle_timeout = gw.settings.limits.idle_timeout;
+    let idle_at = || {
+        last_active
             .lock()
             .map(|l| l.0)
             .unwrap_or_else(|_| Instant::now())
-            + gw.settings.limits.idle_timeout;
+            + idle_timeout
+    };
+    // Both timers are made once: a frame only touches `last_active`, and the idle timer, when it
+    // fires, checks it and sleeps again if there was activity meanwhile (no timer work per frame).
+    let lifetime = tokio::time::sleep(gw.settings.limits.max_lifetime);
+    let idle = tokio::time::sleep_until(idle_at());
+    tokio::pin!(lifetime, idle);
+    let (status, reason): (u16, String) = loop {
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
@@ -408,11 +415,16 @@ async fn session(
                 }
                 None => break (1001, "Going away".into()),
             },
-            _ = tokio::time::sleep_until(idle_at) => {
+            _ = &mut idle => {
+                let at = idle_at();
+                if at > Instant::now() {
+                    idle.as_mut().reset(at);
+                    continue;
+                }
                 let _ = sink.send(Message::Close(Some(CloseFrame { code: 1001, reason: "Going away".into() }))).await;
                 break (1001, "Idle timeout".into());
             }
-            _ = tokio::time::sleep_until(ends_at) => {
+            _ = &mut lifetime => {
                 let _ = sink.send(Message::Close(Some(CloseFrame { code: 1001, reason: "Going away".into() }))).await;
                 break (1001, "Maximum connection duration".into());
             }

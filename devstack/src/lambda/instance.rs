@@ -198,14 +198,44 @@ fn command(spec: &FunctionSpec, runtime_api: &str, log_stream: String) -> Comman
     cmd
 }
 
-/// Copies a child's output line by line, prefixed with the function name.
+/// Copies a child's output, each line prefixed with the function name. The lines that arrived
+/// together go out in one write: a function logs a few lines per invocation, and a write (and a
+/// wake-up) per line was a measurable part of devstack's CPU per notification.
 async fn forward(stream: impl AsyncRead + Unpin, name: String, stderr: bool) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if stderr {
-            eprintln!("[{name}] {line}");
-        } else {
-            println!("[{name}] {line}");
+    use std::io::Write;
+    let prefix = format!("[{name}] ");
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
+        out.clear();
+        push_line(&mut out, &prefix, &line);
+        // Every further complete line already read goes in the same write.
+        while reader.buffer().contains(&b'\n') {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).await.is_err() {
+                break;
+            }
+            push_line(&mut out, &prefix, &line);
+        }
+        let _ = if stderr {
+            std::io::stderr().lock().write_all(&out)
+        } else {
+            std::io::stdout().lock().write_all(&out)
+        };
     }
+}
+
+/// `prefix`, the line (invalid UTF-8 replaced), and exactly one newline.
+fn push_line(out: &mut Vec<u8>, prefix: &str, line: &[u8]) {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    out.extend_from_slice(prefix.as_bytes());
+    out.extend_from_slice(String::from_utf8_lossy(line).as_bytes());
+    out.push(b'\n');
 }

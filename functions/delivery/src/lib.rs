@@ -13,9 +13,18 @@
 //!    hours are applied there, in `push`, so every suppression is recorded);
 //! 4. once those records are acknowledged, marks the `seq` delivered for the user.
 //!
+//! Claim, then act: before step 2, each user's records of the batch are claimed in one atomic
+//! step that also reads which seqs are already delivered and the user's connections (one round
+//! trip per user per batch, [`ConnectionRegistry::claim_delivery`]). The claim is a lease that
+//! runs to this invocation's deadline; step 4 releases it.
+//!
 //! Redelivery: a record whose `seq` is marked delivered is skipped, so a redelivered batch posts
-//! no frame and emits no outcome twice. (A crash between the acknowledgement and the mark can
-//! repeat one record's outputs; clients drop the repeated frame by its `seq`.)
+//! no frame and emits no outcome twice, whether it comes after the first delivery or *at the same
+//! time* (a second invocation finds the claim held, waits for it to be released, then finds the
+//! seqs delivered). A claim held past [`CLAIM_WAIT`] (its claimer crashed, or is slow) sends the
+//! user's records back for retry; the lease expires by itself, so they are delivered then. (A
+//! crash between the acknowledgement and the mark can repeat one record's outputs; clients drop
+//! the repeated frame by its `seq`.)
 //!
 //! Failures: a poison record (no value, bad base64, bad JSON, unknown `v`) is logged, counted and
 //! skipped, never blocking its partition. A transient failure (Redis, or Kafka not acknowledging
@@ -23,6 +32,7 @@
 //! offset ([`BatchResponse`]); records after it that did complete are skipped on the retry.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
 use futures::future::join_all;
@@ -35,8 +45,19 @@ use shared::model::{Channel, OutcomeStatus};
 use shared::protocol::outcome::reason;
 use shared::protocol::{DeliveryOutcome, Envelope, Event, Frame, Topic, IDEMPOTENCY_KEY_HEADER};
 use shared::realtime::{Fanout, FanoutReport};
-use shared::store::{KeySpace, RedisConn, StoreError};
+use shared::store::{
+    Connection, ConnectionRegistry, DeliveryClaim, KeySpace, RedisConn, StoreError,
+};
 use shared::trigger::{self, BatchResponse, Counters, PartitionBatch, Report};
+
+/// How long an invocation waits for another one's claim on a user before sending the user's
+/// records back for retry. A concurrent duplicate releases its claim within one fan-out; only a
+/// crashed claimer holds it longer (to its deadline).
+pub const CLAIM_WAIT: Duration = Duration::from_secs(5);
+/// The lease of [`deliver_batch`], which has no invocation deadline: the function's timeout.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// How often a waiting invocation looks at a held claim again.
+const CLAIM_POLL: Duration = Duration::from_millis(20);
 
 /// Built once per cold start.
 #[derive(Debug, Clone)]
@@ -88,18 +109,33 @@ shared::counters!(BatchStats {
 });
 
 impl Report for BatchStats {
+    /// At `info` only when something went wrong or was repeated: the figures of every batch are
+    /// in its metrics line already, and a second line per invocation (hundreds per second) cost
+    /// this function and the log pipeline measurable CPU. `debug` shows every batch.
     fn log(&self) {
-        tracing::info!(
-            records = self.records,
-            delivered = self.delivered,
-            frames_sent = self.frames_sent,
-            gone = self.gone,
-            failed_posts = self.failed_posts,
-            redelivered = self.redelivered,
-            poison = self.poison,
-            retried = self.retried,
-            "delivery batch"
-        );
+        let notable =
+            self.poison + self.retried + self.failed_posts + self.gone + self.redelivered > 0;
+        macro_rules! batch_line {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    records = self.records,
+                    delivered = self.delivered,
+                    frames_sent = self.frames_sent,
+                    gone = self.gone,
+                    failed_posts = self.failed_posts,
+                    redelivered = self.redelivered,
+                    poison = self.poison,
+                    retried = self.retried,
+                    "delivery batch"
+                )
+            };
+        }
+        if notable {
+            batch_line!(tracing::Level::INFO);
+        } else {
+            batch_line!(tracing::Level::DEBUG);
+        }
     }
 
     /// The batch's figures, and the IN_APP `Sends` by outcome (`shared::metrics`).
@@ -134,8 +170,28 @@ pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<KafkaEvent>,
 ) -> Result<BatchResponse, lambda_runtime::Error> {
-    let (response, stats) = deliver_batch(deps, &event.payload).await;
+    let (response, stats) =
+        deliver_batch_leased(deps, &event.payload, lease_until(event.context.deadline)).await;
     Ok(trigger::finish(&stats, response, &deps.trigger)?)
+}
+
+/// The claim lease for an invocation ending at `deadline_ms` (ms since the epoch, as the Runtime
+/// API says): until then, when Lambda ends the invocation. [`DEFAULT_LEASE`] if it is unknown.
+fn lease_until(deadline_ms: u64) -> Duration {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    match deadline_ms.checked_sub(now_ms) {
+        Some(left) if left > 0 => Duration::from_millis(left),
+        _ => DEFAULT_LEASE,
+    }
+}
+
+/// This invocation's claim on the users it delivers to: a token no other invocation has, and how
+/// long a claim lasts.
+struct Claimant {
+    token: String,
+    lease: Duration,
 }
 
 /// A record handled up to its outputs, which still need Kafka's acknowledgement.
@@ -146,21 +202,38 @@ struct Handled {
     outputs: Vec<OutgoingRecord>,
 }
 
-/// One partition's result: handled records, and the first offset to retry from.
+/// One partition's result: handled records, the users claimed, and the first offset to retry
+/// from.
 #[derive(Default)]
 struct PartitionResult {
     handled: Vec<Handled>,
+    claimed: Vec<String>,
     retry_from: Option<i64>,
     stats: BatchStats,
 }
 
-/// Delivers every record of `event` and says which partitions to retry from where.
+/// Delivers every record of `event` and says which partitions to retry from where, with claims
+/// of [`DEFAULT_LEASE`].
 pub async fn deliver_batch(deps: &Deps, event: &KafkaEvent) -> (BatchResponse, BatchStats) {
+    deliver_batch_leased(deps, event, DEFAULT_LEASE).await
+}
+
+/// [`deliver_batch`] with claims that last `lease`.
+pub async fn deliver_batch_leased(
+    deps: &Deps,
+    event: &KafkaEvent,
+    lease: Duration,
+) -> (BatchResponse, BatchStats) {
+    let claimant = Claimant {
+        token: format!("{:032x}", rand::random::<u128>()),
+        lease,
+    };
+    let claimant = &claimant;
     let batches = trigger::partitions(event);
     let mut results: Vec<(&str, PartitionResult)> = join_all(
         batches
             .iter()
-            .map(|b| async move { (b.key, deliver_partition(deps, b).await) }),
+            .map(|b| async move { (b.key, deliver_partition(deps, claimant, b).await) }),
     )
     .await;
 
@@ -173,7 +246,7 @@ pub async fn deliver_batch(deps: &Deps, event: &KafkaEvent) -> (BatchResponse, B
 
     let mut stats = BatchStats::default();
     let mut response = BatchResponse::default();
-    let mut delivered: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let mut delivered: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (partition, result) in &mut results {
         for h in &result.handled {
             // Take exactly this record's acknowledgements (no short-circuit).
@@ -185,7 +258,7 @@ pub async fn deliver_batch(deps: &Deps, event: &KafkaEvent) -> (BatchResponse, B
                 .count()
                 == 0;
             if acked {
-                delivered.entry(&h.user_id).or_default().push(h.seq);
+                delivered.entry(h.user_id.clone()).or_default().push(h.seq);
             } else {
                 tracing::warn!(
                     partition,
@@ -200,83 +273,177 @@ pub async fn deliver_batch(deps: &Deps, event: &KafkaEvent) -> (BatchResponse, B
         }
         stats.merge(&result.stats);
     }
-    for (user_id, seqs) in delivered {
+    // Record what was delivered and release every claim, all at once.
+    let registry = deps.fanout.registry();
+    let claimed = results.iter().flat_map(|(_, r)| &r.claimed);
+    join_all(claimed.map(|user_id| {
+        let seqs = delivered.get(user_id).map_or(&[][..], Vec::as_slice);
         stats.delivered += seqs.len();
-        // Not marking only means a retried record is delivered again (clients drop it by seq).
-        if let Err(e) = deps.fanout.registry().mark_delivered(user_id, &seqs).await {
-            tracing::warn!(user = user_id, error = %e, "could not mark seqs delivered");
+        async move {
+            // Not recording only means a retried record is delivered again (clients drop it by
+            // seq), and the claim lasts to its lease.
+            if let Err(e) = registry
+                .finish_delivery(user_id, seqs, &claimant.token)
+                .await
+            {
+                tracing::warn!(user = user_id, error = %e, "could not mark seqs delivered");
+            }
         }
-    }
+    }))
+    .await;
     (response, stats)
 }
 
 /// One partition: its users concurrently, each user's records in order.
-async fn deliver_partition(deps: &Deps, batch: &PartitionBatch<'_>) -> PartitionResult {
+async fn deliver_partition(
+    deps: &Deps,
+    claimant: &Claimant,
+    batch: &PartitionBatch<'_>,
+) -> PartitionResult {
     let mut result = PartitionResult::default();
     result.stats.records = batch.records.len();
-    let mut by_user: BTreeMap<String, Vec<(&KafkaRecord, Envelope)>> = BTreeMap::new();
+    let mut by_user: BTreeMap<String, Vec<(&KafkaRecord, Envelope, Frame)>> = BTreeMap::new();
     for record in &batch.records {
         match trigger::envelope(record) {
-            Ok(envelope) => by_user
-                .entry(envelope.user_id.clone())
-                .or_default()
-                .push((record, envelope)),
+            // An event without a frame has nothing to deliver.
+            Ok(envelope) => {
+                if let Some(frame) = Frame::from_envelope(&envelope) {
+                    by_user
+                        .entry(envelope.user_id.clone())
+                        .or_default()
+                        .push((record, envelope, frame));
+                }
+            }
             Err(why) => {
                 result.stats.poison += 1;
                 batch.log_poison(record, &why);
             }
         }
     }
-    let users = join_all(by_user.into_values().map(|records| async move {
-        let mut done = Vec::new();
-        let mut stats = BatchStats::default();
-        for (i, (record, envelope)) in records.iter().enumerate() {
-            match deliver_one(deps, record, envelope, &mut stats).await {
-                Ok(Some(handled)) => done.push(handled),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(offset = record.offset, user = envelope.user_id, error = %e, "transient failure; retrying from this record");
-                    stats.retried += records.len() - i;
-                    return (done, stats, Some(record.offset));
-                }
-            }
-        }
-        (done, stats, None)
-    }))
+    let users = join_all(
+        by_user
+            .into_iter()
+            .map(|(user_id, records)| deliver_user(deps, claimant, user_id, records)),
+    )
     .await;
-    for (done, stats, failed_at) in users {
-        result.handled.extend(done);
-        result.stats.merge(&stats);
-        if let Some(offset) = failed_at {
+    for user in users {
+        result.handled.extend(user.handled);
+        result.stats.merge(&user.stats);
+        result.claimed.extend(user.claimed);
+        if let Some(offset) = user.retry_from {
             result.retry_from = Some(result.retry_from.map_or(offset, |o| o.min(offset)));
         }
     }
     result
 }
 
-/// Posts one change's frame and builds its outputs. `None`: nothing to do (already delivered, or
-/// an event without a frame).
+/// One user's records of a partition.
+struct UserResult {
+    handled: Vec<Handled>,
+    stats: BatchStats,
+    /// The user, if this invocation took its claim (to release after the acknowledgements).
+    claimed: Option<String>,
+    retry_from: Option<i64>,
+}
+
+/// Claims the user's records, then posts each one not yet delivered, in order.
+async fn deliver_user(
+    deps: &Deps,
+    claimant: &Claimant,
+    user_id: String,
+    records: Vec<(&KafkaRecord, Envelope, Frame)>,
+) -> UserResult {
+    let mut result = UserResult {
+        handled: Vec::new(),
+        stats: BatchStats::default(),
+        claimed: None,
+        retry_from: None,
+    };
+    let Some(first_offset) = records.first().map(|(r, _, _)| r.offset) else {
+        return result;
+    };
+    let seqs: Vec<u64> = records.iter().map(|(_, e, _)| e.seq).collect();
+    let (delivered, connections) = match claim(deps.fanout.registry(), claimant, &user_id, &seqs)
+        .await
+    {
+        Ok(Some(claimed)) => claimed,
+        Ok(None) => {
+            tracing::warn!(
+                offset = first_offset,
+                user = user_id,
+                "another invocation holds the user's claim; retrying from this record"
+            );
+            result.stats.retried += records.len();
+            result.retry_from = Some(first_offset);
+            return result;
+        }
+        Err(e) => {
+            tracing::warn!(offset = first_offset, user = user_id, error = %e, "transient failure; retrying from this record");
+            result.stats.retried += records.len();
+            result.retry_from = Some(first_offset);
+            return result;
+        }
+    };
+    for ((record, envelope, frame), already) in records.iter().zip(delivered) {
+        if already {
+            result.stats.redelivered += 1;
+            continue;
+        }
+        let handled = deliver_one(
+            deps,
+            &connections,
+            record,
+            envelope,
+            frame,
+            &mut result.stats,
+        )
+        .await;
+        result.handled.push(handled);
+    }
+    result.claimed = Some(user_id);
+    result
+}
+
+/// The user's claim for `seqs`, waiting up to [`CLAIM_WAIT`] while another invocation holds it:
+/// which seqs are already delivered, and the user's connections. `None`: still held.
+async fn claim(
+    registry: &ConnectionRegistry,
+    claimant: &Claimant,
+    user_id: &str,
+    seqs: &[u64],
+) -> Result<Option<(Vec<bool>, Vec<Connection>)>, StoreError> {
+    let give_up = Instant::now() + CLAIM_WAIT;
+    loop {
+        match registry
+            .claim_delivery(user_id, seqs, &claimant.token, claimant.lease)
+            .await?
+        {
+            DeliveryClaim::Claimed {
+                delivered,
+                connections,
+            } => return Ok(Some((delivered, connections))),
+            DeliveryClaim::Held { expires_in } => {
+                if Instant::now() >= give_up {
+                    return Ok(None);
+                }
+                tokio::time::sleep(CLAIM_POLL.min(expires_in).max(Duration::from_millis(1))).await;
+            }
+        }
+    }
+}
+
+/// Posts one change's frame to the user's connections and builds its outputs.
 async fn deliver_one(
     deps: &Deps,
+    connections: &[Connection],
     record: &KafkaRecord,
     envelope: &Envelope,
+    frame: &Frame,
     stats: &mut BatchStats,
-) -> Result<Option<Handled>, StoreError> {
-    let Some(frame) = Frame::from_envelope(envelope) else {
-        return Ok(None);
-    };
+) -> Handled {
     let user_id = &envelope.user_id;
-    let view = deps
-        .fanout
-        .registry()
-        .delivery_view(user_id, envelope.seq)
-        .await?;
-    if view.already_delivered {
-        stats.redelivered += 1;
-        return Ok(None);
-    }
     let posted_at = chrono::Utc::now();
-    let report = deps.fanout.send(user_id, &view.connections, &frame).await;
+    let report = deps.fanout.send(user_id, connections, frame).await;
     stats.frames_sent += report.sent;
     stats.gone += report.gone;
     stats.failed_posts += report.failed;
@@ -288,12 +455,12 @@ async fn deliver_one(
             "posting to a connection failed"
         );
     }
-    Ok(Some(Handled {
+    Handled {
         offset: record.offset,
         user_id: user_id.clone(),
         seq: envelope.seq,
         outputs: outputs(record, envelope, &report, posted_at),
-    }))
+    }
 }
 
 /// The records a delivered change produces: a new notification's IN_APP outcome, and its

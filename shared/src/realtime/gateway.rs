@@ -1,22 +1,30 @@
 //! [`ConnectionsApi`]: posting frames to, and closing, WebSocket connections through API
-//! Gateway's `@connections` management API, with the real `aws-sdk-apigatewaymanagement` client.
+//! Gateway's `@connections` management API: `POST` / `DELETE {endpoint}/@connections/{id}`, signed
+//! with SigV4 (service `execute-api`), exactly the requests `aws-sdk-apigatewaymanagement` sends.
+//!
+//! The requests are made here, on one pooled HTTP client (keep-alive: one reused connection per
+//! endpoint in the usual case), and signed with `aws-sigv4` directly rather than through the SDK:
+//! the SDK's per-call orchestration (interceptors, endpoint resolution, retry classification,
+//! identity caches) cost more CPU than the post itself (measured with `scripts/bench cpu`, see
+//! README). The wire format and the answers' meaning are the SDK's.
 //!
 //! Every post first takes a token from a per-process [`TokenBucket`] (API Gateway throttles
 //! `@connections` per account, shared by every function), and a throttled post
-//! (`LimitExceededException`) is retried with exponential backoff and jitter. The SDK's own retries
-//! are off, so each attempt is counted here exactly once.
+//! (`LimitExceededException`, 429) is retried with exponential backoff and jitter. Nothing else is
+//! retried, so each attempt is counted here exactly once.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
-use aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig;
-use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_apigatewaymanagement::error::SdkError;
-use aws_sdk_apigatewaymanagement::primitives::Blob;
-use aws_sdk_apigatewaymanagement::Client;
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
 
 use crate::config::{ConfigError, ConnectionsSettings, Env, RealtimeSettings};
+
+/// The SigV4 service name of API Gateway's management API.
+const SIGNING_NAME: &str = "execute-api";
 
 /// The result of posting one frame to one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,15 +41,27 @@ pub enum PostOutcome {
 /// The `@connections` client. Cheap to clone.
 #[derive(Clone)]
 pub struct ConnectionsApi {
-    client: Client,
+    http: reqwest::Client,
+    /// `{endpoint}/@connections/` (the endpoint includes the stage).
+    base: Arc<str>,
+    identity: Identity,
+    region: Arc<str>,
     bucket: Arc<TokenBucket>,
     retries: u32,
 }
 
 impl std::fmt::Debug for ConnectionsApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectionsApi").finish_non_exhaustive()
+        f.debug_struct("ConnectionsApi")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
     }
+}
+
+/// How one request ended: an HTTP status with API Gateway's error type, or no answer.
+enum Answer {
+    Status(reqwest::StatusCode, String),
+    NoAnswer(String),
 }
 
 impl ConnectionsApi {
@@ -69,21 +89,16 @@ impl ConnectionsApi {
         region: String,
         settings: &RealtimeSettings,
     ) -> Self {
-        let config = aws_sdk_apigatewaymanagement::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region))
-            .endpoint_url(endpoint)
-            .credentials_provider(credentials)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_attempt_timeout(settings.post_timeout)
-                    .build(),
-            )
-            .http_client(crate::aws::aws_https_client())
-            .build();
+        let http = reqwest::Client::builder()
+            .timeout(settings.post_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
         ConnectionsApi {
-            client: Client::from_conf(config),
+            http,
+            base: format!("{}/@connections/", endpoint.trim_end_matches('/')).into(),
+            identity: credentials.into(),
+            region: region.into(),
             bucket: Arc::new(TokenBucket::new(settings.post_rate, settings.post_burst)),
             retries: settings.post_retries,
         }
@@ -94,32 +109,34 @@ impl ConnectionsApi {
         let mut attempt = 0;
         loop {
             self.bucket.acquire().await;
-            let result = self
-                .client
-                .post_to_connection()
-                .connection_id(connection_id)
-                .data(Blob::new(data))
-                .send()
-                .await;
-            let error = match result {
-                Ok(_) => return PostOutcome::Sent,
-                Err(SdkError::ServiceError(e)) => {
-                    let e = e.into_err();
-                    if e.is_gone_exception() {
+            let error = match self.send("POST", connection_id, data).await {
+                Answer::Status(status, _) if status.is_success() => return PostOutcome::Sent,
+                Answer::Status(status, kind) => {
+                    if status == reqwest::StatusCode::GONE || kind == "GoneException" {
                         return PostOutcome::Gone;
                     }
-                    if e.is_payload_too_large_exception() {
+                    if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE
+                        || kind == "PayloadTooLargeException"
+                    {
                         return PostOutcome::TooLarge;
                     }
-                    if !e.is_limit_exceeded_exception() || attempt >= self.retries {
-                        return PostOutcome::Failed(format!("{e}"));
+                    let throttled = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                        || kind == "LimitExceededException";
+                    let error = format!("{status} {kind}");
+                    if !throttled || attempt >= self.retries {
+                        return PostOutcome::Failed(error);
                     }
-                    e
+                    error
                 }
-                Err(other) => return PostOutcome::Failed(describe(&other)),
+                Answer::NoAnswer(e) => return PostOutcome::Failed(e),
             };
             attempt += 1;
-            tracing::debug!(connection = connection_id, attempt, error = %error, "throttled; backing off");
+            tracing::debug!(
+                connection = connection_id,
+                attempt,
+                error,
+                "throttled; backing off"
+            );
             tokio::time::sleep(backoff(attempt)).await;
         }
     }
@@ -128,22 +145,89 @@ impl ConnectionsApi {
     /// as closed.
     pub async fn close(&self, connection_id: &str) -> Result<(), String> {
         self.bucket.acquire().await;
-        match self
-            .client
-            .delete_connection()
-            .connection_id(connection_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_gone_exception() => Ok(()),
-            Err(e) => Err(describe(&e)),
+        match self.send("DELETE", connection_id, &[]).await {
+            Answer::Status(status, _) if status.is_success() => Ok(()),
+            Answer::Status(status, kind)
+                if status == reqwest::StatusCode::GONE || kind == "GoneException" =>
+            {
+                Ok(())
+            }
+            Answer::Status(status, kind) => Err(format!("{status} {kind}")),
+            Answer::NoAnswer(e) => Err(e),
         }
+    }
+
+    /// One signed request to `@connections/{id}`.
+    async fn send(&self, method: &str, connection_id: &str, body: &[u8]) -> Answer {
+        let url = format!("{}{}", self.base, encode_label(connection_id));
+        let mut request = match http::Request::builder()
+            .method(method)
+            .uri(url.as_str())
+            .body(body.to_vec())
+        {
+            Ok(r) => r,
+            Err(e) => return Answer::NoAnswer(format!("request: {e}")),
+        };
+        if let Err(e) = self.sign(&mut request) {
+            return Answer::NoAnswer(format!("signing: {e}"));
+        }
+        let request = match reqwest::Request::try_from(request) {
+            Ok(r) => r,
+            Err(e) => return Answer::NoAnswer(crate::error::chain(&e)),
+        };
+        match self.http.execute(request).await {
+            Ok(response) => {
+                let kind = response
+                    .headers()
+                    .get("x-amzn-errortype")
+                    .and_then(|v| v.to_str().ok())
+                    // The type may carry a suffix after ':' (`GoneException:http://...`).
+                    .map(|v| v.split(':').next().unwrap_or(v).to_owned())
+                    .unwrap_or_default();
+                Answer::Status(response.status(), kind)
+            }
+            Err(e) => Answer::NoAnswer(crate::error::chain(&e)),
+        }
+    }
+
+    /// Adds the SigV4 headers (`authorization`, `x-amz-date`, and the session token if any).
+    fn sign(
+        &self,
+        request: &mut http::Request<Vec<u8>>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let params = v4::SigningParams::builder()
+            .identity(&self.identity)
+            .region(&self.region)
+            .name(SIGNING_NAME)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()?
+            .into();
+        let uri = request.uri().to_string();
+        let signable = SignableRequest::new(
+            request.method().as_str(),
+            uri.as_str(),
+            std::iter::empty(),
+            SignableBody::Bytes(request.body()),
+        )?;
+        let (instructions, _signature) = sign(signable, &params)?.into_parts();
+        instructions.apply_to_request_http1x(request);
+        Ok(())
     }
 }
 
-fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, R>) -> String {
-    crate::error::chain(e)
+/// A connection id as one path segment: every byte but the unreserved ones percent-encoded, as
+/// the SDK encodes its `{ConnectionId}` label (ids end in `=`).
+fn encode_label(id: &str) -> String {
+    let mut out = String::with_capacity(id.len() + 6);
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Exponential backoff with full jitter: a random wait in `[0, 50 ms × 2^attempt]`, capped at 2 s.
@@ -206,6 +290,12 @@ mod tests {
         }
         // The 5 tokens beyond the burst come at 100/s: at least 50 ms (less a refill margin).
         assert!(start.elapsed() >= Duration::from_millis(40));
+    }
+
+    #[test]
+    fn connection_ids_are_one_encoded_path_segment() {
+        assert_eq!(encode_label("L0SM9cOFvHcCIhw="), "L0SM9cOFvHcCIhw%3D");
+        assert_eq!(encode_label("a/b c"), "a%2Fb%20c");
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //!   (`{an:<cluster>:<topic>:<partition>}`), and one script per partition batch ([`AnalyticsStore::count`])
 //!   skips offsets at or below the watermark, adds the rest and moves the watermark, atomically.
 //!   A redelivered batch, or any replay of a partition from an older offset, changes nothing.
+//!   The same batch run by two invocations *at the same time* (a consumer-group rebalance) is
+//!   counted once too: the script is the claim and the count in one atomic step (it reads the
+//!   watermark, adds what is above it and moves it past the batch with nothing in between), so
+//!   whichever runs second finds the batch claimed and adds nothing. No lease is needed: there is
+//!   no gap between claiming and counting for a crash to fall into. The outcome histories and
+//!   the recipients below are idempotent, so their concurrent repeats change nothing.
 //! - **Unique recipients** are a HyperLogLog per UTC day. PFADD is idempotent, so redelivery
 //!   cannot inflate them; they are estimates (standard error 0.81%).
 //! - **Outcome histories** hold the *first* outcome of each channel × status (`IN_APP/sent`,

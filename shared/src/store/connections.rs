@@ -6,13 +6,33 @@
 //! knows only the connection id. Both expire shortly after API Gateway's 2-hour connection cap,
 //! so a connection whose `$disconnect` was lost cannot linger; entries older than the cap are
 //! also skipped (and removed) when read.
+//!
+//! ## Delivering a user's records exactly once: claim, act, record
+//!
+//! `delivery` may run the same records twice *at the same time* (two invocations around a
+//! consumer-group rebalance), not only one after the other. So before it posts anything for a
+//! user it takes the user's claim ([`ConnectionRegistry::claim_delivery`]): one script that, in
+//! one atomic step, refuses if another invocation holds the claim, else takes it and answers
+//! which of the batch's seqs are already delivered and the user's connections. The claimer posts
+//! and produces, then records the handled seqs and releases the claim in one more atomic step
+//! ([`ConnectionRegistry::finish_delivery`]). An invocation that finds the claim held waits for
+//! it, then sees the seqs delivered and skips them: one frame per connection, one outcome.
+//!
+//! The claim is a **lease**, so a claimer that crashes cannot lose a frame: the claim expires by
+//! itself, and the retried batch (Lambda retries a failed invocation) takes it then and delivers
+//! what was not recorded. The lease runs to the claimer's own deadline (`delivery` passes its
+//! invocation's deadline), because Lambda ends the invocation there: a live claimer never
+//! outlives its claim, so a claim cannot pass to a second invocation while the first can still
+//! post. The price is latency after a crash: its records wait until the dead claimer's deadline.
+//! A crash after the posts but before the record repeats those frames once (clients drop a
+//! repeated `seq`); no outcome of a record is lost either way.
 
 use std::time::Duration;
 
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Value};
 
 use super::keys::KeySpace;
-use super::{RedisConn, StoreError};
+use super::{scripts, RedisConn, StoreError};
 
 /// API Gateway closes every WebSocket connection after 2 hours.
 pub const CONNECTION_MAX_AGE: Duration = Duration::from_secs(2 * 3600);
@@ -55,12 +75,18 @@ impl Connection {
     }
 }
 
-/// What `delivery` needs to know about a user before handling one change.
+/// The answer to [`ConnectionRegistry::claim_delivery`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryView {
-    /// `delivery` already handled this seq (a redelivered record).
-    pub already_delivered: bool,
-    pub connections: Vec<Connection>,
+pub enum DeliveryClaim {
+    /// This invocation holds the user's claim now.
+    Claimed {
+        /// Per seq asked about, in order: `delivery` already handled it (a redelivered record).
+        delivered: Vec<bool>,
+        /// The user's connections.
+        connections: Vec<Connection>,
+    },
+    /// Another invocation holds it, for at most this long.
+    Held { expires_in: Duration },
 }
 
 /// The registry. Cheap to clone.
@@ -162,41 +188,69 @@ impl ConnectionRegistry {
         Ok(parse_connections(raw))
     }
 
-    /// One round trip: has `delivery` already handled `seq` of this user, and the user's
-    /// connections.
-    pub async fn delivery_view(&self, user_id: &str, seq: u64) -> Result<DeliveryView, StoreError> {
+    /// Takes the user's delivery claim for `token` (or renews it) for `lease`, unless another
+    /// token holds it; with it, which of `seqs` are already delivered and the user's
+    /// connections. One atomic script, one round trip. See the module's header.
+    pub async fn claim_delivery(
+        &self,
+        user_id: &str,
+        seqs: &[u64],
+        token: &str,
+        lease: Duration,
+    ) -> Result<DeliveryClaim, StoreError> {
         let user = self.keys.user(user_id);
-        let (score, raw): (Option<f64>, Vec<(String, String)>) = redis::pipe()
-            .zscore(user.delivered(), seq)
-            .hgetall(user.conns())
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(DeliveryView {
-            already_delivered: score.is_some(),
+        let mut invocation = scripts::DELIVERY_CLAIM.key(user.delivering());
+        invocation
+            .key(user.delivered())
+            .key(user.conns())
+            .arg(token)
+            .arg(lease.as_millis().max(1) as u64)
+            .arg(seqs);
+        let reply: Vec<Value> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        let corrupt = || StoreError::Corrupt("the delivery claim answered an unknown shape".into());
+        let mut reply = reply.into_iter();
+        let claimed: i64 = parse(reply.next().ok_or_else(corrupt)?)?;
+        if claimed == 0 {
+            let ms: i64 = parse(reply.next().ok_or_else(corrupt)?)?;
+            return Ok(DeliveryClaim::Held {
+                expires_in: Duration::from_millis(ms.max(0) as u64),
+            });
+        }
+        let delivered: Vec<i64> = parse(reply.next().ok_or_else(corrupt)?)?;
+        if delivered.len() != seqs.len() {
+            return Err(corrupt());
+        }
+        let raw: Vec<(String, String)> = parse(reply.next().ok_or_else(corrupt)?)?;
+        Ok(DeliveryClaim::Claimed {
+            delivered: delivered.into_iter().map(|d| d == 1).collect(),
             connections: parse_connections(raw),
         })
     }
 
     /// Records that `delivery` fully handled these seqs of the user (after its frames were posted
-    /// and its outcome events acknowledged), keeping the newest [`DELIVERED_KEEP`].
-    pub async fn mark_delivered(&self, user_id: &str, seqs: &[u64]) -> Result<(), StoreError> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
+    /// and its outcome events acknowledged), keeping the newest [`DELIVERED_KEEP`], and releases
+    /// the claim if `token` still holds it. One atomic script.
+    pub async fn finish_delivery(
+        &self,
+        user_id: &str,
+        seqs: &[u64],
+        token: &str,
+    ) -> Result<(), StoreError> {
         let user = self.keys.user(user_id);
-        let members: Vec<(u64, u64)> = seqs.iter().map(|s| (*s, *s)).collect();
-        let _: () = redis::pipe()
-            .atomic()
-            .zadd_multiple(user.delivered(), &members)
-            .ignore()
-            .zremrangebyrank(user.delivered(), 0, -(DELIVERED_KEEP + 1))
-            .ignore()
-            .expire(user.delivered(), DELIVERED_TTL.as_secs() as i64)
-            .ignore()
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let mut invocation = scripts::DELIVERY_FINISH.key(user.delivering());
+        invocation
+            .key(user.delivered())
+            .arg(token)
+            .arg(DELIVERED_KEEP)
+            .arg(DELIVERED_TTL.as_secs())
+            .arg(seqs);
+        let _released: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(())
     }
+}
+
+fn parse<T: redis::FromRedisValue>(v: Value) -> Result<T, StoreError> {
+    redis::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn parse_connections(raw: Vec<(String, String)>) -> Vec<Connection> {

@@ -15,6 +15,7 @@
 //! | `<p>{u:<id>}:mutrate` | string | per-user GCRA state of the user's own mutations and WebSocket actions |
 //! | `<p>{u:<id>}:conns` | hash | open WebSocket connection id → `<connectedMs>|<tokenExpiresMs>` |
 //! | `<p>{u:<id>}:delivered` | zset | seqs `delivery` has fully handled (capped), so a redelivered record is skipped |
+//! | `<p>{u:<id>}:delivering` | string | the claim token of the `delivery` invocation handling the user's records now (a lease, see `connections.rs`) |
 //! | `<p>{u:<id>}:pushsubs` | hash | Web Push subscription id → subscription JSON (at most 10; never expires) |
 //! | `<p>{u:<id>}:contacts` | string | `{email, phone}` JSON (never expires) |
 //! | `<p>{u:<id>}:sends` | hash | `<notificationId>|<CHANNEL>` → `<hop>|<status>|<unacknowledged outcome>`: what `push` did (see `ledger.rs`) |
@@ -181,6 +182,9 @@ impl UserKeys {
     pub fn delivered(&self) -> String {
         self.key("delivered")
     }
+    pub fn delivering(&self) -> String {
+        self.key("delivering")
+    }
     pub fn push_subscriptions(&self) -> String {
         self.key("pushsubs")
     }
@@ -226,6 +230,7 @@ mod tests {
                 k.mutation_rate(),
                 k.conns(),
                 k.delivered(),
+                k.delivering(),
                 k.push_subscriptions(),
                 k.contacts(),
                 k.sends(),

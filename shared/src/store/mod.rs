@@ -27,7 +27,7 @@ mod scripts;
 
 pub use analytics::AnalyticsStore;
 pub use conn::RedisConn;
-pub use connections::{Connection, ConnectionRegistry, DeliveryView};
+pub use connections::{Connection, ConnectionRegistry, DeliveryClaim};
 pub use contacts::{ContactBook, StoredSubscription, SubscribeOutcome};
 pub use inbox::{
     ChangesPage, CreateOutcome, InboxStore, ListQuery, NewNotification, Page, StatusFilter,

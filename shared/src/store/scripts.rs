@@ -42,6 +42,10 @@ pub static GCRA: LazyLock<Script> = script!("gcra.lua");
 pub static CLAIM_REQUEST: LazyLock<Script> = script!("claim_request.lua");
 pub static ANALYTICS_COUNT: LazyLock<Script> = script!("analytics_count.lua");
 
+// `delivery`'s per-user claim (`connections.rs`).
+pub static DELIVERY_CLAIM: LazyLock<Script> = script!("delivery_claim.lua");
+pub static DELIVERY_FINISH: LazyLock<Script> = script!("delivery_finish.lua");
+
 // The outbox relay's lease.
 pub static RELEASE_LEASE: LazyLock<Script> = script!("release_lease.lua");
 
