@@ -151,13 +151,6 @@ async fn claim_key(
     }))
 }
 
-/// What one recipient's create came to.
-enum Attempt {
-    Done(CreateOutcome),
-    /// The recipient is over its rate limit: nothing written.
-    Limited(Duration),
-}
-
 /// Creates `new` for its recipient under `claimed`. A retry first replays what an earlier attempt
 /// created, so a recipient it served is answered whatever its rate limit is now.
 async fn create_for(
@@ -165,7 +158,7 @@ async fn create_for(
     sender: &str,
     new: NewNotification,
     claimed: Option<&Claimed>,
-) -> Result<Attempt, ApiError> {
+) -> Result<CreateOutcome, ApiError> {
     if let Some(claimed) = claimed.filter(|c| c.retry) {
         if let Some(outcome) = deps
             .store
@@ -173,23 +166,14 @@ async fn create_for(
             .await
             .map_err(store_error)?
         {
-            return Ok(Attempt::Done(outcome));
+            return Ok(outcome);
         }
     }
-    match deps
-        .limiter
-        .check_recipient(&new.user_id)
+    let limit = Some(deps.limiter.per_recipient());
+    deps.store
+        .create_within(sender, new, claimed.map(|c| &c.recipient), limit)
         .await
-        .map_err(store_error)?
-    {
-        RateDecision::Limited { retry_after } => Ok(Attempt::Limited(retry_after)),
-        RateDecision::Allowed => deps
-            .store
-            .create(sender, new, claimed.map(|c| &c.recipient))
-            .await
-            .map(Attempt::Done)
-            .map_err(store_error),
-    }
+        .map_err(store_error)
 }
 
 fn rate_limited(retry_after: Duration, what: &str) -> ApiError {
@@ -273,14 +257,14 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
     enforce_sender_limit(deps, &claims.sub).await?;
     let claimed = claim_key(deps, key, &claims.sub, bytes, str::to_owned).await?;
     match create_for(deps, &claims.sub, new, claimed.as_ref()).await? {
-        Attempt::Limited(retry_after) => Err(rate_limited(
+        CreateOutcome::Limited { retry_after } => Err(rate_limited(
             retry_after,
             "this recipient is over its rate limit",
         )),
-        Attempt::Done(CreateOutcome::Created {
+        CreateOutcome::Created {
             notification,
             change,
-        }) => {
+        } => {
             deps.publisher
                 .publish_or_defer(std::slice::from_ref(&change))
                 .await;
@@ -292,13 +276,13 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
             }
             Ok(resp)
         }
-        Attempt::Done(CreateOutcome::Replayed(notification)) => {
+        CreateOutcome::Replayed(notification) => {
             let mut resp = http::json(StatusCode::CREATED, &notification);
             resp.headers_mut()
                 .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
             Ok(resp)
         }
-        Attempt::Done(CreateOutcome::Conflict) => Err(idempotency_conflict()),
+        CreateOutcome::Conflict => Err(idempotency_conflict()),
     }
 }
 
@@ -347,7 +331,7 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
     enforce_sender_limit(deps, &claims.sub).await?;
     let claimed = claim_key(deps, key, &claims.sub, bytes, |k| format!("batch:{k}")).await?;
     let claimed = claimed.as_ref();
-    let results: Vec<Result<Attempt, ApiError>> = stream::iter(recipients.clone())
+    let results: Vec<Result<CreateOutcome, ApiError>> = stream::iter(recipients.clone())
         .map(|recipient: String| {
             let mut new = new.clone();
             new.user_id = recipient;
@@ -365,20 +349,20 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
     let (mut changes, mut failure) = (Vec::new(), None);
     for (recipient, result) in recipients.iter().zip(results) {
         match result {
-            Ok(Attempt::Done(CreateOutcome::Created {
+            Ok(CreateOutcome::Created {
                 notification,
                 change,
-            })) => {
+            }) => {
                 response.items.push(BatchItem::of(&notification));
                 changes.push(change);
             }
-            Ok(Attempt::Done(CreateOutcome::Replayed(notification))) => {
+            Ok(CreateOutcome::Replayed(notification)) => {
                 response.items.push(BatchItem::of(&notification))
             }
-            Ok(Attempt::Done(CreateOutcome::Conflict)) => {
+            Ok(CreateOutcome::Conflict) => {
                 failure.get_or_insert_with(idempotency_conflict);
             }
-            Ok(Attempt::Limited(retry_after)) => response.skipped.push(Skipped {
+            Ok(CreateOutcome::Limited { retry_after }) => response.skipped.push(Skipped {
                 user_id: recipient.clone(),
                 reason: "rate-limited".into(),
                 retry_after: shared::store::whole_seconds(retry_after),

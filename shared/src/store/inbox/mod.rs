@@ -16,7 +16,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use redis::{AsyncCommands, Value};
 
-use crate::config::InboxSettings;
+use crate::config::{InboxSettings, RateLimit};
 use crate::limits::PAGE_MAX_BYTES;
 use crate::model::{Channel, Counts, Flags, FlagsPatch, Notification, Preferences, Priority};
 use crate::protocol::{Envelope, Event};
@@ -98,6 +98,8 @@ pub enum CreateOutcome {
     Replayed(Notification),
     /// The same key was used with a different body.
     Conflict,
+    /// The recipient is over its rate limit ([`InboxStore::create_within`]): nothing written.
+    Limited { retry_after: std::time::Duration },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -215,6 +217,19 @@ impl InboxStore {
         new: NewNotification,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<CreateOutcome, StoreError> {
+        self.create_within(sender, new, claim, None).await
+    }
+
+    /// [`InboxStore::create`] within the recipient's rate `limit` (its key is the user's `rate`),
+    /// checked in the create's own script, after the claim (a replay or a conflict consumes
+    /// nothing) and before anything is written: [`CreateOutcome::Limited`] when over it.
+    pub async fn create_within(
+        &self,
+        sender: &str,
+        new: NewNotification,
+        claim: Option<&IdempotencyClaim>,
+        limit: Option<RateLimit>,
+    ) -> Result<CreateOutcome, StoreError> {
         let now = Utc::now();
         let created_at = Utc
             .timestamp_millis_opt(now.timestamp_millis())
@@ -240,9 +255,16 @@ impl InboxStore {
             None => (keys.idempotency(sender, ""), "", ""),
         };
         self.outbox.mark_dirty(&notification.user_id).await?;
+        let (interval_ms, burst) = limit.map_or((String::new(), 0), |l| {
+            (
+                (l.emission_interval().as_secs_f64() * 1000.0).to_string(),
+                l.burst,
+            )
+        });
         let reply: Vec<Value> = scripts::CREATE
             .key(&keys.inbox()[..])
             .key(idem_key)
+            .key(keys.rate())
             .arg(&notification.id)
             .arg(&notification.kind)
             .arg(&doc)
@@ -259,6 +281,8 @@ impl InboxStore {
                     .expires_at
                     .map_or_else(String::new, |at| at.timestamp_millis().to_string()),
             )
+            .arg(interval_ms)
+            .arg(burst)
             .invoke_async(&mut self.conn.clone())
             .await?;
         match text(&reply, 0)?.as_str() {
@@ -284,6 +308,9 @@ impl InboxStore {
                 Flags::default(),
             )?)),
             "conflict" => Ok(CreateOutcome::Conflict),
+            "limited" => Ok(CreateOutcome::Limited {
+                retry_after: std::time::Duration::from_millis(int(&reply, 1)?.max(1)),
+            }),
             other => Err(StoreError::Corrupt(format!("create replied {other}"))),
         }
     }
