@@ -50,17 +50,30 @@ fn create_event(i: usize, recipients: usize) -> String {
         .to_string()
 }
 
-/// CPU seconds so far: this process's request threads, its librdkafka threads (`rdk:*`), Redis.
+/// CPU seconds so far: this process's request threads, its librdkafka threads (`rdk:*`), Redis;
+/// and the reads Redis has served (`total_reads_processed`: one per wake-up on a connection, what
+/// a round trip costs it in system calls, and a count the machine's load does not distort).
 #[derive(Debug, Clone, Copy, Default)]
 struct Cpu {
     requests: f64,
     kafka: f64,
     redis: f64,
+    redis_reads: f64,
 }
 
 async fn cpu_now(env: &TestEnv) -> Cpu {
+    let stats: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut env.conn.clone())
+        .await
+        .unwrap_or_default();
     let mut cpu = Cpu {
         redis: herald_bench::cpu::redis_cpu(&env.conn).await.as_secs_f64(),
+        redis_reads: stats
+            .lines()
+            .find_map(|l| l.strip_prefix("total_reads_processed:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0),
         ..Cpu::default()
     };
     for task in std::fs::read_dir("/proc/self/task")
@@ -115,10 +128,11 @@ fn cpu_report(
     let per = |a: f64, b: f64| (a - b) * 1e6 / creates.max(1) as f64;
     let (c0, c1) = (before.0, after.0);
     let mut out = format!(
-        "{name:<12} CPU per create: {:>6.0} µs requests (api::handle + bench loop), {:>6.0} µs librdkafka (producer + mock broker), {:>6.0} µs redis\n",
+        "{name:<12} CPU per create: {:>6.0} µs requests (api::handle + bench loop), {:>6.0} µs librdkafka (producer + mock broker), {:>6.0} µs redis, {:.2} redis reads\n",
         per(c1.requests, c0.requests),
         per(c1.kafka, c0.kafka),
         per(c1.redis, c0.redis),
+        per(c1.redis_reads, c0.redis_reads) / 1e6,
     );
     let mut rows: Vec<(String, f64, f64)> = after
         .1

@@ -95,10 +95,11 @@ async fn every_key_of_a_user_lives_in_the_users_slot_on_one_node() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let limit = store.settings().per_recipient;
-    match store
-        .create_within("svc", note(user, 2), None, Some(limit))
+    let marked = store
+        .mark_for_create(note(user, 2))
         .await
-    {
+        .unwrap_or_else(|e| panic!("{e}"));
+    match store.create_within(marked, "svc", None, Some(limit)).await {
         Ok(CreateOutcome::Created { .. }) => {}
         other => panic!("create within the recipient limit: {other:?}"),
     }

@@ -15,7 +15,7 @@ use shared::limits::{self, BATCH_BODY_MAX_BYTES, NOTIFICATION_MAX_BYTES};
 use shared::model::{Counts, FlagsPatch, Notification};
 use shared::store::inbox::{IdempotencyClaim, MarkAllRead, RequestClaim};
 use shared::store::{
-    CreateOutcome, ListQuery, NewNotification, RateDecision, StatusFilter, UpdateOutcome,
+    CreateOutcome, ListQuery, Marked, NewNotification, RateDecision, StatusFilter, UpdateOutcome,
 };
 use utoipa::ToSchema;
 
@@ -151,18 +151,19 @@ async fn claim_key(
     }))
 }
 
-/// Creates `new` for its recipient under `claimed`. A retry first replays what an earlier attempt
-/// created, so a recipient it served is answered whatever its rate limit is now.
+/// Creates the `marked` notification for its recipient under `claimed`. A retry first replays
+/// what an earlier attempt created, so a recipient it served is answered whatever its rate limit
+/// is now.
 async fn create_for(
     deps: &Deps,
     sender: &str,
-    new: NewNotification,
+    marked: Marked,
     claimed: Option<&Claimed>,
 ) -> Result<CreateOutcome, ApiError> {
     if let Some(claimed) = claimed.filter(|c| c.retry) {
         if let Some(outcome) = deps
             .store
-            .replayed(sender, &new.user_id, &claimed.recipient)
+            .replayed(sender, marked.user_id(), &claimed.recipient)
             .await
             .map_err(store_error)?
         {
@@ -171,9 +172,26 @@ async fn create_for(
     }
     let limit = Some(deps.limiter.per_recipient());
     deps.store
-        .create_within(sender, new, claimed.map(|c| &c.recipient), limit)
+        .create_within(marked, sender, claimed.map(|c| &c.recipient), limit)
         .await
         .map_err(store_error)
+}
+
+/// The per-sender limit ([`enforce_sender_limit`]) and the recipient's outbox mark
+/// ([`shared::store::InboxStore::mark_for_create`]) at once, in one Redis round trip: both must
+/// pass before the create, neither depends on the other. A sender over its limit leaves a mark
+/// that the outbox relay clears, finding nothing to publish.
+async fn admit_and_mark(
+    deps: &Deps,
+    sender: &str,
+    new: NewNotification,
+) -> Result<Marked, ApiError> {
+    let (admitted, marked) = futures::join!(
+        enforce_sender_limit(deps, sender),
+        deps.store.mark_for_create(new)
+    );
+    admitted?;
+    marked.map_err(store_error)
 }
 
 fn rate_limited(retry_after: Duration, what: &str) -> ApiError {
@@ -254,9 +272,9 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
     too_large_notification(&preview(&new.user_id, &new))?;
     let key = idempotency_key(req)?;
     deps.memory.admit_create().await?;
-    enforce_sender_limit(deps, &claims.sub).await?;
+    let marked = admit_and_mark(deps, &claims.sub, new).await?;
     let claimed = claim_key(deps, key, &claims.sub, bytes, str::to_owned).await?;
-    match create_for(deps, &claims.sub, new, claimed.as_ref()).await? {
+    match create_for(deps, &claims.sub, marked, claimed.as_ref()).await? {
         CreateOutcome::Limited { retry_after } => Err(rate_limited(
             retry_after,
             "this recipient is over its rate limit",
@@ -335,7 +353,10 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
         .map(|recipient: String| {
             let mut new = new.clone();
             new.user_id = recipient;
-            create_for(deps, &claims.sub, new, claimed)
+            async {
+                let marked = deps.store.mark_for_create(new).await.map_err(store_error)?;
+                create_for(deps, &claims.sub, marked, claimed).await
+            }
         })
         .buffered(32)
         .collect()

@@ -80,6 +80,18 @@ impl NewNotification {
     }
 }
 
+/// A notification whose recipient is marked in the outbox's dirty index
+/// ([`InboxStore::mark_for_create`]): the only way into [`InboxStore::create_within`], so no
+/// create commits before its mark.
+#[derive(Debug)]
+pub struct Marked(NewNotification);
+
+impl Marked {
+    pub fn user_id(&self) -> &str {
+        &self.0.user_id
+    }
+}
+
 /// A recipient's share of an idempotent request (see `idempotency.rs`): the key it is recorded
 /// under (the header's, or one derived from it per request shape), and the request's hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,19 +229,31 @@ impl InboxStore {
         new: NewNotification,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<CreateOutcome, StoreError> {
-        self.create_within(sender, new, claim, None).await
+        let marked = self.mark_for_create(new).await?;
+        self.create_within(marked, sender, claim, None).await
     }
 
-    /// [`InboxStore::create`] within the recipient's rate `limit` (its key is the user's `rate`),
-    /// checked in the create's own script, after the claim (a replay or a conflict consumes
-    /// nothing) and before anything is written: [`CreateOutcome::Limited`] when over it.
+    /// Marks the recipient of `new` in the outbox's dirty index (`outbox.rs`, step 1), which
+    /// every create needs before it commits. Its own call so that a caller can overlap it with
+    /// checks of its own (the API's per-sender limit): if the caller then creates nothing, the
+    /// relay finds nothing to publish and clears the mark.
+    pub async fn mark_for_create(&self, new: NewNotification) -> Result<Marked, StoreError> {
+        self.outbox.mark_dirty(&new.user_id).await?;
+        Ok(Marked(new))
+    }
+
+    /// [`InboxStore::create`] of a [`Marked`] notification, within the recipient's rate `limit`
+    /// (its key is the user's `rate`), checked in the create's own script, after the claim (a
+    /// replay or a conflict consumes nothing) and before anything is written:
+    /// [`CreateOutcome::Limited`] when over it.
     pub async fn create_within(
         &self,
+        marked: Marked,
         sender: &str,
-        new: NewNotification,
         claim: Option<&IdempotencyClaim>,
         limit: Option<RateLimit>,
     ) -> Result<CreateOutcome, StoreError> {
+        let Marked(new) = marked;
         let now = Utc::now();
         let created_at = Utc
             .timestamp_millis_opt(now.timestamp_millis())
@@ -254,7 +278,6 @@ impl InboxStore {
             ),
             None => (keys.idempotency(sender, ""), "", ""),
         };
-        self.outbox.mark_dirty(&notification.user_id).await?;
         let (interval_ms, burst) = limit.map_or((String::new(), 0), |l| {
             (
                 (l.emission_interval().as_secs_f64() * 1000.0).to_string(),
