@@ -4,7 +4,9 @@
 //!
 //! The per-recipient limit of creates is the one exception: it runs inside the create's own
 //! script ([`crate::store::InboxStore::create_within`] with [`RateLimiter::per_recipient`], the
-//! same algorithm from `gcra_lib.lua`), saving a round trip and a script call per create.
+//! same algorithm from `gcra_lib.lua`), saving a round trip and a script call per create; and so
+//! does the per-sender limit of a request with an `Idempotency-Key`, inside the claim's script
+//! ([`crate::store::InboxStore::claim_request`] with [`RateLimiter::per_sender`]).
 
 use std::time::Duration;
 
@@ -40,6 +42,12 @@ impl RateLimiter {
             per_recipient: limits.per_recipient,
             per_user_mutation: limits.per_user_mutation,
         }
+    }
+
+    /// The limit per sender, for [`crate::store::InboxStore::claim_request`] (an idempotent
+    /// request's limit, checked in the claim's own script).
+    pub fn per_sender(&self) -> RateLimit {
+        self.per_sender
     }
 
     /// The limit per recipient, for [`crate::store::InboxStore::create_within`] (and a skipped

@@ -54,14 +54,21 @@ pub static PENDING: LazyLock<Script> = user_script!("pending.lua");
 pub static MARK_DIRTY: LazyLock<Script> = script!("mark_dirty.lua");
 pub static CLEAR_DIRTY: LazyLock<Script> = script!("clear_dirty.lua");
 pub static POSTPONE_DIRTY: LazyLock<Script> = script!("postpone_dirty.lua");
-pub static GCRA: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("lua/gcra_lib.lua"),
-        "\n",
-        include_str!("lua/gcra.lua")
-    ))
-});
-pub static CLAIM_REQUEST: LazyLock<Script> = script!("claim_request.lua");
+/// A sender-slot (or any single-key) script that checks a rate limit (`gcra_lib.lua` in front).
+macro_rules! script_with_gcra {
+    ($file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/gcra_lib.lua"),
+                "\n",
+                include_str!(concat!("lua/", $file))
+            ))
+        })
+    };
+}
+
+pub static GCRA: LazyLock<Script> = script_with_gcra!("gcra.lua");
+pub static CLAIM_REQUEST: LazyLock<Script> = script_with_gcra!("claim_request.lua");
 pub static ANALYTICS_COUNT: LazyLock<Script> = script!("analytics_count.lua");
 
 // The outbox relay's lease.

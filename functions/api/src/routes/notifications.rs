@@ -118,10 +118,11 @@ struct Claimed {
     recipient: IdempotencyClaim,
 }
 
-/// Claims the request's `Idempotency-Key` for `sender` before anything is written (see
-/// `shared::store::inbox::idempotency`): `None` without a key, 422 when the key was used with
-/// another body (and so possibly other recipients).
-async fn claim_key(
+/// Admits `sender`'s request before anything is written: 429 when the sender is over its limit
+/// (one request, whatever the batch size); with an `Idempotency-Key`, claims it for the sender in
+/// the same script (see `shared::store::inbox::idempotency`), 422 when the key was used with
+/// another body (and so possibly other recipients). `None` without a key.
+async fn admit(
     deps: &Deps,
     key: Option<&str>,
     sender: &str,
@@ -129,18 +130,20 @@ async fn claim_key(
     derive: impl Fn(&str) -> String,
 ) -> Result<Option<Claimed>, ApiError> {
     let Some(key) = key else {
+        enforce_sender_limit(deps, sender).await?;
         return Ok(None);
     };
     let request_hash = hex::encode(Sha256::digest(body));
     let retry = match deps
         .store
-        .claim_request(sender, key, &request_hash)
+        .claim_request(sender, key, &request_hash, deps.limiter.per_sender())
         .await
         .map_err(store_error)?
     {
         RequestClaim::First => false,
         RequestClaim::Retry => true,
         RequestClaim::Conflict => return Err(idempotency_conflict()),
+        RequestClaim::Limited { retry_after } => return Err(sender_limited(retry_after)),
     };
     Ok(Some(Claimed {
         retry,
@@ -177,21 +180,23 @@ async fn create_for(
         .map_err(store_error)
 }
 
-/// The per-sender limit ([`enforce_sender_limit`]) and the recipient's outbox mark
+/// [`admit`] and the recipient's outbox mark
 /// ([`shared::store::InboxStore::mark_for_create`]) at once, in one Redis round trip: both must
-/// pass before the create, neither depends on the other. A sender over its limit leaves a mark
+/// pass before the create, neither depends on the other. A request refused here leaves a mark
 /// that the outbox relay clears, finding nothing to publish.
 async fn admit_and_mark(
     deps: &Deps,
+    key: Option<&str>,
     sender: &str,
+    body: &[u8],
     new: NewNotification,
-) -> Result<Marked, ApiError> {
+) -> Result<(Marked, Option<Claimed>), ApiError> {
     let (admitted, marked) = futures::join!(
-        enforce_sender_limit(deps, sender),
+        admit(deps, key, sender, body, str::to_owned),
         deps.store.mark_for_create(new)
     );
-    admitted?;
-    marked.map_err(store_error)
+    let claimed = admitted?;
+    Ok((marked.map_err(store_error)?, claimed))
 }
 
 fn rate_limited(retry_after: Duration, what: &str) -> ApiError {
@@ -202,7 +207,7 @@ fn rate_limited(retry_after: Duration, what: &str) -> ApiError {
     }
 }
 
-/// 429 when `sender` is over its per-sender limit (one request, whatever the batch size).
+/// 429 when `sender` is over its per-sender limit (a request without an `Idempotency-Key`).
 async fn enforce_sender_limit(deps: &Deps, sender: &str) -> Result<(), ApiError> {
     match deps
         .limiter
@@ -211,11 +216,12 @@ async fn enforce_sender_limit(deps: &Deps, sender: &str) -> Result<(), ApiError>
         .map_err(store_error)?
     {
         RateDecision::Allowed => Ok(()),
-        RateDecision::Limited { retry_after } => Err(rate_limited(
-            retry_after,
-            "this sender is over its rate limit",
-        )),
+        RateDecision::Limited { retry_after } => Err(sender_limited(retry_after)),
     }
+}
+
+fn sender_limited(retry_after: Duration) -> ApiError {
+    rate_limited(retry_after, "this sender is over its rate limit")
 }
 
 fn too_large_notification(n: &Notification) -> Result<(), ApiError> {
@@ -272,8 +278,7 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
     too_large_notification(&preview(&new.user_id, &new))?;
     let key = idempotency_key(req)?;
     deps.memory.admit_create().await?;
-    let marked = admit_and_mark(deps, &claims.sub, new).await?;
-    let claimed = claim_key(deps, key, &claims.sub, bytes, str::to_owned).await?;
+    let (marked, claimed) = admit_and_mark(deps, key, &claims.sub, bytes, new).await?;
     match create_for(deps, &claims.sub, marked, claimed.as_ref()).await? {
         CreateOutcome::Limited { retry_after } => Err(rate_limited(
             retry_after,
@@ -346,8 +351,7 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
     }
     let key = idempotency_key(req)?;
     deps.memory.admit_create().await?;
-    enforce_sender_limit(deps, &claims.sub).await?;
-    let claimed = claim_key(deps, key, &claims.sub, bytes, |k| format!("batch:{k}")).await?;
+    let claimed = admit(deps, key, &claims.sub, bytes, |k| format!("batch:{k}")).await?;
     let claimed = claimed.as_ref();
     let results: Vec<Result<CreateOutcome, ApiError>> = stream::iter(recipients.clone())
         .map(|recipient: String| {
