@@ -14,8 +14,9 @@
 //! ```
 //!
 //! Settings (environment): `BENCH_CREATES` (20,000), `BENCH_CONCURRENCY` (32), `BENCH_SEQUENTIAL`
-//! (2,000), `BENCH_RECIPIENTS` (1,000 distinct users); `KAFKA_BROKERS` for a real Kafka instead of
-//! librdkafka's mock cluster. Without `REDIS_URL` it prints `SKIPPED` and exits, like the tests.
+//! (2,000), `BENCH_RECIPIENTS` (1,000 distinct users), `BENCH_KEYED` (set: every create sends an
+//! `Idempotency-Key`); `KAFKA_BROKERS` for a real Kafka instead of librdkafka's mock cluster.
+//! Without `REDIS_URL` it prints `SKIPPED` and exits, like the tests.
 //! Everything it writes is under a fresh key prefix, deleted at the end.
 
 use std::collections::BTreeMap;
@@ -34,6 +35,12 @@ use serde_json::json;
 
 const SENDER: &str = "svc-bench";
 
+/// Whether each create carries an `Idempotency-Key` (`BENCH_KEYED` set): the sender's claim
+/// joins the path.
+fn keyed() -> bool {
+    std::env::var_os("BENCH_KEYED").is_some()
+}
+
 /// The API Gateway event for create number `i`, rendered before the clock starts.
 fn create_event(i: usize, recipients: usize) -> String {
     let body = json!({
@@ -43,11 +50,13 @@ fn create_event(i: usize, recipients: usize) -> String {
         "body": "Measuring the create path end to end.",
         "data": {"i": i},
     });
-    Call::post("/v1/notifications")
-        .service(SENDER)
-        .json(&body)
-        .event()
-        .to_string()
+    let call = Call::post("/v1/notifications").service(SENDER).json(&body);
+    let call = if keyed() {
+        call.header("idempotency-key", &format!("bench-{i}"))
+    } else {
+        call
+    };
+    call.event().to_string()
 }
 
 /// CPU seconds so far: this process's request threads, its librdkafka threads (`rdk:*`), Redis;
