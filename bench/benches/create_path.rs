@@ -3,17 +3,23 @@
 //! checks, the create script, and the publish to Kafka awaited until the broker acknowledges.
 //!
 //! Two passes after a warm-up: `sequential` (one create at a time: latency without queueing) and
-//! `concurrent` (many tasks at once: throughput, and latency under load).
+//! `concurrent` (many tasks at once: throughput, and latency under load). Each pass also prints
+//! CPU per create, split into this process's request threads (the `api` handler and the bench's
+//! own loop), librdkafka's threads (producer and mock broker), and Redis (`INFO cpu`), and the
+//! Redis commands per create (`INFO commandstats`): figures a busy machine does not distort the
+//! way it distorts latency.
 //!
 //! ```text
 //! REDIS_URL=redis://127.0.0.1:6379 cargo bench --profile local -p herald-bench --bench create_path
 //! ```
 //!
 //! Settings (environment): `BENCH_CREATES` (20,000), `BENCH_CONCURRENCY` (32), `BENCH_SEQUENTIAL`
-//! (2,000), `BENCH_RECIPIENTS` (1,000 distinct users); `KAFKA_BROKERS` for a real Kafka instead of
-//! librdkafka's mock cluster. Without `REDIS_URL` it prints `SKIPPED` and exits, like the tests.
+//! (2,000), `BENCH_RECIPIENTS` (1,000 distinct users), `BENCH_KEYED` (set: every create sends an
+//! `Idempotency-Key`); `KAFKA_BROKERS` for a real Kafka instead of librdkafka's mock cluster.
+//! Without `REDIS_URL` it prints `SKIPPED` and exits, like the tests.
 //! Everything it writes is under a fresh key prefix, deleted at the end.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +35,12 @@ use serde_json::json;
 
 const SENDER: &str = "svc-bench";
 
+/// Whether each create carries an `Idempotency-Key` (`BENCH_KEYED` set): the sender's claim
+/// joins the path.
+fn keyed() -> bool {
+    std::env::var_os("BENCH_KEYED").is_some()
+}
+
 /// The API Gateway event for create number `i`, rendered before the clock starts.
 fn create_event(i: usize, recipients: usize) -> String {
     let body = json!({
@@ -38,11 +50,116 @@ fn create_event(i: usize, recipients: usize) -> String {
         "body": "Measuring the create path end to end.",
         "data": {"i": i},
     });
-    Call::post("/v1/notifications")
-        .service(SENDER)
-        .json(&body)
-        .event()
-        .to_string()
+    let call = Call::post("/v1/notifications").service(SENDER).json(&body);
+    let call = if keyed() {
+        call.header("idempotency-key", &format!("bench-{i}"))
+    } else {
+        call
+    };
+    call.event().to_string()
+}
+
+/// CPU seconds so far: this process's request threads, its librdkafka threads (`rdk:*`), Redis;
+/// and the reads Redis has served (`total_reads_processed`: one per wake-up on a connection, what
+/// a round trip costs it in system calls, and a count the machine's load does not distort).
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    requests: f64,
+    kafka: f64,
+    redis: f64,
+    redis_reads: f64,
+}
+
+async fn cpu_now(env: &TestEnv) -> Cpu {
+    let stats: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut env.conn.clone())
+        .await
+        .unwrap_or_default();
+    let mut cpu = Cpu {
+        redis: herald_bench::cpu::redis_cpu(&env.conn).await.as_secs_f64(),
+        redis_reads: stats
+            .lines()
+            .find_map(|l| l.strip_prefix("total_reads_processed:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0),
+        ..Cpu::default()
+    };
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        if let Some(t) = herald_bench::cpu::parse(&stat) {
+            if t.comm.starts_with("rdk:") {
+                cpu.kafka += t.cpu;
+            } else {
+                cpu.requests += t.cpu;
+            }
+        }
+    }
+    cpu
+}
+
+/// `INFO commandstats` as command → (calls, µs); commands inside scripts count too.
+async fn command_stats(env: &TestEnv) -> BTreeMap<String, (u64, u64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut env.conn.clone())
+        .await
+        .unwrap_or_default();
+    let field = |fields: &str, name: &str| {
+        fields
+            .split(',')
+            .find_map(|f| f.strip_prefix(name))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_")?.split_once(':'))
+        .map(|(cmd, fields)| {
+            (
+                cmd.to_owned(),
+                (field(fields, "calls="), field(fields, "usec=")),
+            )
+        })
+        .collect()
+}
+
+/// CPU per create over a pass, and the Redis commands each create ran.
+fn cpu_report(
+    name: &str,
+    creates: usize,
+    before: (Cpu, BTreeMap<String, (u64, u64)>),
+    after: (Cpu, BTreeMap<String, (u64, u64)>),
+) -> String {
+    let per = |a: f64, b: f64| (a - b) * 1e6 / creates.max(1) as f64;
+    let (c0, c1) = (before.0, after.0);
+    let mut out = format!(
+        "{name:<12} CPU per create: {:>6.0} µs requests (api::handle + bench loop), {:>6.0} µs librdkafka (producer + mock broker), {:>6.0} µs redis, {:.2} redis reads\n",
+        per(c1.requests, c0.requests),
+        per(c1.kafka, c0.kafka),
+        per(c1.redis, c0.redis),
+        per(c1.redis_reads, c0.redis_reads) / 1e6,
+    );
+    let mut rows: Vec<(String, f64, f64)> = after
+        .1
+        .iter()
+        .filter_map(|(cmd, (calls, usec))| {
+            let (c0, u0) = before.1.get(cmd).copied().unwrap_or((0, 0));
+            let calls = calls.saturating_sub(c0) as f64 / creates.max(1) as f64;
+            let usec = usec.saturating_sub(u0) as f64 / creates.max(1) as f64;
+            (calls >= 0.01).then(|| (cmd.clone(), calls, usec))
+        })
+        .collect();
+    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+    out.push_str("             redis commands per create (calls, µs; inside scripts too):");
+    for (cmd, calls, usec) in rows {
+        out.push_str(&format!(" {cmd} {calls:.2}/{usec:.1}"));
+    }
+    out.push('\n');
+    out
 }
 
 /// `total` creates from `concurrency` tasks that each take the next index until none is left.
@@ -148,19 +265,19 @@ async fn main() {
     println!();
 
     run_pass("warm-up", &deps, warm_up, 8, recipients, 0).await;
-    let passes = [
-        run_pass("sequential", &deps, sequential, 1, recipients, warm_up).await,
-        run_pass(
-            "concurrent",
-            &deps,
-            creates,
-            concurrency,
-            recipients,
-            warm_up + sequential,
-        )
-        .await,
-    ];
+    let mut cpu = String::new();
+    let mut passes = Vec::new();
+    for (name, total, tasks, offset) in [
+        ("sequential", sequential, 1, warm_up),
+        ("concurrent", creates, concurrency, warm_up + sequential),
+    ] {
+        let before = (cpu_now(&env).await, command_stats(&env).await);
+        passes.push(run_pass(name, &deps, total, tasks, recipients, offset).await);
+        let after = (cpu_now(&env).await, command_stats(&env).await);
+        cpu.push_str(&cpu_report(name, total, before, after));
+    }
     print!("{}", table("creates", &passes));
+    print!("\n{cpu}");
 
     // Every create awaited Kafka's acknowledgement; anything the relay still finds was not acked.
     let event = LambdaEvent::new(EventBridgeEvent::default(), Context::default());

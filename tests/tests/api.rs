@@ -864,6 +864,44 @@ async fn a_sender_over_its_limit_gets_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_batch_skips_a_recipient_over_its_limit_and_stores_nothing_for_it() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let inbox = shared::config::InboxSettings {
+        per_recipient: never_refilling(1),
+        ..TestEnv::unlimited()
+    };
+    let deps = env.api_with(inbox, env.bus());
+    create(&deps, "busy", "first").await;
+    let r = Call::post("/v1/notifications/batch")
+        .service("svc")
+        .json(&json!({"userIds": ["busy", "idle"], "type": "t", "title": "x", "body": "b"}))
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let items = r.body["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{}", r.body);
+    assert_eq!(items[0]["userId"], "idle");
+    assert_eq!(r.body["skipped"][0]["userId"], "busy");
+    assert_eq!(r.body["skipped"][0]["reason"], "rate-limited");
+    assert!(r.body["skipped"][0]["retryAfter"].as_u64() >= Some(1));
+    assert_eq!(
+        counts(&deps, "busy").await["total"].as_u64(),
+        Some(1),
+        "the skipped recipient got nothing"
+    );
+    // Every recipient over its limit: 429 for the whole batch.
+    let r = Call::post("/v1/notifications/batch")
+        .service("svc")
+        .json(&json!({"userIds": ["busy", "idle"], "type": "t", "title": "y", "body": "b"}))
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+}
+
+#[tokio::test]
 async fn a_since_older_than_the_retained_log_requires_a_resync() {
     let Some(env) = TestEnv::new().await else {
         return;

@@ -16,7 +16,7 @@ use shared::config::RedisSettings;
 use shared::model::{FlagsPatch, Preferences};
 use shared::store::inbox::IdempotencyClaim;
 use shared::store::{
-    CreateOutcome, InboxStore, ListQuery, NewNotification, RateLimiter, RedisConn, UpdateOutcome,
+    CreateOutcome, InboxStore, ListQuery, NewNotification, RedisConn, UpdateOutcome,
 };
 
 fn note(user: &str, i: usize) -> NewNotification {
@@ -94,11 +94,15 @@ async fn every_key_of_a_user_lives_in_the_users_slot_on_one_node() {
         .set_preferences(user, &Preferences::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let limits = store.settings();
-    RateLimiter::new(env.conn.clone(), env.keys.clone(), limits)
-        .check_recipient(user)
+    let limit = store.settings().per_recipient;
+    let marked = store
+        .mark_for_create(note(user, 2))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    match store.create_within(marked, "svc", None, Some(limit)).await {
+        Ok(CreateOutcome::Created { .. }) => {}
+        other => panic!("create within the recipient limit: {other:?}"),
+    }
     for other in &users[1..] {
         create(&store, other, 0, None).await;
     }

@@ -259,3 +259,33 @@ async fn a_retry_replays_recipients_served_before_whatever_their_rate_limit_now(
         (201, &single_first.body)
     );
 }
+
+#[tokio::test]
+async fn a_sender_over_its_limit_gets_429_and_claims_no_key() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let inbox_settings = shared::config::InboxSettings {
+        per_sender: never_refilling(1),
+        ..TestEnv::unlimited()
+    };
+    let deps = env.api_with(inbox_settings, env.bus());
+    let first = post(&deps, "/v1/notifications", "spent-1", &single("kim", "a")).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let limited = post(&deps, "/v1/notifications", "spent-2", &single("kim", "b")).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(limited.header("retry-after").is_some());
+    let claim = env.keys.sender_idempotency("svc", "spent-2");
+    let stored: Option<String> = env
+        .conn
+        .clone()
+        .get(&claim)
+        .await
+        .unwrap_or_else(|e| panic!("GET {claim}: {e}"));
+    assert_eq!(stored, None, "a refused request claims nothing");
+    let kim = Call::get("/v1/notifications/counts")
+        .user("kim")
+        .send(&deps)
+        .await;
+    assert_eq!(kim.body["total"], 1, "{}", kim.body);
+}

@@ -30,7 +30,7 @@ pub use conn::RedisConn;
 pub use connections::{Connection, ConnectionRegistry, DeliveryClaim};
 pub use contacts::{ContactBook, StoredSubscription, SubscribeOutcome};
 pub use inbox::{
-    ChangesPage, CreateOutcome, InboxStore, ListQuery, NewNotification, Page, StatusFilter,
+    ChangesPage, CreateOutcome, InboxStore, ListQuery, Marked, NewNotification, Page, StatusFilter,
     UpdateOutcome,
 };
 pub use keys::KeySpace;

@@ -1,6 +1,12 @@
-//! GCRA rate limits in Redis: per recipient and per sender (creates), and per user (the user's
-//! own mutations and WebSocket actions). A denied request consumes nothing. The limiter owns its
-//! limits (from [`crate::config::InboxSettings`]); callers only say who.
+//! GCRA rate limits in Redis: per sender (creates) and per user (the user's own mutations and
+//! WebSocket actions), each one script call (`gcra.lua`). A denied request consumes nothing. The
+//! limiter owns its limits (from [`crate::config::InboxSettings`]); callers only say who.
+//!
+//! The per-recipient limit of creates is the one exception: it runs inside the create's own
+//! script ([`crate::store::InboxStore::create_within`] with [`RateLimiter::per_recipient`], the
+//! same algorithm from `gcra_lib.lua`), saving a round trip and a script call per create; and so
+//! does the per-sender limit of a request with an `Idempotency-Key`, inside the claim's script
+//! ([`crate::store::InboxStore::claim_request`] with [`RateLimiter::per_sender`]).
 
 use std::time::Duration;
 
@@ -38,7 +44,14 @@ impl RateLimiter {
         }
     }
 
-    /// The limit per recipient (a skipped recipient's `retryAfter`).
+    /// The limit per sender, for [`crate::store::InboxStore::claim_request`] (an idempotent
+    /// request's limit, checked in the claim's own script).
+    pub fn per_sender(&self) -> RateLimit {
+        self.per_sender
+    }
+
+    /// The limit per recipient, for [`crate::store::InboxStore::create_within`] (and a skipped
+    /// recipient's `retryAfter`).
     pub fn per_recipient(&self) -> RateLimit {
         self.per_recipient
     }
@@ -68,12 +81,6 @@ impl RateLimiter {
     /// One request from `sender`.
     pub async fn check_sender(&self, sender: &str) -> Result<RateDecision, StoreError> {
         self.check(self.keys.sender_rate(sender), self.per_sender, 1)
-            .await
-    }
-
-    /// One notification to `recipient`.
-    pub async fn check_recipient(&self, recipient: &str) -> Result<RateDecision, StoreError> {
-        self.check(self.keys.user(recipient).rate(), self.per_recipient, 1)
             .await
     }
 

@@ -1,6 +1,7 @@
 //! Every Lua script the store runs, registered here and nowhere else, each built once per
 //! process (`EVALSHA`, falling back to `EVAL` once per server). User-slot scripts get
-//! `prelude.lua` in front. The sources are in `lua/`.
+//! `prelude.lua` in front; the rate-limit algorithm (`gcra_lib.lua`) goes in front of the scripts
+//! that check a limit. The sources are in `lua/`.
 
 use std::sync::LazyLock;
 
@@ -9,6 +10,21 @@ use redis::Script;
 macro_rules! script {
     ($file:literal) => {
         LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file))))
+    };
+}
+
+/// A user-slot script that also checks a rate limit (`gcra_lib.lua` between the prelude and it).
+macro_rules! user_script_with_gcra {
+    ($file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/prelude.lua"),
+                "\n",
+                include_str!("lua/gcra_lib.lua"),
+                "\n",
+                include_str!(concat!("lua/", $file))
+            ))
+        })
     };
 }
 
@@ -24,7 +40,7 @@ macro_rules! user_script {
     };
 }
 
-pub static CREATE: LazyLock<Script> = user_script!("create.lua");
+pub static CREATE: LazyLock<Script> = user_script_with_gcra!("create.lua");
 pub static UPDATE: LazyLock<Script> = user_script!("update.lua");
 pub static DELETE: LazyLock<Script> = user_script!("delete.lua");
 pub static MARK_ALL_READ: LazyLock<Script> = user_script!("mark_all_read.lua");
@@ -38,8 +54,21 @@ pub static PENDING: LazyLock<Script> = user_script!("pending.lua");
 pub static MARK_DIRTY: LazyLock<Script> = script!("mark_dirty.lua");
 pub static CLEAR_DIRTY: LazyLock<Script> = script!("clear_dirty.lua");
 pub static POSTPONE_DIRTY: LazyLock<Script> = script!("postpone_dirty.lua");
-pub static GCRA: LazyLock<Script> = script!("gcra.lua");
-pub static CLAIM_REQUEST: LazyLock<Script> = script!("claim_request.lua");
+/// A sender-slot (or any single-key) script that checks a rate limit (`gcra_lib.lua` in front).
+macro_rules! script_with_gcra {
+    ($file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/gcra_lib.lua"),
+                "\n",
+                include_str!(concat!("lua/", $file))
+            ))
+        })
+    };
+}
+
+pub static GCRA: LazyLock<Script> = script_with_gcra!("gcra.lua");
+pub static CLAIM_REQUEST: LazyLock<Script> = script_with_gcra!("claim_request.lua");
 pub static ANALYTICS_COUNT: LazyLock<Script> = script!("analytics_count.lua");
 
 // `delivery`'s per-user claim (`connections.rs`).

@@ -15,7 +15,7 @@ use shared::limits::{self, BATCH_BODY_MAX_BYTES, NOTIFICATION_MAX_BYTES};
 use shared::model::{Counts, FlagsPatch, Notification};
 use shared::store::inbox::{IdempotencyClaim, MarkAllRead, RequestClaim};
 use shared::store::{
-    CreateOutcome, ListQuery, NewNotification, RateDecision, StatusFilter, UpdateOutcome,
+    CreateOutcome, ListQuery, Marked, NewNotification, RateDecision, StatusFilter, UpdateOutcome,
 };
 use utoipa::ToSchema;
 
@@ -118,10 +118,11 @@ struct Claimed {
     recipient: IdempotencyClaim,
 }
 
-/// Claims the request's `Idempotency-Key` for `sender` before anything is written (see
-/// `shared::store::inbox::idempotency`): `None` without a key, 422 when the key was used with
-/// another body (and so possibly other recipients).
-async fn claim_key(
+/// Admits `sender`'s request before anything is written: 429 when the sender is over its limit
+/// (one request, whatever the batch size); with an `Idempotency-Key`, claims it for the sender in
+/// the same script (see `shared::store::inbox::idempotency`), 422 when the key was used with
+/// another body (and so possibly other recipients). `None` without a key.
+async fn admit(
     deps: &Deps,
     key: Option<&str>,
     sender: &str,
@@ -129,18 +130,20 @@ async fn claim_key(
     derive: impl Fn(&str) -> String,
 ) -> Result<Option<Claimed>, ApiError> {
     let Some(key) = key else {
+        enforce_sender_limit(deps, sender).await?;
         return Ok(None);
     };
     let request_hash = hex::encode(Sha256::digest(body));
     let retry = match deps
         .store
-        .claim_request(sender, key, &request_hash)
+        .claim_request(sender, key, &request_hash, deps.limiter.per_sender())
         .await
         .map_err(store_error)?
     {
         RequestClaim::First => false,
         RequestClaim::Retry => true,
         RequestClaim::Conflict => return Err(idempotency_conflict()),
+        RequestClaim::Limited { retry_after } => return Err(sender_limited(retry_after)),
     };
     Ok(Some(Claimed {
         retry,
@@ -151,45 +154,49 @@ async fn claim_key(
     }))
 }
 
-/// What one recipient's create came to.
-enum Attempt {
-    Done(CreateOutcome),
-    /// The recipient is over its rate limit: nothing written.
-    Limited(Duration),
-}
-
-/// Creates `new` for its recipient under `claimed`. A retry first replays what an earlier attempt
-/// created, so a recipient it served is answered whatever its rate limit is now.
+/// Creates the `marked` notification for its recipient under `claimed`. A retry first replays
+/// what an earlier attempt created, so a recipient it served is answered whatever its rate limit
+/// is now.
 async fn create_for(
     deps: &Deps,
     sender: &str,
-    new: NewNotification,
+    marked: Marked,
     claimed: Option<&Claimed>,
-) -> Result<Attempt, ApiError> {
+) -> Result<CreateOutcome, ApiError> {
     if let Some(claimed) = claimed.filter(|c| c.retry) {
         if let Some(outcome) = deps
             .store
-            .replayed(sender, &new.user_id, &claimed.recipient)
+            .replayed(sender, marked.user_id(), &claimed.recipient)
             .await
             .map_err(store_error)?
         {
-            return Ok(Attempt::Done(outcome));
+            return Ok(outcome);
         }
     }
-    match deps
-        .limiter
-        .check_recipient(&new.user_id)
+    let limit = Some(deps.limiter.per_recipient());
+    deps.store
+        .create_within(marked, sender, claimed.map(|c| &c.recipient), limit)
         .await
-        .map_err(store_error)?
-    {
-        RateDecision::Limited { retry_after } => Ok(Attempt::Limited(retry_after)),
-        RateDecision::Allowed => deps
-            .store
-            .create(sender, new, claimed.map(|c| &c.recipient))
-            .await
-            .map(Attempt::Done)
-            .map_err(store_error),
-    }
+        .map_err(store_error)
+}
+
+/// [`admit`] and the recipient's outbox mark
+/// ([`shared::store::InboxStore::mark_for_create`]) at once, in one Redis round trip: both must
+/// pass before the create, neither depends on the other. A request refused here leaves a mark
+/// that the outbox relay clears, finding nothing to publish.
+async fn admit_and_mark(
+    deps: &Deps,
+    key: Option<&str>,
+    sender: &str,
+    body: &[u8],
+    new: NewNotification,
+) -> Result<(Marked, Option<Claimed>), ApiError> {
+    let (admitted, marked) = futures::join!(
+        admit(deps, key, sender, body, str::to_owned),
+        deps.store.mark_for_create(new)
+    );
+    let claimed = admitted?;
+    Ok((marked.map_err(store_error)?, claimed))
 }
 
 fn rate_limited(retry_after: Duration, what: &str) -> ApiError {
@@ -200,7 +207,7 @@ fn rate_limited(retry_after: Duration, what: &str) -> ApiError {
     }
 }
 
-/// 429 when `sender` is over its per-sender limit (one request, whatever the batch size).
+/// 429 when `sender` is over its per-sender limit (a request without an `Idempotency-Key`).
 async fn enforce_sender_limit(deps: &Deps, sender: &str) -> Result<(), ApiError> {
     match deps
         .limiter
@@ -209,11 +216,12 @@ async fn enforce_sender_limit(deps: &Deps, sender: &str) -> Result<(), ApiError>
         .map_err(store_error)?
     {
         RateDecision::Allowed => Ok(()),
-        RateDecision::Limited { retry_after } => Err(rate_limited(
-            retry_after,
-            "this sender is over its rate limit",
-        )),
+        RateDecision::Limited { retry_after } => Err(sender_limited(retry_after)),
     }
+}
+
+fn sender_limited(retry_after: Duration) -> ApiError {
+    rate_limited(retry_after, "this sender is over its rate limit")
 }
 
 fn too_large_notification(n: &Notification) -> Result<(), ApiError> {
@@ -270,17 +278,16 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
     too_large_notification(&preview(&new.user_id, &new))?;
     let key = idempotency_key(req)?;
     deps.memory.admit_create().await?;
-    enforce_sender_limit(deps, &claims.sub).await?;
-    let claimed = claim_key(deps, key, &claims.sub, bytes, str::to_owned).await?;
-    match create_for(deps, &claims.sub, new, claimed.as_ref()).await? {
-        Attempt::Limited(retry_after) => Err(rate_limited(
+    let (marked, claimed) = admit_and_mark(deps, key, &claims.sub, bytes, new).await?;
+    match create_for(deps, &claims.sub, marked, claimed.as_ref()).await? {
+        CreateOutcome::Limited { retry_after } => Err(rate_limited(
             retry_after,
             "this recipient is over its rate limit",
         )),
-        Attempt::Done(CreateOutcome::Created {
+        CreateOutcome::Created {
             notification,
             change,
-        }) => {
+        } => {
             deps.publisher
                 .publish_or_defer(std::slice::from_ref(&change))
                 .await;
@@ -292,13 +299,13 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
             }
             Ok(resp)
         }
-        Attempt::Done(CreateOutcome::Replayed(notification)) => {
+        CreateOutcome::Replayed(notification) => {
             let mut resp = http::json(StatusCode::CREATED, &notification);
             resp.headers_mut()
                 .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
             Ok(resp)
         }
-        Attempt::Done(CreateOutcome::Conflict) => Err(idempotency_conflict()),
+        CreateOutcome::Conflict => Err(idempotency_conflict()),
     }
 }
 
@@ -344,14 +351,16 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
     }
     let key = idempotency_key(req)?;
     deps.memory.admit_create().await?;
-    enforce_sender_limit(deps, &claims.sub).await?;
-    let claimed = claim_key(deps, key, &claims.sub, bytes, |k| format!("batch:{k}")).await?;
+    let claimed = admit(deps, key, &claims.sub, bytes, |k| format!("batch:{k}")).await?;
     let claimed = claimed.as_ref();
-    let results: Vec<Result<Attempt, ApiError>> = stream::iter(recipients.clone())
+    let results: Vec<Result<CreateOutcome, ApiError>> = stream::iter(recipients.clone())
         .map(|recipient: String| {
             let mut new = new.clone();
             new.user_id = recipient;
-            create_for(deps, &claims.sub, new, claimed)
+            async {
+                let marked = deps.store.mark_for_create(new).await.map_err(store_error)?;
+                create_for(deps, &claims.sub, marked, claimed).await
+            }
         })
         .buffered(32)
         .collect()
@@ -365,20 +374,20 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
     let (mut changes, mut failure) = (Vec::new(), None);
     for (recipient, result) in recipients.iter().zip(results) {
         match result {
-            Ok(Attempt::Done(CreateOutcome::Created {
+            Ok(CreateOutcome::Created {
                 notification,
                 change,
-            })) => {
+            }) => {
                 response.items.push(BatchItem::of(&notification));
                 changes.push(change);
             }
-            Ok(Attempt::Done(CreateOutcome::Replayed(notification))) => {
+            Ok(CreateOutcome::Replayed(notification)) => {
                 response.items.push(BatchItem::of(&notification))
             }
-            Ok(Attempt::Done(CreateOutcome::Conflict)) => {
+            Ok(CreateOutcome::Conflict) => {
                 failure.get_or_insert_with(idempotency_conflict);
             }
-            Ok(Attempt::Limited(retry_after)) => response.skipped.push(Skipped {
+            Ok(CreateOutcome::Limited { retry_after }) => response.skipped.push(Skipped {
                 user_id: recipient.clone(),
                 reason: "rate-limited".into(),
                 retry_after: shared::store::whole_seconds(retry_after),

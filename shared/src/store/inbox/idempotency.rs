@@ -1,7 +1,8 @@
 //! `Idempotency-Key`: one key names one request of one sender, whatever its recipients.
 //!
 //! A create with a key runs in two steps:
-//! 1. [`InboxStore::claim_request`], before anything is written: the sender's record
+//! 1. [`InboxStore::claim_request`], before anything is written and after the sender's rate
+//!    limit (same script): the sender's record
 //!    (`{s:<sender>}:idem:<hash(key)>`, its own slot) takes the request's hash (body, and so its
 //!    recipients) if the key is new; the same hash again is a retry; another hash is a conflict,
 //!    and the request must write nothing.
@@ -17,12 +18,13 @@
 //! that very moment could meet a recipient's record after writing others (its create then
 //! answers `Conflict` for that recipient).
 
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Value};
 
+use crate::config::RateLimit;
 use crate::model::Flags;
 
 use super::super::{scripts, StoreError};
-use super::reply::parse_doc;
+use super::reply::{int, parse_doc, text};
 use super::{CreateOutcome, IdempotencyClaim, InboxStore};
 
 /// What the sender's claim of a key found.
@@ -34,27 +36,37 @@ pub enum RequestClaim {
     Retry,
     /// A different request claimed the key: write nothing (422).
     Conflict,
+    /// The sender is over its rate limit: nothing consumed, nothing claimed.
+    Limited { retry_after: std::time::Duration },
 }
 
 impl InboxStore {
-    /// Claims `key` for `sender`'s request whose hash is `request_hash` (step 1 above). One
-    /// script on the sender's slot.
+    /// Claims `key` for `sender`'s request whose hash is `request_hash` (step 1 above), within
+    /// the sender's rate `limit` (checked first, in the same script on the sender's slot, so an
+    /// idempotent request costs no separate rate-limit round trip).
     pub async fn claim_request(
         &self,
         sender: &str,
         key: &str,
         request_hash: &str,
+        limit: RateLimit,
     ) -> Result<RequestClaim, StoreError> {
-        let reply: String = scripts::CLAIM_REQUEST
+        let reply: Vec<Value> = scripts::CLAIM_REQUEST
             .key(self.keys.sender_idempotency(sender, key))
+            .key(self.keys.sender_rate(sender))
             .arg(request_hash)
             .arg(self.settings.idempotency_ttl.as_millis() as u64)
+            .arg(limit.emission_interval().as_secs_f64() * 1000.0)
+            .arg(limit.burst)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        match reply.as_str() {
+        match text(&reply, 0)?.as_str() {
             "first" => Ok(RequestClaim::First),
             "retry" => Ok(RequestClaim::Retry),
             "conflict" => Ok(RequestClaim::Conflict),
+            "limited" => Ok(RequestClaim::Limited {
+                retry_after: std::time::Duration::from_millis(int(&reply, 1)?.max(1)),
+            }),
             other => Err(StoreError::Corrupt(format!(
                 "claim-request replied {other}"
             ))),

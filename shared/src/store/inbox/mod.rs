@@ -16,7 +16,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use redis::{AsyncCommands, Value};
 
-use crate::config::InboxSettings;
+use crate::config::{InboxSettings, RateLimit};
 use crate::limits::PAGE_MAX_BYTES;
 use crate::model::{Channel, Counts, Flags, FlagsPatch, Notification, Preferences, Priority};
 use crate::protocol::{Envelope, Event};
@@ -80,6 +80,18 @@ impl NewNotification {
     }
 }
 
+/// A notification whose recipient is marked in the outbox's dirty index
+/// ([`InboxStore::mark_for_create`]): the only way into [`InboxStore::create_within`], so no
+/// create commits before its mark.
+#[derive(Debug)]
+pub struct Marked(NewNotification);
+
+impl Marked {
+    pub fn user_id(&self) -> &str {
+        &self.0.user_id
+    }
+}
+
 /// A recipient's share of an idempotent request (see `idempotency.rs`): the key it is recorded
 /// under (the header's, or one derived from it per request shape), and the request's hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +110,8 @@ pub enum CreateOutcome {
     Replayed(Notification),
     /// The same key was used with a different body.
     Conflict,
+    /// The recipient is over its rate limit ([`InboxStore::create_within`]): nothing written.
+    Limited { retry_after: std::time::Duration },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -215,6 +229,31 @@ impl InboxStore {
         new: NewNotification,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<CreateOutcome, StoreError> {
+        let marked = self.mark_for_create(new).await?;
+        self.create_within(marked, sender, claim, None).await
+    }
+
+    /// Marks the recipient of `new` in the outbox's dirty index (`outbox.rs`, step 1), which
+    /// every create needs before it commits. Its own call so that a caller can overlap it with
+    /// checks of its own (the API's per-sender limit): if the caller then creates nothing, the
+    /// relay finds nothing to publish and clears the mark.
+    pub async fn mark_for_create(&self, new: NewNotification) -> Result<Marked, StoreError> {
+        self.outbox.mark_dirty(&new.user_id).await?;
+        Ok(Marked(new))
+    }
+
+    /// [`InboxStore::create`] of a [`Marked`] notification, within the recipient's rate `limit`
+    /// (its key is the user's `rate`), checked in the create's own script, after the claim (a
+    /// replay or a conflict consumes nothing) and before anything is written:
+    /// [`CreateOutcome::Limited`] when over it.
+    pub async fn create_within(
+        &self,
+        marked: Marked,
+        sender: &str,
+        claim: Option<&IdempotencyClaim>,
+        limit: Option<RateLimit>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let Marked(new) = marked;
         let now = Utc::now();
         let created_at = Utc
             .timestamp_millis_opt(now.timestamp_millis())
@@ -239,10 +278,16 @@ impl InboxStore {
             ),
             None => (keys.idempotency(sender, ""), "", ""),
         };
-        self.outbox.mark_dirty(&notification.user_id).await?;
+        let (interval_ms, burst) = limit.map_or((String::new(), 0), |l| {
+            (
+                (l.emission_interval().as_secs_f64() * 1000.0).to_string(),
+                l.burst,
+            )
+        });
         let reply: Vec<Value> = scripts::CREATE
             .key(&keys.inbox()[..])
             .key(idem_key)
+            .key(keys.rate())
             .arg(&notification.id)
             .arg(&notification.kind)
             .arg(&doc)
@@ -259,6 +304,8 @@ impl InboxStore {
                     .expires_at
                     .map_or_else(String::new, |at| at.timestamp_millis().to_string()),
             )
+            .arg(interval_ms)
+            .arg(burst)
             .invoke_async(&mut self.conn.clone())
             .await?;
         match text(&reply, 0)?.as_str() {
@@ -284,6 +331,9 @@ impl InboxStore {
                 Flags::default(),
             )?)),
             "conflict" => Ok(CreateOutcome::Conflict),
+            "limited" => Ok(CreateOutcome::Limited {
+                retry_after: std::time::Duration::from_millis(int(&reply, 1)?.max(1)),
+            }),
             other => Err(StoreError::Corrupt(format!("create replied {other}"))),
         }
     }

@@ -1,11 +1,14 @@
--- Creates one notification: claims the Idempotency-Key, applies retention and the inbox cap
--- (evictions append deletes), assigns seq, stores the notification, updates the counts, and
--- appends the change. One step.
--- KEYS[8]: the idempotency record (same slot). ARGV: 1 id, 2 type, 3 notification JSON
--- (seq 0, flags false), 4 envelope JSON, 5 body hash ('' = no Idempotency-Key), 6 idempotency
--- TTL ms, 7 createdAt ms, 8 inbox cap, 9 log cap, 10 retention ms, 11 Idempotency-Key,
--- 12 expiresAt ms ('' = none).
--- Returns {'created', seq, counts} | {'replay', "<seq>\n<notification JSON>"} | {'conflict'}.
+-- Creates one notification: claims the Idempotency-Key, checks the recipient's rate limit
+-- (gcra_lib.lua), applies retention and the inbox cap (evictions append deletes), assigns seq,
+-- stores the notification, updates the counts, and appends the change. One step.
+-- KEYS[8]: the idempotency record, KEYS[9]: the recipient's rate-limit key (same slot).
+-- ARGV: 1 id, 2 type, 3 notification JSON (seq 0, flags false), 4 envelope JSON, 5 body hash
+-- ('' = no Idempotency-Key), 6 idempotency TTL ms, 7 createdAt ms, 8 inbox cap, 9 log cap,
+-- 10 retention ms, 11 Idempotency-Key, 12 expiresAt ms ('' = none), 13 the recipient limit's
+-- emission interval ms ('' = no limit), 14 its burst.
+-- Returns {'created', seq, counts} | {'replay', "<seq>\n<notification JSON>"} | {'conflict'} |
+-- {'limited', retryAfterMs}. A replay or a conflict consumes no rate; a limited create writes
+-- nothing.
 local id, typ, created = ARGV[1], ARGV[2], tonumber(ARGV[7])
 if ARGV[5] ~= '' then
   local prev = redis.call('GET', KEYS[8])
@@ -14,6 +17,10 @@ if ARGV[5] ~= '' then
     if hash == ARGV[5] then return {'replay', original} end
     return {'conflict'}
   end
+end
+if ARGV[13] ~= '' then
+  local allowed, retry_ms = gcra(KEYS[9], tonumber(ARGV[13]), tonumber(ARGV[14]), 1)
+  if allowed == 0 then return {'limited', retry_ms} end
 end
 -- Retention first, then the cap (making room for this one); both evict the oldest, each with
 -- its NOTIFICATION_DELETED before this notification's seq, so a client that sees the create
