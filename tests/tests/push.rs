@@ -824,6 +824,113 @@ async fn email_fails_over_from_ses_to_smtp_only_when_ses_is_unavailable_and_at_m
     );
 }
 
+/// Issue 15, circuit breaker: after `PROVIDER_BREAKER_FAILURES` consecutive unavailable sends
+/// SES's breaker opens in Redis, and every instance's chain then skips SES without a request
+/// (SMTP takes the mail). After the cool-down (moved into the past here, not slept) one trial
+/// call decides: a failure opens it again, a success closes it.
+#[tokio::test]
+async fn an_unavailable_provider_is_skipped_by_every_instance_until_one_trial_call_succeeds() {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let ses_api = Provider::start().await;
+    let email = [
+        ("EMAIL_PROVIDERS", "ses,smtp"),
+        ("SES_ENDPOINT", ses_api.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AKIDHERALDTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_REGION", "eu-west-1"),
+        ("SMTP_URL", sink.url.as_str()),
+        ("EMAIL_FROM", "Herald <notify@herald.test>"),
+        ("PUSH_RETRY_ATTEMPTS", "1"),
+        ("PROVIDER_BREAKER_FAILURES", "2"),
+        // Far longer than the test: only the test moves the breaker past its cool-down.
+        ("PROVIDER_BREAKER_COOLDOWN_MS", "3600000"),
+    ];
+    let Some(s) = Setup::without_vapid(&email).await else {
+        return;
+    };
+    // A second function instance: its own deps and adapters, the same Redis.
+    let other = push::Deps::new(
+        s.env.conn.clone(),
+        s.env.keys.clone(),
+        s.env.bus(),
+        settings(&email, None),
+    )
+    .unwrap_or_else(|e| panic!("push deps: {e}"));
+    let alice = user();
+    s.contacts(&alice, json!({"email": format!("{alice}@example.com")}))
+        .await;
+    let ses_calls = || ses_api.received(ses::SEND_EMAIL).len();
+    let notify = || {
+        s.notify(
+            &alice,
+            "invoice.paid",
+            "x",
+            vec![Channel::Email],
+            Priority::Normal,
+        )
+    };
+    let breaker = s.env.keys.provider_breaker("ses");
+    let cool_down_passed = || async {
+        let mut conn = s.env.conn.clone();
+        let _: () = redis::cmd("HSET")
+            .arg(&breaker)
+            .arg("openedAt")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    let mut sent = Vec::new();
+
+    ses_api.always(
+        ses::SEND_EMAIL,
+        ses::error(503, "ServiceUnavailable", "Service unavailable."),
+    );
+    // Two unavailable sends open the breaker; SMTP takes both.
+    for _ in 0..2 {
+        let n = notify().await;
+        assert_eq!(s.run(&[&n]).await.sent, 1);
+        sent.push(n);
+    }
+    assert_eq!((ses_calls(), sink.messages().len()), (2, 2));
+    // Open: this instance and the other skip SES without a request.
+    let n = notify().await;
+    assert_eq!(s.run(&[&n]).await.sent, 1);
+    sent.push(n);
+    let n = notify().await;
+    let (response, stats) = push::process_batch(&other, &batch(&[&n]), Utc::now()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(stats.sent, 1, "{stats:?}");
+    sent.push(n);
+    assert_eq!((ses_calls(), sink.messages().len()), (2, 4));
+
+    // Half-open, and the trial fails: one call, open again.
+    cool_down_passed().await;
+    for _ in 0..2 {
+        let n = notify().await;
+        assert_eq!(s.run(&[&n]).await.sent, 1);
+        sent.push(n);
+    }
+    assert_eq!((ses_calls(), sink.messages().len()), (3, 6));
+
+    // Half-open, and the trial succeeds (on the other instance): closed, SES sends again.
+    ses_api.always(ses::SEND_EMAIL, ses::sent());
+    cool_down_passed().await;
+    let n = notify().await;
+    let (_, stats) = push::process_batch(&other, &batch(&[&n]), Utc::now()).await;
+    assert_eq!(stats.sent, 1, "{stats:?}");
+    sent.push(n);
+    let n = notify().await;
+    assert_eq!(s.run(&[&n]).await.sent, 1);
+    sent.push(n);
+    assert_eq!((ses_calls(), sink.messages().len()), (5, 6));
+
+    let expected: Vec<_> = sent.iter().map(|n| row(n, "EMAIL", "sent", "")).collect();
+    assert_eq!(s.outcomes(sent.len()).await, sorted(expected));
+}
+
 #[tokio::test]
 async fn sms_is_a_form_post_with_basic_auth_in_twilios_shape() {
     let api = Provider::start().await;

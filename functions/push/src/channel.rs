@@ -71,7 +71,7 @@ pub(crate) async fn run_channel(
                 .policy
                 .deliver_first(&senders.email, to, &mail)
                 .await;
-            tracing::debug!(user = n.user_id, id = n.id, provider, "email answered");
+            tracing::debug!(user = n.user_id, id = n.id, ?provider, "email answered");
             delivery
         }
         Channel::Sms => {

@@ -9,7 +9,7 @@ use shared::config::{
 };
 use shared::egress::EgressPolicy;
 use shared::error::StartupError;
-use shared::store::{ContactBook, KeySpace, PushLedger, RedisConn};
+use shared::store::{ContactBook, KeySpace, ProviderBreaker, PushLedger, RedisConn};
 
 use shared::addresses::PushSubscription;
 
@@ -77,7 +77,12 @@ impl Deps {
         bus: EventBus,
         settings: SenderSettings,
     ) -> Result<Self, ConfigError> {
-        let policy = SendPolicy::new(settings.send.clone());
+        let policy = SendPolicy::new(settings.send.clone()).with_breaker(ProviderBreaker::new(
+            conn.clone(),
+            keys.clone(),
+            settings.send.breaker_failures,
+            settings.send.breaker_cooldown,
+        ));
         let builder = || {
             reqwest::Client::builder()
                 .connect_timeout(settings.send.timeout)

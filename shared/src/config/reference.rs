@@ -248,7 +248,7 @@ pub const VARIABLES: &[Variable] = &[
         names: &["EMAIL_PROVIDERS"],
         default: "unset (`smtp` when `SMTP_URL` is set)",
         used_by: "push",
-        meaning: "the email providers in the order they are tried, comma-separated: `smtp` (needs `SMTP_URL`), `ses` (Amazon SES v2 with the function's role and region). A send moves to the next provider only after a transient failure (5xx, timeout, no connection) or a throttling that outlasted the inline retries, never after `sent` or a refusal; at most once per notification (docs/channels.md, *Email failover*)",
+        meaning: "the email providers in the order they are tried, comma-separated: `smtp` (needs `SMTP_URL`), `ses` (Amazon SES v2 with the function's role and region). A send moves to the next provider only after a transient failure (5xx, timeout, no connection) or a throttling that outlasted the inline retries, never after `sent` or a refusal; at most once per notification (docs/channels.md, *Failover and circuit breakers*)",
     },
     Variable {
         names: &["SES_ENDPOINT"],
@@ -309,6 +309,18 @@ pub const VARIABLES: &[Variable] = &[
         default: "`8`",
         used_by: "push",
         meaning: "how often one send may be put back on the retry schedule for a 429 before it is `failed` / `rate-limited`",
+    },
+    Variable {
+        names: &["PROVIDER_BREAKER_FAILURES"],
+        default: "`5`",
+        used_by: "push",
+        meaning: "consecutive sends a provider of a failover list (`EMAIL_PROVIDERS`, `SMS_PROVIDERS`) ends unavailable (timeouts, 5xx, no connection) or still throttling that open its circuit breaker, shared by every instance in Redis: while open the list skips it without a request (docs/channels.md, *Failover and circuit breakers*)",
+    },
+    Variable {
+        names: &["PROVIDER_BREAKER_COOLDOWN_MS"],
+        default: "`30000`",
+        used_by: "push",
+        meaning: "how long an open provider breaker skips its provider; then one trial call (across all instances) closes it on success or opens it again on failure",
     },
     Variable {
         names: &["ANALYTICS_RETENTION_DAYS"],

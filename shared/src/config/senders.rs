@@ -99,6 +99,12 @@ pub struct SendSettings {
     pub ttl: Duration,
     /// `PUSH_MAX_DEFERRALS`: how often one send may be deferred before it is recorded `failed`.
     pub max_deferrals: u32,
+    /// `PROVIDER_BREAKER_FAILURES`: consecutive unavailable or still-throttling sends that open a
+    /// provider's circuit breaker (`shared::store::breaker`).
+    pub breaker_failures: u32,
+    /// `PROVIDER_BREAKER_COOLDOWN_MS`: how long an open breaker skips its provider before one
+    /// trial call.
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for SendSettings {
@@ -188,6 +194,10 @@ impl SenderSettings {
                 inline_wait_max: Duration::from_millis(env.parse("PUSH_INLINE_WAIT_MAX_MS")?),
                 ttl: Duration::from_secs(env.parse("PUSH_TTL_SECONDS")?),
                 max_deferrals: env.positive("PUSH_MAX_DEFERRALS")?,
+                breaker_failures: env.positive("PROVIDER_BREAKER_FAILURES")?,
+                breaker_cooldown: Duration::from_millis(
+                    env.positive("PROVIDER_BREAKER_COOLDOWN_MS")?,
+                ),
             },
         })
     }
