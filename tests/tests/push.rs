@@ -988,6 +988,77 @@ async fn sms_is_a_form_post_with_basic_auth_in_twilios_shape() {
     );
 }
 
+/// Issue 15, failover: `SMS_PROVIDERS=twilio,twilio-fallback` moves to the second Twilio-shaped
+/// account only when the first stays unavailable, never after it refused; and the first's
+/// breaker then makes the chain skip it.
+#[tokio::test]
+async fn sms_fails_over_to_the_second_provider_only_when_the_first_is_unavailable() {
+    let primary = Provider::start().await;
+    let fallback = Provider::start().await;
+    let sms = [
+        ("SMS_PROVIDERS", "twilio, twilio-fallback"),
+        ("SMS_API_URL", primary.url.as_str()),
+        ("SMS_ACCOUNT_SID", "AC0123"),
+        ("SMS_AUTH_TOKEN", "s3cret"),
+        ("SMS_FROM", "+15005550006"),
+        ("SMS_FALLBACK_API_URL", fallback.url.as_str()),
+        ("SMS_FALLBACK_ACCOUNT_SID", "AC4567"),
+        ("SMS_FALLBACK_AUTH_TOKEN", "other"),
+        ("SMS_FALLBACK_FROM", "+15005550007"),
+        ("PUSH_RETRY_ATTEMPTS", "1"),
+        ("PROVIDER_BREAKER_FAILURES", "2"),
+        ("PROVIDER_BREAKER_COOLDOWN_MS", "3600000"),
+    ];
+    let Some(s) = Setup::without_vapid(&sms).await else {
+        return;
+    };
+    let alice = user();
+    s.contacts(&alice, json!({"phone": "+447700900123"})).await;
+    let first = "/2010-04-01/Accounts/AC0123/Messages.json";
+    let second = "/2010-04-01/Accounts/AC4567/Messages.json";
+    let calls = || {
+        (
+            primary.received(first).len(),
+            fallback.received(second).len(),
+        )
+    };
+    let notify = || s.notify(&alice, "comment", "x", vec![Channel::Sms], Priority::Normal);
+
+    // The first refuses (bad credentials): final, the fallback is not tried.
+    primary.always(
+        first,
+        answer(401).json(json!({"code": 20003, "message": "Authenticate"})),
+    );
+    let refused = notify().await;
+    assert_eq!(s.run(&[&refused]).await.failed, 1);
+    assert_eq!(calls(), (1, 0));
+
+    // The first unavailable: the fallback takes it, from its own number and account.
+    primary.always(first, answer(503));
+    let mut sent = Vec::new();
+    for _ in 0..2 {
+        let n = notify().await;
+        assert_eq!(s.run(&[&n]).await.sent, 1);
+        sent.push(n);
+    }
+    assert_eq!(calls(), (3, 2));
+    let got = fallback.received(second);
+    assert_eq!(got[0].form()["From"], "+15005550007");
+    assert_eq!(
+        got[0].header("authorization"),
+        Some(format!("Basic {}", STANDARD.encode("AC4567:other")).as_str())
+    );
+    // Two failures in a row opened the first's breaker: skipped without a request.
+    let n = notify().await;
+    assert_eq!(s.run(&[&n]).await.sent, 1);
+    sent.push(n);
+    assert_eq!(calls(), (3, 3));
+
+    let mut expected: Vec<_> = sent.iter().map(|n| row(n, "SMS", "sent", "")).collect();
+    expected.push(row(&refused, "SMS", "failed", "provider-4xx"));
+    assert_eq!(s.outcomes(expected.len()).await, sorted(expected));
+}
+
 #[tokio::test]
 async fn preferences_quiet_hours_and_urgent_gate_every_channel() {
     let Some(sink) = SmtpSink::start() else {

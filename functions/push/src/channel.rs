@@ -37,7 +37,7 @@ pub(crate) async fn run_channel(
     let configured = match channel {
         Channel::Push => deps.senders.push.is_some(),
         Channel::Email => !deps.senders.email.is_empty(),
-        Channel::Sms => deps.senders.sms.is_some(),
+        Channel::Sms => !deps.senders.sms.is_empty(),
         Channel::InApp => false,
     };
     let result = |status, why| ChannelResult::settled(job, status, why);
@@ -75,11 +75,13 @@ pub(crate) async fn run_channel(
             delivery
         }
         Channel::Sms => {
-            let (Some(sms), Some(to)) = (&senders.sms, &view.contacts.phone) else {
+            let Some(to) = &view.contacts.phone else {
                 return result(OutcomeStatus::Suppressed, Some(reason::NO_CONTACT));
             };
             let text = SmsBody(payload::sms_text(n));
-            senders.policy.deliver(&**sms, to, &text).await
+            let (delivery, provider) = senders.policy.deliver_first(&senders.sms, to, &text).await;
+            tracing::debug!(user = n.user_id, id = n.id, ?provider, "sms answered");
+            delivery
         }
         Channel::InApp => return ChannelResult::default(),
     };

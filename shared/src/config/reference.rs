@@ -260,7 +260,24 @@ pub const VARIABLES: &[Variable] = &[
         names: &["SMS_API_URL", "SMS_ACCOUNT_SID", "SMS_AUTH_TOKEN", "SMS_FROM"],
         default: "unset (SMS not configured)",
         used_by: "push",
-        meaning: "a provider with Twilio's Messages API shape: `POST {SMS_API_URL}/2010-04-01/Accounts/{SID}/Messages.json`, basic auth `SID:TOKEN`, form `To`/`From`/`Body`. All four or none",
+        meaning: "a provider with Twilio's Messages API shape: `POST {SMS_API_URL}/2010-04-01/Accounts/{SID}/Messages.json`, basic auth `SID:TOKEN`, form `To`/`From`/`Body`. All four or none; the `twilio` provider of `SMS_PROVIDERS`",
+    },
+    Variable {
+        names: &[
+            "SMS_FALLBACK_API_URL",
+            "SMS_FALLBACK_ACCOUNT_SID",
+            "SMS_FALLBACK_AUTH_TOKEN",
+            "SMS_FALLBACK_FROM",
+        ],
+        default: "unset (no second SMS provider)",
+        used_by: "push",
+        meaning: "a second provider with Twilio's Messages API shape (another account, or another provider speaking the same API), `twilio-fallback` in `SMS_PROVIDERS`. All four or none",
+    },
+    Variable {
+        names: &["SMS_PROVIDERS"],
+        default: "unset (`twilio`, then `twilio-fallback`, each whose variables are set)",
+        used_by: "push",
+        meaning: "the SMS providers in the order they are tried, comma-separated: `twilio` (`SMS_API_URL`…), `twilio-fallback` (`SMS_FALLBACK_API_URL`…). Fails over like `EMAIL_PROVIDERS` (docs/channels.md, *Failover and circuit breakers*)",
     },
     Variable {
         names: &["UNSUBSCRIBE_SECRET"],
