@@ -54,7 +54,7 @@ pub(crate) async fn run_channel(
         }
     }
     let senders = &deps.senders;
-    let delivery = match channel {
+    let (delivery, provider) = match channel {
         Channel::Push => {
             let Some(adapter) = &senders.push else {
                 return result(OutcomeStatus::Suppressed, Some(reason::NOT_CONFIGURED));
@@ -72,7 +72,7 @@ pub(crate) async fn run_channel(
                 .deliver_first(&senders.email, to, &mail)
                 .await;
             tracing::debug!(user = n.user_id, id = n.id, ?provider, "email answered");
-            delivery
+            (delivery, provider)
         }
         Channel::Sms => {
             let Some(to) = &view.contacts.phone else {
@@ -81,7 +81,7 @@ pub(crate) async fn run_channel(
             let text = SmsBody(payload::sms_text(n));
             let (delivery, provider) = senders.policy.deliver_first(&senders.sms, to, &text).await;
             tracing::debug!(user = n.user_id, id = n.id, ?provider, "sms answered");
-            delivery
+            (delivery, provider)
         }
         Channel::InApp => return ChannelResult::default(),
     };
@@ -96,7 +96,7 @@ pub(crate) async fn run_channel(
         );
         result(OutcomeStatus::Failed, Some(reason))
     };
-    match delivery {
+    let mut settled = match delivery {
         Delivery::Sent => result(OutcomeStatus::Sent, None),
         // A dead mailbox or number: recorded, not retried. The contact stays on record (the
         // owner's service set it); removing it is left to that service.
@@ -112,7 +112,9 @@ pub(crate) async fn run_channel(
             job.silent,
             deps.settings.send.max_deferrals,
         ),
-    }
+    };
+    settled.provider = provider;
+    settled
 }
 
 /// PUSH past its gates: every live subscription the job targets, concurrently; expired ones are
