@@ -988,6 +988,57 @@ async fn sms_is_a_form_post_with_basic_auth_in_twilios_shape() {
     );
 }
 
+/// The breaker's own steps against Redis, with two breaker objects as two instances: a success
+/// resets the count of consecutive failures; only one caller across instances makes the
+/// half-open trial; a failure while open from a call admitted before it opened changes nothing.
+#[tokio::test]
+async fn the_breakers_half_open_trial_is_made_by_one_instance_only() {
+    use shared::store::{Admission, ProviderBreaker};
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let hour = Duration::from_secs(3600);
+    let one = ProviderBreaker::new(env.conn.clone(), env.keys.clone(), 3, hour);
+    let two = ProviderBreaker::new(env.conn.clone(), env.keys.clone(), 3, hour);
+    let record = |b: &ProviderBreaker, failed: bool| {
+        let b = b.clone();
+        async move {
+            b.record("smtp", failed)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    let admit = |b: &ProviderBreaker| {
+        let b = b.clone();
+        async move { b.admit("smtp").await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    // Two failures, a success, two failures: never three in a row, still closed.
+    for failed in [true, true, false, true, true] {
+        assert!(!record(if failed { &one } else { &two }, failed).await);
+    }
+    assert_eq!(admit(&two).await, Admission::Call);
+    // The third in a row, on the other instance, opens it: both skip.
+    assert!(record(&two, true).await);
+    assert!(matches!(admit(&one).await, Admission::Skip { retry_in } if retry_in > hour / 2));
+    assert!(matches!(admit(&two).await, Admission::Skip { .. }));
+    // A late failure of a call admitted before it opened: no second opening.
+    assert!(!record(&one, true).await);
+    // Past the cool-down: the first to ask makes the trial, the other keeps skipping.
+    let mut conn = env.conn.clone();
+    let _: () = redis::cmd("HSET")
+        .arg(env.keys.provider_breaker("smtp"))
+        .arg("openedAt")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(admit(&one).await, Admission::Trial);
+    assert!(matches!(admit(&two).await, Admission::Skip { .. }));
+    // The trial succeeds: closed for everyone.
+    assert!(!record(&one, false).await);
+    assert_eq!(admit(&two).await, Admission::Call);
+}
+
 /// Issue 15, failover: `SMS_PROVIDERS=twilio,twilio-fallback` moves to the second Twilio-shaped
 /// account only when the first stays unavailable, never after it refused; and the first's
 /// breaker then makes the chain skip it.
