@@ -1039,6 +1039,43 @@ async fn the_breakers_half_open_trial_is_made_by_one_instance_only() {
     assert_eq!(admit(&two).await, Admission::Call);
 }
 
+/// Every provider's breaker open: nothing is called, and the send waits on the retry schedule
+/// (`deferred`) for the breaker to half-open, instead of failing.
+#[tokio::test]
+async fn with_every_breaker_open_the_send_is_deferred_without_a_request() {
+    let api = Provider::start().await;
+    let sms = [
+        ("SMS_API_URL", api.url.as_str()),
+        ("SMS_ACCOUNT_SID", "AC0123"),
+        ("SMS_AUTH_TOKEN", "s3cret"),
+        ("SMS_FROM", "+15005550006"),
+        ("PUSH_RETRY_ATTEMPTS", "1"),
+        ("PROVIDER_BREAKER_FAILURES", "1"),
+        ("PROVIDER_BREAKER_COOLDOWN_MS", "3600000"),
+    ];
+    let Some(s) = Setup::without_vapid(&sms).await else {
+        return;
+    };
+    let alice = user();
+    s.contacts(&alice, json!({"phone": "+447700900123"})).await;
+    let path = "/2010-04-01/Accounts/AC0123/Messages.json";
+    api.always(path, answer(503));
+    let notify = || s.notify(&alice, "comment", "x", vec![Channel::Sms], Priority::Normal);
+    let unavailable = notify().await;
+    assert_eq!(s.run(&[&unavailable]).await.failed, 1);
+    let skipped = notify().await;
+    let stats = s.run(&[&skipped]).await;
+    assert_eq!(stats.deferred, 1, "{stats:?}");
+    assert_eq!(api.received(path).len(), 1, "the open breaker sent nothing");
+    assert_eq!(
+        s.outcomes(2).await,
+        sorted(vec![
+            row(&unavailable, "SMS", "failed", "provider-5xx"),
+            row(&skipped, "SMS", "deferred", "rate-limited"),
+        ])
+    );
+}
+
 /// Issue 15, failover: `SMS_PROVIDERS=twilio,twilio-fallback` moves to the second Twilio-shaped
 /// account only when the first stays unavailable, never after it refused; and the first's
 /// breaker then makes the chain skip it.
