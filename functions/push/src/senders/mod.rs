@@ -19,6 +19,10 @@
 //! addresses. The push function's channel and retry logic see only [`Delivery`], which only
 //! [`SendPolicy::deliver`] makes, from outcomes only.
 //!
+//! A channel with a list of providers (email, SMS) sends through [`SendPolicy::deliver_first`]:
+//! ordered failover, each provider guarded by its circuit breaker in Redis
+//! ([`shared::store::breaker`]).
+//!
 //! A redirect (3xx) is never followed: `rejected`/`redirect-refused`. A request the outbound
 //! policy refused ([`shared::egress`]) is `rejected`/`endpoint-refused`, without a request.
 //!
