@@ -724,6 +724,8 @@ export interface components {
              * @description From the notification's creation to this outcome (delivery outcomes only).
              */
             latencyMs?: number | null;
+            /** @description EMAIL and SMS outcomes: the provider that answered the send (`ses`, `smtp`, `twilio`). */
+            provider?: string | null;
             reason?: string | null;
             status: components["schemas"]["OutcomeStatus"];
         };

@@ -20,6 +20,7 @@
 //! | `CreatesShed` | `FunctionName` | api, per create refused with 503 because Redis is nearly full (`REDIS_SHED_MEMORY_PERCENT`) |
 //! | `KafkaUnreachable` | `FunctionName` | any producer (`bus.rs`), once per outage it notices: requests stop waiting for Kafka |
 //! | `Records`, `PoisonRecords`, `RecordsCounted`, `Redelivered`, `PartitionsRetried` | `FunctionName` | analytics, per batch (`Redelivered`: records its watermark had already counted) |
+//! | `ProviderBreakerOpened` | `FunctionName`; and `FunctionName`, `Provider` | push, when a provider's circuit breaker opens or re-opens after a failed trial (`store/breaker.rs`); the alarm watches the first |
 //!
 //! A line is written with one `write` of a whole line, so lines from concurrent tasks never
 //! interleave. Lines are EMF only if they are valid JSON with the `_aws` member: [`MetricSet::line`]

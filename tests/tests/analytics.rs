@@ -417,7 +417,8 @@ async fn a_redelivered_batch_changes_no_counter_and_the_counters_equal_what_was_
         Channel::Email,
         OutcomeStatus::Failed,
         Some(reason::PROVIDER_4XX),
-    );
+    )
+    .with_provider(Some("ses"));
     tally(
         &mut expected,
         "comment",
@@ -475,6 +476,9 @@ async fn a_redelivered_batch_changes_no_counter_and_the_counters_equal_what_was_
     assert_eq!(funnel.body["type"], "comment");
     assert_eq!(funnel.body["deliveries"][5]["reason"], "provider-4xx");
     assert!(funnel.body["deliveries"][0]["latencyMs"].is_u64());
+    // The provider that answered an EMAIL send; IN_APP names none.
+    assert_eq!(funnel.body["deliveries"][5]["provider"], "ses");
+    assert!(funnel.body["deliveries"][0].get("provider").is_none());
 }
 
 #[tokio::test]

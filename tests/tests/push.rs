@@ -824,6 +824,113 @@ async fn email_fails_over_from_ses_to_smtp_only_when_ses_is_unavailable_and_at_m
     );
 }
 
+/// Issue 15, circuit breaker: after `PROVIDER_BREAKER_FAILURES` consecutive unavailable sends
+/// SES's breaker opens in Redis, and every instance's chain then skips SES without a request
+/// (SMTP takes the mail). After the cool-down (moved into the past here, not slept) one trial
+/// call decides: a failure opens it again, a success closes it.
+#[tokio::test]
+async fn an_unavailable_provider_is_skipped_by_every_instance_until_one_trial_call_succeeds() {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let ses_api = Provider::start().await;
+    let email = [
+        ("EMAIL_PROVIDERS", "ses,smtp"),
+        ("SES_ENDPOINT", ses_api.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AKIDHERALDTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_REGION", "eu-west-1"),
+        ("SMTP_URL", sink.url.as_str()),
+        ("EMAIL_FROM", "Herald <notify@herald.test>"),
+        ("PUSH_RETRY_ATTEMPTS", "1"),
+        ("PROVIDER_BREAKER_FAILURES", "2"),
+        // Far longer than the test: only the test moves the breaker past its cool-down.
+        ("PROVIDER_BREAKER_COOLDOWN_MS", "3600000"),
+    ];
+    let Some(s) = Setup::without_vapid(&email).await else {
+        return;
+    };
+    // A second function instance: its own deps and adapters, the same Redis.
+    let other = push::Deps::new(
+        s.env.conn.clone(),
+        s.env.keys.clone(),
+        s.env.bus(),
+        settings(&email, None),
+    )
+    .unwrap_or_else(|e| panic!("push deps: {e}"));
+    let alice = user();
+    s.contacts(&alice, json!({"email": format!("{alice}@example.com")}))
+        .await;
+    let ses_calls = || ses_api.received(ses::SEND_EMAIL).len();
+    let notify = || {
+        s.notify(
+            &alice,
+            "invoice.paid",
+            "x",
+            vec![Channel::Email],
+            Priority::Normal,
+        )
+    };
+    let breaker = s.env.keys.provider_breaker("ses");
+    let cool_down_passed = || async {
+        let mut conn = s.env.conn.clone();
+        let _: () = redis::cmd("HSET")
+            .arg(&breaker)
+            .arg("openedAt")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    let mut sent = Vec::new();
+
+    ses_api.always(
+        ses::SEND_EMAIL,
+        ses::error(503, "ServiceUnavailable", "Service unavailable."),
+    );
+    // Two unavailable sends open the breaker; SMTP takes both.
+    for _ in 0..2 {
+        let n = notify().await;
+        assert_eq!(s.run(&[&n]).await.sent, 1);
+        sent.push(n);
+    }
+    assert_eq!((ses_calls(), sink.messages().len()), (2, 2));
+    // Open: this instance and the other skip SES without a request.
+    let n = notify().await;
+    assert_eq!(s.run(&[&n]).await.sent, 1);
+    sent.push(n);
+    let n = notify().await;
+    let (response, stats) = push::process_batch(&other, &batch(&[&n]), Utc::now()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(stats.sent, 1, "{stats:?}");
+    sent.push(n);
+    assert_eq!((ses_calls(), sink.messages().len()), (2, 4));
+
+    // Half-open, and the trial fails: one call, open again.
+    cool_down_passed().await;
+    for _ in 0..2 {
+        let n = notify().await;
+        assert_eq!(s.run(&[&n]).await.sent, 1);
+        sent.push(n);
+    }
+    assert_eq!((ses_calls(), sink.messages().len()), (3, 6));
+
+    // Half-open, and the trial succeeds (on the other instance): closed, SES sends again.
+    ses_api.always(ses::SEND_EMAIL, ses::sent());
+    cool_down_passed().await;
+    let n = notify().await;
+    let (_, stats) = push::process_batch(&other, &batch(&[&n]), Utc::now()).await;
+    assert_eq!(stats.sent, 1, "{stats:?}");
+    sent.push(n);
+    let n = notify().await;
+    assert_eq!(s.run(&[&n]).await.sent, 1);
+    sent.push(n);
+    assert_eq!((ses_calls(), sink.messages().len()), (5, 6));
+
+    let expected: Vec<_> = sent.iter().map(|n| row(n, "EMAIL", "sent", "")).collect();
+    assert_eq!(s.outcomes(sent.len()).await, sorted(expected));
+}
+
 #[tokio::test]
 async fn sms_is_a_form_post_with_basic_auth_in_twilios_shape() {
     let api = Provider::start().await;
@@ -879,6 +986,183 @@ async fn sms_is_a_form_post_with_basic_auth_in_twilios_shape() {
             row(&n, "SMS", "sent", "")
         ]
     );
+}
+
+/// The breaker's own steps against Redis, with two breaker objects as two instances: a success
+/// resets the count of consecutive failures; only one caller across instances makes the
+/// half-open trial; a failure while open from a call admitted before it opened changes nothing.
+#[tokio::test]
+async fn the_breakers_half_open_trial_is_made_by_one_instance_only() {
+    use shared::store::{Admission, ProviderBreaker};
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let hour = Duration::from_secs(3600);
+    let one = ProviderBreaker::new(env.conn.clone(), env.keys.clone(), 3, hour);
+    let two = ProviderBreaker::new(env.conn.clone(), env.keys.clone(), 3, hour);
+    let record = |b: &ProviderBreaker, failed: bool| {
+        let b = b.clone();
+        async move {
+            b.record("smtp", failed)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    let admit = |b: &ProviderBreaker| {
+        let b = b.clone();
+        async move { b.admit("smtp").await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    // Two failures, a success, two failures: never three in a row, still closed.
+    for failed in [true, true, false, true, true] {
+        assert!(!record(if failed { &one } else { &two }, failed).await);
+    }
+    assert_eq!(admit(&two).await, Admission::Call);
+    // The third in a row, on the other instance, opens it: both skip.
+    assert!(record(&two, true).await);
+    assert!(matches!(admit(&one).await, Admission::Skip { retry_in } if retry_in > hour / 2));
+    assert!(matches!(admit(&two).await, Admission::Skip { .. }));
+    // A late failure of a call admitted before it opened: no second opening.
+    assert!(!record(&one, true).await);
+    // Past the cool-down: the first to ask makes the trial, the other keeps skipping.
+    let mut conn = env.conn.clone();
+    let _: () = redis::cmd("HSET")
+        .arg(env.keys.provider_breaker("smtp"))
+        .arg("openedAt")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(admit(&one).await, Admission::Trial);
+    assert!(matches!(admit(&two).await, Admission::Skip { .. }));
+    // The trial succeeds: closed for everyone.
+    assert!(!record(&one, false).await);
+    assert_eq!(admit(&two).await, Admission::Call);
+}
+
+/// Every provider's breaker open: nothing is called, and the send waits on the retry schedule
+/// (`deferred`) for the breaker to half-open, instead of failing.
+#[tokio::test]
+async fn with_every_breaker_open_the_send_is_deferred_without_a_request() {
+    let api = Provider::start().await;
+    let sms = [
+        ("SMS_API_URL", api.url.as_str()),
+        ("SMS_ACCOUNT_SID", "AC0123"),
+        ("SMS_AUTH_TOKEN", "s3cret"),
+        ("SMS_FROM", "+15005550006"),
+        ("PUSH_RETRY_ATTEMPTS", "1"),
+        ("PROVIDER_BREAKER_FAILURES", "1"),
+        ("PROVIDER_BREAKER_COOLDOWN_MS", "3600000"),
+    ];
+    let Some(s) = Setup::without_vapid(&sms).await else {
+        return;
+    };
+    let alice = user();
+    s.contacts(&alice, json!({"phone": "+447700900123"})).await;
+    let path = "/2010-04-01/Accounts/AC0123/Messages.json";
+    api.always(path, answer(503));
+    let notify = || s.notify(&alice, "comment", "x", vec![Channel::Sms], Priority::Normal);
+    let unavailable = notify().await;
+    assert_eq!(s.run(&[&unavailable]).await.failed, 1);
+    let skipped = notify().await;
+    let stats = s.run(&[&skipped]).await;
+    assert_eq!(stats.deferred, 1, "{stats:?}");
+    assert_eq!(api.received(path).len(), 1, "the open breaker sent nothing");
+    assert_eq!(
+        s.outcomes(2).await,
+        sorted(vec![
+            row(&unavailable, "SMS", "failed", "provider-5xx"),
+            row(&skipped, "SMS", "deferred", "rate-limited"),
+        ])
+    );
+}
+
+/// Issue 15, failover: `SMS_PROVIDERS=twilio,twilio-fallback` moves to the second Twilio-shaped
+/// account only when the first stays unavailable, never after it refused; and the first's
+/// breaker then makes the chain skip it.
+#[tokio::test]
+async fn sms_fails_over_to_the_second_provider_only_when_the_first_is_unavailable() {
+    let primary = Provider::start().await;
+    let fallback = Provider::start().await;
+    let sms = [
+        ("SMS_PROVIDERS", "twilio, twilio-fallback"),
+        ("SMS_API_URL", primary.url.as_str()),
+        ("SMS_ACCOUNT_SID", "AC0123"),
+        ("SMS_AUTH_TOKEN", "s3cret"),
+        ("SMS_FROM", "+15005550006"),
+        ("SMS_FALLBACK_API_URL", fallback.url.as_str()),
+        ("SMS_FALLBACK_ACCOUNT_SID", "AC4567"),
+        ("SMS_FALLBACK_AUTH_TOKEN", "other"),
+        ("SMS_FALLBACK_FROM", "+15005550007"),
+        ("PUSH_RETRY_ATTEMPTS", "1"),
+        ("PROVIDER_BREAKER_FAILURES", "2"),
+        ("PROVIDER_BREAKER_COOLDOWN_MS", "3600000"),
+    ];
+    let Some(s) = Setup::without_vapid(&sms).await else {
+        return;
+    };
+    let alice = user();
+    s.contacts(&alice, json!({"phone": "+447700900123"})).await;
+    let first = "/2010-04-01/Accounts/AC0123/Messages.json";
+    let second = "/2010-04-01/Accounts/AC4567/Messages.json";
+    let calls = || {
+        (
+            primary.received(first).len(),
+            fallback.received(second).len(),
+        )
+    };
+    let notify = || s.notify(&alice, "comment", "x", vec![Channel::Sms], Priority::Normal);
+
+    // The first refuses (bad credentials): final, the fallback is not tried.
+    primary.always(
+        first,
+        answer(401).json(json!({"code": 20003, "message": "Authenticate"})),
+    );
+    let refused = notify().await;
+    assert_eq!(s.run(&[&refused]).await.failed, 1);
+    assert_eq!(calls(), (1, 0));
+
+    // The first unavailable: the fallback takes it, from its own number and account.
+    primary.always(first, answer(503));
+    let mut sent = Vec::new();
+    for _ in 0..2 {
+        let n = notify().await;
+        assert_eq!(s.run(&[&n]).await.sent, 1);
+        sent.push(n);
+    }
+    assert_eq!(calls(), (3, 2));
+    let got = fallback.received(second);
+    assert_eq!(got[0].form()["From"], "+15005550007");
+    assert_eq!(
+        got[0].header("authorization"),
+        Some(format!("Basic {}", STANDARD.encode("AC4567:other")).as_str())
+    );
+    // Two failures in a row opened the first's breaker: skipped without a request.
+    let n = notify().await;
+    assert_eq!(s.run(&[&n]).await.sent, 1);
+    sent.push(n);
+    assert_eq!(calls(), (3, 3));
+
+    // Each outcome names the provider that answered it.
+    let mut expected: Vec<_> = sent
+        .iter()
+        .map(|n| (id(n), "sent".to_owned(), "twilio-fallback".to_owned()))
+        .collect();
+    expected.push((id(&refused), "failed".into(), "twilio".into()));
+    expected.sort();
+    let records = s
+        .env
+        .consume(Topic::NotificationDelivery, expected.len())
+        .await;
+    let mut got: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let o = r.json();
+            let s = |k: &str| o[k].as_str().unwrap_or_default().to_owned();
+            (s("notificationId"), s("status"), s("provider"))
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
 }
 
 #[tokio::test]

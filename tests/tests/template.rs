@@ -398,3 +398,52 @@ fn sam_local_start_api_sees_a_serverless_api_first() {
         "the first API-like resource must be a SAM one, found {first:?}"
     );
 }
+
+/// Issue 15: push may send through SES as the one configured identity and do nothing else with
+/// SES; the policy exists only when that identity is given, and the function reads
+/// `EMAIL_PROVIDERS` and `SES_ENDPOINT` from their parameters.
+#[test]
+fn push_may_send_through_ses_only_as_the_configured_identity() {
+    let t = template_yaml();
+    let policy = &t["Resources"]["SesSendPolicy"];
+    assert_eq!(policy["Condition"].as_str(), Some("HasSesIdentity"));
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    let actions: Vec<&str> = statements[0]["Action"]
+        .as_sequence()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(actions, ["ses:SendEmail", "ses:SendRawEmail"]);
+    let resource = match &statements[0]["Resource"] {
+        Value::Tagged(r) if r.tag == "Ref" => r.value.as_str(),
+        _ => None,
+    };
+    assert_eq!(resource, Some("SesIdentityArn"), "never `*`");
+    assert_eq!(
+        t["Parameters"]["SesIdentityArn"]["Default"].as_str(),
+        Some(""),
+        "off unless a deployment names its identity"
+    );
+    let push = &t["Resources"]["PushFunction"]["Properties"];
+    let attached = format!("{:?}", push["Policies"]);
+    assert!(attached.contains("SesSendPolicy"), "{attached}");
+    let variables = &push["Environment"]["Variables"];
+    for (var, parameter) in [
+        ("EMAIL_PROVIDERS", "EmailProviders"),
+        ("SES_ENDPOINT", "SesEndpoint"),
+    ] {
+        let wired = match &variables[var] {
+            Value::Tagged(r) if r.tag == "Ref" => r.value.as_str(),
+            _ => None,
+        };
+        assert_eq!(wired, Some(parameter), "{var}");
+        assert_eq!(
+            t["Parameters"][parameter]["Default"].as_str(),
+            Some(""),
+            "{parameter}"
+        );
+    }
+}

@@ -70,6 +70,7 @@ pub(crate) fn decode(topic: Topic, record: &KafkaRecord) -> Result<Option<Item>,
             reason: outcome.reason,
             at: outcome.at,
             latency_ms: outcome.latency_ms,
+            provider: outcome.provider,
         };
         return Ok(Some(Item {
             offset: record.offset,
@@ -121,6 +122,7 @@ pub(crate) fn decode(topic: Topic, record: &KafkaRecord) -> Result<Option<Item>,
             reason: None,
             at: envelope.occurred_at,
             latency_ms: None,
+            provider: None,
         })
         .collect();
     Ok(Some(Item {

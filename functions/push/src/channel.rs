@@ -37,7 +37,7 @@ pub(crate) async fn run_channel(
     let configured = match channel {
         Channel::Push => deps.senders.push.is_some(),
         Channel::Email => !deps.senders.email.is_empty(),
-        Channel::Sms => deps.senders.sms.is_some(),
+        Channel::Sms => !deps.senders.sms.is_empty(),
         Channel::InApp => false,
     };
     let result = |status, why| ChannelResult::settled(job, status, why);
@@ -54,7 +54,7 @@ pub(crate) async fn run_channel(
         }
     }
     let senders = &deps.senders;
-    let delivery = match channel {
+    let (delivery, provider) = match channel {
         Channel::Push => {
             let Some(adapter) = &senders.push else {
                 return result(OutcomeStatus::Suppressed, Some(reason::NOT_CONFIGURED));
@@ -71,15 +71,17 @@ pub(crate) async fn run_channel(
                 .policy
                 .deliver_first(&senders.email, to, &mail)
                 .await;
-            tracing::debug!(user = n.user_id, id = n.id, provider, "email answered");
-            delivery
+            tracing::debug!(user = n.user_id, id = n.id, ?provider, "email answered");
+            (delivery, provider)
         }
         Channel::Sms => {
-            let (Some(sms), Some(to)) = (&senders.sms, &view.contacts.phone) else {
+            let Some(to) = &view.contacts.phone else {
                 return result(OutcomeStatus::Suppressed, Some(reason::NO_CONTACT));
             };
             let text = SmsBody(payload::sms_text(n));
-            senders.policy.deliver(&**sms, to, &text).await
+            let (delivery, provider) = senders.policy.deliver_first(&senders.sms, to, &text).await;
+            tracing::debug!(user = n.user_id, id = n.id, ?provider, "sms answered");
+            (delivery, provider)
         }
         Channel::InApp => return ChannelResult::default(),
     };
@@ -94,7 +96,7 @@ pub(crate) async fn run_channel(
         );
         result(OutcomeStatus::Failed, Some(reason))
     };
-    match delivery {
+    let mut settled = match delivery {
         Delivery::Sent => result(OutcomeStatus::Sent, None),
         // A dead mailbox or number: recorded, not retried. The contact stays on record (the
         // owner's service set it); removing it is left to that service.
@@ -110,7 +112,9 @@ pub(crate) async fn run_channel(
             job.silent,
             deps.settings.send.max_deferrals,
         ),
-    }
+    };
+    settled.provider = provider;
+    settled
 }
 
 /// PUSH past its gates: every live subscription the job targets, concurrently; expired ones are

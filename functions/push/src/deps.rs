@@ -9,7 +9,7 @@ use shared::config::{
 };
 use shared::egress::EgressPolicy;
 use shared::error::StartupError;
-use shared::store::{ContactBook, KeySpace, PushLedger, RedisConn};
+use shared::store::{ContactBook, KeySpace, ProviderBreaker, PushLedger, RedisConn};
 
 use shared::addresses::PushSubscription;
 
@@ -28,13 +28,13 @@ pub type EmailAdapter = dyn Adapter<To = str, Message = RenderedEmail>;
 pub type SmsAdapter = dyn Adapter<To = str, Message = SmsBody>;
 
 /// The configured adapters of each off-app channel (none where the channel's settings are
-/// absent; email's in failover order, `EMAIL_PROVIDERS`), and the one policy every send goes
+/// absent; email's and SMS's in failover order, `EMAIL_PROVIDERS`, `SMS_PROVIDERS`), and the one policy every send goes
 /// through ([`SendPolicy::deliver`], [`SendPolicy::deliver_first`]).
 #[derive(Debug)]
 pub struct Senders {
     pub push: Option<Box<PushAdapter>>,
     pub email: Vec<Box<EmailAdapter>>,
-    pub sms: Option<Box<SmsAdapter>>,
+    pub sms: Vec<Box<SmsAdapter>>,
     pub policy: SendPolicy,
 }
 
@@ -64,7 +64,12 @@ impl Deps {
                 .iter()
                 .map(|a| a.provider())
                 .collect::<Vec<_>>(),
-            sms = deps.senders.sms.as_ref().map(|a| a.provider()),
+            sms = ?deps
+                .senders
+                .sms
+                .iter()
+                .map(|a| a.provider())
+                .collect::<Vec<_>>(),
             "channels configured"
         );
         Ok(deps)
@@ -77,7 +82,12 @@ impl Deps {
         bus: EventBus,
         settings: SenderSettings,
     ) -> Result<Self, ConfigError> {
-        let policy = SendPolicy::new(settings.send.clone());
+        let policy = SendPolicy::new(settings.send.clone()).with_breaker(ProviderBreaker::new(
+            conn.clone(),
+            keys.clone(),
+            settings.send.breaker_failures,
+            settings.send.breaker_cooldown,
+        ));
         let builder = || {
             reqwest::Client::builder()
                 .connect_timeout(settings.send.timeout)
@@ -112,10 +122,11 @@ impl Deps {
                 }
             });
         }
-        let sms: Option<Box<SmsAdapter>> = match settings.sms.clone() {
-            Some(s) => Some(Box::new(Sms::new(s, client, timeout))),
-            None => None,
-        };
+        let sms: Vec<Box<SmsAdapter>> = settings
+            .sms
+            .iter()
+            .map(|p| Box::new(Sms::provider(p.clone(), client.clone(), timeout)) as Box<SmsAdapter>)
+            .collect();
         Ok(Deps {
             bus,
             contacts: ContactBook::new(conn.clone(), keys.clone()),
@@ -140,9 +151,59 @@ mod tests {
     }
 
     #[test]
+    fn sms_providers_are_tried_in_the_order_named_each_with_its_own_settings() {
+        let twilio = [
+            ("SMS_API_URL", "https://api.twilio.com/"),
+            ("SMS_ACCOUNT_SID", "AC1"),
+            ("SMS_AUTH_TOKEN", "t1"),
+            ("SMS_FROM", "+1555"),
+        ];
+        let fallback = [
+            ("SMS_FALLBACK_API_URL", "https://sms.example.com"),
+            ("SMS_FALLBACK_ACCOUNT_SID", "AC2"),
+            ("SMS_FALLBACK_AUTH_TOKEN", "t2"),
+            ("SMS_FALLBACK_FROM", "+1666"),
+        ];
+        let names = |pairs: &[(&str, &str)]| -> Result<Vec<&'static str>, ConfigError> {
+            Ok(settings(pairs)?.sms.iter().map(|p| p.name).collect())
+        };
+        let both: Vec<_> = twilio.iter().chain(&fallback).copied().collect();
+        // Without SMS_PROVIDERS: each provider whose settings are there, `twilio` first.
+        assert_eq!(names(&twilio), Ok(vec!["twilio"]));
+        assert_eq!(names(&both), Ok(vec!["twilio", "twilio-fallback"]));
+        let mut reversed = both.clone();
+        reversed.push(("SMS_PROVIDERS", "twilio-fallback,twilio"));
+        assert_eq!(names(&reversed), Ok(vec!["twilio-fallback", "twilio"]));
+        let s = settings(&reversed).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.sms[0].api.account_sid, "AC2");
+        assert_eq!(s.sms[1].api.api_url, "https://api.twilio.com");
+        // A named provider needs its settings; unknown or repeated names stop the cold start.
+        let mut missing = twilio.to_vec();
+        missing.push(("SMS_PROVIDERS", "twilio,twilio-fallback"));
+        assert_eq!(
+            names(&missing),
+            Err(ConfigError::Missing("SMS_FALLBACK_API_URL"))
+        );
+        for bad in ["twilio,twilio", "vonage", " , "] {
+            let mut v = both.clone();
+            v.push(("SMS_PROVIDERS", bad));
+            assert!(
+                matches!(
+                    names(&v),
+                    Err(ConfigError::Invalid {
+                        var: "SMS_PROVIDERS",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn half_a_channel_stops_the_cold_start_naming_the_missing_variable() {
         let none = settings(&[]).unwrap_or_else(|e| panic!("{e}"));
-        assert!(none.vapid.is_none() && none.email.is_none() && none.sms.is_none());
+        assert!(none.vapid.is_none() && none.email.is_none() && none.sms.is_empty());
         assert_eq!(
             settings(&[("VAPID_PRIVATE_KEY", "x")]).err(),
             Some(ConfigError::Missing("VAPID_SUBJECT"))

@@ -62,6 +62,8 @@ pub(crate) struct ChannelResult {
     pub(crate) retry: Option<(Job, DateTime<Utc>)>,
     /// Subscriptions to remove.
     pub(crate) gone: Vec<StoredSubscription>,
+    /// EMAIL / SMS: the provider that answered the send, named in the outcome.
+    pub(crate) provider: Option<&'static str>,
 }
 
 impl ChannelResult {

@@ -43,7 +43,7 @@ pub(crate) fn later(
             "deferred".into()
         },
         retry: Some((next_hop(job, channel, only, silent, "rate-limited"), at)),
-        gone: Vec::new(),
+        ..ChannelResult::default()
     }
 }
 

@@ -109,7 +109,7 @@ pub(crate) async fn run_job(
         let field = PushLedger::field(&n.id, *channel);
         let pending = r.outcome.map(|(status, why)| {
             done.stats.count(status);
-            let outcome = DeliveryOutcome::new(n, *channel, status, why);
+            let outcome = DeliveryOutcome::new(n, *channel, status, why).with_provider(r.provider);
             done.outputs.push(outcome_record(&outcome));
             done.acks.push((field.clone(), job.hop));
             String::from_utf8(outcome.encode()).unwrap_or_default()

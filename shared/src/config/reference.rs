@@ -248,7 +248,7 @@ pub const VARIABLES: &[Variable] = &[
         names: &["EMAIL_PROVIDERS"],
         default: "unset (`smtp` when `SMTP_URL` is set)",
         used_by: "push",
-        meaning: "the email providers in the order they are tried, comma-separated: `smtp` (needs `SMTP_URL`), `ses` (Amazon SES v2 with the function's role and region). A send moves to the next provider only after a transient failure (5xx, timeout, no connection) or a throttling that outlasted the inline retries, never after `sent` or a refusal; at most once per notification (docs/channels.md, *Email failover*)",
+        meaning: "the email providers in the order they are tried, comma-separated: `smtp` (needs `SMTP_URL`), `ses` (Amazon SES v2 with the function's role and region). A send moves to the next provider only after a transient failure (5xx, timeout, no connection) or a throttling that outlasted the inline retries, never after `sent` or a refusal; at most once per notification (docs/channels.md, *Failover and circuit breakers*)",
     },
     Variable {
         names: &["SES_ENDPOINT"],
@@ -260,7 +260,24 @@ pub const VARIABLES: &[Variable] = &[
         names: &["SMS_API_URL", "SMS_ACCOUNT_SID", "SMS_AUTH_TOKEN", "SMS_FROM"],
         default: "unset (SMS not configured)",
         used_by: "push",
-        meaning: "a provider with Twilio's Messages API shape: `POST {SMS_API_URL}/2010-04-01/Accounts/{SID}/Messages.json`, basic auth `SID:TOKEN`, form `To`/`From`/`Body`. All four or none",
+        meaning: "a provider with Twilio's Messages API shape: `POST {SMS_API_URL}/2010-04-01/Accounts/{SID}/Messages.json`, basic auth `SID:TOKEN`, form `To`/`From`/`Body`. All four or none; the `twilio` provider of `SMS_PROVIDERS`",
+    },
+    Variable {
+        names: &[
+            "SMS_FALLBACK_API_URL",
+            "SMS_FALLBACK_ACCOUNT_SID",
+            "SMS_FALLBACK_AUTH_TOKEN",
+            "SMS_FALLBACK_FROM",
+        ],
+        default: "unset (no second SMS provider)",
+        used_by: "push",
+        meaning: "a second provider with Twilio's Messages API shape (another account, or another provider speaking the same API), `twilio-fallback` in `SMS_PROVIDERS`. All four or none",
+    },
+    Variable {
+        names: &["SMS_PROVIDERS"],
+        default: "unset (`twilio`, then `twilio-fallback`, each whose variables are set)",
+        used_by: "push",
+        meaning: "the SMS providers in the order they are tried, comma-separated: `twilio` (`SMS_API_URL`…), `twilio-fallback` (`SMS_FALLBACK_API_URL`…). Fails over like `EMAIL_PROVIDERS` (docs/channels.md, *Failover and circuit breakers*)",
     },
     Variable {
         names: &["UNSUBSCRIBE_SECRET"],
@@ -309,6 +326,18 @@ pub const VARIABLES: &[Variable] = &[
         default: "`8`",
         used_by: "push",
         meaning: "how often one send may be put back on the retry schedule for a 429 before it is `failed` / `rate-limited`",
+    },
+    Variable {
+        names: &["PROVIDER_BREAKER_FAILURES"],
+        default: "`5`",
+        used_by: "push",
+        meaning: "consecutive sends a provider of a failover list (`EMAIL_PROVIDERS`, `SMS_PROVIDERS`) ends unavailable (timeouts, 5xx, no connection) or still throttling that open its circuit breaker, shared by every instance in Redis: while open the list skips it without a request (docs/channels.md, *Failover and circuit breakers*)",
+    },
+    Variable {
+        names: &["PROVIDER_BREAKER_COOLDOWN_MS"],
+        default: "`30000`",
+        used_by: "push",
+        meaning: "how long an open provider breaker skips its provider; then one trial call (across all instances) closes it on success or opens it again on failure",
     },
     Variable {
         names: &["ANALYTICS_RETENTION_DAYS"],

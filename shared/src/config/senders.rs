@@ -1,4 +1,4 @@
-//! [`SenderSettings`]: the off-app senders (Web Push, email, SMS), one-click unsubscribe, and
+//! [`SenderSettings`]: the off-app senders (Web Push, email and SMS with their failover lists), one-click unsubscribe, and
 //! how `push` sends. A sender whose settings are absent is *not configured*; half of its settings
 //! stops the cold start. Secrets are masked in `Debug`.
 
@@ -23,7 +23,8 @@ pub struct SenderSettings {
     /// base64url), served by `GET /v1/push/vapid-public-key`.
     pub vapid_public_key: Option<String>,
     pub email: Option<EmailSettings>,
-    pub sms: Option<SmsSettings>,
+    /// SMS's providers in the order they are tried (`SMS_PROVIDERS`); empty: SMS not configured.
+    pub sms: Vec<SmsProvider>,
     /// One-click unsubscribe (RFC 8058): `UNSUBSCRIBE_SECRET` signs the links (`push`) and checks
     /// them (`api`); `PUBLIC_API_URL` is the HTTP API's public base URL the links point to.
     pub unsubscribe_secret: Option<String>,
@@ -70,6 +71,40 @@ impl EmailProvider {
     }
 }
 
+/// One SMS provider of `SMS_PROVIDERS`: its name there (and in logs, breakers and outcomes) and
+/// its API. Both are Twilio-shaped: `twilio` (`SMS_API_URL`, `SMS_ACCOUNT_SID`,
+/// `SMS_AUTH_TOKEN`, `SMS_FROM`) and `twilio-fallback`, a second account or a second provider
+/// with the same API (`SMS_FALLBACK_API_URL`, `SMS_FALLBACK_ACCOUNT_SID`,
+/// `SMS_FALLBACK_AUTH_TOKEN`, `SMS_FALLBACK_FROM`).
+#[derive(Clone)]
+pub struct SmsProvider {
+    pub name: &'static str,
+    pub api: SmsSettings,
+}
+
+/// The SMS providers `SMS_PROVIDERS` may name, with the variables of each (in [`SmsSettings`]'s
+/// order: URL, SID, token, From).
+const SMS_PROVIDERS: [(&str, [&str; 4]); 2] = [
+    (
+        "twilio",
+        [
+            "SMS_API_URL",
+            "SMS_ACCOUNT_SID",
+            "SMS_AUTH_TOKEN",
+            "SMS_FROM",
+        ],
+    ),
+    (
+        "twilio-fallback",
+        [
+            "SMS_FALLBACK_API_URL",
+            "SMS_FALLBACK_ACCOUNT_SID",
+            "SMS_FALLBACK_AUTH_TOKEN",
+            "SMS_FALLBACK_FROM",
+        ],
+    ),
+];
+
 /// An SMS provider with Twilio's Messages API shape: `POST {SMS_API_URL}/2010-04-01/Accounts/
 /// {SMS_ACCOUNT_SID}/Messages.json`, basic auth `SID:SMS_AUTH_TOKEN`, form `To`, `From`, `Body`.
 #[derive(Clone)]
@@ -99,6 +134,12 @@ pub struct SendSettings {
     pub ttl: Duration,
     /// `PUSH_MAX_DEFERRALS`: how often one send may be deferred before it is recorded `failed`.
     pub max_deferrals: u32,
+    /// `PROVIDER_BREAKER_FAILURES`: consecutive unavailable or still-throttling sends that open a
+    /// provider's circuit breaker (`shared::store::breaker`).
+    pub breaker_failures: u32,
+    /// `PROVIDER_BREAKER_COOLDOWN_MS`: how long an open breaker skips its provider before one
+    /// trial call.
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for SendSettings {
@@ -139,18 +180,7 @@ impl SenderSettings {
             }
         }
         let email = email_settings(env)?;
-        let sms = group(&[
-            "SMS_API_URL",
-            "SMS_ACCOUNT_SID",
-            "SMS_AUTH_TOKEN",
-            "SMS_FROM",
-        ])?
-        .map(|v| SmsSettings {
-            api_url: v[0].trim_end_matches('/').to_owned(),
-            account_sid: v[1].clone(),
-            auth_token: v[2].clone(),
-            from: v[3].clone(),
-        });
+        let sms = sms_providers(env, &group)?;
         let unsubscribe_secret = env.optional("UNSUBSCRIBE_SECRET");
         if unsubscribe_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return Err(ConfigError::Invalid {
@@ -188,6 +218,10 @@ impl SenderSettings {
                 inline_wait_max: Duration::from_millis(env.parse("PUSH_INLINE_WAIT_MAX_MS")?),
                 ttl: Duration::from_secs(env.parse("PUSH_TTL_SECONDS")?),
                 max_deferrals: env.positive("PUSH_MAX_DEFERRALS")?,
+                breaker_failures: env.positive("PROVIDER_BREAKER_FAILURES")?,
+                breaker_cooldown: Duration::from_millis(
+                    env.positive("PROVIDER_BREAKER_COOLDOWN_MS")?,
+                ),
             },
         })
     }
@@ -249,6 +283,57 @@ fn email_settings(env: &Env) -> Result<Option<EmailSettings>, ConfigError> {
     }))
 }
 
+/// Reads a group of variables: all of them, none (`None`), or the first one missing.
+type Group<'a> = dyn Fn(&[&'static str]) -> Result<Option<Vec<String>>, ConfigError> + 'a;
+
+/// SMS's providers: those `SMS_PROVIDERS` names, in its order, each with all its variables;
+/// without it, each provider whose variables are set (`twilio` first).
+fn sms_providers(env: &Env, group: &Group) -> Result<Vec<SmsProvider>, ConfigError> {
+    let provider = |name: &'static str, v: Vec<String>| SmsProvider {
+        name,
+        api: SmsSettings {
+            api_url: v[0].trim_end_matches('/').to_owned(),
+            account_sid: v[1].clone(),
+            auth_token: v[2].clone(),
+            from: v[3].clone(),
+        },
+    };
+    let Some(list) = env.optional("SMS_PROVIDERS") else {
+        let mut providers = Vec::new();
+        for (name, vars) in SMS_PROVIDERS {
+            if let Some(v) = group(&vars)? {
+                providers.push(provider(name, v));
+            }
+        }
+        return Ok(providers);
+    };
+    let invalid = |reason: String| ConfigError::Invalid {
+        var: "SMS_PROVIDERS",
+        value: list.clone(),
+        reason,
+    };
+    let mut providers: Vec<SmsProvider> = Vec::new();
+    for name in list.split(',').map(|n| n.trim().to_ascii_lowercase()) {
+        if name.is_empty() {
+            continue;
+        }
+        let Some((known, vars)) = SMS_PROVIDERS.iter().find(|(n, _)| *n == name) else {
+            return Err(invalid(format!(
+                "unknown provider `{name}` (twilio, twilio-fallback)"
+            )));
+        };
+        if providers.iter().any(|p| p.name == *known) {
+            return Err(invalid(format!("`{name}` named twice")));
+        }
+        let v = group(vars)?.ok_or(ConfigError::Missing(vars[0]))?;
+        providers.push(provider(known, v));
+    }
+    if providers.is_empty() {
+        return Err(invalid("names no provider".into()));
+    }
+    Ok(providers)
+}
+
 /// `scheme://user:secret@host` → `scheme://user:***@host`.
 fn redact_userinfo(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -282,8 +367,12 @@ impl std::fmt::Debug for SenderSettings {
             )
             .field("email_from", &self.email.as_ref().map(|e| e.from.as_str()))
             .field(
-                "sms_api_url",
-                &self.sms.as_ref().map(|s| s.api_url.as_str()),
+                "sms_providers",
+                &self
+                    .sms
+                    .iter()
+                    .map(|p| format!("{} {}", p.name, p.api.api_url))
+                    .collect::<Vec<_>>(),
             )
             .field("public_api_url", &self.public_api_url)
             .field("send", &self.send)

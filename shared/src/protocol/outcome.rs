@@ -7,6 +7,8 @@
 //!  "channel":"IN_APP","status":"suppressed","reason":"no-connection",
 //!  "at":"2026-11-29T12:00:00.004Z","latencyMs":4}
 //! ```
+//!
+//! EMAIL and SMS outcomes also name the provider that answered (`"provider":"smtp"`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -62,6 +64,11 @@ pub struct DeliveryOutcome {
     /// From the notification's creation to this outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+    /// EMAIL / SMS: the provider that answered the send (`ses`, `smtp`, `twilio`,
+    /// `twilio-fallback`): the one that sent it, or the last one a failed send reached.
+    /// Absent when no provider was called (a gate, every breaker open) and on other channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 impl DeliveryOutcome {
@@ -98,7 +105,14 @@ impl DeliveryOutcome {
             reason: reason.map(str::to_owned),
             at,
             latency_ms: Some(latency_ms),
+            provider: None,
         }
+    }
+
+    /// The same outcome, naming the provider that answered the send.
+    pub fn with_provider(mut self, provider: Option<&str>) -> Self {
+        self.provider = provider.map(str::to_owned);
+        self
     }
 
     pub fn encode(&self) -> Vec<u8> {

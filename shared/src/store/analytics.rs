@@ -110,6 +110,9 @@ pub struct HistoryEntry {
     /// From the notification's creation to this outcome (delivery outcomes only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+    /// EMAIL and SMS outcomes: the provider that answered the send (`ses`, `smtp`, `twilio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 impl HistoryEntry {

@@ -22,6 +22,7 @@
 //! | `<p>{u:<id>}:sends:at` | zset | the same fields by record time, to prune `sends` (3 days) |
 //! | `<p>{u:<id>}:retry` | hash | retry-schedule entry id → entry JSON (a deferred or throttled send) |
 //! | `<p>{push}:due` | zset | `<userId>\n<entryId>` by due time (ms): the retry schedule `push` drains |
+//! | `<p>{breaker:<provider>}` | hash | a provider's circuit breaker, shared by every `push` instance: `failures`, `openedAt` (ms), `trialUntil` (ms); expires a while after its last failure (see `breaker.rs`) |
 //! | `<p>{c:<connectionId>}` | string | the user of a WebSocket connection (for `$disconnect`) |
 //! | `<p>{s:<id>}:rate` | string | per-sender GCRA state |
 //! | `<p>{s:<id>}:idem:<hash>` | string | the sender's claim of an `Idempotency-Key`: the hash of the request it was first sent with, 24 h |
@@ -99,6 +100,11 @@ impl KeySpace {
     /// The retry schedule of the off-app channels (one index; the entries live in user slots).
     pub fn push_due(&self) -> String {
         format!("{}{{push}}:due", self.prefix)
+    }
+
+    /// The circuit breaker of one off-app provider (`ses`, `smtp`, `twilio`, …).
+    pub fn provider_breaker(&self, provider: &str) -> String {
+        format!("{}{{breaker:{}}}", self.prefix, provider)
     }
 
     /// The analytics counters of one Kafka topic-partition (`<cluster>:<topic>:<partition>`):

@@ -1,7 +1,8 @@
 //! The Redis store of record: inboxes, counts, change logs, preferences, the outbox's dirty-user
 //! index, the rate limiters, the registry of open WebSocket connections and the analytics
 //! counters ([`analytics`]), and for the off-app channels the users' contacts and push
-//! subscriptions ([`contacts`]) and what `push` did and must retry ([`ledger`]).
+//! subscriptions ([`contacts`]), what `push` did and must retry ([`ledger`]) and its providers'
+//! circuit breakers ([`breaker`]).
 //!
 //! Guarantees:
 //! - every user mutation is one Lua script on the user's hash slot (`{u:<userId>}`), so it is
@@ -14,6 +15,7 @@
 //!   the two leaves only a harmless mark (see [`crate::outbox`]).
 
 pub mod analytics;
+pub mod breaker;
 mod conn;
 pub mod connections;
 pub mod contacts;
@@ -26,6 +28,7 @@ mod record;
 mod scripts;
 
 pub use analytics::AnalyticsStore;
+pub use breaker::{Admission, ProviderBreaker};
 pub use conn::RedisConn;
 pub use connections::{Connection, ConnectionRegistry, DeliveryClaim};
 pub use contacts::{ContactBook, StoredSubscription, SubscribeOutcome};

@@ -87,3 +87,7 @@ pub static PUSH_CLAIM_DUE: LazyLock<Script> = script!("push_claim_due.lua");
 pub static PUSH_SUBSCRIBE: LazyLock<Script> = script!("push_subscribe.lua");
 pub static COMPARE_AND_HDEL: LazyLock<Script> = script!("compare_and_hdel.lua");
 pub static COMPARE_AND_SET: LazyLock<Script> = script!("compare_and_set.lua");
+
+// The providers' circuit breakers (`breaker.rs`).
+pub static BREAKER_ADMIT: LazyLock<Script> = script!("breaker_admit.lua");
+pub static BREAKER_RECORD: LazyLock<Script> = script!("breaker_record.lua");

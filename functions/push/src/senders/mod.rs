@@ -19,6 +19,10 @@
 //! addresses. The push function's channel and retry logic see only [`Delivery`], which only
 //! [`SendPolicy::deliver`] makes, from outcomes only.
 //!
+//! A channel with a list of providers (email, SMS) sends through [`SendPolicy::deliver_first`]:
+//! ordered failover, each provider guarded by its circuit breaker in Redis
+//! ([`shared::store::breaker`]).
+//!
 //! A redirect (3xx) is never followed: `rejected`/`redirect-refused`. A request the outbound
 //! policy refused ([`shared::egress`]) is `rejected`/`endpoint-refused`, without a request.
 //!
@@ -42,8 +46,10 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use shared::config::SendSettings;
 use shared::egress;
+use shared::metrics::MetricSet;
 use shared::protocol::outcome::reason;
 use shared::redact::{redact, Redacted};
+use shared::store::{Admission, ProviderBreaker};
 use tokio::sync::Semaphore;
 
 /// What one call to a provider came to, classified the same way for every provider.
@@ -156,6 +162,12 @@ pub enum Delivery {
 }
 
 impl Delivery {
+    /// Of the failover kind: the provider is unavailable or still throttling, so another may
+    /// take it, and it counts against the provider's circuit breaker.
+    pub fn fails_over(&self) -> bool {
+        matches!(self, Delivery::Unavailable { .. } | Delivery::Later { .. })
+    }
+
     /// A failure; `detail` (provider text, an error chain) is redacted here.
     pub fn failed(reason: &'static str, detail: impl AsRef<str>) -> Self {
         Delivery::Failed {
@@ -165,17 +177,63 @@ impl Delivery {
     }
 }
 
-/// The inline retry policy, and the process-wide limit on requests in flight.
+/// The inline retry policy, the process-wide limit on requests in flight, and the providers'
+/// circuit breakers (shared by every instance, in Redis) that a failover chain consults.
 #[derive(Debug, Clone)]
 pub struct SendPolicy {
     pub settings: SendSettings,
     permits: Arc<Semaphore>,
+    breaker: Option<ProviderBreaker>,
 }
 
 impl SendPolicy {
+    /// A policy without circuit breakers ([`SendPolicy::with_breaker`] adds them).
     pub fn new(settings: SendSettings) -> Self {
         let permits = Arc::new(Semaphore::new(settings.concurrency));
-        SendPolicy { settings, permits }
+        SendPolicy {
+            settings,
+            permits,
+            breaker: None,
+        }
+    }
+
+    /// The same policy, its failover chains ([`SendPolicy::deliver_first`]) guarded by `breaker`.
+    pub fn with_breaker(mut self, breaker: ProviderBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// May `provider` be called? A breaker that cannot be read is taken as closed: it is
+    /// advice, and a Redis failure must not stop a send.
+    async fn admit(&self, provider: &'static str) -> Admission {
+        let Some(breaker) = &self.breaker else {
+            return Admission::Call;
+        };
+        breaker.admit(provider).await.unwrap_or_else(|e| {
+            tracing::warn!(provider, error = %e, "provider breaker unreadable: calling");
+            Admission::Call
+        })
+    }
+
+    /// Records what a call to `provider` came to in its breaker; an opening is logged and
+    /// counted (`ProviderBreakerOpened`, the alarm's metric).
+    async fn record(&self, provider: &'static str, delivery: &Delivery) {
+        let Some(breaker) = &self.breaker else {
+            return;
+        };
+        let failed = delivery.fails_over();
+        match breaker.record(provider, failed).await {
+            Ok(true) => {
+                tracing::warn!(provider, outcome = ?delivery, "provider breaker opened");
+                MetricSet::new().count("ProviderBreakerOpened", 1).emit();
+                MetricSet::new()
+                    .dimension("Provider", provider)
+                    .count("ProviderBreakerOpened", 1)
+                    .emit();
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(provider, error = %e, "provider breaker not updated"),
+        }
     }
 
     /// Backoff before attempt `n + 1` (n ≥ 1): base × 2^(n-1), with up to 20% jitter.
@@ -253,36 +311,38 @@ impl SendPolicy {
     /// Sends through the first of `adapters` (a channel's providers in order of preference) and
     /// fails over to the next only when one is unavailable ([`Delivery::Unavailable`]: still
     /// transient after the inline retries) or still throttling after them
-    /// ([`Delivery::Later`]); never after `sent`, `gone` or a refusal. Each provider is tried at
-    /// most once per call, and the caller records the call once per (notification, channel)
-    /// (the send ledger), so a chain is never replayed for a redelivered record. What the
-    /// chain came to: the answer that stopped it, except that an exhausted chain which met a
-    /// throttling provider is `Later` (the retry schedule tries the chain again); and the
-    /// provider that answered it.
+    /// ([`Delivery::Later`]); never after `sent`, `gone` or a refusal. A provider whose circuit
+    /// breaker is open is skipped without a request; each call's result goes into its breaker.
+    /// Each provider is tried at most once per call, and the caller records the call once per
+    /// (notification, channel) (the send ledger), so a chain is never replayed for a
+    /// redelivered record. What the chain came to: the answer that stopped it, except that an
+    /// exhausted chain which met a throttling provider is `Later` (the retry schedule tries the
+    /// chain again), and a chain whose every provider was skipped is `Later` when the first
+    /// breaker half-opens; and the provider that answered it (`None` when none was called).
     pub async fn deliver_first<T, M>(
         &self,
         adapters: &[Box<dyn Adapter<To = T, Message = M>>],
         to: &T,
         message: &M,
-    ) -> (Delivery, &'static str)
+    ) -> (Delivery, Option<&'static str>)
     where
         T: ?Sized + Sync,
         M: Trim + Send + Sync,
     {
-        let mut throttled: Option<(Delivery, &'static str)> = None;
-        let mut last = (
-            Delivery::failed(reason::NOT_CONFIGURED, "no provider"),
-            "none",
-        );
+        let mut throttled: Option<(Delivery, Option<&'static str>)> = None;
+        let mut last: Option<(Delivery, Option<&'static str>)> = None;
+        let mut skipped: Option<Duration> = None;
         for (i, adapter) in adapters.iter().enumerate() {
-            let delivery = self.deliver(adapter.as_ref(), to, message).await;
             let provider = adapter.provider();
-            let fail_over = matches!(
-                delivery,
-                Delivery::Unavailable { .. } | Delivery::Later { .. }
-            );
-            if !fail_over {
-                return (delivery, provider);
+            if let Admission::Skip { retry_in } = self.admit(provider).await {
+                tracing::info!(provider, ?retry_in, "provider breaker open: skipped");
+                skipped = Some(skipped.map_or(retry_in, |s| s.min(retry_in)));
+                continue;
+            }
+            let delivery = self.deliver(adapter.as_ref(), to, message).await;
+            self.record(provider, &delivery).await;
+            if !delivery.fails_over() {
+                return (delivery, Some(provider));
             }
             if let Some(next) = adapters.get(i + 1) {
                 tracing::info!(
@@ -293,13 +353,26 @@ impl SendPolicy {
                 );
             }
             if matches!(delivery, Delivery::Later { .. }) && throttled.is_none() {
-                throttled = Some((delivery.clone(), provider));
+                throttled = Some((delivery.clone(), Some(provider)));
             }
-            last = (delivery, provider);
+            last = Some((delivery, Some(provider)));
         }
-        match (last, throttled) {
-            ((Delivery::Unavailable { .. }, _), Some(later)) => later,
-            (last, _) => last,
+        match (last, throttled, skipped) {
+            (Some((Delivery::Unavailable { .. }, _)), Some(later), _) => later,
+            (Some(last), _, _) => last,
+            (None, _, Some(wait)) => {
+                let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
+                (
+                    Delivery::Later {
+                        at: Utc::now() + wait,
+                    },
+                    None,
+                )
+            }
+            (None, _, None) => (
+                Delivery::failed(reason::NOT_CONFIGURED, "no provider"),
+                None,
+            ),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! SMS through an HTTP provider in Twilio's Messages API shape:
+//! SMS through an HTTP provider in Twilio's Messages API shape (each provider of
+//! `SMS_PROVIDERS` is one of these, with its own URL and account):
 //! `POST {SMS_API_URL}/2010-04-01/Accounts/{SMS_ACCOUNT_SID}/Messages.json`, HTTP basic auth
 //! (`SID:SMS_AUTH_TOKEN`), form-encoded `To`, `From`, `Body`.
 //!
@@ -11,12 +12,14 @@
 //! `rejected`/`provider-4xx`.
 
 use futures::future::BoxFuture;
-use shared::config::SmsSettings;
+use shared::config::{SmsProvider, SmsSettings};
 
 use super::{http_call, Adapter, Outcome, Trim};
 
-/// The Twilio-shaped adapter.
+/// The Twilio-shaped adapter, for one provider of `SMS_PROVIDERS`.
 pub struct Sms {
+    /// Its name in `SMS_PROVIDERS` (`twilio`, `twilio-fallback`).
+    name: &'static str,
     settings: SmsSettings,
     client: reqwest::Client,
     timeout: std::time::Duration,
@@ -25,6 +28,7 @@ pub struct Sms {
 impl std::fmt::Debug for Sms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sms")
+            .field("name", &self.name)
             .field("api_url", &self.settings.api_url)
             .field("from", &self.settings.from)
             .finish_non_exhaustive()
@@ -43,13 +47,31 @@ impl Trim for SmsBody {
 }
 
 impl Sms {
+    /// The `twilio` provider.
     pub fn new(
         settings: SmsSettings,
         client: reqwest::Client,
         timeout: std::time::Duration,
     ) -> Self {
+        Self::provider(
+            SmsProvider {
+                name: "twilio",
+                api: settings,
+            },
+            client,
+            timeout,
+        )
+    }
+
+    /// One provider of `SMS_PROVIDERS`.
+    pub fn provider(
+        provider: SmsProvider,
+        client: reqwest::Client,
+        timeout: std::time::Duration,
+    ) -> Self {
         Sms {
-            settings,
+            name: provider.name,
+            settings: provider.api,
             client,
             timeout,
         }
@@ -86,7 +108,7 @@ impl Adapter for Sms {
     type Message = SmsBody;
 
     fn provider(&self) -> &'static str {
-        "twilio"
+        self.name
     }
 
     fn send<'a>(&'a self, to: &'a str, body: &'a SmsBody) -> BoxFuture<'a, Outcome> {
