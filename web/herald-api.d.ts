@@ -693,7 +693,7 @@ export interface components {
              * Format: int64
              * @description Seconds to wait before sending another action (with [`ErrorCode::RateLimited`]).
              */
-            retry_after?: number | null;
+            retryAfter?: number | null;
             /** @enum {string} */
             type: "error";
         };

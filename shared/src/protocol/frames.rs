@@ -85,7 +85,11 @@ pub enum Frame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         action: Option<String>,
         /// Seconds to wait before sending another action (with [`ErrorCode::RateLimited`]).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            rename = "retryAfter", // as `rename_all_fields` says; utoipa reads only this
+            skip_serializing_if = "Option::is_none"
+        )]
         retry_after: Option<u64>,
     },
 }
