@@ -117,8 +117,15 @@ def before_call(ctx, case, **kwargs):
             case.headers["Idempotency-Key"] = str(uuid.uuid4())
     elif method == "POST" and path == "/v1/push-subscriptions" and body:
         _subscription(body)
-    elif method == "PUT" and path == "/v1/preferences" and body:
-        _preferences(body)
+    elif method == "PUT" and path == "/v1/preferences":
+        if body:
+            _preferences(body)
+        # A valid If-Match is the ETag of what is stored now, which a generator cannot know; `*`
+        # (any stored copy) is the valid value it can send. Stale tags get 412 by design.
+        for name in list(case.headers or {}):
+            if name.lower() == "if-match":
+                case.headers[name] = "*"
+
     elif path == "/v1/analytics" and case.query:
         _analytics(case.query)
     elif path == "/v1/unsubscribe" and UNSUBSCRIBE_SECRET:
