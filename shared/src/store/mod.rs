@@ -1,7 +1,7 @@
 //! The Redis store of record: inboxes, counts, change logs, preferences, the outbox's dirty-user
 //! index, the rate limiters, the registry of open WebSocket connections and the analytics
 //! counters ([`analytics`]), and for the off-app channels the users' contacts and push
-//! subscriptions ([`contacts`]) and what `push` did and must retry ([`ledger`]).
+//! subscriptions ([`contacts`]), their phones ([`devices`]) and what `push` did and must retry ([`ledger`]).
 //!
 //! Guarantees:
 //! - every user mutation is one Lua script on the user's hash slot (`{u:<userId>}`), so it is
@@ -17,6 +17,7 @@ pub mod analytics;
 mod conn;
 pub mod connections;
 pub mod contacts;
+pub mod devices;
 pub mod inbox;
 pub mod keys;
 pub mod ledger;
@@ -29,6 +30,7 @@ pub use analytics::AnalyticsStore;
 pub use conn::RedisConn;
 pub use connections::{Connection, ConnectionRegistry, DeliveryClaim};
 pub use contacts::{ContactBook, StoredSubscription, SubscribeOutcome};
+pub use devices::{DeviceBook, RegisterOutcome, StoredDevice};
 pub use inbox::{
     ChangesPage, CreateOutcome, InboxStore, ListQuery, NewNotification, Page, StatusFilter,
     UpdateOutcome,

@@ -58,3 +58,6 @@ pub static PUSH_CLAIM_DUE: LazyLock<Script> = script!("push_claim_due.lua");
 pub static PUSH_SUBSCRIBE: LazyLock<Script> = script!("push_subscribe.lua");
 pub static COMPARE_AND_HDEL: LazyLock<Script> = script!("compare_and_hdel.lua");
 pub static COMPARE_AND_SET: LazyLock<Script> = script!("compare_and_set.lua");
+
+// Devices and their token owners (`devices.rs`; adding one is `PUSH_SUBSCRIBE` on its hash).
+pub static COMPARE_AND_DEL: LazyLock<Script> = script!("compare_and_del.lua");
