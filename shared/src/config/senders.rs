@@ -1,4 +1,4 @@
-//! [`SenderSettings`]: the off-app senders (Web Push, email, SMS), one-click unsubscribe, and
+//! [`SenderSettings`]: the off-app senders (Web Push, email, SMS, FCM), one-click unsubscribe, and
 //! how `push` sends. A sender whose settings are absent is *not configured*; half of its settings
 //! stops the cold start. Secrets are masked in `Debug`.
 
@@ -24,6 +24,8 @@ pub struct SenderSettings {
     pub vapid_public_key: Option<String>,
     pub email: Option<EmailSettings>,
     pub sms: Option<SmsSettings>,
+    /// Firebase Cloud Messaging (the users' Android devices).
+    pub fcm: Option<FcmSettings>,
     /// One-click unsubscribe (RFC 8058): `UNSUBSCRIBE_SECRET` signs the links (`push`) and checks
     /// them (`api`); `PUBLIC_API_URL` is the HTTP API's public base URL the links point to.
     pub unsubscribe_secret: Option<String>,
@@ -79,6 +81,23 @@ pub struct SmsSettings {
     pub auth_token: String,
     pub from: String,
 }
+
+/// Firebase Cloud Messaging, HTTP v1: `POST {FCM_ENDPOINT}/v1/projects/{FCM_PROJECT_ID}/
+/// messages:send` with an OAuth 2 access token got at `FCM_TOKEN_URL` for the service account
+/// `FCM_SERVICE_ACCOUNT` (the key file's JSON: `client_email`, `private_key`).
+#[derive(Clone)]
+pub struct FcmSettings {
+    pub project_id: String,
+    pub service_account: String,
+    /// No trailing slash.
+    pub endpoint: String,
+    pub token_url: String,
+}
+
+/// Google's FCM endpoint and OAuth 2 token URL, the defaults of `FCM_ENDPOINT` and
+/// `FCM_TOKEN_URL`.
+pub const FCM_DEFAULT_ENDPOINT: &str = "https://fcm.googleapis.com";
+pub const FCM_DEFAULT_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 
 /// How `push` sends: bounded concurrency, bounded inline retries, and when a wait goes to the
 /// retry schedule instead of being slept.
@@ -151,6 +170,18 @@ impl SenderSettings {
             auth_token: v[2].clone(),
             from: v[3].clone(),
         });
+        let fcm = group(&["FCM_PROJECT_ID", "FCM_SERVICE_ACCOUNT"])?.map(|v| FcmSettings {
+            project_id: v[0].clone(),
+            service_account: v[1].clone(),
+            endpoint: env
+                .optional("FCM_ENDPOINT")
+                .unwrap_or_else(|| FCM_DEFAULT_ENDPOINT.into())
+                .trim_end_matches('/')
+                .to_owned(),
+            token_url: env
+                .optional("FCM_TOKEN_URL")
+                .unwrap_or_else(|| FCM_DEFAULT_TOKEN_URL.into()),
+        });
         let unsubscribe_secret = env.optional("UNSUBSCRIBE_SECRET");
         if unsubscribe_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return Err(ConfigError::Invalid {
@@ -178,6 +209,7 @@ impl SenderSettings {
             vapid_public_key: env.optional("VAPID_PUBLIC_KEY"),
             email,
             sms,
+            fcm,
             unsubscribe_secret,
             public_api_url,
             send: SendSettings {
@@ -284,6 +316,13 @@ impl std::fmt::Debug for SenderSettings {
             .field(
                 "sms_api_url",
                 &self.sms.as_ref().map(|s| s.api_url.as_str()),
+            )
+            .field(
+                "fcm",
+                &self
+                    .fcm
+                    .as_ref()
+                    .map(|f| format!("{} at {}", f.project_id, f.endpoint)),
             )
             .field("public_api_url", &self.public_api_url)
             .field("send", &self.send)
