@@ -62,6 +62,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/devices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's devices, oldest first (tokens are not shown). */
+        get: operations["listDevices"];
+        put?: never;
+        /** Register this phone for native push (iOS through APNs, Android through FCM). */
+        post: operations["createDevice"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/devices/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove one of the caller's devices. */
+        delete: operations["deleteDevice"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/health": {
         parameters: {
             query?: never;
@@ -175,7 +210,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Record a click on one of the caller's notifications (counted as `clicked` on `IN_APP`). */
+        /**
+         * Record a click on one of the caller's notifications (its first click is counted as `clicked`
+         *     on `IN_APP`; later ones are accepted and not counted).
+         */
         post: operations["recordClick"];
         delete?: never;
         options?: never;
@@ -372,10 +410,24 @@ export interface components {
              */
             uniqueRecipients: number;
         };
-        /** @description The result of a batch create. */
+        /** @description One recipient's notification in a batch answer. */
+        BatchItem: {
+            id: string;
+            /**
+             * Format: int64
+             * @description Its seq in the recipient's inbox.
+             */
+            seq: number;
+            userId: string;
+        };
+        /**
+         * @description The result of a batch create. Compact whatever the notification's size, so the answer stays
+         *     small for 1,000 recipients: the notification itself is the request's, as each recipient's
+         *     inbox shows it.
+         */
         BatchResponse: {
-            /** @description One notification per recipient that received it, in request order. */
-            items: components["schemas"]["Notification"][];
+            /** @description One entry per recipient that received the notification, in request order. */
+            items: components["schemas"]["BatchItem"][];
             /** @description Recipients that were skipped, with the reason (only `rate-limited`). */
             skipped?: components["schemas"]["Skipped"][];
         };
@@ -520,6 +572,33 @@ export interface components {
             notificationId: string;
             type?: string | null;
         };
+        /** @description The caller's devices. */
+        DeviceList: {
+            items: components["schemas"]["DeviceView"][];
+        };
+        DeviceRequest: {
+            /** @description The app's bundle id or package name */
+            appId?: string | null;
+            /** @constant */
+            platform: "ios";
+            /** @description The APNs device token, hex */
+            token: string;
+        } | {
+            /** @description The app's bundle id or package name */
+            appId?: string | null;
+            /** @constant */
+            platform: "android";
+            /** @description The FCM registration token */
+            token: string;
+        };
+        /** @description A device as the API shows it (no token: it is a credential to reach the phone). */
+        DeviceView: {
+            appId?: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            id: string;
+            platform: components["schemas"]["Platform"];
+        };
         Envelope: components["schemas"]["Event"] & {
             /** @description UUIDv7 of this event. */
             id: string;
@@ -535,7 +614,7 @@ export interface components {
          * @description Why a client frame was refused.
          * @enum {string}
          */
-        ErrorCode: "bad-frame" | "unknown-action" | "invalid" | "not-found" | "unavailable" | "unauthorized";
+        ErrorCode: "bad-frame" | "unknown-action" | "invalid" | "not-found" | "unavailable" | "unauthorized" | "rate-limited";
         /** @description What happened. Serialised as `"type": "<NAME>", "payload": {..}`. */
         Event: {
             payload: {
@@ -545,10 +624,15 @@ export interface components {
             /** @enum {string} */
             type: "NOTIFICATION_CREATED";
         } | {
-            /** @description `changes` holds only the flags that changed, with their new values. */
+            /**
+             * @description `changes` holds only the flags that changed, with their new values; `first`, which of
+             *     them happened to this notification for the first time (absent in records written before
+             *     it existed).
+             */
             payload: {
                 changes: components["schemas"]["FlagsPatch"];
                 counts: components["schemas"]["Counts"];
+                first?: null | components["schemas"]["FirstEngagement"];
                 id: string;
             };
             /** @enum {string} */
@@ -569,8 +653,12 @@ export interface components {
             /** @enum {string} */
             type: "ALL_READ";
         } | {
-            /** @description An interaction, recorded for analytics; it changes no inbox state and no `seq`. */
+            /**
+             * @description An interaction, recorded for analytics; it changes no inbox state and no `seq`. `first`:
+             *     the notification's first click (absent in records written before it existed).
+             */
             payload: {
+                first?: boolean | null;
                 id: string;
             };
             /** @enum {string} */
@@ -580,6 +668,14 @@ export interface components {
         FieldError: {
             field: string;
             message: string;
+        };
+        /**
+         * @description The engagement a change made for the first time in its notification's life: what analytics
+         *     counts, so a notification read, marked unread and read again is read once.
+         */
+        FirstEngagement: {
+            read?: boolean;
+            seen?: boolean;
         };
         /**
          * @description A change to a notification's flags. Absent fields are left as they are. On the wire this is the
@@ -655,6 +751,11 @@ export interface components {
             action?: string | null;
             code: components["schemas"]["ErrorCode"];
             message: string;
+            /**
+             * Format: int64
+             * @description Seconds to wait before sending another action (with [`ErrorCode::RateLimited`]).
+             */
+            retry_after?: number | null;
             /** @enum {string} */
             type: "error";
         };
@@ -761,6 +862,11 @@ export interface components {
          * @enum {string}
          */
         OutcomeStatus: "sent" | "failed" | "suppressed" | "deferred" | "seen" | "read" | "clicked";
+        /**
+         * @description Which native push service reaches the device.
+         * @enum {string}
+         */
+        Platform: "ios" | "android";
         /**
          * @description A user's delivery preferences, per type × channel, plus quiet hours for PUSH, EMAIL and SMS.
          *     A type entry overrides the default channel by channel; absent means allowed. IN_APP always
@@ -1082,6 +1188,136 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    listDevices: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createDevice: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeviceRequest"];
+            };
+        };
+        responses: {
+            /** @description The caller had registered this token already; its entry was replaced */
+            200: {
+                headers: {
+                    /** @description The device's URL */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceView"];
+                };
+            };
+            /** @description Registered (a token another user held is theirs no more) */
+            201: {
+                headers: {
+                    /** @description The device's URL */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceView"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            /** @description Unknown platform, a token of the wrong shape, a bad appId, or already 20 devices */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over the user's mutation limit */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteDevice: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            /** @description Over the user's mutation limit */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            503: components["responses"]["Unavailable"];
+        };
+    };
     readiness: {
         parameters: {
             query?: never;
@@ -1191,7 +1427,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Replays the original 201 for 24 h; a different body with the same key is 422 */
+                /** @description Names this request for 24 h: a retry with the same body replays the original 201 (`Idempotent-Replayed: true`); the same key with a different body (another `userId` included) is 422 and writes nothing */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -1278,14 +1514,25 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            503: components["responses"]["Unavailable"];
+            /** @description Redis is nearly full (or restarting): nothing was written; retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     createNotificationBatch: {
         parameters: {
             query?: never;
             header?: {
-                /** @description One key per recipient is derived from it */
+                /** @description Names this request for 24 h: a retry with the same body completes the recipients an earlier attempt missed and answers every one as first created (`Idempotent-Replayed: true` when nothing was left to create); a different body is 422 and writes nothing */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -1354,7 +1601,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            503: components["responses"]["Unavailable"];
+            /** @description Redis is nearly full (or restarting): nothing was written; retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getCounts: {
@@ -1418,7 +1676,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            429: components["responses"]["TooManyRequests"];
+            /** @description Over the user's mutation limit */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1485,7 +1753,17 @@ export interface operations {
                 };
             };
             413: components["responses"]["PayloadTooLarge"];
-            429: components["responses"]["TooManyRequests"];
+            /** @description Over the user's mutation limit */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1533,7 +1811,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            429: components["responses"]["TooManyRequests"];
+            /** @description Over the user's mutation limit */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1574,7 +1862,17 @@ export interface operations {
                 };
             };
             413: components["responses"]["PayloadTooLarge"];
-            429: components["responses"]["TooManyRequests"];
+            /** @description Over the user's mutation limit */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Kafka did not acknowledge; retry */
             503: {
                 headers: {
@@ -1706,7 +2004,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            429: components["responses"]["TooManyRequests"];
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1783,7 +2090,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            429: components["responses"]["TooManyRequests"];
+            /** @description Over the user's mutation limit */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1816,7 +2133,17 @@ export interface operations {
                 };
             };
             413: components["responses"]["PayloadTooLarge"];
-            429: components["responses"]["TooManyRequests"];
+            /** @description Over the user's mutation limit */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             503: components["responses"]["Unavailable"];
         };
     };
