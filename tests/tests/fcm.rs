@@ -218,3 +218,44 @@ async fn a_payload_over_4_kb_is_too_large_without_a_request_and_trims_to_id_and_
     let got = fake.sends(project);
     assert_eq!(got[0]["message"]["data"], json!({"id": "n-fcm"}));
 }
+
+#[tokio::test]
+async fn the_push_function_builds_the_fcm_adapter_from_its_settings() {
+    let Some(env) = herald_tests::TestEnv::new().await else {
+        return;
+    };
+    let fake = FcmFake::start().await;
+    let mut settings = shared::config::SenderSettings::from_env(&shared::config::Env::from_pairs(
+        [("FCM_PROJECT_ID", "p-deps")],
+    ))
+    .err();
+    assert_eq!(
+        settings.take(),
+        Some(shared::config::ConfigError::Missing("FCM_SERVICE_ACCOUNT")),
+        "both or neither"
+    );
+    let mut channels = shared::config::SenderSettings::default();
+    channels.fcm = Some(fake.settings("p-deps", CLIENT_EMAIL));
+    let deps = push::Deps::new(
+        env.conn.clone(),
+        env.keys.clone(),
+        env.bus(),
+        channels.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(deps.senders.fcm.as_ref().map(|a| a.provider()), Some("fcm"));
+    if let Some(f) = channels.fcm.as_mut() {
+        f.service_account = "not json".into();
+    }
+    let err = push::Deps::new(env.conn.clone(), env.keys.clone(), env.bus(), channels).err();
+    assert!(
+        matches!(
+            err,
+            Some(shared::config::ConfigError::Invalid {
+                var: "FCM_SERVICE_ACCOUNT",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+}
