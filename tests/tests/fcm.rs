@@ -234,8 +234,10 @@ async fn the_push_function_builds_the_fcm_adapter_from_its_settings() {
         Some(shared::config::ConfigError::Missing("FCM_SERVICE_ACCOUNT")),
         "both or neither"
     );
-    let mut channels = shared::config::SenderSettings::default();
-    channels.fcm = Some(fake.settings("p-deps", CLIENT_EMAIL));
+    let mut channels = shared::config::SenderSettings {
+        fcm: Some(fake.settings("p-deps", CLIENT_EMAIL)),
+        ..Default::default()
+    };
     let deps = push::Deps::new(
         env.conn.clone(),
         env.keys.clone(),
