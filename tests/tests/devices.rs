@@ -130,9 +130,20 @@ async fn devices_are_registered_listed_and_deleted() {
         .collect();
     assert_eq!(owners, vec![env.keys.device_owner(&android_id)]);
 
-    // No token: 401.
+    // No token, or a subject that would break the user's hash tag: 401, nothing stored.
     let r = Call::get("/v1/devices").send(&api).await;
     assert_eq!(r.status, 401);
+    let r = register(
+        &api,
+        "{u:x}",
+        json!({"platform": "ios", "token": apns_token(9)}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.content_type()),
+        (401, "application/problem+json")
+    );
+    assert!(env.keys().await.iter().all(|k| !k.contains("{u:{u:x}")));
 }
 
 #[tokio::test]
