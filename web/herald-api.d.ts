@@ -62,6 +62,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/devices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's devices, oldest first (tokens are not shown). */
+        get: operations["listDevices"];
+        put?: never;
+        /** Register this phone for native push (iOS through APNs, Android through FCM). */
+        post: operations["createDevice"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/devices/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove one of the caller's devices. */
+        delete: operations["deleteDevice"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/health": {
         parameters: {
             query?: never;
@@ -537,6 +572,33 @@ export interface components {
             notificationId: string;
             type?: string | null;
         };
+        /** @description The caller's devices. */
+        DeviceList: {
+            items: components["schemas"]["DeviceView"][];
+        };
+        DeviceRequest: {
+            /** @description The app's bundle id or package name */
+            appId?: string | null;
+            /** @constant */
+            platform: "ios";
+            /** @description The APNs device token, hex */
+            token: string;
+        } | {
+            /** @description The app's bundle id or package name */
+            appId?: string | null;
+            /** @constant */
+            platform: "android";
+            /** @description The FCM registration token */
+            token: string;
+        };
+        /** @description A device as the API shows it (no token: it is a credential to reach the phone). */
+        DeviceView: {
+            appId?: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            id: string;
+            platform: components["schemas"]["Platform"];
+        };
         Envelope: components["schemas"]["Event"] & {
             /** @description UUIDv7 of this event. */
             id: string;
@@ -802,6 +864,11 @@ export interface components {
          * @enum {string}
          */
         OutcomeStatus: "sent" | "failed" | "suppressed" | "deferred" | "seen" | "read" | "clicked";
+        /**
+         * @description Which native push service reaches the device.
+         * @enum {string}
+         */
+        Platform: "ios" | "android";
         /**
          * @description A user's delivery preferences, per type × channel, plus quiet hours for PUSH, EMAIL and SMS.
          *     A type entry overrides the default channel by channel; absent means allowed. IN_APP always
@@ -1120,6 +1187,136 @@ export interface operations {
             };
             413: components["responses"]["PayloadTooLarge"];
             429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listDevices: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createDevice: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeviceRequest"];
+            };
+        };
+        responses: {
+            /** @description The caller had registered this token already; its entry was replaced */
+            200: {
+                headers: {
+                    /** @description The device's URL */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceView"];
+                };
+            };
+            /** @description Registered (a token another user held is theirs no more) */
+            201: {
+                headers: {
+                    /** @description The device's URL */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceView"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            /** @description Unknown platform, a token of the wrong shape, a bad appId, or already 20 devices */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over the user's mutation limit */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteDevice: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            /** @description Over the user's mutation limit */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             503: components["responses"]["Unavailable"];
         };
     };

@@ -33,6 +33,7 @@ pub mod auth;
 pub mod aws;
 pub mod bus;
 pub mod config;
+pub mod devices;
 pub mod egress;
 pub mod error;
 pub mod limits;

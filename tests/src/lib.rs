@@ -23,6 +23,7 @@
 
 pub mod browser;
 pub mod capture;
+pub mod fcm;
 pub mod frames;
 pub mod http;
 pub mod kafka;

@@ -84,8 +84,13 @@ impl Answer {
     }
 }
 
+/// Answers a request before the script does, when it returns `Some` (a fake's own checks:
+/// credentials, signatures).
+pub type Guard = Arc<dyn Fn(&Received) -> Option<Answer> + Send + Sync>;
+
 #[derive(Default)]
 struct Script {
+    guard: Option<Guard>,
     queued: HashMap<String, VecDeque<Answer>>,
     standing: HashMap<String, Answer>,
     received: Vec<Received>,
@@ -131,6 +136,13 @@ impl Provider {
         }
     }
 
+    /// Every request goes to `guard` first; its answer, when it gives one, replaces the script's.
+    pub fn guard(&self, guard: Guard) {
+        if let Ok(mut s) = self.script.lock() {
+            s.guard = Some(guard);
+        }
+    }
+
     /// What arrived on `path`, in arrival order.
     pub fn received(&self, path: &str) -> Vec<Received> {
         self.script
@@ -153,10 +165,9 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) {
     while let Some(req) = read_request(&mut read).await {
         let reply = {
             let Ok(mut s) = script.lock() else { return };
-            let a = s
-                .queued
-                .get_mut(&req.path)
-                .and_then(VecDeque::pop_front)
+            let guarded = s.guard.as_ref().and_then(|g| g(&req));
+            let a = guarded
+                .or_else(|| s.queued.get_mut(&req.path).and_then(VecDeque::pop_front))
                 .or_else(|| s.standing.get(&req.path).cloned())
                 .unwrap_or(answer(201));
             s.received.push(req);

@@ -23,15 +23,24 @@
 //! Then, through `SendPolicy::deliver`, a `too-large` is resent once trimmed where the message
 //! has a smaller form (Web Push `{id, title}`, email text only) and fails where it has none (SMS).
 //!
+//! Firebase Cloud Messaging (HTTP v1, `tests/src/fcm.rs`: the token endpoint checks the service
+//! account's RS256 assertion, sends check the bearer it issued; errors in Google's
+//! `{error: {status, details: [{errorCode}]}}` shape): accepted 200 `{name}`; gone 404
+//! `UNREGISTERED`; throttled 429 `QUOTA_EXCEEDED` with `Retry-After: 7`; unavailable 503
+//! `UNAVAILABLE`; timeout no answer; oversized 400 `INVALID_ARGUMENT` "Android message is too
+//! big"; bad credentials a service account the token endpoint refuses (400 `invalid_grant`).
+//!
 //! Adding an adapter: a [`Fake`] for its provider and one line in `conformance!` at the bottom.
 
 use std::time::Duration;
 
 use herald_tests::browser::{vapid_keys, Browser};
+use herald_tests::fcm::{self, FcmFake};
 use herald_tests::provider::{answer, hold, ses, Answer, Provider};
 use herald_tests::smtp_sink::SmtpSink;
 use push::payload::{self, PushPayload, RenderedEmail};
 use push::senders::email::Email;
+use push::senders::fcm::{Fcm, FcmMessage};
 use push::senders::ses::Ses;
 use push::senders::sms::{Sms, SmsBody};
 use push::senders::webpush::{PushMessage, Vapid, WebPush};
@@ -573,6 +582,129 @@ impl Fake for SesFake {
     }
 }
 
+// --- Android: Firebase Cloud Messaging (HTTP v1) --------------------------------------------
+
+/// A registration token in FCM's shape.
+const FCM_TOKEN: &str = "cXwR4jG7QnS:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx6r1aJc7rWx8S9dUPhGvPxTqRmPqkZfFTsFbJ0PjGGVY3XHn1OqHQUhJLkJQq4_S2QpZPjPXYGmQ9hWQa6LvTvTr0Lw8A5M3Rv";
+
+struct FcmConformance {
+    fake: FcmFake,
+}
+
+impl FcmConformance {
+    fn adapter(&self, project: &str, client_email: &str, timeout: Duration) -> Fcm {
+        Fcm::new(
+            &self.fake.settings(project, client_email),
+            reqwest::Client::new(),
+            timeout,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn message() -> FcmMessage {
+        FcmMessage::of(&notification(), Duration::from_secs(60))
+    }
+}
+
+impl Fake for FcmConformance {
+    const TRIMS: bool = true;
+
+    async fn start() -> Option<Self> {
+        Some(FcmConformance {
+            fake: FcmFake::start().await,
+        })
+    }
+
+    async fn call(&self, case: Case) -> Outcome {
+        // FCM's own words for each (firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode).
+        let project = format!("p-{}", case.name());
+        let reply = match case {
+            Case::Accepted => fcm::sent(&project),
+            Case::Gone => fcm::error(
+                404,
+                "NOT_FOUND",
+                "UNREGISTERED",
+                "Requested entity was not found.",
+            ),
+            Case::Throttled => fcm::error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "QUOTA_EXCEEDED",
+                "Quota exceeded.",
+            )
+            .header("Retry-After", "7"),
+            Case::Unavailable => fcm::error(
+                503,
+                "UNAVAILABLE",
+                "UNAVAILABLE",
+                "The service is currently unavailable.",
+            ),
+            Case::Timeout => hold(),
+            Case::Oversized => fcm::error(
+                400,
+                "INVALID_ARGUMENT",
+                "INVALID_ARGUMENT",
+                "Android message is too big",
+            ),
+            // Bad credentials: a service account the token endpoint does not accept.
+            Case::BadCredentials => fcm::sent(&project),
+        };
+        self.fake
+            .provider
+            .always(&FcmFake::send_path(&project), reply);
+        let email = match case {
+            Case::BadCredentials => "someone-else@herald-test.iam.gserviceaccount.com",
+            _ => fcm::CLIENT_EMAIL,
+        };
+        self.adapter(&project, email, case.timeout())
+            .send(FCM_TOKEN, &Self::message())
+            .await
+    }
+
+    async fn deliver_oversized(&self, policy: &SendPolicy) -> Delivery {
+        let project = "p-oversized-then-accepted";
+        self.fake.provider.queue(
+            &FcmFake::send_path(project),
+            vec![fcm::error(
+                400,
+                "INVALID_ARGUMENT",
+                "INVALID_ARGUMENT",
+                "Android message is too big",
+            )],
+        );
+        self.fake
+            .provider
+            .always(&FcmFake::send_path(project), fcm::sent(project));
+        let adapter = self.adapter(project, fcm::CLIENT_EMAIL, Duration::from_secs(30));
+        let delivery = policy.deliver(&adapter, FCM_TOKEN, &Self::message()).await;
+        let got = self.fake.sends(project);
+        assert_eq!(got.len(), 2, "one resend");
+        assert!(
+            got[0]["message"]["notification"].get("body").is_some(),
+            "{}",
+            got[0]
+        );
+        assert_eq!(got[1]["message"]["data"], json!({"id": "n-conformance"}));
+        assert_eq!(
+            got[1]["message"]["notification"],
+            json!({"title": "Conformance"})
+        );
+        delivery
+    }
+
+    fn accepted(&self) -> usize {
+        let got = self.fake.sends("p-accepted");
+        for m in &got {
+            assert_eq!(m["message"]["token"], FCM_TOKEN);
+            assert_eq!(m["message"]["notification"]["title"], "Conformance");
+            assert_eq!(m["message"]["android"]["collapse_key"], "n-conformance");
+        }
+        // The refused service account never reached a send.
+        assert!(self.fake.sends("p-badcredentials").is_empty());
+        got.len()
+    }
+}
+
 /// The raw MIME message of an SES `SendEmail` request.
 fn raw_mime(r: &herald_tests::provider::Received) -> String {
     use base64::Engine;
@@ -601,4 +733,5 @@ conformance! {
     twilio_sms_conforms: TwilioFake,
     smtp_conforms: SmtpFake,
     ses_conforms: SesFake,
+    fcm_conforms: FcmConformance,
 }

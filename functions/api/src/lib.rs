@@ -31,8 +31,8 @@ use shared::config::{Env, InboxSettings, KafkaSettings, RealtimeSettings, RedisS
 use shared::error::{ApiError, StartupError};
 use shared::outbox::Publisher;
 use shared::realtime::Fanout;
-use shared::store::ContactBook;
 use shared::store::{AnalyticsStore, InboxStore, KeySpace, RateLimiter, RedisConn};
+use shared::store::{ContactBook, DeviceBook};
 
 /// Everything a request needs, built once per cold start.
 #[derive(Debug, Clone)]
@@ -44,6 +44,8 @@ pub struct Deps {
     pub analytics: AnalyticsStore,
     /// Push subscriptions and contacts, and the one preference a one-click unsubscribe changes.
     pub contacts: ContactBook,
+    /// The users' phones and which user holds each token.
+    pub devices: DeviceBook,
     /// Which push endpoints are acceptable, the VAPID public key, the unsubscribe secret.
     pub channels: SenderSettings,
     /// The last Kafka check of `GET /v1/health`, reused for a few seconds.
@@ -82,6 +84,7 @@ impl Deps {
         bus: shared::bus::EventBus,
     ) -> Self {
         let contacts = ContactBook::new(conn.clone(), keys.clone());
+        let devices = DeviceBook::new(conn.clone(), keys.clone());
         let limiter = RateLimiter::new(conn.clone(), keys.clone(), &inbox);
         let store = InboxStore::new(conn.clone(), keys.clone(), inbox);
         let publisher = Publisher::new(bus, store.clone());
@@ -93,6 +96,7 @@ impl Deps {
             limiter,
             analytics,
             contacts,
+            devices,
             channels: SenderSettings::default(),
             kafka_check: routes::health::KafkaCheckCache::default(),
             memory,

@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use crate::routes::{analytics, changes, health, notifications, preferences, push};
+use crate::routes::{analytics, changes, devices, health, notifications, preferences, push};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -57,6 +57,9 @@ use crate::routes::{analytics, changes, health, notifications, preferences, push
         push::put_contacts,
         push::one_click_unsubscribe,
         push::unsubscribe_page,
+        devices::register,
+        devices::list,
+        devices::remove,
     ),
     // The WebSocket frames too, so one generated client (web/herald-api.d.ts) types both APIs;
     // /asyncapi.json is their contract.

@@ -15,6 +15,7 @@ use shared::addresses::PushSubscription;
 
 use crate::payload::RenderedEmail;
 use crate::senders::email::Email;
+use crate::senders::fcm::{Fcm, FcmMessage};
 use crate::senders::ses::Ses;
 use crate::senders::sms::{Sms, SmsBody};
 use crate::senders::webpush::{PushMessage, Vapid, WebPush};
@@ -26,6 +27,8 @@ pub type PushAdapter = dyn Adapter<To = PushSubscription, Message = PushMessage>
 pub type EmailAdapter = dyn Adapter<To = str, Message = RenderedEmail>;
 /// An adapter for SMS: an E.164 number, and one segment of text.
 pub type SmsAdapter = dyn Adapter<To = str, Message = SmsBody>;
+/// An adapter for android devices: an FCM registration token, and the FCM message.
+pub type FcmAdapter = dyn Adapter<To = str, Message = FcmMessage>;
 
 /// The configured adapters of each off-app channel (none where the channel's settings are
 /// absent; email's and SMS's in failover order, `EMAIL_PROVIDERS`, `SMS_PROVIDERS`), and the one policy every send goes
@@ -35,6 +38,7 @@ pub struct Senders {
     pub push: Option<Box<PushAdapter>>,
     pub email: Vec<Box<EmailAdapter>>,
     pub sms: Vec<Box<SmsAdapter>>,
+    pub fcm: Option<Box<FcmAdapter>>,
     pub policy: SendPolicy,
 }
 
@@ -70,6 +74,7 @@ impl Deps {
                 .iter()
                 .map(|a| a.provider())
                 .collect::<Vec<_>>(),
+            fcm = deps.senders.fcm.as_ref().map(|a| a.provider()),
             "channels configured"
         );
         Ok(deps)
@@ -122,6 +127,16 @@ impl Deps {
                 }
             });
         }
+        let fcm: Option<Box<FcmAdapter>> = match &settings.fcm {
+            Some(f) => Some(Box::new(Fcm::new(f, client.clone(), timeout).map_err(
+                |e| ConfigError::Invalid {
+                    var: "FCM_SERVICE_ACCOUNT",
+                    value: "***".into(),
+                    reason: e.to_string(),
+                },
+            )?)),
+            None => None,
+        };
         let sms: Vec<Box<SmsAdapter>> = settings
             .sms
             .iter()
@@ -135,6 +150,7 @@ impl Deps {
                 push,
                 email,
                 sms,
+                fcm,
                 policy,
             }),
             settings: Arc::new(settings),

@@ -12,6 +12,8 @@ descriptions too):
 - a push subscription's `p256dh` is a point on P-256, `expirationTime` lies in the future, and
   its endpoint is one of five on this machine's discard port (a user holds at most 10; the same
   endpoint again replaces its keys);
+- a device's token is one of five per platform (a user holds at most 20 devices; the same token
+  again replaces the entry);
 - quiet hours' `start` and `end` differ;
 - `/v1/analytics`: `from` is not after `to`, and the range spans at most 366 days;
 - `/v1/unsubscribe`: the token is signed with the deployment's secret.
@@ -85,6 +87,14 @@ def _subscription(body: dict) -> None:
             body["expirationTime"] = None
 
 
+def _device(body: dict) -> None:
+    n = random.randrange(5)
+    if body.get("platform") == "ios":
+        body["token"] = hashlib.sha256(f"fuzz-device-{n}".encode()).hexdigest()
+    elif body.get("platform") == "android":
+        body["token"] = f"fuzz{n}:APA91b" + "x" * 140
+
+
 def _preferences(body: dict) -> None:
     quiet = body.get("quietHours")
     if isinstance(quiet, dict) and quiet.get("start") == quiet.get("end"):
@@ -117,6 +127,8 @@ def before_call(ctx, case, **kwargs):
             case.headers["Idempotency-Key"] = str(uuid.uuid4())
     elif method == "POST" and path == "/v1/push-subscriptions" and body:
         _subscription(body)
+    elif method == "POST" and path == "/v1/devices" and body:
+        _device(body)
     elif method == "PUT" and path == "/v1/preferences":
         if body:
             _preferences(body)

@@ -280,6 +280,18 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "the SMS providers in the order they are tried, comma-separated: `twilio` (`SMS_API_URL`…), `twilio-fallback` (`SMS_FALLBACK_API_URL`…). Fails over like `EMAIL_PROVIDERS` (docs/channels.md, *Failover and circuit breakers*)",
     },
     Variable {
+        names: &["FCM_PROJECT_ID", "FCM_SERVICE_ACCOUNT"],
+        default: "unset (FCM not configured)",
+        used_by: "push",
+        meaning: "Firebase Cloud Messaging (Android devices): the Firebase project, and the service account key file's JSON (`client_email`, `private_key`; a secret). Both or neither",
+    },
+    Variable {
+        names: &["FCM_ENDPOINT", "FCM_TOKEN_URL"],
+        default: "`https://fcm.googleapis.com`, `https://oauth2.googleapis.com/token`",
+        used_by: "push",
+        meaning: "FCM's base URL (sends go to `{FCM_ENDPOINT}/v1/projects/{FCM_PROJECT_ID}/messages:send`) and the OAuth 2 token URL the service account's signed assertion is exchanged at (local fakes in tests)",
+    },
+    Variable {
         names: &["UNSUBSCRIBE_SECRET"],
         default: "unset",
         used_by: "push (signs), api (checks)",

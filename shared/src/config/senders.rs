@@ -1,4 +1,5 @@
-//! [`SenderSettings`]: the off-app senders (Web Push, email and SMS with their failover lists), one-click unsubscribe, and
+//! [`SenderSettings`]: the off-app senders (Web Push, email and SMS with their failover lists, FCM),
+//! one-click unsubscribe, and
 //! how `push` sends. A sender whose settings are absent is *not configured*; half of its settings
 //! stops the cold start. Secrets are masked in `Debug`.
 
@@ -25,6 +26,8 @@ pub struct SenderSettings {
     pub email: Option<EmailSettings>,
     /// SMS's providers in the order they are tried (`SMS_PROVIDERS`); empty: SMS not configured.
     pub sms: Vec<SmsProvider>,
+    /// Firebase Cloud Messaging (the users' Android devices).
+    pub fcm: Option<FcmSettings>,
     /// One-click unsubscribe (RFC 8058): `UNSUBSCRIBE_SECRET` signs the links (`push`) and checks
     /// them (`api`); `PUBLIC_API_URL` is the HTTP API's public base URL the links point to.
     pub unsubscribe_secret: Option<String>,
@@ -115,6 +118,23 @@ pub struct SmsSettings {
     pub from: String,
 }
 
+/// Firebase Cloud Messaging, HTTP v1: `POST {FCM_ENDPOINT}/v1/projects/{FCM_PROJECT_ID}/
+/// messages:send` with an OAuth 2 access token got at `FCM_TOKEN_URL` for the service account
+/// `FCM_SERVICE_ACCOUNT` (the key file's JSON: `client_email`, `private_key`).
+#[derive(Clone)]
+pub struct FcmSettings {
+    pub project_id: String,
+    pub service_account: String,
+    /// No trailing slash.
+    pub endpoint: String,
+    pub token_url: String,
+}
+
+/// Google's FCM endpoint and OAuth 2 token URL, the defaults of `FCM_ENDPOINT` and
+/// `FCM_TOKEN_URL`.
+pub const FCM_DEFAULT_ENDPOINT: &str = "https://fcm.googleapis.com";
+pub const FCM_DEFAULT_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+
 /// How `push` sends: bounded concurrency, bounded inline retries, and when a wait goes to the
 /// retry schedule instead of being slept.
 #[derive(Debug, Clone)]
@@ -181,6 +201,18 @@ impl SenderSettings {
         }
         let email = email_settings(env)?;
         let sms = sms_providers(env, &group)?;
+        let fcm = group(&["FCM_PROJECT_ID", "FCM_SERVICE_ACCOUNT"])?.map(|v| FcmSettings {
+            project_id: v[0].clone(),
+            service_account: v[1].clone(),
+            endpoint: env
+                .optional("FCM_ENDPOINT")
+                .unwrap_or_else(|| FCM_DEFAULT_ENDPOINT.into())
+                .trim_end_matches('/')
+                .to_owned(),
+            token_url: env
+                .optional("FCM_TOKEN_URL")
+                .unwrap_or_else(|| FCM_DEFAULT_TOKEN_URL.into()),
+        });
         let unsubscribe_secret = env.optional("UNSUBSCRIBE_SECRET");
         if unsubscribe_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return Err(ConfigError::Invalid {
@@ -208,6 +240,7 @@ impl SenderSettings {
             vapid_public_key: env.optional("VAPID_PUBLIC_KEY"),
             email,
             sms,
+            fcm,
             unsubscribe_secret,
             public_api_url,
             send: SendSettings {
@@ -373,6 +406,13 @@ impl std::fmt::Debug for SenderSettings {
                     .iter()
                     .map(|p| format!("{} {}", p.name, p.api.api_url))
                     .collect::<Vec<_>>(),
+            )
+            .field(
+                "fcm",
+                &self
+                    .fcm
+                    .as_ref()
+                    .map(|f| format!("{} at {}", f.project_id, f.endpoint)),
             )
             .field("public_api_url", &self.public_api_url)
             .field("send", &self.send)

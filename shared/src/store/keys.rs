@@ -17,6 +17,8 @@
 //! | `<p>{u:<id>}:delivered` | zset | seqs `delivery` has fully handled (capped), so a redelivered record is skipped |
 //! | `<p>{u:<id>}:delivering` | string | the claim token of the `delivery` invocation handling the user's records now (a lease, see `connections.rs`) |
 //! | `<p>{u:<id>}:pushsubs` | hash | Web Push subscription id → subscription JSON (at most 10; never expires) |
+//! | `<p>{u:<id>}:devices` | hash | device id → device JSON (platform, token, appId; at most 20; never expires) |
+//! | `<p>{dev:<deviceId>}:owner` | string | the user who holds the device (its token) now: a token is on one user at a time (see `devices.rs`) |
 //! | `<p>{u:<id>}:contacts` | string | `{email, phone}` JSON (never expires) |
 //! | `<p>{u:<id>}:sends` | hash | `<notificationId>|<CHANNEL>` → `<hop>|<status>|<unacknowledged outcome>`: what `push` did (see `ledger.rs`) |
 //! | `<p>{u:<id>}:sends:at` | zset | the same fields by record time, to prune `sends` (3 days) |
@@ -64,6 +66,12 @@ impl KeySpace {
         UserKeys {
             tag: format!("{}{{u:{}}}", self.prefix, user_id),
         }
+    }
+
+    /// Who holds the device `device_id` now, in the device's own slot (its id is derived from its
+    /// token).
+    pub fn device_owner(&self, device_id: &str) -> String {
+        format!("{}{{dev:{}}}:owner", self.prefix, device_id)
     }
 
     pub fn sender_rate(&self, sender: &str) -> String {
@@ -197,6 +205,9 @@ impl UserKeys {
     pub fn contacts(&self) -> String {
         self.key("contacts")
     }
+    pub fn devices(&self) -> String {
+        self.key("devices")
+    }
     pub fn sends(&self) -> String {
         self.key("sends")
     }
@@ -239,6 +250,7 @@ mod tests {
                 k.delivering(),
                 k.push_subscriptions(),
                 k.contacts(),
+                k.devices(),
                 k.sends(),
                 k.sends_at(),
                 k.retry(),

@@ -1,8 +1,8 @@
 //! The Redis store of record: inboxes, counts, change logs, preferences, the outbox's dirty-user
 //! index, the rate limiters, the registry of open WebSocket connections and the analytics
 //! counters ([`analytics`]), and for the off-app channels the users' contacts and push
-//! subscriptions ([`contacts`]), what `push` did and must retry ([`ledger`]) and its providers'
-//! circuit breakers ([`breaker`]).
+//! subscriptions ([`contacts`]), their phones ([`devices`]), what `push` did and must retry
+//! ([`ledger`]) and its providers' circuit breakers ([`breaker`]).
 //!
 //! Guarantees:
 //! - every user mutation is one Lua script on the user's hash slot (`{u:<userId>}`), so it is
@@ -19,6 +19,7 @@ pub mod breaker;
 mod conn;
 pub mod connections;
 pub mod contacts;
+pub mod devices;
 pub mod inbox;
 pub mod keys;
 pub mod ledger;
@@ -32,6 +33,7 @@ pub use breaker::{Admission, ProviderBreaker};
 pub use conn::RedisConn;
 pub use connections::{Connection, ConnectionRegistry, DeliveryClaim};
 pub use contacts::{ContactBook, StoredSubscription, SubscribeOutcome};
+pub use devices::{DeviceBook, RegisterOutcome, StoredDevice};
 pub use inbox::{
     ChangesPage, CreateOutcome, InboxStore, ListQuery, Marked, NewNotification, Page, StatusFilter,
     UpdateOutcome,

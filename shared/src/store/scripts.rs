@@ -91,3 +91,5 @@ pub static COMPARE_AND_SET: LazyLock<Script> = script!("compare_and_set.lua");
 // The providers' circuit breakers (`breaker.rs`).
 pub static BREAKER_ADMIT: LazyLock<Script> = script!("breaker_admit.lua");
 pub static BREAKER_RECORD: LazyLock<Script> = script!("breaker_record.lua");
+// Devices and their token owners (`devices.rs`; adding one is `PUSH_SUBSCRIBE` on its hash).
+pub static COMPARE_AND_DEL: LazyLock<Script> = script!("compare_and_del.lua");

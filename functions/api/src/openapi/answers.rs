@@ -44,6 +44,9 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
         "deletePushSubscription",
     ),
     ("/v1/push/vapid-public-key", "get", "getVapidPublicKey"),
+    ("/v1/devices", "post", "createDevice"),
+    ("/v1/devices", "get", "listDevices"),
+    ("/v1/devices/{id}", "delete", "deleteDevice"),
     ("/v1/users/{userId}/contacts", "put", "putContacts"),
     ("/v1/unsubscribe", "post", "oneClickUnsubscribe"),
     ("/v1/unsubscribe", "get", "unsubscribePage"),
@@ -245,5 +248,11 @@ fn headers_and_links(doc: &mut Value) {
             header("The subscription's URL", json!({"type": "string"}), false);
         subscribed["links"] =
             json!({"unsubscribe": by_id("deletePushSubscription", "Remove this subscription")});
+    }
+    for status in ["201", "200"] {
+        let registered = &mut paths["/v1/devices"]["post"]["responses"][status];
+        registered["headers"]["Location"] =
+            header("The device's URL", json!({"type": "string"}), false);
+        registered["links"] = json!({"delete": by_id("deleteDevice", "Remove this device")});
     }
 }

@@ -11,6 +11,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 use shared::addresses::{AUTH_SECRET_BYTES, EMAIL_MAX_BYTES, P256DH_BYTES};
+use shared::devices::{
+    APNS_TOKEN_CHARS, APP_ID_MAX_CHARS, FCM_TOKEN_MAX_CHARS, FCM_TOKEN_MIN_CHARS,
+};
 use shared::limits::{
     BATCH_MAX_RECIPIENTS, BODY_MAX_BYTES, CHANGES_MAX_LIMIT, GROUP_KEY_MAX_BYTES,
     IDEMPOTENCY_KEY_MAX_BYTES, LIST_MAX_LIMIT, TITLE_MAX_CHARS, TYPE_MAX_BYTES, URL_MAX_BYTES,
@@ -217,6 +220,22 @@ pub(super) fn apply(doc: &mut Value) {
         "description": "The push service's URL, `https://` on a public host (no credentials, no private or reserved IP literal; loopback over http(s) only where the deployment allows it)"});
     schemas["PushSubscriptionRequest"]["properties"]["expirationTime"] = json!({"type": ["number", "null"],
         "exclusiveMinimum": 0, "description": "When the push service expires it, ms since the epoch, in the future; usually null"});
+
+    // One schema per platform, so each token's shape is exact for its platform.
+    let app_id = json!({"type": ["string", "null"],
+        "pattern": format!("^[A-Za-z0-9._-]{{1,{APP_ID_MAX_CHARS}}}$"),
+        "description": "The app's bundle id or package name"});
+    let device = |platform: &str, token: Value| {
+        json!({"type": "object", "required": ["platform", "token"], "additionalProperties": false,
+            "properties": {"platform": {"type": "string", "const": platform}, "token": token, "appId": app_id}})
+    };
+    schemas["DeviceRequest"] = json!({"oneOf": [
+        device("ios", json!({"type": "string", "pattern": format!("^[0-9A-Fa-f]{{{APNS_TOKEN_CHARS}}}$"),
+            "description": "The APNs device token, hex"})),
+        device("android", json!({"type": "string",
+            "pattern": format!("^[A-Za-z0-9_:-]{{{FCM_TOKEN_MIN_CHARS},{FCM_TOKEN_MAX_CHARS}}}$"),
+            "description": "The FCM registration token"})),
+    ]});
 
     parameters(doc);
 }

@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod changes;
+pub mod devices;
 pub mod health;
 pub mod notifications;
 pub mod preferences;
@@ -74,6 +75,9 @@ pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErro
         (["v1", "push-subscriptions", id], &Method::DELETE) => {
             push::unsubscribe(deps, req, id).await
         }
+        (["v1", "devices"], &Method::POST) => devices::register(deps, req).await,
+        (["v1", "devices"], &Method::GET) => devices::list(deps, req).await,
+        (["v1", "devices", id], &Method::DELETE) => devices::remove(deps, req, id).await,
         (["v1", "push", "vapid-public-key"], &Method::GET) => {
             push::vapid_public_key(deps, req).await
         }

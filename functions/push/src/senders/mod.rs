@@ -29,12 +29,14 @@
 //! - [`webpush`]: Web Push with VAPID (RFC 8292) and aes128gcm (RFC 8291);
 //! - [`email`]: SMTP (lettre, rustls), text + HTML, RFC 8058 one-click unsubscribe headers;
 //! - [`ses`]: Amazon SES v2 `SendEmail` with the same message as raw content;
-//! - [`sms`]: an HTTP API in Twilio's Messages shape.
+//! - [`sms`]: an HTTP API in Twilio's Messages shape;
+//! - [`fcm`]: Firebase Cloud Messaging HTTP v1 (Android devices), OAuth 2 from a service account.
 //!
 //! `tests/tests/senders_conformance.rs` runs the same scripted provider answers against every
 //! adapter, each against a local fake of its provider.
 
 pub mod email;
+pub mod fcm;
 pub mod ses;
 pub mod sms;
 pub mod webpush;
