@@ -1275,6 +1275,43 @@ async fn a_notification_evicted_by_the_inbox_cap_is_deleted_in_the_change_log() 
     );
 }
 
+/// Found by schemathesis: an `expiresAt` far ahead (15-digit milliseconds) was stored in Lua's
+/// exponent form, which the inbox scripts could not read back, so every read answered 500.
+#[tokio::test]
+async fn an_expires_at_in_the_year_9999_is_stored_and_read_back() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api_with(TestEnv::unlimited(), env.bus());
+    let mut body = note("yuki", "far ahead");
+    body["expiresAt"] = json!("9999-12-31T23:59:59.999Z");
+    let r = Call::post("/v1/notifications")
+        .service("svc")
+        .json(&body)
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap_or_default().to_owned();
+    create(&deps, "yuki", "next to it").await;
+    let list = Call::get("/v1/notifications")
+        .user("yuki")
+        .send(&deps)
+        .await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let got = Call::get(&format!("/v1/notifications/{id}"))
+        .user("yuki")
+        .send(&deps)
+        .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let marked = Call::post("/v1/notifications/mark-all-read")
+        .user("yuki")
+        .json(&json!({}))
+        .send(&deps)
+        .await;
+    assert_eq!(marked.status, 200, "{}", marked.body);
+    assert_eq!(counts(&deps, "yuki").await["unread"], 0);
+}
+
 #[tokio::test]
 async fn a_notification_past_its_own_expires_at_leaves_every_read_path() {
     let Some(env) = TestEnv::new().await else {

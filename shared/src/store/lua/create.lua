@@ -35,7 +35,7 @@ redis.call('HSET', K.docs, id, seq .. '\n' .. ARGV[3])
 local expires = tonumber(ARGV[12])
 redis.call('HSET', K.flags, id, state(0, created, typ, expires))
 if expires and expires < tonumber(redis.call('HGET', K.meta, 'exp') or expires + 1) then
-  redis.call('HSET', K.meta, 'exp', expires)
+  redis.call('HSET', K.meta, 'exp', string.format('%d', expires))
 end
 redis.call('ZADD', K.all, seq, id)
 redis.call('ZADD', K.unread, seq, id)

@@ -28,8 +28,12 @@ local function parse_state(v)
   return tonumber(bits), tonumber(created), typ, tonumber(expires)
 end
 
+-- Numbers are written with %d: Lua's own number-to-string conversion switches to exponent form
+-- past 14 digits (an expiresAt in the year 9999 is 253402300799000 ms), which parse_state would
+-- not read back.
 local function state(bits, created, typ, expires)
-  return bits .. '|' .. created .. '|' .. typ .. (expires and ('|' .. expires) or '')
+  local tail = expires and string.format('|%d', expires) or ''
+  return string.format('%d|%d|', bits, created) .. typ .. tail
 end
 
 -- Whether a notification created at `created` (expiring at `expires`, if set) is gone at `now`
@@ -193,7 +197,7 @@ local function purge_expired(cutoff, source, cap)
       end
     end
   end
-  if next_due then redis.call('HSET', K.meta, 'exp', next_due) else redis.call('HDEL', K.meta, 'exp') end
+  if next_due then redis.call('HSET', K.meta, 'exp', string.format('%d', next_due)) else redis.call('HDEL', K.meta, 'exp') end
   return evicted
 end
 
