@@ -91,27 +91,9 @@ impl Settings {
     }
 }
 
-/// Why the bench cannot run here, if it cannot: no Redis, or the function binaries are missing
-/// from this binary's profile folder (`cargo build --profile local --bins` puts them there).
-fn missing() -> Option<String> {
-    if std::env::var("REDIS_URL").map_or(true, |u| u.is_empty()) {
-        return Some("REDIS_URL is not set (scripts/bench starts Redis and sets it)".into());
-    }
-    let exe = std::env::current_exe().unwrap_or_default();
-    // <target>/<profile>/deps/<bench binary>
-    let dir = exe.parent().and_then(|p| p.parent())?.to_path_buf();
-    FUNCTIONS.iter().find(|f| !dir.join(f).is_file()).map(|f| {
-        format!(
-            "{}/{f} is missing: build the functions with this profile first \
-             (cargo build --profile local --bins; scripts/bench does)",
-            dir.display()
-        )
-    })
-}
-
 fn main() {
     let s = Settings::from_env();
-    if let Some(why) = missing() {
+    if let Some(why) = herald_bench::devstack_missing(&FUNCTIONS) {
         herald_tests::skip(&why);
         return;
     }

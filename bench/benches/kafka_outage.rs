@@ -69,7 +69,7 @@ fn main() {
     ];
     let senders = setting("BENCH_SENDERS", 5);
     let max_instances = setting("BENCH_MAX_INSTANCES", 4).to_string();
-    if let Some(why) = missing() {
+    if let Some(why) = herald_bench::devstack_missing(&FUNCTIONS) {
         herald_tests::skip(&why);
         return;
     }
@@ -84,22 +84,6 @@ fn main() {
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"));
     runtime.block_on(run(&stack, rate, secs, senders, &max_instances));
-}
-
-/// Why the bench cannot run here: no Redis, or no function binaries in this profile's folder.
-fn missing() -> Option<String> {
-    if std::env::var("REDIS_URL").map_or(true, |u| u.is_empty()) {
-        return Some("REDIS_URL is not set (scripts/bench starts Redis and sets it)".into());
-    }
-    let exe = std::env::current_exe().unwrap_or_default();
-    let dir = exe.parent().and_then(|p| p.parent())?.to_path_buf();
-    FUNCTIONS.iter().find(|f| !dir.join(f).is_file()).map(|f| {
-        format!(
-            "{}/{f} is missing: build the functions with this profile first \
-             (cargo build --profile local --bins; scripts/bench does)",
-            dir.display()
-        )
-    })
 }
 
 // Over 100 lines on purpose: one run reads as its phases in order (send across the outage,

@@ -14,8 +14,8 @@
 //!   and latency per notification (`scripts/bench cpu`, `scripts/bench peer`).
 //!
 //! This library holds what benches share:
-//! - here: settings from the environment, the smoke/measure switch, latency quantiles, the
-//!   pass table and deleting a run's keys;
+//! - here: settings from the environment, whether devstack can run, the smoke/measure switch,
+//!   latency quantiles, the pass table and deleting a run's keys;
 //! - [`cpu`]: CPU time from `/proc` (processes, their trees, this process's threads) and Redis's;
 //! - [`fleet`]: many WebSocket clients, one user each, stamping the frames they receive;
 //! - [`load`]: the open-loop sender that stamps each request;
@@ -32,6 +32,25 @@ pub mod window;
 
 use std::fmt::Write as _;
 use std::time::Duration;
+
+/// Why a bench that runs devstack cannot run here, if it cannot: no Redis, or one of `functions`
+/// (the binaries devstack runs) is missing from this bench binary's profile folder (`cargo build
+/// --profile local --bins` puts them there).
+pub fn devstack_missing(functions: &[&str]) -> Option<String> {
+    if std::env::var("REDIS_URL").map_or(true, |u| u.is_empty()) {
+        return Some("REDIS_URL is not set (scripts/bench starts Redis and sets it)".into());
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // <target>/<profile>/deps/<bench binary>
+    let dir = exe.parent().and_then(|p| p.parent())?.to_path_buf();
+    functions.iter().find(|f| !dir.join(f).is_file()).map(|f| {
+        format!(
+            "{}/{f} is missing: build the functions with this profile first \
+                 (cargo build --profile local --bins; scripts/bench does)",
+            dir.display()
+        )
+    })
+}
 
 /// A positive integer from the environment, or `default`; panics on anything else, so a typo in
 /// a setting never silently measures the default.
