@@ -27,12 +27,17 @@ pub(crate) async fn enforce_mutation_limit(deps: &Deps, user: &str) -> Result<()
     {
         RateDecision::Allowed => Ok(()),
         RateDecision::Limited { retry_after } => {
-            let secs = whole_seconds(retry_after);
-            Err(ApiError::RateLimited {
-                retry_after_secs: secs,
-                detail: format!("too many changes from this user; retry after {secs} s"),
-            })
+            Err(rate_limited(retry_after, "too many changes from this user"))
         }
+    }
+}
+
+/// 429 with `Retry-After` in whole seconds: `what` says which limit.
+pub(crate) fn rate_limited(retry_after: std::time::Duration, what: &str) -> ApiError {
+    let secs = whole_seconds(retry_after);
+    ApiError::RateLimited {
+        retry_after_secs: secs,
+        detail: format!("{what}; retry after {secs} s"),
     }
 }
 

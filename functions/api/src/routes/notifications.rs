@@ -19,6 +19,7 @@ use shared::store::{
 };
 use utoipa::ToSchema;
 
+use super::rate_limited;
 use crate::http::{self, store_error};
 use crate::validate::{self, CreateRequest, Shape};
 use crate::Deps;
@@ -197,14 +198,6 @@ async fn admit_and_mark(
     );
     let claimed = admitted?;
     Ok((marked.map_err(store_error)?, claimed))
-}
-
-fn rate_limited(retry_after: Duration, what: &str) -> ApiError {
-    let secs = shared::store::whole_seconds(retry_after);
-    ApiError::RateLimited {
-        retry_after_secs: secs,
-        detail: format!("{what}; retry after {secs} s"),
-    }
 }
 
 /// 429 when `sender` is over its per-sender limit (a request without an `Idempotency-Key`).
