@@ -65,7 +65,7 @@ fn adapter(fake: &FcmFake, project: &str) -> Fcm {
 }
 
 fn message() -> FcmMessage {
-    FcmMessage::of(&notification("world"), Duration::from_secs(120))
+    FcmMessage::of(&notification("world"), Duration::from_secs(120), 3)
 }
 
 #[tokio::test]
@@ -94,12 +94,17 @@ async fn the_access_token_is_fetched_once_and_renewed_after_a_401() {
     );
     assert_eq!(body["message"]["data"]["id"], "n-fcm");
     assert_eq!(
+        body["message"]["data"]["badge"], "3",
+        "the unread count, a string"
+    );
+    assert_eq!(
         body["message"]["data"]["data"], r#"{"k":"v"}"#,
         "data values are strings"
     );
     assert_eq!(
         body["message"]["android"],
-        json!({"priority": "HIGH", "ttl": "120s", "collapse_key": "n-fcm"})
+        json!({"priority": "HIGH", "ttl": "120s", "collapse_key": "n-fcm",
+            "notification": {"notification_count": 3}})
     );
 
     // FCM stops accepting the token: rejected, and the next send gets a new one.
@@ -197,7 +202,11 @@ async fn fcm_answers_map_into_the_contract() {
 async fn a_payload_over_4_kb_is_too_large_without_a_request_and_trims_to_id_and_title() {
     let fake = FcmFake::start().await;
     let project = "p-big";
-    let big = FcmMessage::of(&notification(&"x".repeat(4_100)), Duration::from_secs(60));
+    let big = FcmMessage::of(
+        &notification(&"x".repeat(4_100)),
+        Duration::from_secs(60),
+        3,
+    );
     assert!(big.payload_bytes() > 4_096);
     assert_eq!(
         adapter(&fake, project).send(TOKEN, &big).await,
@@ -216,7 +225,10 @@ async fn a_payload_over_4_kb_is_too_large_without_a_request_and_trims_to_id_and_
         Outcome::Sent
     );
     let got = fake.sends(project);
-    assert_eq!(got[0]["message"]["data"], json!({"id": "n-fcm"}));
+    assert_eq!(
+        got[0]["message"]["data"],
+        json!({"id": "n-fcm", "badge": "3"})
+    );
 }
 
 #[tokio::test]

@@ -602,7 +602,7 @@ impl FcmConformance {
     }
 
     fn message() -> FcmMessage {
-        FcmMessage::of(&notification(), Duration::from_secs(60))
+        FcmMessage::of(&notification(), Duration::from_secs(60), 1)
     }
 }
 
@@ -684,7 +684,11 @@ impl Fake for FcmConformance {
             "{}",
             got[0]
         );
-        assert_eq!(got[1]["message"]["data"], json!({"id": "n-conformance"}));
+        assert_eq!(
+            got[1]["message"]["data"],
+            json!({"id": "n-conformance", "badge": "1"}),
+            "the trimmed form keeps the badge"
+        );
         assert_eq!(
             got[1]["message"]["notification"],
             json!({"title": "Conformance"})

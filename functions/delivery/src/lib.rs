@@ -10,7 +10,9 @@
 //! 3. for a new notification, emits its IN_APP outcome to `notification-delivery`
 //!    (`sent`, or `suppressed`/`no-connection`, or `failed`/`gone` or `error`) and, when it asks
 //!    for PUSH, EMAIL or SMS, routes the envelope to `push-notifications` (preferences and quiet
-//!    hours are applied there, in `push`, so every suppression is recorded);
+//!    hours are applied there, in `push`, so every suppression is recorded); a change that moved
+//!    the unread count (read, unread, archive, delete, mark-all-read) goes there too, for the
+//!    silent badge update of the user's phones;
 //! 4. once those records are acknowledged, marks the `seq` delivered for the user.
 //!
 //! Claim, then act: before step 2, each user's records of the batch are claimed in one atomic
@@ -464,7 +466,9 @@ async fn deliver_one(
 }
 
 /// The records a delivered change produces: a new notification's IN_APP outcome, and its
-/// off-app channels' routing to `push-notifications`.
+/// off-app channels' routing to `push-notifications`; a change that moved the unread count
+/// otherwise ([`Envelope::changes_unread`]) goes to `push-notifications` too, for the user's
+/// phones' badge.
 fn outputs(
     record: &KafkaRecord,
     envelope: &Envelope,
@@ -472,7 +476,11 @@ fn outputs(
     posted_at: chrono::DateTime<chrono::Utc>,
 ) -> Vec<OutgoingRecord> {
     let Event::NotificationCreated { notification, .. } = &envelope.event else {
-        return Vec::new();
+        return if envelope.changes_unread() {
+            vec![to_push(record, envelope)]
+        } else {
+            Vec::new()
+        };
     };
     let (status, why) = in_app_outcome(report);
     let outcome = DeliveryOutcome::at(notification, Channel::InApp, status, why, posted_at);
@@ -483,16 +491,22 @@ fn outputs(
         headers: Vec::new(),
     }];
     if notification.channels.iter().any(|c| *c != Channel::InApp) {
-        out.push(OutgoingRecord {
-            topic: Topic::PushNotifications,
-            key: envelope.user_id.clone(),
-            payload: envelope.encode(),
-            headers: trigger::header(record, IDEMPOTENCY_KEY_HEADER)
-                .map(|k| vec![(IDEMPOTENCY_KEY_HEADER.to_owned(), k)])
-                .unwrap_or_default(),
-        });
+        out.push(to_push(record, envelope));
     }
     out
+}
+
+/// The change routed to `push-notifications`, keyed by user (so `push` sees a user's changes in
+/// order), with the creating request's `Idempotency-Key`.
+fn to_push(record: &KafkaRecord, envelope: &Envelope) -> OutgoingRecord {
+    OutgoingRecord {
+        topic: Topic::PushNotifications,
+        key: envelope.user_id.clone(),
+        payload: envelope.encode(),
+        headers: trigger::header(record, IDEMPOTENCY_KEY_HEADER)
+            .map(|k| vec![(IDEMPOTENCY_KEY_HEADER.to_owned(), k)])
+            .unwrap_or_default(),
+    }
 }
 
 /// The IN_APP outcome of one fan-out, in the outcome vocabulary.

@@ -1,6 +1,8 @@
 //! The Kafka batch from `push-notifications`: one job per new notification that asks for an
-//! off-app channel, run concurrently; the outcomes produced at once; a record whose job hit an
-//! infrastructure error, or whose outcomes Kafka did not acknowledge, is retried from its offset.
+//! off-app channel, and one badge update per user whose unread count a change moved
+//! ([`crate::badge`]), run concurrently; the outcomes produced at once; a record whose job or
+//! badge update hit an infrastructure error, or whose outcomes Kafka did not acknowledge, is
+//! retried from its offset.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +13,7 @@ use shared::protocol::{Envelope, Event};
 use shared::store::StoreError;
 use shared::trigger::{self, BatchResponse};
 
+use crate::badge::update_badge;
 use crate::job::Job;
 use crate::run::{acknowledge, produce, run_job, JobDone, JOB_CONCURRENCY};
 use shared::trigger::Counters;
@@ -26,6 +29,8 @@ pub async fn process_batch(
 ) -> (BatchResponse, Stats) {
     let mut stats = Stats::default();
     let mut jobs: Vec<(String, i64, Job)> = Vec::new();
+    // The users whose badge a change moved, each with the records that asked (one update each).
+    let mut badges: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
     for batch in trigger::partitions(event) {
         for record in &batch.records {
             stats.records += 1;
@@ -37,6 +42,10 @@ pub async fn process_batch(
                     Some(job) => jobs.push((batch.key.to_owned(), record.offset, job)),
                     None => stats.ignored += 1,
                 },
+                Ok(envelope) if envelope.changes_unread() => badges
+                    .entry(envelope.user_id)
+                    .or_default()
+                    .push((batch.key.to_owned(), record.offset)),
                 Ok(_) => stats.ignored += 1,
                 Err(why) => {
                     stats.poison += 1;
@@ -53,11 +62,31 @@ pub async fn process_batch(
         .buffer_unordered(JOB_CONCURRENCY)
         .collect()
         .await;
+    let badged = stream::iter(badges)
+        .map(|(user, records)| async move {
+            let done = update_badge(deps, &user).await;
+            (user, records, done)
+        })
+        .buffer_unordered(JOB_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
     let mut retry_from: BTreeMap<String, i64> = BTreeMap::new();
     let mut fail = |partition: &str, offset: i64| {
         let e = retry_from.entry(partition.to_owned()).or_insert(offset);
         *e = (*e).min(offset);
     };
+    for (user, records, done) in badged {
+        match done {
+            Ok(done) => stats.count_badge(&done),
+            Err(e) => {
+                tracing::warn!(user, error = %e, "infrastructure failure on a badge update; retrying its records");
+                stats.retried += records.len();
+                for (partition, offset) in records {
+                    fail(&partition, offset);
+                }
+            }
+        }
+    }
     let mut finished: Vec<(String, i64, JobDone)> = Vec::new();
     for (partition, offset, result) in results {
         match result {

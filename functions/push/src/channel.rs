@@ -7,17 +7,17 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::future::join_all;
+use futures::future::{join, join_all};
 use shared::addresses::UnsubscribeToken;
 use shared::config::SenderSettings;
 use shared::model::{Channel, Notification, OutcomeStatus};
 use shared::protocol::outcome::reason;
 use shared::redact::Redacted;
-use shared::store::{ChannelView, StoredSubscription};
+use shared::store::{ChannelView, StoredDevice, StoredSubscription};
 
-use crate::deps::PushAdapter;
+use crate::devices::{self, send_to_device, via, DeviceMessage};
 use crate::gates::{self, Gate};
-use crate::job::{ChannelResult, Job};
+use crate::job::{ChannelResult, Job, PushTarget};
 use crate::payload;
 use crate::retry::{later, next_hop, push_result};
 use crate::senders::sms::SmsBody;
@@ -35,7 +35,7 @@ pub(crate) async fn run_channel(
 ) -> ChannelResult {
     let n = &job.notification;
     let configured = match channel {
-        Channel::Push => deps.senders.push.is_some(),
+        Channel::Push => deps.senders.push_configured(),
         Channel::Email => !deps.senders.email.is_empty(),
         Channel::Sms => !deps.senders.sms.is_empty(),
         Channel::InApp => false,
@@ -55,12 +55,7 @@ pub(crate) async fn run_channel(
     }
     let senders = &deps.senders;
     let (delivery, provider) = match channel {
-        Channel::Push => {
-            let Some(adapter) = &senders.push else {
-                return result(OutcomeStatus::Suppressed, Some(reason::NOT_CONFIGURED));
-            };
-            return send_push(deps, &**adapter, job, view, now).await;
-        }
+        Channel::Push => return send_push(deps, job, view, now).await,
         Channel::Email => {
             let Some(to) = &view.contacts.email else {
                 return result(OutcomeStatus::Suppressed, Some(reason::NO_CONTACT));
@@ -117,51 +112,73 @@ pub(crate) async fn run_channel(
     settled
 }
 
-/// PUSH past its gates: every live subscription the job targets, concurrently; expired ones are
-/// removed without a send.
+/// PUSH past its gates: every live subscription and every device the job targets,
+/// concurrently, each through its platform's adapter; expired subscriptions are removed without
+/// a send. `view.devices` holds the devices the user owns ([`crate::run`] checked the index).
 async fn send_push(
     deps: &Deps,
-    adapter: &PushAdapter,
     job: &Job,
     view: &ChannelView,
     now: DateTime<Utc>,
 ) -> ChannelResult {
     let n = &job.notification;
     let send = &deps.settings.send;
-    let targets: Vec<&StoredSubscription> = view
+    let targeted = |id: &str| job.only.as_ref().is_none_or(|o| o.iter().any(|t| t == id));
+    let (expired, live): (Vec<&StoredSubscription>, Vec<_>) = view
         .subscriptions
         .iter()
-        .filter(|s| {
-            job.only
-                .as_ref()
-                .is_none_or(|o| o.contains(&s.subscription.id))
-        })
-        .collect();
-    let (expired, live): (Vec<_>, Vec<_>) = targets
-        .into_iter()
+        .filter(|s| targeted(&s.subscription.id))
         .partition(|s| s.subscription.expired(now));
-    if live.is_empty() {
+    let phones: Vec<&StoredDevice> = view
+        .devices
+        .iter()
+        .filter(|d| targeted(&d.device.id))
+        .collect();
+    let expired = expired
+        .into_iter()
+        .map(|s| PushTarget::Subscription(s.clone()));
+    if live.is_empty() && phones.is_empty() {
         let mut r = ChannelResult::settled(
             job,
             OutcomeStatus::Suppressed,
             Some(reason::NO_SUBSCRIPTION),
         );
-        r.gone = expired.into_iter().cloned().collect();
+        r.gone = expired.collect();
         return r;
     }
-    let message = PushMessage::new(
-        &payload::PushPayload::of(n),
-        n.priority,
-        push_ttl(n, now, send.ttl),
-    );
-    let policy = &deps.senders.policy;
-    let deliveries = join_all(
-        live.iter()
-            .map(|s| async { (*s, policy.deliver(adapter, &s.subscription, &message).await) }),
+    let ttl = push_ttl(n, now, send.ttl);
+    let web = PushMessage::new(&payload::PushPayload::of(n), n.priority, ttl);
+    // The badge is exact: `view.unread` is the inbox's `unread` (`{u:<id>}:meta`), which every
+    // inbox script moves in the same step as the change it counts, read when this job started,
+    // after the create (delivery routes a notification here only once its create is committed).
+    // So it is the user's unread count at the latest seq, this notification included unless it
+    // was read already; a change after the read brings the phones a badge update of its own
+    // ([`crate::badge`]).
+    let phone = DeviceMessage::Notification {
+        n,
+        badge: devices::badge(view.unread),
+        ttl,
+    };
+    let senders = &deps.senders;
+    let (web_sends, phone_sends) = join(
+        join_all(live.iter().map(|s| async {
+            let delivery = via(
+                &senders.policy,
+                senders.push.as_deref(),
+                &s.subscription,
+                &web,
+            );
+            (PushTarget::Subscription((*s).clone()), delivery.await)
+        })),
+        join_all(phones.iter().map(|d| async {
+            let delivery = send_to_device(senders, &d.device, &phone).await;
+            (PushTarget::Device((*d).clone()), delivery)
+        })),
     )
     .await;
+    let deliveries = web_sends.into_iter().chain(phone_sends).collect();
     let mut r = push_result(job, deliveries, send.max_deferrals);
-    r.gone.extend(expired.into_iter().cloned());
+    r.gone.extend(expired);
     r
 }
 

@@ -9,7 +9,7 @@ use shared::config::{
 };
 use shared::egress::EgressPolicy;
 use shared::error::StartupError;
-use shared::store::{ContactBook, KeySpace, ProviderBreaker, PushLedger, RedisConn};
+use shared::store::{ContactBook, DeviceBook, KeySpace, ProviderBreaker, PushLedger, RedisConn};
 
 use shared::addresses::PushSubscription;
 
@@ -42,11 +42,20 @@ pub struct Senders {
     pub policy: SendPolicy,
 }
 
+impl Senders {
+    /// Is any adapter of PUSH's targets configured (Web Push for subscriptions, FCM for android
+    /// devices)? Else the channel is `suppressed`/`not-configured`.
+    pub fn push_configured(&self) -> bool {
+        self.push.is_some() || self.fcm.is_some()
+    }
+}
+
 /// Built once per cold start. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Deps {
     pub bus: EventBus,
     pub contacts: ContactBook,
+    pub devices: DeviceBook,
     pub ledger: PushLedger,
     pub senders: Arc<Senders>,
     pub settings: Arc<SenderSettings>,
@@ -145,6 +154,7 @@ impl Deps {
         Ok(Deps {
             bus,
             contacts: ContactBook::new(conn.clone(), keys.clone()),
+            devices: DeviceBook::new(conn.clone(), keys.clone()),
             ledger: PushLedger::new(conn, keys),
             senders: Arc::new(Senders {
                 push,

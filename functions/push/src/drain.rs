@@ -1,5 +1,6 @@
 //! The scheduled drain of the retry schedule: the entries due now are claimed (a lease, so a
 //! concurrent drain skips them), run as jobs, and removed once their outcomes are acknowledged.
+//! A user's trailing badge update ([`crate::badge`]) is removed first, then sent.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use shared::store::{DueEntry, StoreError};
 
+use crate::badge::{update_badge, BADGE_ENTRY};
 use crate::job::Job;
 use crate::run::{acknowledge, produce, run_job, JobDone, JOB_CONCURRENCY};
 use shared::trigger::Counters;
@@ -40,6 +42,20 @@ pub async fn drain_due(deps: &Deps, now: DateTime<Utc>) -> Stats {
             }
         };
         let count = claimed.len();
+        let (badges, claimed): (Vec<DueEntry>, Vec<DueEntry>) =
+            claimed.into_iter().partition(|d| d.entry_id == BADGE_ENTRY);
+        for done in stream::iter(badges)
+            .map(|due| drain_badge(deps, due))
+            .buffer_unordered(JOB_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+        {
+            stats.records += 1;
+            match done {
+                Some(done) => stats.count_badge(&done),
+                None => stats.retried += 1,
+            }
+        }
         let results: Vec<(DueEntry, Option<Result<JobDone, StoreError>>)> = stream::iter(claimed)
             .map(|due| async move {
                 let job = match deps.ledger.entry(&due).await {
@@ -96,4 +112,21 @@ pub async fn drain_due(deps: &Deps, now: DateTime<Utc>) -> Stats {
         }
     }
     stats
+}
+
+/// A claimed trailing badge update: removed first (a change after the removal schedules a fresh
+/// one; see [`crate::badge`] for why none is lost), then sent. `None` on an infrastructure error:
+/// an entry not removed comes due again after its lease; one removed is not retried.
+async fn drain_badge(deps: &Deps, due: DueEntry) -> Option<crate::badge::BadgeDone> {
+    if let Err(e) = deps.ledger.finish(&due).await {
+        tracing::warn!(user = due.user_id, error = %e, "could not remove a badge entry; it comes due again after its lease");
+        return None;
+    }
+    match update_badge(deps, &due.user_id).await {
+        Ok(done) => Some(done),
+        Err(e) => {
+            tracing::warn!(user = due.user_id, error = %e, "badge update lost to an infrastructure error; the next change brings it");
+            None
+        }
+    }
 }

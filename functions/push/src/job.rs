@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::model::{Channel, Notification, OutcomeStatus};
-use shared::store::StoredSubscription;
+use shared::store::{StoredDevice, StoredSubscription};
 
 /// One trip of a notification's off-app channels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,7 +15,7 @@ pub struct Job {
     pub channels: Vec<Channel>,
     /// 0 from Kafka; n on the n-th trip through the retry schedule.
     pub hop: u32,
-    /// A PUSH retry: only these subscription ids.
+    /// A PUSH retry: only these targets (subscription and device ids).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only: Option<Vec<String>>,
     /// Emit no outcome (the channel's outcome was already recorded: a retry of the endpoints
@@ -60,10 +60,28 @@ pub(crate) struct ChannelResult {
     pub(crate) status: String,
     /// The next trip through the retry schedule, and when.
     pub(crate) retry: Option<(Job, DateTime<Utc>)>,
-    /// Subscriptions to remove.
-    pub(crate) gone: Vec<StoredSubscription>,
+    /// Targets to remove (their provider said they are gone, or they expired).
+    pub(crate) gone: Vec<PushTarget>,
     /// EMAIL / SMS: the provider that answered the send, named in the outcome.
     pub(crate) provider: Option<&'static str>,
+}
+
+/// One target of the PUSH channel: a Web Push subscription or a device, as stored (what a
+/// compare-and-delete of a gone one compares).
+#[derive(Debug, Clone)]
+pub(crate) enum PushTarget {
+    Subscription(StoredSubscription),
+    Device(StoredDevice),
+}
+
+impl PushTarget {
+    /// Its id, as a PUSH retry names it ([`Job::only`]).
+    pub(crate) fn id(&self) -> &str {
+        match self {
+            PushTarget::Subscription(s) => &s.subscription.id,
+            PushTarget::Device(d) => &d.device.id,
+        }
+    }
 }
 
 impl ChannelResult {

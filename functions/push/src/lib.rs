@@ -1,8 +1,9 @@
-//! # Off-app delivery: Web Push, email, SMS
+//! # Off-app delivery: Web Push, phones (FCM), email, SMS
 //!
 //! A Kafka-triggered function on `push-notifications` (MSK or self-managed Kafka: the event has
 //! the same shape), where `delivery` routes every new notification that asks for PUSH, EMAIL or
-//! SMS, keyed by user. The same function also runs on a schedule (every minute) to drain the
+//! SMS, and every change that moves a user's unread count (the phones' silent badge update,
+//! [`badge`]), keyed by user. The same function also runs on a schedule (every minute) to drain the
 //! retry schedule ([`drain_due`]). For each notification and each of its off-app channels it:
 //!
 //! 1. applies the gates, here and only here, so every suppression is recorded
@@ -11,11 +12,13 @@
 //!    the user's timezone (`deferred`/`quiet-hours`, sent when the window ends), an address to
 //!    send to (`no-subscription`, `no-contact`). `urgent` notifications bypass preferences and
 //!    quiet hours;
-//! 2. sends ([`senders`]): to every Web Push subscription of the user concurrently, or the one
-//!    email address or phone number, through the channel's adapter and the one send policy. A
-//!    subscription that is gone (404/410) is removed, that one only;
+//! 2. sends ([`senders`]): to every Web Push subscription and device of the user concurrently
+//!    (each through its platform's adapter, [`devices`]; a phone's push carries the user's unread
+//!    count as its badge), or the one email address or phone number, through the channel's
+//!    adapter and the one send policy. A subscription or device that is gone is removed, that one
+//!    only;
 //! 3. records one [`DeliveryOutcome`](shared::protocol::DeliveryOutcome) per channel and attempt outcome on `notification-delivery`:
-//!    `sent` (for PUSH: at least one of the user's endpoints accepted it), `failed`,
+//!    `sent` (for PUSH: at least one of the user's targets accepted it), `failed`,
 //!    `suppressed` or `deferred` with its reason; a deferral is followed by the outcome of the
 //!    deferred send.
 //!
@@ -47,14 +50,18 @@
 //! - [`run`]: running a job: the user's view, the channels, the send records, the outcomes;
 //! - [`channel`]: one channel of a job: the gates, then the send;
 //! - [`retry`]: the deferral policy (throttling, quiet hours, the PUSH aggregate);
+//! - [`devices`]: what goes to a phone and the per-platform dispatch;
+//! - [`badge`]: the silent badge updates, coalesced per user;
 //! - [`gates`], [`payload`]: the gates, and what is sent;
 //! - [`senders`]: the adapter contract every provider implements, the one send policy that acts
-//!   on its classified outcomes, and the adapters (Web Push, SMTP, SMS);
+//!   on its classified outcomes, and the adapters (Web Push, SMTP, SES, SMS, FCM);
 //! - [`stats`]: what a batch or a drain did ([`Stats`]).
 
+pub(crate) mod badge;
 pub mod batch;
 pub(crate) mod channel;
 pub mod deps;
+pub(crate) mod devices;
 pub mod drain;
 pub mod gates;
 pub mod job;

@@ -9,9 +9,8 @@
 use chrono::{DateTime, Utc};
 use shared::model::{Channel, OutcomeStatus};
 use shared::protocol::outcome::reason;
-use shared::store::StoredSubscription;
 
-use crate::job::{ChannelResult, Job};
+use crate::job::{ChannelResult, Job, PushTarget};
 use crate::senders::Delivery;
 
 /// A throttled send: deferred to `at`, or failed after too many deferrals.
@@ -65,27 +64,37 @@ pub(crate) fn next_hop(
     }
 }
 
-/// Aggregates the user's endpoints into the PUSH outcome: `sent` if any accepted; else
-/// `deferred` if any was throttled; else `failed` (`gone` if every one was gone). Throttled
-/// endpoints are retried; after a `sent`, silently.
+/// Aggregates the user's targets (subscriptions and devices) into the PUSH outcome: `sent` if
+/// any accepted; else `deferred` if any was throttled; else `failed` with the first failure's
+/// reason; else `failed`/`gone` if any was gone; else (every target on a platform without a
+/// provider, `None`) `suppressed`/`no-provider`. Throttled targets, and only they, are retried
+/// ([`Job::only`]): a target that accepted it is never sent it again. After a `sent`, silently.
 pub(crate) fn push_result(
     job: &Job,
-    deliveries: Vec<(&StoredSubscription, Delivery)>,
+    deliveries: Vec<(PushTarget, Option<Delivery>)>,
     max_deferrals: u32,
 ) -> ChannelResult {
     let mut sent = 0;
     let mut gone = Vec::new();
     let mut throttled: Vec<(String, DateTime<Utc>)> = Vec::new();
     let mut first_failure: Option<&'static str> = None;
-    for (stored, delivery) in deliveries {
+    for (target, delivery) in deliveries {
+        let Some(delivery) = delivery else {
+            tracing::debug!(
+                user = job.notification.user_id,
+                target = target.id(),
+                "no provider for the target's platform: skipped"
+            );
+            continue;
+        };
         match delivery {
             Delivery::Sent => sent += 1,
-            Delivery::Gone { .. } => gone.push(stored.clone()),
-            Delivery::Later { at } => throttled.push((stored.subscription.id.clone(), at)),
+            Delivery::Gone { .. } => gone.push(target),
+            Delivery::Later { at } => throttled.push((target.id().to_owned(), at)),
             Delivery::Failed { reason, detail } | Delivery::Unavailable { reason, detail } => {
                 tracing::warn!(
                     user = job.notification.user_id,
-                    endpoint = stored.subscription.id,
+                    target = target.id(),
                     reason,
                     %detail,
                     "push failed"
@@ -113,8 +122,10 @@ pub(crate) fn push_result(
         status(OutcomeStatus::Sent, None)
     } else if let Some(why) = first_failure {
         status(OutcomeStatus::Failed, Some(why))
-    } else {
+    } else if !gone.is_empty() {
         status(OutcomeStatus::Failed, Some(reason::GONE))
+    } else {
+        status(OutcomeStatus::Suppressed, Some(reason::NO_PROVIDER))
     };
     r.gone = gone;
     r

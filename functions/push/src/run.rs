@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use shared::bus::OutgoingRecord;
+use shared::model::Channel;
 use shared::protocol::{DeliveryOutcome, Topic};
 use shared::store::{PushLedger, SendRecord, StoreError};
 
 use crate::channel::run_channel;
-use crate::job::Job;
+use crate::job::{Job, PushTarget};
 use crate::{Deps, Stats};
 
 /// Jobs (a notification's channels for one user) handled at once per batch or drain round.
@@ -53,7 +54,7 @@ pub(crate) async fn run_job(
         .iter()
         .map(|c| PushLedger::field(&n.id, *c))
         .collect();
-    let view = deps.ledger.view(user, &fields).await?;
+    let mut view = deps.ledger.view(user, &fields).await?;
     let mut done = JobDone {
         user: user.clone(),
         ..JobDone::default()
@@ -78,6 +79,15 @@ pub(crate) async fn run_job(
             _ => todo.push(*channel),
         }
     }
+    if todo.contains(&Channel::Push) && !view.devices.is_empty() {
+        // Only the devices whose token the user still holds (a token that moved to another user
+        // may leave a stale copy here: see `DeviceBook`).
+        view.devices = deps
+            .devices
+            .owned(user, std::mem::take(&mut view.devices))
+            .await?;
+    }
+    let view = view;
     let results = join_all(
         todo.iter()
             .map(|c| async { (*c, run_channel(deps, job, *c, &view, now).await) }),
@@ -86,11 +96,17 @@ pub(crate) async fn run_job(
 
     let mut gone = 0;
     for (_, r) in &results {
-        for stored in &r.gone {
-            match deps.contacts.remove_gone(user, stored).await {
+        for target in &r.gone {
+            let removed = match target {
+                PushTarget::Subscription(s) => deps.contacts.remove_gone(user, s).await,
+                PushTarget::Device(d) => deps.devices.remove_stored(user, d).await,
+            };
+            match removed {
                 Ok(true) => gone += 1,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(user, error = %e, "could not remove a gone subscription"),
+                Err(e) => {
+                    tracing::warn!(user, target = target.id(), error = %e, "could not remove a gone target")
+                }
             }
         }
     }

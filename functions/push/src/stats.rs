@@ -18,8 +18,12 @@ pub struct Stats {
     pub failed: usize,
     pub suppressed: usize,
     pub deferred: usize,
-    /// Subscriptions removed because the push service said they are gone.
+    /// Subscriptions and devices removed because their provider said they are gone.
     pub gone: usize,
+    /// Silent badge updates devices accepted.
+    pub badges: usize,
+    /// Badge updates put off to the end of their user's window.
+    pub badges_deferred: usize,
     /// Records (or retry entries) left for a later try because of an infrastructure error.
     pub retried: usize,
 }
@@ -34,6 +38,8 @@ shared::counters!(Stats {
     suppressed,
     deferred,
     gone,
+    badges,
+    badges_deferred,
     retried
 });
 
@@ -58,6 +64,13 @@ impl Report for DrainRun<'_> {
 }
 
 impl Stats {
+    /// Counts one user's badge update.
+    pub(crate) fn count_badge(&mut self, done: &crate::badge::BadgeDone) {
+        self.badges += done.sent;
+        self.badges_deferred += usize::from(done.deferred);
+        self.gone += done.gone;
+    }
+
     /// Counts one emitted outcome.
     pub(crate) fn count(&mut self, status: OutcomeStatus) {
         match status {

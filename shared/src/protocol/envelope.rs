@@ -174,6 +174,20 @@ impl Envelope {
         }
     }
 
+    /// May this change have moved the user's unread count other than by a new notification (a
+    /// read or unread mark, an archive or unarchive, a delete, a mark-all-read)? Such changes
+    /// bring the user's phones a silent badge update. A delete does not say whether what it
+    /// removed was unread, so every delete counts.
+    pub fn changes_unread(&self) -> bool {
+        match &self.event {
+            Event::NotificationUpdated { changes, .. } => {
+                changes.read.is_some() || changes.archived.is_some()
+            }
+            Event::NotificationDeleted { .. } | Event::AllRead { .. } => true,
+            Event::NotificationCreated { .. } | Event::NotificationClicked { .. } => false,
+        }
+    }
+
     /// Does this event also go to `notification-analytics` (engagement: read, seen, click)? A
     /// change whose engagement is not a first one does not: analytics would count nothing.
     pub fn is_engagement(&self) -> bool {

@@ -30,8 +30,11 @@ pub mod reason {
     pub const NOT_CONFIGURED: &str = "not-configured";
     pub const PROVIDER_4XX: &str = "provider-4xx";
     pub const PROVIDER_5XX: &str = "provider-5xx";
-    /// PUSH: the user has no (unexpired) Web Push subscription.
+    /// PUSH: the user has no (unexpired) Web Push subscription and no device.
     pub const NO_SUBSCRIPTION: &str = "no-subscription";
+    /// PUSH: the user's only targets are on platforms this deployment has no provider for (an
+    /// iOS device without APNs settings, a subscription without VAPID).
+    pub const NO_PROVIDER: &str = "no-provider";
     /// EMAIL / SMS: the user has no email address / phone number on record.
     pub const NO_CONTACT: &str = "no-contact";
     /// The provider answered 429 with a `Retry-After` too long to wait inline: `deferred` to

@@ -10,7 +10,8 @@ pub enum Topic {
     NotificationDelivery,
     /// Engagement (read/seen/click), keyed by userId. api/ws → analytics.
     NotificationAnalytics,
-    /// Off-app sends (PUSH/EMAIL/SMS), keyed by userId. delivery → push.
+    /// Off-app sends (PUSH/EMAIL/SMS) and the changes that move a user's unread count (for the
+    /// phones' badge), keyed by userId. delivery → push.
     PushNotifications,
 }
 

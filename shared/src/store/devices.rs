@@ -106,8 +106,17 @@ impl DeviceBook {
     /// to. The others are skipped, not removed: one may be a registration whose index write is
     /// still on its way.
     pub async fn devices_owned(&self, user_id: &str) -> Result<Vec<StoredDevice>, StoreError> {
-        let mut owned = Vec::new();
-        for stored in self.devices(user_id).await? {
+        self.owned(user_id, self.devices(user_id).await?).await
+    }
+
+    /// Of `devices` (the user's, as stored), those the token index says the user still holds.
+    pub async fn owned(
+        &self,
+        user_id: &str,
+        devices: Vec<StoredDevice>,
+    ) -> Result<Vec<StoredDevice>, StoreError> {
+        let mut owned = Vec::with_capacity(devices.len());
+        for stored in devices {
             if self.owner(&stored.device.id).await?.as_deref() == Some(user_id) {
                 owned.push(stored);
             }
@@ -164,7 +173,7 @@ impl DeviceBook {
     }
 }
 
-fn parse_devices(user_id: &str, raw: Vec<(String, String)>) -> Vec<StoredDevice> {
+pub(super) fn parse_devices(user_id: &str, raw: Vec<(String, String)>) -> Vec<StoredDevice> {
     let mut devices: Vec<StoredDevice> = raw
         .into_iter()
         .filter_map(|(id, raw)| match serde_json::from_str::<Device>(&raw) {

@@ -22,6 +22,7 @@
 //! | `<p>{u:<id>}:contacts` | string | `{email, phone}` JSON (never expires) |
 //! | `<p>{u:<id>}:sends` | hash | `<notificationId>|<CHANNEL>` → `<hop>|<status>|<unacknowledged outcome>`: what `push` did (see `ledger.rs`) |
 //! | `<p>{u:<id>}:sends:at` | zset | the same fields by record time, to prune `sends` (3 days) |
+//! | `<p>{u:<id>}:badge` | string | the user's badge window: set (`NX`, 2 s `PX`) when a silent badge update goes to the user's phones; while it exists, the next update waits on the retry schedule (see `ledger.rs`) |
 //! | `<p>{u:<id>}:retry` | hash | retry-schedule entry id → entry JSON (a deferred or throttled send) |
 //! | `<p>{push}:due` | zset | `<userId>\n<entryId>` by due time (ms): the retry schedule `push` drains |
 //! | `<p>{breaker:<provider>}` | hash | a provider's circuit breaker, shared by every `push` instance: `failures`, `openedAt` (ms), `trialUntil` (ms); expires a while after its last failure (see `breaker.rs`) |
@@ -217,6 +218,9 @@ impl UserKeys {
     pub fn retry(&self) -> String {
         self.key("retry")
     }
+    pub fn badge(&self) -> String {
+        self.key("badge")
+    }
 
     /// This recipient's share of the idempotent request `key` sent by `sender` (the sender's claim
     /// is [`KeySpace::sender_idempotency`]): scoped per sender, hashed so any header value makes a
@@ -254,6 +258,7 @@ mod tests {
                 k.sends(),
                 k.sends_at(),
                 k.retry(),
+                k.badge(),
                 k.idempotency("svc", "k1"),
             ])
             .collect();

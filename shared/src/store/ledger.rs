@@ -19,6 +19,10 @@
 //! ([`PushLedger::claim_due`]), and removes entry and member only after handling them, so a crashed
 //! drain's entries come due again when the lease ends. Entry ids are deterministic per
 //! (notification, channel, hop), so scheduling the same retry twice keeps one entry.
+//!
+//! **Badge window** (`{u:<id>}:badge`, [`PushLedger::open_badge_window`]): the user's phones get
+//! at most one silent badge update per window; an update asked for while the window is open is
+//! put on the retry schedule for the window's end (one entry per user).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,6 +33,7 @@ use crate::addresses::Contacts;
 use crate::model::{Channel, Preferences};
 
 use super::contacts::{parse_contacts, parse_subscriptions, StoredSubscription};
+use super::devices::{parse_devices, StoredDevice};
 use super::keys::KeySpace;
 use super::scripts::{
     PUSH_ACKNOWLEDGE as ACKNOWLEDGE, PUSH_CLAIM_DUE as CLAIM_DUE, PUSH_RECORD as RECORD,
@@ -80,15 +85,30 @@ pub struct ChannelView {
     pub preferences: Preferences,
     pub contacts: Contacts,
     pub subscriptions: Vec<StoredSubscription>,
+    /// The user's devices as stored (not yet checked against the token index:
+    /// [`DeviceBook::owned`](super::DeviceBook::owned)).
+    pub devices: Vec<StoredDevice>,
+    /// The user's unread count (`{u:<id>}:meta` `unread`) when the view was read: the badge.
+    pub unread: u64,
     /// Send records by field ([`PushLedger::field`]), for the fields asked for.
     pub records: HashMap<String, SendRecord>,
 }
 
-/// prefs, contacts, subscriptions, send records.
+/// prefs, contacts, subscriptions, devices, unread.
+type ViewHead = (
+    Option<String>,
+    Option<String>,
+    Vec<(String, String)>,
+    Vec<(String, String)>,
+    Option<u64>,
+);
+/// The same and the send records.
 type ViewReply = (
     Option<String>,
     Option<String>,
     Vec<(String, String)>,
+    Vec<(String, String)>,
+    Option<u64>,
     Vec<Option<String>>,
 );
 
@@ -117,21 +137,23 @@ impl PushLedger {
         format!("{notification_id}|{}", channel.as_str())
     }
 
-    /// Preferences, contacts, subscriptions and the send records of `fields`: one round trip.
+    /// Preferences, contacts, subscriptions, devices, the unread count and the send records of
+    /// `fields`: one round trip.
     pub async fn view(&self, user_id: &str, fields: &[String]) -> Result<ChannelView, StoreError> {
         let user = self.keys.user(user_id);
         let mut pipe = redis::pipe();
         pipe.get(user.prefs())
             .get(user.contacts())
-            .hgetall(user.push_subscriptions());
+            .hgetall(user.push_subscriptions())
+            .hgetall(user.devices())
+            .hget(user.meta(), "unread");
         if !fields.is_empty() {
             pipe.cmd("HMGET").arg(user.sends()).arg(fields);
         }
         let mut conn = self.conn.clone();
-        let (prefs, contacts, subs, records) = if fields.is_empty() {
-            let (p, c, s): (Option<String>, Option<String>, Vec<(String, String)>) =
-                pipe.query_async(&mut conn).await?;
-            (p, c, s, Vec::new())
+        let (prefs, contacts, subs, devices, unread, records) = if fields.is_empty() {
+            let (p, c, s, d, u): ViewHead = pipe.query_async(&mut conn).await?;
+            (p, c, s, d, u, Vec::new())
         } else {
             let r: ViewReply = pipe.query_async(&mut conn).await?;
             r
@@ -150,6 +172,8 @@ impl PushLedger {
             preferences,
             contacts: parse_contacts(contacts.as_deref())?,
             subscriptions: parse_subscriptions(user_id, subs),
+            devices: parse_devices(user_id, devices),
+            unread: unread.unwrap_or(0),
             records,
         })
     }
@@ -269,6 +293,33 @@ impl PushLedger {
             .zrem(self.keys.push_due(), &due.member)
             .await?;
         Ok(())
+    }
+
+    /// Opens the user's badge window (`{u:<id>}:badge`, `SET NX PX`: the window is Redis's own
+    /// expiry, so every instance sees the same one) unless one is open. `None`: opened, send the
+    /// badge update now; else how long the open window has left, when the trailing update is due.
+    pub async fn open_badge_window(
+        &self,
+        user_id: &str,
+        window: Duration,
+    ) -> Result<Option<Duration>, StoreError> {
+        let key = self.keys.user(user_id).badge();
+        let (opened, left_ms): (Option<String>, i64) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(window.as_millis() as u64)
+            .cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(match opened {
+            Some(_) => None,
+            // Expired in between (-2): due now.
+            None => Some(Duration::from_millis(left_ms.max(0) as u64)),
+        })
     }
 
     /// Every scheduled member with its due time (ms), earliest first (tests, tools).

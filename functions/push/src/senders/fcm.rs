@@ -9,10 +9,13 @@
 //! RFC 7523). The token is cached per process until [`TOKEN_RENEW_BEFORE`] before it expires,
 //! and dropped when FCM answers 401.
 //!
-//! **Message.** `notification {title, body}`, `data {id, actionUrl?, data?}` (FCM data values are
-//! strings: `data` is the notification's JSON), `android {priority, ttl, collapse_key = id}`.
-//! FCM refuses a payload (notification and data) over 4,096 bytes: such a message is `too-large`
-//! without a request, and its trimmed form is `{id}` with the title alone.
+//! **Message.** `notification {title, body}`, `data {id, badge, actionUrl?, data?}` (FCM data
+//! values are strings: `data` is the notification's JSON, `badge` the user's unread count),
+//! `android {priority, ttl, collapse_key = id, notification {notification_count = badge}}`.
+//! A silent badge update ([`FcmMessage::badge_update`]) is data only: `data {badge}`,
+//! `android {priority NORMAL, collapse_key "badge"}`. FCM refuses a payload (notification and
+//! data) over 4,096 bytes: such a message is `too-large` without a request, and its trimmed form
+//! is `{id, badge}` with the title alone.
 //!
 //! Answers ([`Outcome`]): 200 `sent`; 404 `UNREGISTERED`, or 400 `INVALID_ARGUMENT` about the
 //! token (a `message.token` field violation or "registration token" in its message) `gone`;
@@ -107,16 +110,22 @@ impl std::fmt::Debug for Fcm {
 /// One FCM message, before it is addressed to a token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FcmMessage {
-    notification: Value,
+    /// `None`: a data-only (silent) message.
+    notification: Option<Value>,
     data: Value,
     android: Value,
     trimmed: bool,
 }
 
+/// The collapse key of silent badge updates: a newer one replaces one FCM still holds.
+pub const BADGE_COLLAPSE_KEY: &str = "badge";
+
 impl FcmMessage {
-    /// The message of notification `n`, kept by FCM for `ttl` at most.
-    pub fn of(n: &Notification, ttl: Duration) -> Self {
-        let mut data = json!({"id": n.id});
+    /// The message of notification `n`, kept by FCM for `ttl` at most, carrying the user's unread
+    /// count `badge`: as the android notification's `notification_count` (what launchers show) and
+    /// as `data.badge` (for apps that set the badge themselves).
+    pub fn of(n: &Notification, ttl: Duration, badge: u32) -> Self {
+        let mut data = json!({"id": n.id, "badge": badge.to_string()});
         if let Some(url) = &n.action_url {
             data["actionUrl"] = url.clone().into();
         }
@@ -128,34 +137,54 @@ impl FcmMessage {
             Priority::Low | Priority::Normal => "NORMAL",
         };
         FcmMessage {
-            notification: json!({"title": n.title, "body": n.body}),
+            notification: Some(json!({"title": n.title, "body": n.body})),
             data,
-            android: json!({"priority": priority, "ttl": format!("{}s", ttl.as_secs()), "collapse_key": n.id}),
+            android: json!({"priority": priority, "ttl": format!("{}s", ttl.as_secs()),
+                "collapse_key": n.id, "notification": {"notification_count": badge}}),
+            trimmed: false,
+        }
+    }
+
+    /// A silent badge update: data only (`{badge}`, no notification block, so nothing is shown),
+    /// collapsed under [`BADGE_COLLAPSE_KEY`].
+    pub fn badge_update(badge: u32) -> Self {
+        FcmMessage {
+            notification: None,
+            data: json!({"badge": badge.to_string()}),
+            android: json!({"priority": "NORMAL", "collapse_key": BADGE_COLLAPSE_KEY}),
             trimmed: false,
         }
     }
 
     /// The bytes FCM counts against its limit: the notification and the data.
     pub fn payload_bytes(&self) -> usize {
-        self.notification.to_string().len() + self.data.to_string().len()
+        self.notification
+            .as_ref()
+            .map_or(0, |n| n.to_string().len())
+            + self.data.to_string().len()
     }
 
     /// The `messages:send` body for `token`.
     pub fn body_for(&self, token: &str) -> Value {
-        json!({"message": {"token": token, "notification": self.notification,
-            "data": self.data, "android": self.android}})
+        let mut message = json!({"token": token, "data": self.data, "android": self.android});
+        if let Some(notification) = &self.notification {
+            message["notification"] = notification.clone();
+        }
+        json!({ "message": message })
     }
 }
 
 impl Trim for FcmMessage {
-    /// `{id}` and the title: the app fetches the rest.
+    /// `{id, badge}` and the title: the app fetches the rest. A badge update is as small as it
+    /// gets.
     fn trimmed(&self) -> Option<Self> {
         if self.trimmed {
             return None;
         }
+        let notification = self.notification.as_ref()?;
         Some(FcmMessage {
-            notification: json!({"title": self.notification["title"]}),
-            data: json!({"id": self.data["id"]}),
+            notification: Some(json!({"title": notification["title"]})),
+            data: json!({"id": self.data["id"], "badge": self.data["badge"]}),
             android: self.android.clone(),
             trimmed: true,
         })
