@@ -7,12 +7,14 @@
 //!   `invalid_grant`, as Google answers;
 //! - `POST /v1/projects/{project}/messages:send` first checks the bearer against the tokens it
 //!   issued (401 `UNAUTHENTICATED` otherwise), then answers from the provider's script
-//!   ([`Provider::queue`], [`Provider::always`]); [`error`] writes Google's error shape.
+//!   ([`Provider::queue`], [`Provider::always`]); [`error`] writes Google's error shape. A
+//!   device token can have answers of its own: [`FcmFake::unregister`] makes it answer 404
+//!   `UNREGISTERED` (the app was uninstalled), [`FcmFake::script_token`] queues answers for it.
 //!
 //! The key pair is fixed test material made for these tests (`openssl genpkey -algorithm RSA`),
 //! never used anywhere else.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -86,6 +88,30 @@ pub fn sent(project: &str) -> Answer {
 pub struct FcmFake {
     pub provider: Provider,
     issued: Arc<Mutex<HashSet<String>>>,
+    tokens: Arc<Mutex<TokenScripts>>,
+}
+
+/// Answers of particular device tokens, before the path's script.
+#[derive(Default)]
+struct TokenScripts {
+    unregistered: HashSet<String>,
+    queued: HashMap<String, VecDeque<Answer>>,
+}
+
+impl TokenScripts {
+    fn answer(&mut self, req: &Received) -> Option<Answer> {
+        let body: Value = serde_json::from_slice(&req.body).ok()?;
+        let token = body["message"]["token"].as_str()?;
+        if self.unregistered.contains(token) {
+            return Some(error(
+                404,
+                "NOT_FOUND",
+                "UNREGISTERED",
+                "Requested entity was not found.",
+            ));
+        }
+        self.queued.get_mut(token)?.pop_front()
+    }
 }
 
 impl FcmFake {
@@ -94,6 +120,8 @@ impl FcmFake {
         let issued: Arc<Mutex<HashSet<String>>> = Arc::default();
         let token_url = format!("{}/token", provider.url);
         let tokens = issued.clone();
+        let devices: Arc<Mutex<TokenScripts>> = Arc::default();
+        let scripts = devices.clone();
         provider.guard(Arc::new(move |req: &Received| {
             if req.path == "/token" {
                 return Some(issue(req, &token_url, &tokens));
@@ -102,16 +130,21 @@ impl FcmFake {
                 .header("authorization")
                 .and_then(|a| a.strip_prefix("Bearer "));
             let known = bearer.is_some_and(|b| tokens.lock().is_ok_and(|t| t.contains(b)));
-            (!known).then(|| {
-                error(
+            if !known {
+                return Some(error(
                     401,
                     "UNAUTHENTICATED",
                     "THIRD_PARTY_AUTH_ERROR",
                     "Request had invalid authentication credentials.",
-                )
-            })
+                ));
+            }
+            scripts.lock().ok().and_then(|mut s| s.answer(req))
         }));
-        FcmFake { provider, issued }
+        FcmFake {
+            provider,
+            issued,
+            tokens: devices,
+        }
     }
 
     /// The path sends to `project` arrive on.
@@ -128,6 +161,31 @@ impl FcmFake {
             endpoint: self.provider.url.clone(),
             token_url: format!("{}/token", self.provider.url),
         }
+    }
+
+    /// From now on, sends to the device `token` answer 404 `UNREGISTERED`.
+    pub fn unregister(&self, token: &str) {
+        if let Ok(mut s) = self.tokens.lock() {
+            s.unregistered.insert(token.to_owned());
+        }
+    }
+
+    /// The next sends to the device `token` get these answers, in order (then the path's).
+    pub fn script_token(&self, token: &str, answers: Vec<Answer>) {
+        if let Ok(mut s) = self.tokens.lock() {
+            s.queued
+                .entry(token.to_owned())
+                .or_default()
+                .extend(answers);
+        }
+    }
+
+    /// The JSON bodies of the sends to `project` addressed to the device `token`, in order.
+    pub fn sends_to(&self, project: &str, token: &str) -> Vec<Value> {
+        self.sends(project)
+            .into_iter()
+            .filter(|b| b["message"]["token"] == token)
+            .collect()
     }
 
     /// How many access tokens the fake has issued.

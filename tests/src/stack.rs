@@ -58,7 +58,7 @@ fn bin_dir() -> PathBuf {
 }
 
 /// Why the stack cannot start here, if it cannot.
-fn missing() -> Option<String> {
+pub fn missing() -> Option<String> {
     if std::env::var("REDIS_URL").map_or(true, |u| u.is_empty()) {
         return Some("REDIS_URL is not set (scripts/test starts Redis and sets it)".into());
     }
