@@ -157,4 +157,71 @@ mod tests {
         let text = serde_json::to_string(&next).unwrap_or_default();
         assert_eq!(serde_json::from_str::<Job>(&text).ok(), Some(next));
     }
+
+    fn device(id: &str) -> PushTarget {
+        let raw = format!(
+            r#"{{"id":"{id}","platform":"android","token":"t","createdAt":"2026-01-10T12:00:00Z"}}"#
+        );
+        PushTarget::Device(shared::store::StoredDevice {
+            device: serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{e}")),
+            raw,
+        })
+    }
+
+    /// The PUSH aggregate over targets, a platform without a provider (`None`) among them.
+    #[test]
+    fn the_push_outcome_aggregates_every_target_and_skips_those_without_a_provider() {
+        let n: Notification = serde_json::from_value(serde_json::json!({
+            "id": "n1", "seq": 1, "userId": "u", "type": "t", "title": "x", "body": "",
+            "data": {}, "channels": ["PUSH"], "priority": "normal",
+            "read": false, "seen": false, "archived": false, "createdAt": "2026-01-10T12:00:00Z"
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let job = Job::from_notification(&n).unwrap_or_else(|| panic!("a job"));
+        let gone = || {
+            Some(Delivery::Gone {
+                detail: shared::redact::Redacted::new("404 UNREGISTERED"),
+            })
+        };
+        let outcome = |d: Vec<(PushTarget, Option<Delivery>)>| {
+            let r = push_result(&job, d, 3);
+            (r.outcome, r.gone.len(), r.retry.map(|(j, _)| j.only))
+        };
+        // Every target skipped: suppressed, nothing removed.
+        assert_eq!(
+            outcome(vec![(device("ios"), None)]),
+            (
+                Some((OutcomeStatus::Suppressed, Some(reason::NO_PROVIDER))),
+                0,
+                None
+            )
+        );
+        // One sent, one gone, one skipped: sent, the gone one removed.
+        assert_eq!(
+            outcome(vec![
+                (device("a"), Some(Delivery::Sent)),
+                (device("b"), gone()),
+                (device("ios"), None)
+            ]),
+            (Some((OutcomeStatus::Sent, None)), 1, None)
+        );
+        // Gone and skipped: failed/gone.
+        assert_eq!(
+            outcome(vec![(device("b"), gone()), (device("ios"), None)]),
+            (Some((OutcomeStatus::Failed, Some(reason::GONE))), 1, None)
+        );
+        // One sent, one throttled: sent, and only the throttled one is retried.
+        let at = Utc::now();
+        assert_eq!(
+            outcome(vec![
+                (device("a"), Some(Delivery::Sent)),
+                (device("slow"), Some(Delivery::Later { at }))
+            ]),
+            (
+                Some((OutcomeStatus::Sent, None)),
+                0,
+                Some(Some(vec!["slow".to_owned()]))
+            )
+        );
+    }
 }

@@ -239,6 +239,40 @@ mod tests {
     }
 
     #[test]
+    fn the_changes_that_may_move_the_unread_count_are_reads_archives_deletes_and_mark_all_read() {
+        let event = |e: Event| Envelope::new("alice", e);
+        let updated = |changes: FlagsPatch| Event::NotificationUpdated {
+            id: "n1".into(),
+            changes,
+            first: None,
+            counts: Counts::default(),
+        };
+        for (patch, moves) in [
+            (r#"{"read": true}"#, true),
+            (r#"{"read": false}"#, true),
+            (r#"{"archived": true}"#, true),
+            (r#"{"seen": true}"#, false),
+        ] {
+            let changes: FlagsPatch = serde_json::from_str(patch).unwrap_or_default();
+            assert_eq!(event(updated(changes)).changes_unread(), moves, "{patch}");
+        }
+        let deleted = Event::NotificationDeleted {
+            id: "n1".into(),
+            counts: Counts::default(),
+        };
+        let all_read = Event::AllRead {
+            notification_type: None,
+            counts: Counts::default(),
+        };
+        let clicked = Event::NotificationClicked {
+            id: "n1".into(),
+            first: None,
+        };
+        assert!(event(deleted).changes_unread() && event(all_read).changes_unread());
+        assert!(!event(clicked).changes_unread());
+    }
+
+    #[test]
     fn unknown_versions_are_refused() {
         let raw = br#"{"v":2,"id":"x","userId":"a","seq":1,"occurredAt":"2026-01-01T00:00:00Z","type":"X","payload":{}}"#;
         assert!(matches!(
