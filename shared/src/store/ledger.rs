@@ -32,6 +32,7 @@ use super::contacts::{parse_contacts, parse_subscriptions, StoredSubscription};
 use super::keys::KeySpace;
 use super::scripts::{
     PUSH_ACKNOWLEDGE as ACKNOWLEDGE, PUSH_CLAIM_DUE as CLAIM_DUE, PUSH_RECORD as RECORD,
+    PUSH_SCHEDULE,
 };
 use super::{RedisConn, StoreError};
 
@@ -82,10 +83,14 @@ pub struct ChannelView {
     pub subscriptions: Vec<StoredSubscription>,
     /// Send records by field ([`PushLedger::field`]), for the fields asked for.
     pub records: HashMap<String, SendRecord>,
+    /// The user's last seq when they were erased (0: never): a notification at or below it is
+    /// from before the erase, and `push` does nothing for it (`erase.rs`).
+    pub erased_seq: u64,
 }
 
-/// prefs, contacts, subscriptions, send records.
+/// erase marker, prefs, contacts, subscriptions, send records.
 type ViewReply = (
+    Option<String>,
     Option<String>,
     Option<String>,
     Vec<(String, String)>,
@@ -121,17 +126,23 @@ impl PushLedger {
     pub async fn view(&self, user_id: &str, fields: &[String]) -> Result<ChannelView, StoreError> {
         let user = self.keys.user(user_id);
         let mut pipe = redis::pipe();
-        pipe.get(user.prefs())
+        pipe.get(user.erased())
+            .get(user.prefs())
             .get(user.contacts())
             .hgetall(user.push_subscriptions());
         if !fields.is_empty() {
             pipe.cmd("HMGET").arg(user.sends()).arg(fields);
         }
         let mut conn = self.conn.clone();
-        let (prefs, contacts, subs, records) = if fields.is_empty() {
-            let (p, c, s): (Option<String>, Option<String>, Vec<(String, String)>) =
-                pipe.query_async(&mut conn).await?;
-            (p, c, s, Vec::new())
+        let (erased, prefs, contacts, subs, records) = if fields.is_empty() {
+            type Reply = (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Vec<(String, String)>,
+            );
+            let (e, p, c, s): Reply = pipe.query_async(&mut conn).await?;
+            (e, p, c, s, Vec::new())
         } else {
             let r: ViewReply = pipe.query_async(&mut conn).await?;
             r
@@ -147,6 +158,7 @@ impl PushLedger {
             .filter_map(|(f, raw)| Some((f.clone(), SendRecord::decode(&raw?)?)))
             .collect();
         Ok(ChannelView {
+            erased_seq: super::erase::marker_seq(erased.as_deref()),
             preferences,
             contacts: parse_contacts(contacts.as_deref())?,
             subscriptions: parse_subscriptions(user_id, subs),
@@ -154,10 +166,13 @@ impl PushLedger {
         })
     }
 
-    /// Writes send records (a record never replaces one of a later hop) and prunes old ones.
+    /// Writes the send records of the user's notification of `seq` (a record never replaces one
+    /// of a later hop) and prunes old ones; writes nothing if the user was erased after that
+    /// notification (checked in the same script, `erase.rs`).
     pub async fn record(
         &self,
         user_id: &str,
+        seq: u64,
         records: &[(String, SendRecord)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
@@ -168,9 +183,11 @@ impl PushLedger {
         let mut invocation = RECORD.key(user.sends());
         invocation
             .key(user.sends_at())
+            .key(user.erased())
             .arg(now_ms)
             .arg(SENDS_KEEP.as_millis() as i64)
-            .arg(SENDS_KEEP.as_secs() as i64 + 3_600);
+            .arg(SENDS_KEEP.as_secs() as i64 + 3_600)
+            .arg(seq);
         for (field, record) in records {
             invocation.arg(field).arg(record.encode());
         }
@@ -195,23 +212,30 @@ impl PushLedger {
         Ok(())
     }
 
-    /// Puts an entry on the retry schedule, due at `due_ms` (entry first, then the index).
+    /// Puts an entry for the user's notification of `seq` on the retry schedule, due at `due_ms`
+    /// (entry first, then the index); nothing if the user was erased after that notification
+    /// (checked with the entry's write, `erase.rs`).
     pub async fn schedule(
         &self,
         user_id: &str,
+        seq: u64,
         entry_id: &str,
         entry: &str,
         due_ms: i64,
     ) -> Result<(), StoreError> {
-        let retry = self.keys.user(user_id).retry();
-        let _: () = redis::pipe()
-            .atomic()
-            .hset(&retry, entry_id, entry)
-            .ignore()
-            .expire(&retry, RETRY_TTL.as_secs() as i64)
-            .ignore()
-            .query_async(&mut self.conn.clone())
+        let user = self.keys.user(user_id);
+        let written: i64 = PUSH_SCHEDULE
+            .key(user.retry())
+            .key(user.erased())
+            .arg(entry_id)
+            .arg(entry)
+            .arg(RETRY_TTL.as_secs() as i64)
+            .arg(seq)
+            .invoke_async(&mut self.conn.clone())
             .await?;
+        if written == 0 {
+            return Ok(());
+        }
         let _: i64 = self
             .conn
             .clone()
@@ -271,6 +295,25 @@ impl PushLedger {
         Ok(())
     }
 
+    /// Every send record of the user (by field, [`PushLedger::field`]) and every retry entry's
+    /// text (by entry id): what the user's export shows of the ledger.
+    pub async fn user_records(
+        &self,
+        user_id: &str,
+    ) -> Result<(Vec<(String, SendRecord)>, Vec<(String, String)>), StoreError> {
+        let user = self.keys.user(user_id);
+        let (sends, retries): (Vec<(String, String)>, Vec<(String, String)>) = redis::pipe()
+            .hgetall(user.sends())
+            .hgetall(user.retry())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let sends = sends
+            .into_iter()
+            .filter_map(|(field, raw)| Some((field, SendRecord::decode(&raw)?)))
+            .collect();
+        Ok((sends, retries))
+    }
+
     /// Every scheduled member with its due time (ms), earliest first (tests, tools).
     pub async fn scheduled(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let all: Vec<(String, f64)> = self
@@ -282,7 +325,8 @@ impl PushLedger {
     }
 }
 
-fn member(user_id: &str, entry_id: &str) -> String {
+/// The `{push}:due` member of a user's retry entry.
+pub(crate) fn member(user_id: &str, entry_id: &str) -> String {
     format!("{user_id}\n{entry_id}")
 }
 
