@@ -97,6 +97,9 @@ type ViewReply = (
     Vec<Option<String>>,
 );
 
+/// A user's send records (by field) and retry entries' texts (by entry id).
+pub type UserRecords = (Vec<(String, SendRecord)>, Vec<(String, String)>);
+
 /// A claimed retry-schedule member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueEntry {
@@ -297,12 +300,10 @@ impl PushLedger {
 
     /// Every send record of the user (by field, [`PushLedger::field`]) and every retry entry's
     /// text (by entry id): what the user's export shows of the ledger.
-    pub async fn user_records(
-        &self,
-        user_id: &str,
-    ) -> Result<(Vec<(String, SendRecord)>, Vec<(String, String)>), StoreError> {
+    pub async fn user_records(&self, user_id: &str) -> Result<UserRecords, StoreError> {
         let user = self.keys.user(user_id);
-        let (sends, retries): (Vec<(String, String)>, Vec<(String, String)>) = redis::pipe()
+        type Fields = Vec<(String, String)>;
+        let (sends, retries): (Fields, Fields) = redis::pipe()
             .hgetall(user.sends())
             .hgetall(user.retry())
             .query_async(&mut self.conn.clone())
