@@ -40,9 +40,20 @@ fn connections_api(url: &str) -> ConnectionsApi {
     ConnectionsApi::from_env(&env, &settings).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The api, closing sockets through `sockets`.
+/// The api, closing sockets through `sockets`. Its rate limits allow a large burst at one request
+/// an hour, so a rate state (which expires once its limit is back to full) outlives any test
+/// however slow the machine: the erase must find it to delete it.
 fn api(env: &TestEnv, sockets: &CaptureServer) -> api::Deps {
-    let mut deps = env.api_with(TestEnv::unlimited(), env.bus());
+    let mut inbox = TestEnv::unlimited();
+    for limit in [
+        &mut inbox.per_recipient,
+        &mut inbox.per_sender,
+        &mut inbox.per_user_mutation,
+    ] {
+        limit.per_period = 1;
+        limit.period = std::time::Duration::from_secs(3_600);
+    }
+    let mut deps = env.api_with(inbox, env.bus());
     deps.sockets = Some(connections_api(&format!("{}/local", sockets.url)));
     deps
 }
