@@ -37,7 +37,7 @@
 //! | `<p>{an:<shard>}:d:<YYYY-MM-DD>` | hash | analytics: `<type>|<channel>|<outcome>` → count, for that partition's records of that day (UTC) |
 //! | `<p>{an}:shards` | set | analytics: every shard ever counted (what the api sums) |
 //! | `<p>{an}:recipients:<YYYY-MM-DD>` | HyperLogLog | analytics: unique recipients of that day |
-//! | `<p>{n:<notificationId>}:outcomes` | hash | a notification's outcome history: `<CHANNEL>/<status>` → the first such outcome's entry JSON, with the notification's user and type (at most 28 fields) |
+//! | `<p>{n:<notificationId>}:outcomes` | hash | a notification's outcome history: `<CHANNEL>/<status>` → the first such outcome's entry JSON, with the notification's user and type (at most 28 fields); after its user's erase, only the tombstone field `!erased` (see `erase.rs`) |
 //!
 //! Every fixed-name key of a user's slot is listed in [`USER_KEY_SUFFIXES`] and erased by
 //! [`UserKeys::erasable`] (a test fails when a `UserKeys` method names a key missing from it).

@@ -29,7 +29,7 @@ for from = 3, #ARGV, 1000 do
     if not gone then live = live + 1 end
   end
 end
-if live == 0 and erased > 0 then return {1, delivered, {}} end
+if #ARGV >= 3 and live == 0 and erased > 0 then return {1, delivered, {}} end
 local connections = redis.call('HGETALL', KEYS[3])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {1, delivered, connections}
