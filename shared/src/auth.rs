@@ -28,6 +28,9 @@ use crate::config::JwtSettings;
 pub const SCOPE_WRITE: &str = "notifications:write";
 /// Scope that lets a caller read analytics.
 pub const SCOPE_ANALYTICS: &str = "analytics:read";
+/// Scope that lets an operator erase and export any user (`DELETE /v1/users/{id}`,
+/// `GET /v1/users/{id}/export`).
+pub const SCOPE_USERS_ADMIN: &str = "users:admin";
 /// Scope that lets a caller (an operator, a load balancer's probe) read `GET /v1/health`.
 pub const SCOPE_HEALTH: &str = "health:read";
 

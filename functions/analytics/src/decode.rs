@@ -25,6 +25,11 @@ pub(crate) struct Item {
     pub(crate) engagement: bool,
     pub(crate) day: NaiveDate,
     pub(crate) entries: Vec<HistoryEntry>,
+    /// A `seq` of the notification's life (its own, or a change's): what the erase check
+    /// compares (`None`: the record carries none, and its time is compared).
+    pub(crate) seq: Option<u64>,
+    /// The record's time, ms.
+    pub(crate) at_ms: i64,
 }
 
 impl Item {
@@ -81,6 +86,8 @@ pub(crate) fn decode(topic: Topic, record: &KafkaRecord) -> Result<Option<Item>,
             engagement: false,
             day: outcome.at.date_naive(),
             entries: vec![entry],
+            seq: outcome.seq,
+            at_ms: outcome.at.timestamp_millis(),
         }));
     }
     let envelope = Envelope::decode(&bytes)?;
@@ -134,6 +141,9 @@ pub(crate) fn decode(topic: Topic, record: &KafkaRecord) -> Result<Option<Item>,
         engagement: true,
         day: envelope.occurred_at.date_naive(),
         entries,
+        // A click changes no seq (its envelope's is 0).
+        seq: (envelope.seq > 0).then_some(envelope.seq),
+        at_ms: envelope.occurred_at.timestamp_millis(),
     }))
 }
 

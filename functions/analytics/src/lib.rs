@@ -46,6 +46,9 @@
 //! day is the UTC day of the record's own time (`at`, `occurredAt`), so a redelivery counts into
 //! the same day.
 //!
+//! Erased users: a history write for a notification from before its user's erase
+//! (`docs/privacy.md`) is dropped; the counters, aggregates without a user, count it as usual.
+//!
 //! Failures: a Redis failure while resolving types stops that partition's counting before the
 //! record concerned and reports the partition from it; a failed history write reports the
 //! partition from its record; a failed count or recipients write reports the partition from its

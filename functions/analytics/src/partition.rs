@@ -66,6 +66,8 @@ pub(crate) async fn count_partition(
                 .find(|i| i.kind_is_authoritative)
                 .and_then(|i| i.kind.as_deref()),
             entries: group.iter().flat_map(|i| &i.entries).collect(),
+            seq: group.iter().filter_map(|i| i.seq).min(),
+            at_ms: group.iter().map(|i| i.at_ms).min().unwrap_or_default(),
         })
         .collect();
     let recipients = recipients(&items);

@@ -30,9 +30,9 @@ use shared::config::SheddingSettings;
 use shared::config::{Env, InboxSettings, KafkaSettings, RealtimeSettings, RedisSettings};
 use shared::error::{ApiError, StartupError};
 use shared::outbox::Publisher;
-use shared::realtime::Fanout;
+use shared::realtime::{ConnectionsApi, Fanout};
 use shared::store::{AnalyticsStore, InboxStore, KeySpace, RateLimiter, RedisConn};
-use shared::store::{ContactBook, DeviceBook};
+use shared::store::{ConnectionRegistry, ContactBook, DeviceBook, Eraser, PushLedger};
 
 /// Everything a request needs, built once per cold start.
 #[derive(Debug, Clone)]
@@ -52,6 +52,14 @@ pub struct Deps {
     pub kafka_check: routes::health::KafkaCheckCache,
     /// Refuses creates while Redis is nearly full.
     pub memory: shedding::MemoryGate,
+    /// Erases users (`DELETE /v1/users/{id}`).
+    pub eraser: Eraser,
+    /// What `push` recorded and scheduled, for a user's export.
+    pub ledger: PushLedger,
+    /// The users' open connections, for a user's export.
+    pub registry: ConnectionRegistry,
+    /// `@connections`, to close an erased user's sockets (`None` without `CONNECTIONS_URL`).
+    pub sockets: Option<ConnectionsApi>,
 }
 
 impl Deps {
@@ -68,6 +76,7 @@ impl Deps {
         deps.memory = shedding::MemoryGate::new(conn.clone(), SheddingSettings::from_env(env)?);
         if RealtimeSettings::from_env(env)?.connections_url.is_some() {
             let fanout = Fanout::from_env(env, conn, keys)?;
+            deps.sockets = Some(fanout.api().clone());
             deps.publisher = deps.publisher.with_fallback(fanout);
         } else {
             tracing::warn!(
@@ -89,8 +98,13 @@ impl Deps {
         let store = InboxStore::new(conn.clone(), keys.clone(), inbox);
         let publisher = Publisher::new(bus, store.clone());
         let memory = shedding::MemoryGate::new(conn.clone(), SheddingSettings::default());
-        let analytics = AnalyticsStore::new(conn, keys, AnalyticsSettings::default());
+        let analytics =
+            AnalyticsStore::new(conn.clone(), keys.clone(), AnalyticsSettings::default());
         Deps {
+            eraser: Eraser::new(conn.clone(), keys.clone(), analytics.clone()),
+            ledger: PushLedger::new(conn.clone(), keys.clone()),
+            registry: ConnectionRegistry::new(conn, keys),
+            sockets: None,
             store,
             publisher,
             limiter,

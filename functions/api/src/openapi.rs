@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use crate::routes::{analytics, changes, devices, health, notifications, preferences, push};
+use crate::routes::{analytics, changes, devices, health, notifications, preferences, push, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -60,6 +60,9 @@ use crate::routes::{analytics, changes, devices, health, notifications, preferen
         devices::register,
         devices::list,
         devices::remove,
+        users::erase,
+        users::export_user,
+        users::export_me,
     ),
     // The WebSocket frames too, so one generated client (web/herald-api.d.ts) types both APIs;
     // /asyncapi.json is their contract.

@@ -20,6 +20,9 @@
 //! trip per user per batch, [`ConnectionRegistry::claim_delivery`]). The claim is a lease that
 //! runs to this invocation's deadline; step 4 releases it.
 //!
+//! Erased users: a record whose `seq` is at or below its user's erase marker (from before the
+//! erase, `docs/privacy.md`) reads as delivered in the claim, so it posts and produces nothing.
+//!
 //! Redelivery: a record whose `seq` is marked delivered is skipped, so a redelivered batch posts
 //! no frame and emits no outcome twice, whether it comes after the first delivery or *at the same
 //! time* (a second invocation finds the claim held, waits for it to be released, then finds the

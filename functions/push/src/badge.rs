@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::future::join_all;
-use shared::store::StoreError;
+use shared::store::{PushLedger, StoreError};
 
 use crate::devices::{self, send_to_device, DeviceMessage};
 use crate::senders::Delivery;
@@ -106,6 +106,12 @@ pub(crate) async fn update_badge(deps: &Deps, user: &str) -> Result<BadgeDone, S
 async fn trailing(deps: &Deps, user: &str, wait: Duration) -> Result<(), StoreError> {
     let due = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
     deps.ledger
-        .schedule(user, BADGE_ENTRY, "{}", due.timestamp_millis())
+        .schedule(
+            user,
+            PushLedger::CURRENT_STATE,
+            BADGE_ENTRY,
+            "{}",
+            due.timestamp_millis(),
+        )
         .await
 }

@@ -34,6 +34,10 @@
 //! record. The at-least-once window is between a provider accepting a message and the record
 //! being written (a crash or a Redis failure there): the redelivered record sends it again.
 //!
+//! **Erased users.** A notification at or below its user's erase marker (from before the erase,
+//! `docs/privacy.md`) is dropped: nothing sent, recorded or scheduled; the record and schedule
+//! scripts check the marker again with their writes.
+//!
 //! **Failures.** One failing provider or endpoint never fails the batch: it becomes that channel's
 //! `failed` outcome. Poison records are logged and skipped. Only infrastructure errors — Redis
 //! unreachable, Kafka not acknowledging the outcomes — report the record's partition from that

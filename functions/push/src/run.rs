@@ -59,6 +59,11 @@ pub(crate) async fn run_job(
         user: user.clone(),
         ..JobDone::default()
     };
+    if n.seq <= view.erased_seq {
+        // A notification from before the user's erase: nothing is sent, recorded or emitted.
+        done.stats.erased += 1;
+        return Ok(done);
+    }
 
     let mut todo = Vec::new();
     for (channel, field) in job.channels.iter().zip(&fields) {
@@ -116,7 +121,13 @@ pub(crate) async fn run_job(
         if let Some((retry, at)) = &r.retry {
             let entry = serde_json::to_string(retry).unwrap_or_default();
             deps.ledger
-                .schedule(user, &retry.entry_id(), &entry, at.timestamp_millis())
+                .schedule(
+                    user,
+                    n.seq,
+                    &retry.entry_id(),
+                    &entry,
+                    at.timestamp_millis(),
+                )
                 .await?;
         }
     }
@@ -140,7 +151,7 @@ pub(crate) async fn run_job(
         ));
     }
     deps.ledger
-        .record(user, &records, Utc::now().timestamp_millis())
+        .record(user, n.seq, &records, Utc::now().timestamp_millis())
         .await?;
     Ok(done)
 }

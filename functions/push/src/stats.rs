@@ -14,6 +14,8 @@ pub struct Stats {
     pub ignored: usize,
     /// (notification, channel) pairs skipped because they were already handled.
     pub redelivered: usize,
+    /// Jobs dropped because their user was erased after their notification (a late record).
+    pub erased: usize,
     pub sent: usize,
     pub failed: usize,
     pub suppressed: usize,
@@ -33,6 +35,7 @@ shared::counters!(Stats {
     poison,
     ignored,
     redelivered,
+    erased,
     sent,
     failed,
     suppressed,

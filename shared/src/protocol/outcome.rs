@@ -72,6 +72,11 @@ pub struct DeliveryOutcome {
     /// Absent when no provider was called (a gate, every breaker open) and on other channels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// The notification's `seq` in its user's inbox: a consumer tells by it whether the
+    /// notification is from before the user's erase (`store/erase.rs`). Absent in records
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 impl DeliveryOutcome {
@@ -109,6 +114,7 @@ impl DeliveryOutcome {
             at,
             latency_ms: Some(latency_ms),
             provider: None,
+            seq: (notification.seq > 0).then_some(notification.seq),
         }
     }
 

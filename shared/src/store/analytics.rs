@@ -31,6 +31,7 @@ use redis::{AsyncCommands, Value};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::erase::{ERASED_HISTORY_FIELD, ERASE_MARKER_TTL};
 use super::keys::KeySpace;
 use super::{scripts, RedisConn, StoreError};
 use crate::config::AnalyticsSettings;
@@ -182,6 +183,11 @@ pub struct HistoryWrite<'a> {
     pub kind: Option<&'a str>,
     /// In the order they happened: the first of each channel × status is kept.
     pub entries: Vec<&'a HistoryEntry>,
+    /// A `seq` of the notification's life, when the records carry one: the write is dropped if
+    /// the user was erased after it (`erase.rs`).
+    pub seq: Option<u64>,
+    /// The earliest record's time (ms): compared with the erase time when there is no `seq`.
+    pub at_ms: i64,
 }
 
 fn parse<T: redis::FromRedisValue>(v: Value) -> Result<T, StoreError> {
@@ -308,43 +314,98 @@ impl AnalyticsStore {
     }
 
     /// Records each write's entries (in the order they happened) in its notification's history,
-    /// each unless its channel × status is already there. Idempotent. One round trip for the
-    /// whole batch (see [`Self::run_pipelines`]); plain commands, no script. Returns, per write,
-    /// how many entries were new.
+    /// each unless its channel × status is already there. Idempotent. Two steps, each one round
+    /// trip for the whole batch (see [`Self::run_pipelines`]): in each user's slot, the erase
+    /// check and the index an erase finds the history by (`lua/history_admit.lua`); then, for the
+    /// writes admitted, the entries, unless an erase left its tombstone there
+    /// (`lua/history_append.lua`). Returns, per write, how many entries were new (0 for a write
+    /// dropped as older than its user's erase).
     pub async fn append_histories(
         &self,
         writes: &[HistoryWrite<'_>],
     ) -> Vec<Result<u64, StoreError>> {
         let ttl = self.settings.history_ttl.as_secs().max(1) as i64;
-        let build = |i: usize, pipe: &mut redis::Pipeline| {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let admit = |i: usize, pipe: &mut redis::Pipeline| {
             let w = &writes[i];
-            let key = self.keys.notification_outcomes(w.notification_id);
+            let user = self.keys.user(w.user_id);
+            pipe.cmd("EVAL")
+                .arg(scripts::HISTORY_ADMIT_SOURCE)
+                .arg(2)
+                .arg(user.erased())
+                .arg(user.histories())
+                .arg(w.notification_id)
+                .arg(w.seq.map_or_else(String::new, |s| s.to_string()))
+                .arg(w.at_ms)
+                .arg(now_ms)
+                .arg(ttl * 1000);
+        };
+        let admitted: Vec<Result<bool, StoreError>> = self
+            .run_pipelines(writes.len(), admit)
+            .await
+            .into_iter()
+            .map(|replies| Ok(matches!(replies?.first(), Some(Value::Int(1)))))
+            .collect();
+        let todo: Vec<usize> = admitted
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| matches!(a, Ok(true)))
+            .map(|(i, _)| i)
+            .collect();
+        let append = |j: usize, pipe: &mut redis::Pipeline| {
+            let w = &writes[todo[j]];
+            let cmd = pipe
+                .cmd("EVAL")
+                .arg(scripts::HISTORY_APPEND_SOURCE)
+                .arg(1)
+                .arg(self.keys.notification_outcomes(w.notification_id))
+                .arg(ERASED_HISTORY_FIELD)
+                .arg(ttl);
             for entry in &w.entries {
                 let stored = StoredEntryRef {
                     entry,
                     user_id: w.user_id,
                     kind: w.kind,
                 };
-                pipe.hset_nx(
-                    &key,
-                    entry.field(),
-                    serde_json::to_string(&stored).unwrap_or_default(),
-                );
+                cmd.arg(entry.field())
+                    .arg(serde_json::to_string(&stored).unwrap_or_default());
             }
-            pipe.expire(&key, ttl);
         };
-        self.run_pipelines(writes.len(), build)
-            .await
+        let mut appended = self.run_pipelines(todo.len(), append).await.into_iter();
+        admitted
             .into_iter()
-            .map(|replies| {
-                let added = replies?
-                    .iter()
-                    .filter(|v| matches!(v, Value::Int(1)))
-                    .count();
-                // EXPIRE answers 1 too.
-                Ok(added.saturating_sub(1) as u64)
+            .map(|admitted| match admitted? {
+                false => Ok(0),
+                true => match appended.next() {
+                    Some(replies) => match replies?.first() {
+                        Some(Value::Int(n)) => Ok((*n).max(0) as u64),
+                        _ => Err(StoreError::Corrupt(
+                            "a history append answered no count".into(),
+                        )),
+                    },
+                    None => Err(StoreError::Corrupt("a history append is missing".into())),
+                },
             })
             .collect()
+    }
+
+    /// Replaces a notification's outcome history with the tombstone an erase leaves: the
+    /// history is gone, and a late write finds the tombstone and adds nothing. It lives as long
+    /// as the erase marker, past every late record.
+    pub async fn erase_history(&self, notification_id: &str) -> Result<(), StoreError> {
+        let key = self.keys.notification_outcomes(notification_id);
+        let ttl = ERASE_MARKER_TTL.as_secs() as i64;
+        let () = redis::pipe()
+            .atomic()
+            .del(&key)
+            .ignore()
+            .hset(&key, ERASED_HISTORY_FIELD, "1")
+            .ignore()
+            .expire(&key, ttl)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// The types of some notifications of each user, from the inboxes (`None`: not in the
@@ -451,7 +512,7 @@ impl AnalyticsStore {
             .collect()
     }
 
-    /// A notification's history, or `None` if nothing was recorded for it.
+    /// A notification's history, or `None` if nothing was recorded for it (or it was erased).
     pub async fn history(&self, notification_id: &str) -> Result<Option<History>, StoreError> {
         let fields: HashMap<String, String> = self
             .conn
@@ -459,7 +520,7 @@ impl AnalyticsStore {
             .hgetall(self.keys.notification_outcomes(notification_id))
             .await?;
         let mut stored = Vec::with_capacity(fields.len());
-        for (field, value) in &fields {
+        for (field, value) in fields.iter().filter(|(f, _)| *f != ERASED_HISTORY_FIELD) {
             let entry: StoredEntry = serde_json::from_str(value)
                 .map_err(|e| StoreError::Corrupt(format!("history entry {field}: {e}")))?;
             stored.push(entry);

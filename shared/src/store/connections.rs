@@ -203,6 +203,7 @@ impl ConnectionRegistry {
         invocation
             .key(user.delivered())
             .key(user.conns())
+            .key(user.erased())
             .arg(token)
             .arg(lease.as_millis().max(1) as u64)
             .arg(seqs);
@@ -240,6 +241,7 @@ impl ConnectionRegistry {
         let mut invocation = scripts::DELIVERY_FINISH.key(user.delivering());
         invocation
             .key(user.delivered())
+            .key(user.erased())
             .arg(token)
             .arg(DELIVERED_KEEP)
             .arg(DELIVERED_TTL.as_secs())

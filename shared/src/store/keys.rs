@@ -10,6 +10,9 @@
 //! | `<p>{u:<id>}:log` | zset | change records by seq (capped; see `record.rs`) |
 //! | `<p>{u:<id>}:unpub` | zset | seqs of changes not yet acknowledged by Kafka |
 //! | `<p>{u:<id>}:idem:<hash>` | string | a recipient's share of an idempotent create: `<request hash>\n<seq>\n<notification JSON>`, 24 h |
+//! | `<p>{u:<id>}:idems` | zset | the user's `idem:<hash>` keys by expiry (ms), so an erase finds them without `KEYS`/`SCAN` |
+//! | `<p>{u:<id>}:histories` | zset | ids of the user's notifications with an outcome history (`{n:<id>}:outcomes`), by last write (ms), so an erase finds them |
+//! | `<p>{u:<id>}:erased` | string | the erase marker: `<seq>|<erasedMs>`, the user's last `seq` when erased; records of a `seq` at or below it are dropped (see `erase.rs`); kept `ERASE_MARKER_TTL` |
 //! | `<p>{u:<id>}:prefs` | string | preferences JSON (never expires) |
 //! | `<p>{u:<id>}:rate` | string | per-recipient GCRA state |
 //! | `<p>{u:<id>}:mutrate` | string | per-user GCRA state of the user's own mutations and WebSocket actions |
@@ -35,7 +38,10 @@
 //! | `<p>{an:<shard>}:d:<YYYY-MM-DD>` | hash | analytics: `<type>|<channel>|<outcome>` → count, for that partition's records of that day (UTC) |
 //! | `<p>{an}:shards` | set | analytics: every shard ever counted (what the api sums) |
 //! | `<p>{an}:recipients:<YYYY-MM-DD>` | HyperLogLog | analytics: unique recipients of that day |
-//! | `<p>{n:<notificationId>}:outcomes` | hash | a notification's outcome history: `<CHANNEL>/<status>` → the first such outcome's entry JSON, with the notification's user and type (at most 28 fields) |
+//! | `<p>{n:<notificationId>}:outcomes` | hash | a notification's outcome history: `<CHANNEL>/<status>` → the first such outcome's entry JSON, with the notification's user and type (at most 28 fields); after its user's erase, only the tombstone field `!erased` (see `erase.rs`) |
+//!
+//! Every fixed-name key of a user's slot is listed in [`USER_KEY_SUFFIXES`] and erased by
+//! [`UserKeys::erasable`] (a test fails when a `UserKeys` method names a key missing from it).
 //!
 //! `<p>` is `REDIS_KEY_PREFIX`. The inbox keys (meta … unpub) expire together after the retention
 //! period without writes. The analytics keys expire after `ANALYTICS_RETENTION_DAYS` without
@@ -160,6 +166,40 @@ impl ShardKeys {
     }
 }
 
+/// The inbox keys, in the order `prelude.lua` expects.
+const INBOX_SUFFIXES: [&str; 7] = ["meta", "docs", "flags", "all", "unread", "log", "unpub"];
+
+/// The erase marker's suffix: the one fixed-name user key an erase keeps.
+const ERASED_SUFFIX: &str = "erased";
+
+/// Every fixed-name key of a user's slot but the erase marker: what an erase deletes. **A new
+/// per-user key is one line here** (and its row in the table above); the unit test
+/// `every_user_key_is_erasable` fails until it is.
+pub const USER_KEY_SUFFIXES: &[&str] = &[
+    "meta",
+    "docs",
+    "flags",
+    "all",
+    "unread",
+    "log",
+    "unpub",
+    "idems",
+    "histories",
+    "prefs",
+    "rate",
+    "mutrate",
+    "conns",
+    "delivered",
+    "delivering",
+    "pushsubs",
+    "contacts",
+    "devices",
+    "sends",
+    "sends:at",
+    "retry",
+    "badge",
+];
+
 impl UserKeys {
     fn key(&self, suffix: &str) -> String {
         format!("{}:{}", self.tag, suffix)
@@ -167,7 +207,29 @@ impl UserKeys {
 
     /// The seven keys every inbox script receives first, in the order `prelude.lua` expects.
     pub fn inbox(&self) -> [String; 7] {
-        ["meta", "docs", "flags", "all", "unread", "log", "unpub"].map(|s| self.key(s))
+        INBOX_SUFFIXES.map(|s| self.key(s))
+    }
+
+    /// Every fixed-name key holding this user's data, which an erase deletes: the
+    /// [`USER_KEY_SUFFIXES`]. Not in it: the erase marker ([`UserKeys::erased`]) and the
+    /// `idem:<hash>` records, found through [`UserKeys::idempotency_index`].
+    pub fn erasable(&self) -> Vec<String> {
+        USER_KEY_SUFFIXES.iter().map(|s| self.key(s)).collect()
+    }
+
+    /// The erase marker (`<seq>|<erasedMs>`): outlives the erase, so late records are dropped.
+    pub fn erased(&self) -> String {
+        self.key(ERASED_SUFFIX)
+    }
+
+    /// The user's `idem:<hash>` keys by expiry (ms).
+    pub fn idempotency_index(&self) -> String {
+        self.key("idems")
+    }
+
+    /// The ids of the user's notifications with an outcome history.
+    pub fn histories(&self) -> String {
+        self.key("histories")
     }
 
     pub fn meta(&self) -> String {
@@ -178,6 +240,9 @@ impl UserKeys {
     }
     pub fn flags(&self) -> String {
         self.key("flags")
+    }
+    pub fn all(&self) -> String {
+        self.key("all")
     }
     pub fn unpub(&self) -> String {
         self.key("unpub")
@@ -260,12 +325,45 @@ mod tests {
                 k.retry(),
                 k.badge(),
                 k.idempotency("svc", "k1"),
+                k.idempotency_index(),
+                k.histories(),
+                k.erased(),
             ])
             .collect();
         for key in keys {
             assert!(key.starts_with("t1:{u:alice}:"), "{key}");
         }
         assert_ne!(k.idempotency("svc", "k1"), k.idempotency("other", "k1"));
+    }
+
+    /// Every `self.key("<suffix>")` in this file's `UserKeys` is erased (or is the marker): a
+    /// per-user key added without its line in `USER_KEY_SUFFIXES` fails here.
+    #[test]
+    fn every_user_key_is_erasable() {
+        let source = include_str!("keys.rs");
+        let user_keys = source
+            .split("impl UserKeys {")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}\n").next())
+            .unwrap_or_default();
+        let named: Vec<&str> = user_keys
+            .split("self.key(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert!(named.len() >= 10, "found {named:?}");
+        for suffix in named {
+            assert!(
+                USER_KEY_SUFFIXES.contains(&suffix),
+                "UserKeys names `{suffix}`: add it to USER_KEY_SUFFIXES (and to the export)"
+            );
+        }
+        for suffix in INBOX_SUFFIXES {
+            assert!(USER_KEY_SUFFIXES.contains(&suffix), "{suffix}");
+        }
+        let k = KeySpace::new("t1:").user("alice");
+        assert!(!k.erasable().contains(&k.erased()));
+        assert!(k.erasable().contains(&k.idempotency_index()));
     }
 
     #[test]

@@ -37,6 +37,7 @@ use super::devices::{parse_devices, StoredDevice};
 use super::keys::KeySpace;
 use super::scripts::{
     PUSH_ACKNOWLEDGE as ACKNOWLEDGE, PUSH_CLAIM_DUE as CLAIM_DUE, PUSH_RECORD as RECORD,
+    PUSH_SCHEDULE,
 };
 use super::{RedisConn, StoreError};
 
@@ -92,10 +93,14 @@ pub struct ChannelView {
     pub unread: u64,
     /// Send records by field ([`PushLedger::field`]), for the fields asked for.
     pub records: HashMap<String, SendRecord>,
+    /// The user's last seq when they were erased (0: never): a notification at or below it is
+    /// from before the erase, and `push` does nothing for it (`erase.rs`).
+    pub erased_seq: u64,
 }
 
-/// prefs, contacts, subscriptions, devices, unread.
+/// erase marker, prefs, contacts, subscriptions, devices, unread.
 type ViewHead = (
+    Option<String>,
     Option<String>,
     Option<String>,
     Vec<(String, String)>,
@@ -106,11 +111,15 @@ type ViewHead = (
 type ViewReply = (
     Option<String>,
     Option<String>,
+    Option<String>,
     Vec<(String, String)>,
     Vec<(String, String)>,
     Option<u64>,
     Vec<Option<String>>,
 );
+
+/// A user's send records (by field) and retry entries' texts (by entry id).
+pub type UserRecords = (Vec<(String, SendRecord)>, Vec<(String, String)>);
 
 /// A claimed retry-schedule member.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +151,8 @@ impl PushLedger {
     pub async fn view(&self, user_id: &str, fields: &[String]) -> Result<ChannelView, StoreError> {
         let user = self.keys.user(user_id);
         let mut pipe = redis::pipe();
-        pipe.get(user.prefs())
+        pipe.get(user.erased())
+            .get(user.prefs())
             .get(user.contacts())
             .hgetall(user.push_subscriptions())
             .hgetall(user.devices())
@@ -151,9 +161,9 @@ impl PushLedger {
             pipe.cmd("HMGET").arg(user.sends()).arg(fields);
         }
         let mut conn = self.conn.clone();
-        let (prefs, contacts, subs, devices, unread, records) = if fields.is_empty() {
-            let (p, c, s, d, u): ViewHead = pipe.query_async(&mut conn).await?;
-            (p, c, s, d, u, Vec::new())
+        let (erased, prefs, contacts, subs, devices, unread, records) = if fields.is_empty() {
+            let (e, p, c, s, d, u): ViewHead = pipe.query_async(&mut conn).await?;
+            (e, p, c, s, d, u, Vec::new())
         } else {
             let r: ViewReply = pipe.query_async(&mut conn).await?;
             r
@@ -169,6 +179,7 @@ impl PushLedger {
             .filter_map(|(f, raw)| Some((f.clone(), SendRecord::decode(&raw?)?)))
             .collect();
         Ok(ChannelView {
+            erased_seq: super::erase::marker_seq(erased.as_deref()),
             preferences,
             contacts: parse_contacts(contacts.as_deref())?,
             subscriptions: parse_subscriptions(user_id, subs),
@@ -178,10 +189,13 @@ impl PushLedger {
         })
     }
 
-    /// Writes send records (a record never replaces one of a later hop) and prunes old ones.
+    /// Writes the send records of the user's notification of `seq` (a record never replaces one
+    /// of a later hop) and prunes old ones; writes nothing if the user was erased after that
+    /// notification (checked in the same script, `erase.rs`).
     pub async fn record(
         &self,
         user_id: &str,
+        seq: u64,
         records: &[(String, SendRecord)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
@@ -192,9 +206,11 @@ impl PushLedger {
         let mut invocation = RECORD.key(user.sends());
         invocation
             .key(user.sends_at())
+            .key(user.erased())
             .arg(now_ms)
             .arg(SENDS_KEEP.as_millis() as i64)
-            .arg(SENDS_KEEP.as_secs() as i64 + 3_600);
+            .arg(SENDS_KEEP.as_secs() as i64 + 3_600)
+            .arg(seq);
         for (field, record) in records {
             invocation.arg(field).arg(record.encode());
         }
@@ -219,23 +235,34 @@ impl PushLedger {
         Ok(())
     }
 
-    /// Puts an entry on the retry schedule, due at `due_ms` (entry first, then the index).
+    /// The `seq` of an entry about the user's state now rather than one notification (a badge
+    /// update): after any erase, so [`schedule`](Self::schedule) always writes it.
+    pub const CURRENT_STATE: u64 = u64::MAX;
+
+    /// Puts an entry for the user's notification of `seq` on the retry schedule, due at `due_ms`
+    /// (entry first, then the index); nothing if the user was erased after that notification
+    /// (checked with the entry's write, `erase.rs`).
     pub async fn schedule(
         &self,
         user_id: &str,
+        seq: u64,
         entry_id: &str,
         entry: &str,
         due_ms: i64,
     ) -> Result<(), StoreError> {
-        let retry = self.keys.user(user_id).retry();
-        let _: () = redis::pipe()
-            .atomic()
-            .hset(&retry, entry_id, entry)
-            .ignore()
-            .expire(&retry, RETRY_TTL.as_secs() as i64)
-            .ignore()
-            .query_async(&mut self.conn.clone())
+        let user = self.keys.user(user_id);
+        let written: i64 = PUSH_SCHEDULE
+            .key(user.retry())
+            .key(user.erased())
+            .arg(entry_id)
+            .arg(entry)
+            .arg(RETRY_TTL.as_secs() as i64)
+            .arg(seq)
+            .invoke_async(&mut self.conn.clone())
             .await?;
+        if written == 0 {
+            return Ok(());
+        }
         let _: i64 = self
             .conn
             .clone()
@@ -322,6 +349,23 @@ impl PushLedger {
         })
     }
 
+    /// Every send record of the user (by field, [`PushLedger::field`]) and every retry entry's
+    /// text (by entry id): what the user's export shows of the ledger.
+    pub async fn user_records(&self, user_id: &str) -> Result<UserRecords, StoreError> {
+        let user = self.keys.user(user_id);
+        type Fields = Vec<(String, String)>;
+        let (sends, retries): (Fields, Fields) = redis::pipe()
+            .hgetall(user.sends())
+            .hgetall(user.retry())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let sends = sends
+            .into_iter()
+            .filter_map(|(field, raw)| Some((field, SendRecord::decode(&raw)?)))
+            .collect();
+        Ok((sends, retries))
+    }
+
     /// Every scheduled member with its due time (ms), earliest first (tests, tools).
     pub async fn scheduled(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let all: Vec<(String, f64)> = self
@@ -333,7 +377,8 @@ impl PushLedger {
     }
 }
 
-fn member(user_id: &str, entry_id: &str) -> String {
+/// The `{push}:due` member of a user's retry entry.
+pub(crate) fn member(user_id: &str, entry_id: &str) -> String {
     format!("{user_id}\n{entry_id}")
 }
 

@@ -75,6 +75,14 @@ pub static ANALYTICS_COUNT: LazyLock<Script> = script!("analytics_count.lua");
 pub static DELIVERY_CLAIM: LazyLock<Script> = script!("delivery_claim.lua");
 pub static DELIVERY_FINISH: LazyLock<Script> = script!("delivery_finish.lua");
 
+// Erasing a user (`erase.rs`), and the erase checks of the writers outside the inbox scripts.
+pub static ERASE: LazyLock<Script> = script!("erase.lua");
+/// These two are sent as `EVAL` inside `analytics.rs`'s pipelines (one per notification; a
+/// pipeline cannot fall back from `EVALSHA`), hence their sources.
+pub const HISTORY_ADMIT_SOURCE: &str = include_str!("lua/history_admit.lua");
+pub const HISTORY_APPEND_SOURCE: &str = include_str!("lua/history_append.lua");
+pub static PUSH_SCHEDULE: LazyLock<Script> = script!("push_schedule.lua");
+
 // The outbox relay's lease.
 pub static RELEASE_LEASE: LazyLock<Script> = script!("release_lease.lua");
 

@@ -48,6 +48,9 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("/v1/devices", "get", "listDevices"),
     ("/v1/devices/{id}", "delete", "deleteDevice"),
     ("/v1/users/{userId}/contacts", "put", "putContacts"),
+    ("/v1/users/{userId}", "delete", "eraseUser"),
+    ("/v1/users/{userId}/export", "get", "exportUser"),
+    ("/v1/me/export", "get", "exportMe"),
     ("/v1/unsubscribe", "post", "oneClickUnsubscribe"),
     ("/v1/unsubscribe", "get", "unsubscribePage"),
 ];
@@ -114,7 +117,8 @@ pub(super) fn apply(doc: &mut Value) {
     }
     components["securitySchemes"]["jwt"] = json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
         "description": "A JWT from the deployment's issuer; `sub` is the caller's user id. Scopes (`scope`/`scp`): \
-            `notifications:write` (create, contacts, any notification's deliveries), `analytics:read`, `health:read`; \
+            `notifications:write` (create, contacts, any notification's deliveries), `analytics:read`, `health:read`, \
+            `users:admin` (erase and export any user); \
             the inbox routes need none."});
 
     for (path, method, op) in operations(doc) {

@@ -322,6 +322,20 @@ fn parameters(doc: &mut Value) {
             json!({"type": "string", "enum": Channel::ALL.map(Channel::as_str)}),
         ),
         ("/v1/users/{userId}/contacts", "put", "userId", user_id()),
+        ("/v1/users/{userId}", "delete", "userId", user_id()),
+        ("/v1/users/{userId}/export", "get", "userId", user_id()),
+        (
+            "/v1/users/{userId}/export",
+            "get",
+            "cursor",
+            json!({"type": "string", "pattern": cursor_pattern()}),
+        ),
+        (
+            "/v1/me/export",
+            "get",
+            "cursor",
+            json!({"type": "string", "pattern": cursor_pattern()}),
+        ),
         ("/v1/unsubscribe", "get", "token", unsubscribe_token.clone()),
         ("/v1/unsubscribe", "post", "token", unsubscribe_token),
     ];

@@ -8,6 +8,7 @@ pub mod health;
 pub mod notifications;
 pub mod preferences;
 pub mod push;
+pub mod users;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -89,6 +90,11 @@ pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErro
         (["v1", "users", user_id, "contacts"], &Method::PUT) => {
             push::put_contacts(deps, req, user_id).await
         }
+        (["v1", "users", user_id], &Method::DELETE) => users::erase(deps, req, user_id).await,
+        (["v1", "users", user_id, "export"], &Method::GET) => {
+            users::export_user(deps, req, user_id).await
+        }
+        (["v1", "me", "export"], &Method::GET) => users::export_me(deps, req).await,
         (["v1", "unsubscribe"], &Method::POST) => push::one_click_unsubscribe(deps, req).await,
         (["v1", "unsubscribe"], &Method::GET) => push::unsubscribe_page(deps, req).await,
         _ => Err(ApiError::NotFound),

@@ -257,7 +257,7 @@ pub async fn unsubscribe_page(deps: &Deps, req: &Request) -> Result<Response<Bod
 }
 
 /// `%XX` sequences decoded; `None` if one is malformed or the result is not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

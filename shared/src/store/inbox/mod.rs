@@ -288,6 +288,8 @@ impl InboxStore {
             .key(&keys.inbox()[..])
             .key(idem_key)
             .key(keys.rate())
+            .key(keys.erased())
+            .key(keys.idempotency_index())
             .arg(&notification.id)
             .arg(&notification.kind)
             .arg(&doc)

@@ -1,7 +1,8 @@
 -- Creates one notification: claims the Idempotency-Key, checks the recipient's rate limit
 -- (gcra_lib.lua), applies retention and the inbox cap (evictions append deletes), assigns seq,
 -- stores the notification, updates the counts, and appends the change. One step.
--- KEYS[8]: the idempotency record, KEYS[9]: the recipient's rate-limit key (same slot).
+-- KEYS[8]: the idempotency record, KEYS[9]: the recipient's rate-limit key, KEYS[10]: the
+-- erase marker, KEYS[11]: the index of idempotency records (all in the same slot).
 -- ARGV: 1 id, 2 type, 3 notification JSON (seq 0, flags false), 4 envelope JSON, 5 body hash
 -- ('' = no Idempotency-Key), 6 idempotency TTL ms, 7 createdAt ms, 8 inbox cap, 9 log cap,
 -- 10 retention ms, 11 Idempotency-Key, 12 expiresAt ms ('' = none), 13 the recipient limit's
@@ -21,6 +22,12 @@ end
 if ARGV[13] ~= '' then
   local allowed, retry_ms = gcra(KEYS[9], tonumber(ARGV[13]), tonumber(ARGV[14]), 1)
   if allowed == 0 then return {'limited', retry_ms} end
+end
+-- A first create after an erase starts a new life whose seqs continue above the erased ones, so
+-- every consumer tells a late record of the old life by its seq (store/erase.rs).
+if redis.call('HEXISTS', K.meta, 'seq') == 0 then
+  local marker = redis.call('GET', KEYS[10])
+  if marker then redis.call('HSET', K.meta, 'seq', string.match(marker, '^(%d+)') or '0') end
 end
 -- Retention first, then the cap (making room for this one); both evict the oldest, each with
 -- its NOTIFICATION_DELETED before this notification's seq, so a client that sees the create
@@ -44,6 +51,10 @@ local counts = counts_json()
 append_change(seq, counts, '{}', ARGV[11], ARGV[4], tonumber(ARGV[9]))
 if ARGV[5] ~= '' then
   redis.call('SET', KEYS[8], ARGV[5] .. '\n' .. seq .. '\n' .. ARGV[3], 'PX', ARGV[6])
+  local ttl = tonumber(ARGV[6])
+  redis.call('ZADD', KEYS[11], created + ttl, KEYS[8])
+  redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', created)
+  redis.call('PEXPIRE', KEYS[11], ttl)
 end
 touch(tonumber(ARGV[10]))
 return {'created', seq, counts}

@@ -1,10 +1,14 @@
 -- Records what `push` did for (notification, channel) pairs of one user, and prunes old records.
--- KEYS[1]: {u:<id>}:sends (hash), KEYS[2]: {u:<id>}:sends:at (zset of the same fields by time).
--- ARGV: 1 now ms, 2 keep ms, 3 ttl s, then field, value pairs.
+-- KEYS[1]: {u:<id>}:sends (hash), KEYS[2]: {u:<id>}:sends:at (zset of the same fields by time),
+-- KEYS[3]: the user's erase marker.
+-- ARGV: 1 now ms, 2 keep ms, 3 ttl s, 4 the notification's seq, then field, value pairs.
 -- A value is `<hop>|<status>|<unacknowledged outcome JSON, or empty>`; a record never replaces one
--- of a later hop (a late, redelivered record cannot undo a retry's result).
+-- of a later hop (a late, redelivered record cannot undo a retry's result). A notification from
+-- before the user's erase (store/erase.rs) records nothing: returns -1.
+local marker = redis.call('GET', KEYS[3])
+if marker and tonumber(ARGV[4]) <= tonumber(string.match(marker, '^(%d+)') or '0') then return -1 end
 local now = tonumber(ARGV[1])
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
   local old = redis.call('HGET', KEYS[1], field)
   local old_hop = old and tonumber(string.match(old, '^(%d+)|')) or -1
