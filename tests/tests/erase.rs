@@ -288,6 +288,12 @@ async fn populate(env: &TestEnv, deps: &api::Deps, user: &str) -> (String, Strin
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // A badge window open (an hour long, so it cannot lapse during the test).
+    let badge = ledger
+        .open_badge_window(user, std::time::Duration::from_secs(3600))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(badge, None, "a fresh user has no badge window");
     // A delivery claim in flight.
     registry
         .claim_delivery(user, &[], "in-flight", std::time::Duration::from_secs(600))
