@@ -32,7 +32,7 @@ use shared::error::{ApiError, StartupError};
 use shared::outbox::Publisher;
 use shared::realtime::Fanout;
 use shared::store::{AnalyticsStore, InboxStore, KeySpace, RateLimiter, RedisConn};
-use shared::store::{ContactBook, DeviceBook};
+use shared::store::{ContactBook, DeviceBook, EscalationBook};
 
 /// Everything a request needs, built once per cold start.
 #[derive(Debug, Clone)]
@@ -46,6 +46,8 @@ pub struct Deps {
     pub contacts: ContactBook,
     /// The users' phones and which user holds each token.
     pub devices: DeviceBook,
+    /// The escalation steps `push` decides, for a notification's deliveries.
+    pub escalations: EscalationBook,
     /// Which push endpoints are acceptable, the VAPID public key, the unsubscribe secret.
     pub channels: SenderSettings,
     /// The last Kafka check of `GET /v1/health`, reused for a few seconds.
@@ -85,6 +87,7 @@ impl Deps {
     ) -> Self {
         let contacts = ContactBook::new(conn.clone(), keys.clone());
         let devices = DeviceBook::new(conn.clone(), keys.clone());
+        let escalations = EscalationBook::new(conn.clone(), keys.clone());
         let limiter = RateLimiter::new(conn.clone(), keys.clone(), &inbox);
         let store = InboxStore::new(conn.clone(), keys.clone(), inbox);
         let publisher = Publisher::new(bus, store.clone());
@@ -97,6 +100,7 @@ impl Deps {
             analytics,
             contacts,
             devices,
+            escalations,
             channels: SenderSettings::default(),
             kafka_check: routes::health::KafkaCheckCache::default(),
             memory,

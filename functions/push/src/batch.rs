@@ -1,5 +1,5 @@
 //! The Kafka batch from `push-notifications`: one job per new notification that asks for an
-//! off-app channel, run concurrently; the outcomes produced at once; a record whose job hit an
+//! off-app channel, run concurrently (and its escalation steps planned, [`crate::escalate`]); the outcomes produced at once; a record whose job hit an
 //! infrastructure error, or whose outcomes Kafka did not acknowledge, is retried from its offset.
 
 use std::collections::BTreeMap;
@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
+use shared::model::Notification;
 use shared::protocol::{Envelope, Event};
 use shared::store::StoreError;
 use shared::trigger::{self, BatchResponse};
 
+use crate::escalate;
 use crate::job::Job;
 use crate::run::{acknowledge, produce, run_job, JobDone, JOB_CONCURRENCY};
 use shared::trigger::Counters;
@@ -26,6 +28,7 @@ pub async fn process_batch(
 ) -> (BatchResponse, Stats) {
     let mut stats = Stats::default();
     let mut jobs: Vec<(String, i64, Job)> = Vec::new();
+    let mut plans: Vec<(String, i64, Notification)> = Vec::new();
     for batch in trigger::partitions(event) {
         for record in &batch.records {
             stats.records += 1;
@@ -33,10 +36,17 @@ pub async fn process_batch(
                 Ok(Envelope {
                     event: Event::NotificationCreated { notification, .. },
                     ..
-                }) => match Job::from_notification(&notification) {
-                    Some(job) => jobs.push((batch.key.to_owned(), record.offset, job)),
-                    None => stats.ignored += 1,
-                },
+                }) => {
+                    let escalates = notification.escalate.is_some();
+                    match Job::from_notification(&notification) {
+                        Some(job) => jobs.push((batch.key.to_owned(), record.offset, job)),
+                        None if escalates => {}
+                        None => stats.ignored += 1,
+                    }
+                    if escalates {
+                        plans.push((batch.key.to_owned(), record.offset, notification));
+                    }
+                }
                 Ok(_) => stats.ignored += 1,
                 Err(why) => {
                     stats.poison += 1;
@@ -45,6 +55,14 @@ pub async fn process_batch(
             }
         }
     }
+    let planned: Vec<(String, i64, Result<(), StoreError>)> = stream::iter(plans)
+        .map(|(partition, offset, n)| async move {
+            let planned = escalate::plan(deps, &n).await;
+            (partition, offset, planned)
+        })
+        .buffer_unordered(JOB_CONCURRENCY)
+        .collect()
+        .await;
     let results: Vec<(String, i64, Result<JobDone, StoreError>)> = stream::iter(jobs)
         .map(|(partition, offset, job)| async move {
             let done = run_job(deps, &job, now).await;
@@ -58,6 +76,13 @@ pub async fn process_batch(
         let e = retry_from.entry(partition.to_owned()).or_insert(offset);
         *e = (*e).min(offset);
     };
+    for (partition, offset, result) in planned {
+        if let Err(e) = result {
+            tracing::warn!(partition, offset, error = %e, "could not plan the escalation; retrying from this record");
+            stats.retried += 1;
+            fail(&partition, offset);
+        }
+    }
     let mut finished: Vec<(String, i64, JobDone)> = Vec::new();
     for (partition, offset, result) in results {
         match result {

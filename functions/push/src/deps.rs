@@ -9,7 +9,9 @@ use shared::config::{
 };
 use shared::egress::EgressPolicy;
 use shared::error::StartupError;
-use shared::store::{ContactBook, KeySpace, ProviderBreaker, PushLedger, RedisConn};
+use shared::store::{
+    ContactBook, EscalationBook, KeySpace, ProviderBreaker, PushLedger, RedisConn,
+};
 
 use shared::addresses::PushSubscription;
 
@@ -48,6 +50,7 @@ pub struct Deps {
     pub bus: EventBus,
     pub contacts: ContactBook,
     pub ledger: PushLedger,
+    pub escalations: EscalationBook,
     pub senders: Arc<Senders>,
     pub settings: Arc<SenderSettings>,
 }
@@ -145,6 +148,7 @@ impl Deps {
         Ok(Deps {
             bus,
             contacts: ContactBook::new(conn.clone(), keys.clone()),
+            escalations: EscalationBook::new(conn.clone(), keys.clone()),
             ledger: PushLedger::new(conn, keys),
             senders: Arc::new(Senders {
                 push,

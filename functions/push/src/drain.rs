@@ -1,5 +1,7 @@
 //! The scheduled drain of the retry schedule: the entries due now are claimed (a lease, so a
 //! concurrent drain skips them), run as jobs, and removed once their outcomes are acknowledged.
+//! An escalation step's timer is decided first ([`crate::escalate::admit`]): a cancelled one is
+//! removed without a run.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,6 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use shared::store::{DueEntry, StoreError};
 
+use crate::escalate;
 use crate::job::Job;
 use crate::run::{acknowledge, produce, run_job, JobDone, JOB_CONCURRENCY};
 use shared::trigger::Counters;
@@ -53,6 +56,11 @@ pub async fn drain_due(deps: &Deps, now: DateTime<Utc>) -> Stats {
                     Ok(None) => return (due, None),
                     Err(e) => return (due, Some(Err(e))),
                 };
+                match escalate::admit(deps, &job, now).await {
+                    Ok(true) => {}
+                    Ok(false) => return (due, None),
+                    Err(e) => return (due, Some(Err(e))),
+                }
                 let done = run_job(deps, &job, now).await;
                 (due, Some(done))
             })

@@ -2,7 +2,8 @@
 //! index, the rate limiters, the registry of open WebSocket connections and the analytics
 //! counters ([`analytics`]), and for the off-app channels the users' contacts and push
 //! subscriptions ([`contacts`]), their phones ([`devices`]), what `push` did and must retry
-//! ([`ledger`]) and its providers' circuit breakers ([`breaker`]).
+//! ([`ledger`]), the escalation steps it decides ([`escalations`]) and its providers' circuit
+//! breakers ([`breaker`]).
 //!
 //! Guarantees:
 //! - every user mutation is one Lua script on the user's hash slot (`{u:<userId>}`), so it is
@@ -20,6 +21,7 @@ mod conn;
 pub mod connections;
 pub mod contacts;
 pub mod devices;
+pub mod escalations;
 pub mod inbox;
 pub mod keys;
 pub mod ledger;
@@ -34,6 +36,7 @@ pub use conn::RedisConn;
 pub use connections::{Connection, ConnectionRegistry, DeliveryClaim};
 pub use contacts::{ContactBook, StoredSubscription, SubscribeOutcome};
 pub use devices::{DeviceBook, RegisterOutcome, StoredDevice};
+pub use escalations::{EscalationBook, StepDecision};
 pub use inbox::{
     ChangesPage, CreateOutcome, InboxStore, ListQuery, Marked, NewNotification, Page, StatusFilter,
     UpdateOutcome,

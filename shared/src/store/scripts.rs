@@ -83,6 +83,9 @@ pub static PUSH_RECORD: LazyLock<Script> = script!("push_record.lua");
 pub static PUSH_ACKNOWLEDGE: LazyLock<Script> = script!("push_acknowledge.lua");
 pub static PUSH_CLAIM_DUE: LazyLock<Script> = script!("push_claim_due.lua");
 
+// Escalation steps (`escalations.rs`).
+pub static ESCALATION_DECIDE: LazyLock<Script> = script!("escalation_decide.lua");
+
 // Push subscriptions, contacts and opt-outs (`contacts.rs`).
 pub static PUSH_SUBSCRIBE: LazyLock<Script> = script!("push_subscribe.lua");
 pub static COMPARE_AND_HDEL: LazyLock<Script> = script!("compare_and_hdel.lua");

@@ -17,6 +17,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use redis::{AsyncCommands, Value};
 
 use crate::config::{InboxSettings, RateLimit};
+use crate::digest::{Digest, DigestItem, DigestRequest};
+use crate::escalation::EscalationStep;
 use crate::limits::PAGE_MAX_BYTES;
 use crate::model::{Channel, Counts, Flags, FlagsPatch, Notification, Preferences, Priority};
 use crate::protocol::{Envelope, Event};
@@ -48,6 +50,10 @@ pub struct NewNotification {
     pub action_url: Option<String>,
     pub group_key: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Escalation steps ([`crate::escalation`]).
+    pub escalate: Option<Vec<EscalationStep>>,
+    /// The digest it joins ([`crate::digest`]); ignored for `urgent` ones, which bypass digests.
+    pub digest: Option<DigestRequest>,
 }
 
 impl NewNotification {
@@ -59,6 +65,18 @@ impl NewNotification {
         seq: u64,
         created_at: DateTime<Utc>,
     ) -> Notification {
+        let digest = self
+            .digest
+            .as_ref()
+            .filter(|_| self.priority != Priority::Urgent)
+            .map(|d| {
+                let item = DigestItem {
+                    title: self.title.clone(),
+                    body: self.body.clone(),
+                    data: self.data.clone(),
+                };
+                Digest::open(d, item, created_at)
+            });
         Notification {
             id,
             seq,
@@ -76,6 +94,8 @@ impl NewNotification {
             seen: false,
             archived: false,
             created_at,
+            escalate: self.escalate,
+            digest,
         }
     }
 }
