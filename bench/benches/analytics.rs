@@ -129,6 +129,7 @@ fn records(notifications: &[Notification]) -> Records {
                         read: true,
                     }),
                     counts: Default::default(),
+                    digest: None,
                 },
             );
             out.engagement.push((ep, read.encode()));

@@ -101,6 +101,7 @@ fn example_frames() -> Vec<Frame> {
             archived: None,
         },
         counts: example_counts(43),
+        digest: None,
     };
     let mut frames = vec![
         created.clone(),

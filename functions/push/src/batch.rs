@@ -1,5 +1,6 @@
 //! The Kafka batch from `push-notifications`: one job per new notification that asks for an
-//! off-app channel, run concurrently (and its escalation steps planned, [`crate::escalate`]); the outcomes produced at once; a record whose job hit an
+//! off-app channel, run concurrently (its escalation steps planned, [`crate::escalate`]; a digest
+//! item's channels planned for when its window closes instead, [`crate::digest`]); the outcomes produced at once; a record whose job hit an
 //! infrastructure error, or whose outcomes Kafka did not acknowledge, is retried from its offset.
 
 use std::collections::BTreeMap;
@@ -12,9 +13,9 @@ use shared::protocol::{Envelope, Event};
 use shared::store::StoreError;
 use shared::trigger::{self, BatchResponse};
 
-use crate::escalate;
 use crate::job::Job;
 use crate::run::{acknowledge, produce, run_job, JobDone, JOB_CONCURRENCY};
+use crate::{digest, escalate};
 use shared::trigger::Counters;
 
 use crate::{Deps, Stats};
@@ -37,13 +38,15 @@ pub async fn process_batch(
                     event: Event::NotificationCreated { notification, .. },
                     ..
                 }) => {
-                    let escalates = notification.escalate.is_some();
+                    // Escalation steps and a digest item's close are planned; the rest runs now.
+                    let planned = notification.escalate.is_some() || notification.digest.is_some();
                     match Job::from_notification(&notification) {
+                        Some(_) if notification.digest.is_some() => {}
                         Some(job) => jobs.push((batch.key.to_owned(), record.offset, job)),
-                        None if escalates => {}
+                        None if planned => {}
                         None => stats.ignored += 1,
                     }
-                    if escalates {
+                    if planned {
                         plans.push((batch.key.to_owned(), record.offset, notification));
                     }
                 }
@@ -57,7 +60,10 @@ pub async fn process_batch(
     }
     let planned: Vec<(String, i64, Result<(), StoreError>)> = stream::iter(plans)
         .map(|(partition, offset, n)| async move {
-            let planned = escalate::plan(deps, &n).await;
+            let planned = match escalate::plan(deps, &n).await {
+                Ok(()) => digest::plan(deps, &n).await,
+                Err(e) => Err(e),
+            };
             (partition, offset, planned)
         })
         .buffer_unordered(JOB_CONCURRENCY)

@@ -1,7 +1,8 @@
 //! The scheduled drain of the retry schedule: the entries due now are claimed (a lease, so a
 //! concurrent drain skips them), run as jobs, and removed once their outcomes are acknowledged.
 //! An escalation step's timer is decided first ([`crate::escalate::admit`]): a cancelled one is
-//! removed without a run.
+//! removed without a run; a digest item's close reads the item as it is now
+//! ([`crate::digest::at_close`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,9 +11,9 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use shared::store::{DueEntry, StoreError};
 
-use crate::escalate;
 use crate::job::Job;
 use crate::run::{acknowledge, produce, run_job, JobDone, JOB_CONCURRENCY};
+use crate::{digest, escalate};
 use shared::trigger::Counters;
 
 use crate::{Deps, Stats};
@@ -61,6 +62,11 @@ pub async fn drain_due(deps: &Deps, now: DateTime<Utc>) -> Stats {
                     Ok(false) => return (due, None),
                     Err(e) => return (due, Some(Err(e))),
                 }
+                let job = match digest::at_close(deps, job).await {
+                    Ok(Some(job)) => job,
+                    Ok(None) => return (due, None),
+                    Err(e) => return (due, Some(Err(e))),
+                };
                 let done = run_job(deps, &job, now).await;
                 (due, Some(done))
             })

@@ -42,6 +42,7 @@
 //! - [`deps`]: what a cold start builds ([`Deps`], the [`Senders`]);
 //! - [`batch`]: the Kafka batch ([`process_batch`]);
 //! - [`drain`]: the scheduled drain of the retry schedule ([`drain_due`]);
+//! - [`digest`]: a digest item's single send when its window closes;
 //! - [`escalate`]: escalation steps, timers on the retry schedule decided when they come due;
 //! - [`job`]: one send job, a notification's off-app channels for its user ([`Job`]), and what
 //!   each channel came to;
@@ -56,6 +57,7 @@
 pub mod batch;
 pub(crate) mod channel;
 pub mod deps;
+pub(crate) mod digest;
 pub mod drain;
 pub(crate) mod escalate;
 pub mod gates;

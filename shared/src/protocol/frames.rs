@@ -21,6 +21,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::digest::Digest;
 use crate::model::{Counts, FlagsPatch, Notification};
 use crate::protocol::{Envelope, Event};
 
@@ -46,6 +47,9 @@ pub enum Frame {
         id: String,
         changes: FlagsPatch,
         counts: Counts,
+        /// A digest item's new state, when it collected one more event.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<Box<Digest>>,
     },
     #[serde(rename = "notification.deleted")]
     Deleted {
@@ -139,12 +143,14 @@ impl Frame {
                 id,
                 changes,
                 counts,
+                digest,
                 ..
             } => Frame::Updated {
                 seq,
                 id: id.clone(),
                 changes: *changes,
                 counts: counts.clone(),
+                digest: digest.clone(),
             },
             Event::NotificationDeleted { id, counts } => Frame::Deleted {
                 seq,
@@ -389,6 +395,7 @@ mod tests {
                 ..FlagsPatch::default()
             },
             counts: counts(5),
+            digest: None,
         };
         let v: serde_json::Value = serde_json::from_slice(&f.encode()).unwrap_or_default();
         assert_eq!(v["type"], "notification.updated");

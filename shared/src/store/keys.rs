@@ -23,6 +23,7 @@
 //! | `<p>{u:<id>}:sends` | hash | `<notificationId>|<CHANNEL>` → `<hop>|<status>|<unacknowledged outcome>`: what `push` did (see `ledger.rs`) |
 //! | `<p>{u:<id>}:sends:at` | zset | the same fields by record time, to prune `sends` (3 days) |
 //! | `<p>{u:<id>}:retry` | hash | retry-schedule entry id → entry JSON (a deferred or throttled send) |
+//! | `<p>{u:<id>}:digests` | hash | digest key → `<itemId>|<closesMs>|<count>`: the item each digest key last opened, and the token an update must match (see `inbox/digest.rs`); expires with the inbox |
 //! | `<p>{u:<id>}:escalations` | hash | `<notificationId>#<step>` → `<status>|<decidedMs>|<reason>|<dueMs>|<step JSON>`: each escalation step, `pending` until `push` decides it `fired` or `cancelled` (see `escalations.rs`); expires 10 days after its last write |
 //! | `<p>{push}:due` | zset | `<userId>\n<entryId>` by due time (ms): the retry schedule `push` drains |
 //! | `<p>{breaker:<provider>}` | hash | a provider's circuit breaker, shared by every `push` instance: `failures`, `openedAt` (ms), `trialUntil` (ms); expires a while after its last failure (see `breaker.rs`) |
@@ -214,6 +215,10 @@ impl UserKeys {
     }
     pub fn sends_at(&self) -> String {
         self.key("sends:at")
+    }
+    /// The digest items the user's digest keys opened (`inbox/digest.rs`).
+    pub fn digests(&self) -> String {
+        self.key("digests")
     }
     /// Escalation steps of the user's notifications (`escalations.rs`).
     pub fn escalations(&self) -> String {

@@ -26,9 +26,10 @@ use std::time::Duration;
 use redis::AsyncCommands;
 
 use crate::addresses::Contacts;
-use crate::model::{Channel, Preferences};
+use crate::model::{Channel, Flags, Notification, Preferences};
 
 use super::contacts::{parse_contacts, parse_subscriptions, StoredSubscription};
+use super::inbox::parse_doc;
 use super::keys::KeySpace;
 use super::scripts::{
     PUSH_ACKNOWLEDGE as ACKNOWLEDGE, PUSH_CLAIM_DUE as CLAIM_DUE, PUSH_RECORD as RECORD,
@@ -152,6 +153,21 @@ impl PushLedger {
             subscriptions: parse_subscriptions(user_id, subs),
             records,
         })
+    }
+
+    /// A notification as the inbox holds it now (flags not applied), or `None` once it is gone:
+    /// what a digest item's close renders.
+    pub async fn notification(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<Option<Notification>, StoreError> {
+        let doc: Option<String> = self
+            .conn
+            .clone()
+            .hget(self.keys.user(user_id).docs(), id)
+            .await?;
+        doc.map(|d| parse_doc(&d, Flags::default())).transpose()
     }
 
     /// Writes send records (a record never replaces one of a later hop) and prunes old ones.

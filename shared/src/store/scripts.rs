@@ -41,6 +41,7 @@ macro_rules! user_script {
 }
 
 pub static CREATE: LazyLock<Script> = user_script_with_gcra!("create.lua");
+pub static DIGEST_UPDATE: LazyLock<Script> = user_script_with_gcra!("digest_update.lua");
 pub static UPDATE: LazyLock<Script> = user_script!("update.lua");
 pub static DELETE: LazyLock<Script> = user_script!("delete.lua");
 pub static MARK_ALL_READ: LazyLock<Script> = user_script!("mark_all_read.lua");

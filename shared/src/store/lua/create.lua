@@ -1,14 +1,17 @@
 -- Creates one notification: claims the Idempotency-Key, checks the recipient's rate limit
 -- (gcra_lib.lua), applies retention and the inbox cap (evictions append deletes), assigns seq,
 -- stores the notification, updates the counts, and appends the change. One step.
--- KEYS[8]: the idempotency record, KEYS[9]: the recipient's rate-limit key (same slot).
+-- KEYS[8]: the idempotency record, KEYS[9]: the recipient's rate-limit key, KEYS[10]: the
+-- user's open digest items (all in the same slot).
 -- ARGV: 1 id, 2 type, 3 notification JSON (seq 0, flags false), 4 envelope JSON, 5 body hash
 -- ('' = no Idempotency-Key), 6 idempotency TTL ms, 7 createdAt ms, 8 inbox cap, 9 log cap,
 -- 10 retention ms, 11 Idempotency-Key, 12 expiresAt ms ('' = none), 13 the recipient limit's
--- emission interval ms ('' = no limit), 14 its burst.
+-- emission interval ms ('' = no limit), 14 its burst, 15 the digest key ('' = not a digest
+-- item), 16 the open-item token the caller saw for it ('' = none), 17 this item's token.
 -- Returns {'created', seq, counts} | {'replay', "<seq>\n<notification JSON>"} | {'conflict'} |
--- {'limited', retryAfterMs}. A replay or a conflict consumes no rate; a limited create writes
--- nothing.
+-- {'limited', retryAfterMs} | {'stale'}. A replay or a conflict consumes no rate; a limited or
+-- stale create writes nothing (stale: another event changed the digest's open item since the
+-- caller looked; it looks again, store/inbox/digest.rs).
 local id, typ, created = ARGV[1], ARGV[2], tonumber(ARGV[7])
 if ARGV[5] ~= '' then
   local prev = redis.call('GET', KEYS[8])
@@ -17,6 +20,9 @@ if ARGV[5] ~= '' then
     if hash == ARGV[5] then return {'replay', original} end
     return {'conflict'}
   end
+end
+if ARGV[15] ~= '' and (redis.call('HGET', KEYS[10], ARGV[15]) or '') ~= ARGV[16] then
+  return {'stale'}
 end
 if ARGV[13] ~= '' then
   local allowed, retry_ms = gcra(KEYS[9], tonumber(ARGV[13]), tonumber(ARGV[14]), 1)
@@ -44,6 +50,10 @@ local counts = counts_json()
 append_change(seq, counts, '{}', ARGV[11], ARGV[4], tonumber(ARGV[9]))
 if ARGV[5] ~= '' then
   redis.call('SET', KEYS[8], ARGV[5] .. '\n' .. seq .. '\n' .. ARGV[3], 'PX', ARGV[6])
+end
+if ARGV[15] ~= '' then
+  redis.call('HSET', KEYS[10], ARGV[15], ARGV[17])
+  redis.call('PEXPIRE', KEYS[10], ARGV[10])
 end
 touch(tonumber(ARGV[10]))
 return {'created', seq, counts}
