@@ -501,6 +501,8 @@ export class HeraldClient {
         const item = this.#items.get(frame.id);
         if (item) {
           applyFlags(item, changes);
+          // A digest item that collected one more event (docs/workflows.md).
+          if (frame.digest) item.digest = frame.digest;
           if (item.archived) this.#items.delete(frame.id);
         } else if (changes.archived === false) {
           this.#fetchCreated(frame.id); // unarchived: back in the list

@@ -197,3 +197,47 @@ async fn urgent_bypasses_the_digest_and_sends_at_once() {
     assert_eq!(stats.sent, 2, "{stats:?}");
     assert_eq!(w.sink.messages().len(), 2);
 }
+
+#[tokio::test]
+async fn quiet_hours_defer_the_close_and_the_item_is_sent_once_after_them() {
+    let Some(w) = Workflow::new().await else {
+        return;
+    };
+    let erin = user("erin");
+    w.email(&erin).await;
+    for i in 1..=3 {
+        assert_eq!(w.create(&erin, event(i, "1h")).await.status, 201);
+    }
+    let created = w.changes(&erin, 0).await.remove(0);
+    let closes = created.occurred_at + Duration::hours(1);
+    // Quiet from the hour the window closes in, for two hours (UTC).
+    let start = chrono::Timelike::hour(&closes);
+    let r = Call::put("/v1/preferences")
+        .user(&erin)
+        .json(&json!({"quietHours": {"start": format!("{start:02}:00"),
+                      "end": format!("{:02}:00", (start + 2) % 24), "timezone": "UTC"}}))
+        .send(&w.api)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    w.push_batch(&[&created]).await;
+    let at_close = w.drain_at(closes + Duration::seconds(1)).await;
+    assert_eq!((at_close.sent, at_close.deferred), (0, 1), "{at_close:?}");
+    assert!(w.sink.messages().is_empty(), "deferred by quiet hours");
+    let after = w.drain_at(closes + Duration::hours(3)).await;
+    assert_eq!(after.sent, 1, "{after:?}");
+    let messages = w.sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert!(
+        messages[0].to_string().contains("3 updates:"),
+        "{}",
+        messages[0]
+    );
+    assert_eq!(
+        w.outcomes(2).await,
+        [
+            ("EMAIL".into(), "deferred".into(), "quiet-hours".into()),
+            ("EMAIL".into(), "sent".into(), String::new())
+        ]
+    );
+}
