@@ -7,7 +7,8 @@
 //! Split by job: this file holds the types and the user-facing reads and writes;
 //! `change_log.rs` the change log (resume and the outbox relay); `idempotency.rs` the
 //! `Idempotency-Key` claims (the one record outside the user's slot: the sender's claim, in the
-//! sender's); `reply.rs` the decoding of the scripts' replies.
+//! sender's); `digest.rs` digest items (a create that opens one, or updates the open one);
+//! `reply.rs` the decoding of the scripts' replies.
 //!
 //! Pages ([`InboxStore::list`], [`InboxStore::changes`]) are bounded by count and by
 //! [`crate::limits::PAGE_MAX_BYTES`] of stored items, and always hold at least one item when
@@ -123,6 +124,8 @@ pub struct IdempotencyClaim {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateOutcome {
+    /// Written. For an event that joined a digest's open item: that item, as updated, and its
+    /// `NOTIFICATION_UPDATED` change.
     Created {
         notification: Notification,
         change: Change,
