@@ -241,3 +241,39 @@ async fn quiet_hours_defer_the_close_and_the_item_is_sent_once_after_them() {
         ]
     );
 }
+
+/// Through devstack: every event after the first reaches the user's socket as a
+/// `notification.updated` frame with its own `seq` and the item's new `digest`, and the counts
+/// stay at one unread.
+#[tokio::test]
+async fn through_devstack_each_digest_event_is_a_notification_updated_frame() {
+    let Some(stack) = herald_tests::stack::shared_stack() else {
+        return;
+    };
+    let wait = std::time::Duration::from_secs(30);
+    let ivy = user("ivy");
+    let mut phone = stack.connect(&ivy).await;
+    let first = stack.create_with(&ivy, event(1, "1h")).await;
+    let created = phone
+        .next_of("notification.created", wait)
+        .await
+        .unwrap_or_else(|| panic!("no notification.created"));
+    assert_eq!(created["notification"]["digest"]["count"], 1);
+    for i in 2..=3 {
+        let again = stack.create_with(&ivy, event(i, "1h")).await;
+        assert_eq!(again["id"], first["id"]);
+        let updated = phone
+            .next_of("notification.updated", wait)
+            .await
+            .unwrap_or_else(|| panic!("no notification.updated for event {i}"));
+        assert_eq!(updated["id"], first["id"]);
+        assert_eq!(updated["seq"].as_u64(), Some(i as u64), "{updated}");
+        assert_eq!(
+            updated["digest"]["count"].as_u64(),
+            Some(i as u64),
+            "{updated}"
+        );
+        assert_eq!(updated["changes"], json!({}));
+        assert_eq!(updated["counts"]["unread"], 1);
+    }
+}

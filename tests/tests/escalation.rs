@@ -294,3 +294,36 @@ async fn bad_escalation_and_digest_input_is_refused_naming_the_field_and_nothing
     assert_eq!(counts.body["total"], 0, "nothing stored: {}", counts.body);
     assert!(w.changes(&gina, 0).await.is_empty());
 }
+
+/// Through devstack (template wiring, the delivery function's routing to `push-notifications`, the
+/// Kafka triggers): a notification asking only for IN_APP, with a step an hour away, reaches
+/// `push`, which plans the step. Polled with a generous deadline; nothing is timed.
+#[tokio::test]
+async fn through_devstack_an_in_app_notification_with_steps_reaches_push_and_is_planned() {
+    let Some(stack) = herald_tests::stack::shared_stack() else {
+        return;
+    };
+    let harry = user("harry");
+    let created = stack
+        .create_with(
+            &harry,
+            json!({"title": "Review requested", "body": "",
+                   "escalate": [{"after": "1h", "channels": ["EMAIL"]}]}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let report = stack
+            .get(&harry, &format!("/v1/notifications/{id}/deliveries"))
+            .await;
+        if statuses(&report) == [step(1, "pending", "")] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step was never planned: {report}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
