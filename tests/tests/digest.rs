@@ -277,3 +277,29 @@ async fn through_devstack_each_digest_event_is_a_notification_updated_frame() {
         assert_eq!(updated["counts"]["unread"], 1);
     }
 }
+
+#[tokio::test]
+async fn a_retried_event_with_its_idempotency_key_is_counted_once() {
+    let Some(w) = Workflow::new().await else {
+        return;
+    };
+    let judy = user("judy");
+    w.create(&judy, event(1, "1h")).await;
+    let call = Call::post("/v1/notifications")
+        .service("svc")
+        .header("Idempotency-Key", "event-2")
+        .json(
+            &json!({"userId": judy, "type": "comment", "title": "Comment 2", "body": "",
+                      "digest": {"key": "post-42", "window": "1h"}}),
+        );
+    let first = call.send(&w.api).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.body["digest"]["count"], 2);
+    let again = call.send(&w.api).await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body["id"], first.body["id"]);
+    let items = inbox(&w, &judy).await;
+    assert_eq!(items[0]["digest"]["count"], 2, "{items:?}");
+    assert_eq!(w.changes(&judy, 0).await.len(), 2);
+}
