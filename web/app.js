@@ -48,8 +48,11 @@ function render(client) {
     li.classList.toggle('unread', !n.read);
     li.classList.toggle('unseen', !n.seen);
     li.querySelector('[data-testid="item-type"]').textContent = n.type;
-    li.querySelector('[data-testid="item-title"]').textContent = n.title;
-    li.querySelector('[data-testid="item-body"]').textContent = n.body;
+    // A digest item shows how many events it collected and the latest one.
+    const latest = n.digest?.items?.at(-1);
+    li.querySelector('[data-testid="item-title"]').textContent =
+      n.digest ? `${latest?.title ?? n.title} · ${n.digest.count} events` : n.title;
+    li.querySelector('[data-testid="item-body"]').textContent = latest?.body ?? n.body;
     const time = li.querySelector('[data-testid="item-time"]');
     time.dateTime = n.createdAt;
     time.textContent = new Date(n.createdAt).toLocaleString();

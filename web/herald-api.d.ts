@@ -565,6 +565,23 @@ export interface components {
              *     are always sent JSON-encoded).
              */
             data?: Record<string, unknown> | null;
+            /** @description Collapse this recipient's events with the same key into one inbox item while its window is open; its PUSH, EMAIL and SMS send once when the window closes. Ignored for `urgent` notifications */
+            digest?: {
+                key: string;
+                /** @description From `10s` to `24h`, counted from the item's first event */
+                window: string;
+            } | null;
+            /** @description Send on more channels later unless the notification was read (or seen) by then, archived or deleted; each step at most once (see `GET /v1/notifications/{id}/deliveries`) */
+            escalate?: {
+                /** @description After the notification's creation: a whole number and `s`, `m`, `h` or `d`, at most 7 days */
+                after: string;
+                channels: ("PUSH" | "EMAIL" | "SMS")[];
+                /**
+                 * @default read
+                 * @enum {string}
+                 */
+                unless: "read" | "seen";
+            }[] | null;
             /**
              * Format: date-time
              * @description Must be in the future (RFC 3339)
@@ -593,6 +610,23 @@ export interface components {
              *     are always sent JSON-encoded).
              */
             data?: Record<string, unknown> | null;
+            /** @description Collapse this recipient's events with the same key into one inbox item while its window is open; its PUSH, EMAIL and SMS send once when the window closes. Ignored for `urgent` notifications */
+            digest?: {
+                key: string;
+                /** @description From `10s` to `24h`, counted from the item's first event */
+                window: string;
+            } | null;
+            /** @description Send on more channels later unless the notification was read (or seen) by then, archived or deleted; each step at most once (see `GET /v1/notifications/{id}/deliveries`) */
+            escalate?: {
+                /** @description After the notification's creation: a whole number and `s`, `m`, `h` or `d`, at most 7 days */
+                after: string;
+                channels: ("PUSH" | "EMAIL" | "SMS")[];
+                /**
+                 * @default read
+                 * @enum {string}
+                 */
+                unless: "read" | "seen";
+            }[] | null;
             /**
              * Format: date-time
              * @description Must be in the future (RFC 3339)
@@ -631,6 +665,11 @@ export interface components {
              *     read, clicked). Empty until the first outcome is counted.
              */
             deliveries: components["schemas"]["HistoryEntry"][];
+            /**
+             * @description Its escalation steps, in order, each `pending`, `fired` or `cancelled` (absent when it
+             *     has none). A fired step's outcomes are in `deliveries` with reason `escalated`.
+             */
+            escalation?: components["schemas"]["StepReport"][];
             notificationId: string;
             type?: string | null;
         };
@@ -661,6 +700,38 @@ export interface components {
             id: string;
             platform: components["schemas"]["Platform"];
         };
+        /** @description A digest item's collected events, as the notification carries it. */
+        Digest: {
+            /**
+             * Format: int64
+             * @description Events collected so far (the first included).
+             */
+            count: number;
+            /** Format: date-time */
+            firstAt: string;
+            /** @description The last 5 events, oldest first. */
+            items: components["schemas"]["DigestItem"][];
+            key: string;
+            /** Format: date-time */
+            lastAt: string;
+            window: string;
+        };
+        /** @description One event of a digest, as the item keeps it. */
+        DigestItem: {
+            body: string;
+            data: Record<string, unknown>;
+            title: string;
+        };
+        /** @description A create's `digest`: which item the event goes to, and for how long that item collects. */
+        DigestRequest: {
+            /** @description 1–128 bytes, chosen by the sender (for example `comments:post-42`). */
+            key: string;
+            /**
+             * @description `10s` to `24h`: a whole number and `s`, `m`, `h` or `d`.
+             * @example 10m
+             */
+            window: string;
+        };
         Envelope: components["schemas"]["Event"] & {
             /** @description UUIDv7 of this event. */
             id: string;
@@ -685,6 +756,19 @@ export interface components {
          * @enum {string}
          */
         ErrorCode: "bad-frame" | "unknown-action" | "invalid" | "not-found" | "unavailable" | "unauthorized" | "rate-limited";
+        /** @description One escalation step, as the sender writes it and the notification carries it. */
+        EscalationStep: {
+            /**
+             * @description How long after creation: a whole number and a unit, `s`, `m`, `h` or `d` (`15m`, `2h`);
+             *     at most 7 days.
+             * @example 15m
+             */
+            after: string;
+            /** @description A non-empty subset of PUSH, EMAIL, SMS. */
+            channels: components["schemas"]["Channel"][];
+            /** @description Skip the step if the notification was read (default) or seen by then. */
+            unless?: components["schemas"]["Unless"];
+        };
         /** @description What happened. Serialised as `"type": "<NAME>", "payload": {..}`. */
         Event: {
             payload: {
@@ -697,11 +781,13 @@ export interface components {
             /**
              * @description `changes` holds only the flags that changed, with their new values; `first`, which of
              *     them happened to this notification for the first time (absent in records written before
-             *     it existed).
+             *     it existed). A digest item that collected one more event carries its new `digest`
+             *     (and no flag changes).
              */
             payload: {
                 changes: components["schemas"]["FlagsPatch"];
                 counts: components["schemas"]["Counts"];
+                digest?: null | components["schemas"]["Digest"];
                 first?: null | components["schemas"]["FirstEngagement"];
                 id: string;
             };
@@ -775,6 +861,7 @@ export interface components {
         } | {
             changes: components["schemas"]["FlagsPatch"];
             counts: components["schemas"]["Counts"];
+            digest?: null | components["schemas"]["Digest"];
             id: string;
             /** Format: int64 */
             seq: number;
@@ -894,6 +981,9 @@ export interface components {
             /** Format: date-time */
             createdAt: string;
             data: Record<string, unknown>;
+            digest?: null | components["schemas"]["Digest"];
+            /** @description Escalation steps the sender asked for ([`crate::escalation`]). */
+            escalate?: components["schemas"]["EscalationStep"][] | null;
             /** Format: date-time */
             expiresAt?: string | null;
             groupKey?: string | null;
@@ -1028,10 +1118,45 @@ export interface components {
             retryAfter: number;
             userId: string;
         };
+        /** @description One step as `GET /v1/notifications/{id}/deliveries` shows it. */
+        StepReport: {
+            after: string;
+            channels: components["schemas"]["Channel"][];
+            /**
+             * Format: date-time
+             * @description When it fired or was cancelled; absent while pending, and for a cancellation not yet
+             *     recorded (the notification was read before the step came due: it is recorded then).
+             */
+            decidedAt?: string | null;
+            /**
+             * Format: date-time
+             * @description When it comes (or came) due.
+             */
+            dueAt: string;
+            /** @description Why it was cancelled: `read`, `seen`, `archived` or `deleted`. */
+            reason?: string | null;
+            status: components["schemas"]["StepStatus"];
+            /**
+             * Format: int32
+             * @description 1, 2 or 3, in the order of the request.
+             */
+            step: number;
+            unless: components["schemas"]["Unless"];
+        };
+        /**
+         * @description What a step came to, as `GET /v1/notifications/{id}/deliveries` shows it.
+         * @enum {string}
+         */
+        StepStatus: "pending" | "fired" | "cancelled";
         /** @description The caller's subscriptions. */
         SubscriptionList: {
             items: components["schemas"]["PushSubscriptionView"][];
         };
+        /**
+         * @description What stops a step from firing.
+         * @enum {string}
+         */
+        Unless: "read" | "seen";
         /** @description What a one-click unsubscribe turned off. */
         Unsubscribed: {
             channel: components["schemas"]["Channel"];

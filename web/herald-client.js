@@ -501,6 +501,10 @@ export class HeraldClient {
         const item = this.#items.get(frame.id);
         if (item) {
           applyFlags(item, changes);
+          // A digest item that collected one more event (docs/workflows.md); the compact frame
+          // leaves its events out, so the item is fetched again.
+          if (frame.digest?.items?.length === 0 && frame.digest.count > 0) this.#fetchCreated(frame.id);
+          else if (frame.digest) item.digest = frame.digest;
           if (item.archived) this.#items.delete(frame.id);
         } else if (changes.archived === false) {
           this.#fetchCreated(frame.id); // unarchived: back in the list

@@ -63,6 +63,8 @@ async fn create_notifications(env: &TestEnv, count: usize, users: usize) -> Vec<
                     action_url: None,
                     group_key: None,
                     expires_at: None,
+                    escalate: None,
+                    digest: None,
                 };
                 match store.create("svc-bench", new, None).await {
                     Ok(CreateOutcome::Created { notification, .. }) => notification,
@@ -127,6 +129,7 @@ fn records(notifications: &[Notification]) -> Records {
                         read: true,
                     }),
                     counts: Default::default(),
+                    digest: None,
                 },
             );
             out.engagement.push((ep, read.encode()));

@@ -276,6 +276,8 @@ async fn main() {
             action_url: None,
             group_key: None,
             expires_at: None,
+            escalate: None,
+            digest: None,
         };
         match store.create("bench", new, None).await {
             Ok(CreateOutcome::Created { change, .. }) => envelopes.push(change.envelope.encode()),

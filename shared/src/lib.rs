@@ -4,6 +4,8 @@
 //!
 //! - [`model`]: notifications, channels, priorities, counts, preferences, delivery outcomes;
 //! - [`protocol`]: the Kafka topic table and the event envelope (defined once);
+//! - [`escalation`], [`digest`]: the timed workflows a create may ask for (escalation when
+//!   unread, digests), their limits and shapes;
 //! - [`limits`]: the API's size and count limits (defined once);
 //! - [`store`]: the Redis store of record (inbox, counts, change log, preferences, rate limits);
 //!   every Lua script is registered in `store/scripts.rs`;
@@ -34,8 +36,10 @@ pub mod aws;
 pub mod bus;
 pub mod config;
 pub mod devices;
+pub mod digest;
 pub mod egress;
 pub mod error;
+pub mod escalation;
 pub mod limits;
 pub mod metrics;
 pub mod model;

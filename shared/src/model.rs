@@ -8,6 +8,9 @@ use chrono::{DateTime, NaiveTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::digest::Digest;
+use crate::escalation::EscalationStep;
+
 /// Where a notification can be delivered. `IN_APP` is the inbox itself (always stored); the others
 /// are sent by the `push` function, subject to preferences and quiet hours.
 #[derive(
@@ -76,6 +79,19 @@ pub struct Notification {
     pub seen: bool,
     pub archived: bool,
     pub created_at: DateTime<Utc>,
+    /// Escalation steps the sender asked for ([`crate::escalation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate: Option<Vec<EscalationStep>>,
+    /// A digest item's collected events ([`crate::digest`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+}
+
+impl Notification {
+    /// Does the `push` function have work for it: an off-app channel, or escalation steps?
+    pub fn needs_push(&self) -> bool {
+        self.channels.iter().any(|c| *c != Channel::InApp) || self.escalate.is_some()
+    }
 }
 
 /// The state flags of a notification, the only part of it that ever changes.

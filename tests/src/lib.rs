@@ -17,7 +17,8 @@
 //! - [`smtp_sink`]: an SMTP server (aiosmtpd);
 //! - [`browser`]: a Web Push subscriber that decrypts and checks VAPID independently.
 //!
-//! [`stack`] runs devstack for the end-to-end tests; [`kafka`] picks the broker and reads topics
+//! [`stack`] runs devstack for the end-to-end tests; [`workflow`] the api, push and ws functions
+//! in process for the timed workflows (escalation, digests); [`kafka`] picks the broker and reads topics
 //! back; [`http`] calls the api function in process; [`logs`] captures what code logs; [`frames`]
 //! holds every WebSocket frame a test receives to `/asyncapi.json`.
 
@@ -31,6 +32,7 @@ pub mod logs;
 pub mod provider;
 pub mod smtp_sink;
 pub mod stack;
+pub mod workflow;
 
 use std::time::Duration;
 
@@ -73,6 +75,8 @@ pub fn new_notification(user: &str) -> NewNotification {
         action_url: None,
         group_key: None,
         expires_at: None,
+        escalate: None,
+        digest: None,
     }
 }
 

@@ -185,6 +185,14 @@ test('updates, archives and deletes change the list; counts come from the frames
   assert.deepEqual(log.deleted, [{ id: 'n1' }]);
 });
 
+test('a digest update replaces the item\'s digest and leaves its flags and the counts as sent', async () => {
+  const { client, ws } = await connected({ version: 4, items: [notification(3)] });
+  const digest = { key: 'post-42', window: '10m', count: 2, firstAt: 't1', lastAt: 't2', items: [{ title: 'a', body: '', data: {} }, { title: 'b', body: '', data: {} }] };
+  ws.deliver({ type: 'notification.updated', seq: 5, id: 'n3', changes: {}, counts: counts(5, 1), digest });
+  assert.deepEqual(client.notifications.map((n) => [n.id, n.read, n.digest?.count]), [['n3', false, 2]]);
+  assert.equal(client.unread, 1);
+});
+
 test('counts with allRead mark older local items of that type read, not newer ones', async () => {
   const items = [notification(4, { type: 'comment' }), notification(3, { type: 'invoice' }), notification(2, { type: 'comment' })];
   const { client, ws } = await connected({ version: 4, items });

@@ -68,6 +68,8 @@ fn example_notification() -> Notification {
         seen: false,
         archived: false,
         created_at: chrono::DateTime::from_timestamp(1_764_417_600, 0).unwrap_or_default(),
+        escalate: None,
+        digest: None,
     }
 }
 
@@ -99,6 +101,7 @@ fn example_frames() -> Vec<Frame> {
             archived: None,
         },
         counts: example_counts(43),
+        digest: None,
     };
     let mut frames = vec![
         created.clone(),

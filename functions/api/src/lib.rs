@@ -32,7 +32,9 @@ use shared::error::{ApiError, StartupError};
 use shared::outbox::Publisher;
 use shared::realtime::{ConnectionsApi, Fanout};
 use shared::store::{AnalyticsStore, InboxStore, KeySpace, RateLimiter, RedisConn};
-use shared::store::{ConnectionRegistry, ContactBook, DeviceBook, Eraser, PushLedger};
+use shared::store::{
+    ConnectionRegistry, ContactBook, DeviceBook, Eraser, EscalationBook, PushLedger,
+};
 
 /// Everything a request needs, built once per cold start.
 #[derive(Debug, Clone)]
@@ -46,6 +48,8 @@ pub struct Deps {
     pub contacts: ContactBook,
     /// The users' phones and which user holds each token.
     pub devices: DeviceBook,
+    /// The escalation steps `push` decides, for a notification's deliveries.
+    pub escalations: EscalationBook,
     /// Which push endpoints are acceptable, the VAPID public key, the unsubscribe secret.
     pub channels: SenderSettings,
     /// The last Kafka check of `GET /v1/health`, reused for a few seconds.
@@ -94,6 +98,7 @@ impl Deps {
     ) -> Self {
         let contacts = ContactBook::new(conn.clone(), keys.clone());
         let devices = DeviceBook::new(conn.clone(), keys.clone());
+        let escalations = EscalationBook::new(conn.clone(), keys.clone());
         let limiter = RateLimiter::new(conn.clone(), keys.clone(), &inbox);
         let store = InboxStore::new(conn.clone(), keys.clone(), inbox);
         let publisher = Publisher::new(bus, store.clone());
@@ -111,6 +116,7 @@ impl Deps {
             analytics,
             contacts,
             devices,
+            escalations,
             channels: SenderSettings::default(),
             kafka_check: routes::health::KafkaCheckCache::default(),
             memory,

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use shared::digest::DigestRequest;
 use shared::error::FieldError;
+use shared::escalation::{self, EscalationStep};
 use shared::limits::{
     self, BATCH_MAX_RECIPIENTS, BODY_MAX_BYTES, GROUP_KEY_MAX_BYTES, TITLE_MAX_CHARS, URL_MAX_BYTES,
 };
@@ -50,6 +52,12 @@ pub struct CreateRequest {
     pub group_key: Option<String>,
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// At most 3 steps: send on more channels later unless it was read (or seen) by then.
+    #[serde(default)]
+    pub escalate: Option<Vec<EscalationStep>>,
+    /// Collapse a burst of events for this recipient and key into one inbox item.
+    #[serde(default)]
+    pub digest: Option<DigestRequest>,
 }
 
 /// Which shape a route expects.
@@ -192,6 +200,12 @@ pub fn check(
             err("expiresAt", "must be in the future".into());
         }
     }
+    if let Some(steps) = &req.escalate {
+        errors.extend(escalation::check_steps(steps));
+    }
+    if let Some(digest) = &req.digest {
+        errors.extend(digest.check());
+    }
     let texts = [
         ("title", Some(&req.title), false),
         ("body", Some(&req.body), true),
@@ -233,6 +247,8 @@ pub fn check(
         action_url: req.action_url,
         group_key: req.group_key,
         expires_at: req.expires_at,
+        escalate: req.escalate,
+        digest: req.digest,
     };
     Ok((recipients, new))
 }
@@ -307,6 +323,29 @@ mod tests {
         assert!(
             check(r, Shape::Single).is_ok(),
             "tab and newline in body, anything in data"
+        );
+    }
+
+    #[test]
+    fn bad_escalation_steps_and_digest_windows_name_their_field() {
+        let step = serde_json::json!({"after": "15m", "channels": ["EMAIL"]});
+        let r = request(serde_json::json!({
+            "userId": "a", "type": "t", "title": "x", "body": "",
+            "escalate": [step, step, {"after": "8d", "channels": ["SMS"]}, step],
+            "digest": {"key": "k", "window": "5s"}
+        }));
+        assert_eq!(
+            fields(check(r, Shape::Single)),
+            ["escalate", "digest.window"]
+        );
+        let r = request(serde_json::json!({
+            "userId": "a", "type": "t", "title": "x", "body": "",
+            "escalate": [{"after": "1.5h", "unless": "seen", "channels": ["IN_APP"]}],
+            "digest": {"key": "k", "window": "24h"}
+        }));
+        assert_eq!(
+            fields(check(r, Shape::Single)),
+            ["escalate[0].after", "escalate[0].channels[0]"]
         );
     }
 

@@ -9,10 +9,10 @@
 //!    oversized frames sent compact);
 //! 3. for a new notification, emits its IN_APP outcome to `notification-delivery`
 //!    (`sent`, or `suppressed`/`no-connection`, or `failed`/`gone` or `error`) and, when it asks
-//!    for PUSH, EMAIL or SMS, routes the envelope to `push-notifications` (preferences and quiet
-//!    hours are applied there, in `push`, so every suppression is recorded); a change that moved
-//!    the unread count (read, unread, archive, delete, mark-all-read) goes there too, for the
-//!    silent badge update of the user's phones;
+//!    for PUSH, EMAIL or SMS or carries escalation steps, routes the envelope to
+//!    `push-notifications` (preferences and quiet hours are applied there, in `push`, so every
+//!    suppression is recorded); a change that moved the unread count (read, unread, archive,
+//!    delete, mark-all-read) goes there too, for the silent badge update of the user's phones;
 //! 4. once those records are acknowledged, marks the `seq` delivered for the user.
 //!
 //! Claim, then act: before step 2, each user's records of the batch are claimed in one atomic
@@ -493,7 +493,7 @@ fn outputs(
         payload: outcome.encode(),
         headers: Vec::new(),
     }];
-    if notification.channels.iter().any(|c| *c != Channel::InApp) {
+    if notification.needs_push() {
         out.push(to_push(record, envelope));
     }
     out

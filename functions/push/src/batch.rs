@@ -1,14 +1,16 @@
 //! The Kafka batch from `push-notifications`: one job per new notification that asks for an
-//! off-app channel, and one badge update per user whose unread count a change moved
-//! ([`crate::badge`]), run concurrently; the outcomes produced at once; a record whose job or
-//! badge update hit an infrastructure error, or whose outcomes Kafka did not acknowledge, is
-//! retried from its offset.
+//! off-app channel, run concurrently (its escalation steps planned, [`crate::escalate`]; a
+//! digest item's channels planned for when its window closes instead, [`crate::digest`]), and
+//! one badge update per user whose unread count a change moved ([`crate::badge`]); the outcomes
+//! produced at once; a record whose job, plan or badge update hit an infrastructure error, or
+//! whose outcomes Kafka did not acknowledge, is retried from its offset.
 
 use std::collections::BTreeMap;
 
 use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
+use shared::model::Notification;
 use shared::protocol::{Envelope, Event};
 use shared::store::StoreError;
 use shared::trigger::{self, BatchResponse};
@@ -16,6 +18,7 @@ use shared::trigger::{self, BatchResponse};
 use crate::badge::update_badge;
 use crate::job::Job;
 use crate::run::{acknowledge, produce, run_job, JobDone, JOB_CONCURRENCY};
+use crate::{digest, escalate};
 use shared::trigger::Counters;
 
 use crate::{Deps, Stats};
@@ -29,6 +32,7 @@ pub async fn process_batch(
 ) -> (BatchResponse, Stats) {
     let mut stats = Stats::default();
     let mut jobs: Vec<(String, i64, Job)> = Vec::new();
+    let mut plans: Vec<(String, i64, Notification)> = Vec::new();
     // The users whose badge a change moved, each with the records that asked (one update each).
     let mut badges: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
     for batch in trigger::partitions(event) {
@@ -38,10 +42,19 @@ pub async fn process_batch(
                 Ok(Envelope {
                     event: Event::NotificationCreated { notification, .. },
                     ..
-                }) => match Job::from_notification(&notification) {
-                    Some(job) => jobs.push((batch.key.to_owned(), record.offset, job)),
-                    None => stats.ignored += 1,
-                },
+                }) => {
+                    // Escalation steps and a digest item's close are planned; the rest runs now.
+                    let planned = notification.escalate.is_some() || notification.digest.is_some();
+                    match Job::from_notification(&notification) {
+                        Some(_) if notification.digest.is_some() => {}
+                        Some(job) => jobs.push((batch.key.to_owned(), record.offset, job)),
+                        None if planned => {}
+                        None => stats.ignored += 1,
+                    }
+                    if planned {
+                        plans.push((batch.key.to_owned(), record.offset, notification));
+                    }
+                }
                 Ok(envelope) if envelope.changes_unread() => badges
                     .entry(envelope.user_id)
                     .or_default()
@@ -54,6 +67,17 @@ pub async fn process_batch(
             }
         }
     }
+    let planned: Vec<(String, i64, Result<(), StoreError>)> = stream::iter(plans)
+        .map(|(partition, offset, n)| async move {
+            let planned = match escalate::plan(deps, &n).await {
+                Ok(()) => digest::plan(deps, &n).await,
+                Err(e) => Err(e),
+            };
+            (partition, offset, planned)
+        })
+        .buffer_unordered(JOB_CONCURRENCY)
+        .collect()
+        .await;
     let results: Vec<(String, i64, Result<JobDone, StoreError>)> = stream::iter(jobs)
         .map(|(partition, offset, job)| async move {
             let done = run_job(deps, &job, now).await;
@@ -75,6 +99,13 @@ pub async fn process_batch(
         let e = retry_from.entry(partition.to_owned()).or_insert(offset);
         *e = (*e).min(offset);
     };
+    for (partition, offset, result) in planned {
+        if let Err(e) = result {
+            tracing::warn!(partition, offset, error = %e, "could not plan the escalation; retrying from this record");
+            stats.retried += 1;
+            fail(&partition, offset);
+        }
+    }
     for (user, records, done) in badged {
         match done {
             Ok(done) => stats.count_badge(&done),

@@ -9,7 +9,9 @@ use shared::config::{
 };
 use shared::egress::EgressPolicy;
 use shared::error::StartupError;
-use shared::store::{ContactBook, DeviceBook, KeySpace, ProviderBreaker, PushLedger, RedisConn};
+use shared::store::{
+    ContactBook, DeviceBook, EscalationBook, KeySpace, ProviderBreaker, PushLedger, RedisConn,
+};
 
 use shared::addresses::PushSubscription;
 
@@ -57,6 +59,7 @@ pub struct Deps {
     pub contacts: ContactBook,
     pub devices: DeviceBook,
     pub ledger: PushLedger,
+    pub escalations: EscalationBook,
     pub senders: Arc<Senders>,
     pub settings: Arc<SenderSettings>,
 }
@@ -155,6 +158,7 @@ impl Deps {
             bus,
             contacts: ContactBook::new(conn.clone(), keys.clone()),
             devices: DeviceBook::new(conn.clone(), keys.clone()),
+            escalations: EscalationBook::new(conn.clone(), keys.clone()),
             ledger: PushLedger::new(conn, keys),
             senders: Arc::new(Senders {
                 push,

@@ -1,6 +1,9 @@
 //! The scheduled drain of the retry schedule: the entries due now are claimed (a lease, so a
 //! concurrent drain skips them), run as jobs, and removed once their outcomes are acknowledged.
 //! A user's trailing badge update ([`crate::badge`]) is removed first, then sent.
+//! An escalation step's timer is decided first ([`crate::escalate::admit`]): a cancelled one is
+//! removed without a run; a digest item's close reads the item as it is now
+//! ([`crate::digest::at_close`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,6 +15,7 @@ use shared::store::{DueEntry, StoreError};
 use crate::badge::{update_badge, BADGE_ENTRY};
 use crate::job::Job;
 use crate::run::{acknowledge, produce, run_job, JobDone, JOB_CONCURRENCY};
+use crate::{digest, escalate};
 use shared::trigger::Counters;
 
 use crate::{Deps, Stats};
@@ -66,6 +70,16 @@ pub async fn drain_due(deps: &Deps, now: DateTime<Utc>) -> Stats {
                             return (due, None);
                         }
                     },
+                    Ok(None) => return (due, None),
+                    Err(e) => return (due, Some(Err(e))),
+                };
+                match escalate::admit(deps, &job, now).await {
+                    Ok(true) => {}
+                    Ok(false) => return (due, None),
+                    Err(e) => return (due, Some(Err(e))),
+                }
+                let job = match digest::at_close(deps, job).await {
+                    Ok(Some(job)) => job,
                     Ok(None) => return (due, None),
                     Err(e) => return (due, Some(Err(e))),
                 };

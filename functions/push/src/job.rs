@@ -25,6 +25,10 @@ pub struct Job {
     /// Why it was scheduled (logs).
     #[serde(default)]
     pub reason: String,
+    /// The escalation step (1-based) this trip sends; `None` for the notification's own
+    /// channels. A step's sends have their own records (see [`Job::send_key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u8>,
 }
 
 impl Job {
@@ -41,13 +45,38 @@ impl Job {
             only: None,
             silent: false,
             reason: String::new(),
+            step: None,
         })
     }
 
-    /// Its id on the retry schedule: `<notification>|<channel>|<hop>`.
+    /// The first trip of escalation step `step` (1-based) of `n`: its channels, decided when
+    /// it comes due ([`crate::escalate`]).
+    pub(crate) fn escalation(n: &Notification, step: u8, channels: &[Channel]) -> Job {
+        Job {
+            notification: n.clone(),
+            channels: channels.to_vec(),
+            hop: 0,
+            only: None,
+            silent: false,
+            reason: "escalation".into(),
+            step: Some(step),
+        }
+    }
+
+    /// What its send records are keyed by, with the channel: the notification id, or
+    /// `<notification>#<step>` for an escalation step, so a step's EMAIL is recorded apart from
+    /// the notification's own.
+    pub(crate) fn send_key(&self) -> String {
+        match self.step {
+            Some(step) => format!("{}#{step}", self.notification.id),
+            None => self.notification.id.clone(),
+        }
+    }
+
+    /// Its id on the retry schedule: `<send key>|<channel>|<hop>`.
     pub(crate) fn entry_id(&self) -> String {
         let channel = self.channels.first().map_or("", |c| c.as_str());
-        format!("{}|{channel}|{}", self.notification.id, self.hop)
+        format!("{}|{channel}|{}", self.send_key(), self.hop)
     }
 }
 

@@ -49,6 +49,8 @@
 //! - [`deps`]: what a cold start builds ([`Deps`], the [`Senders`]);
 //! - [`batch`]: the Kafka batch ([`process_batch`]);
 //! - [`drain`]: the scheduled drain of the retry schedule ([`drain_due`]);
+//! - [`digest`]: a digest item's single send when its window closes;
+//! - [`escalate`]: escalation steps, timers on the retry schedule decided when they come due;
 //! - [`job`]: one send job, a notification's off-app channels for its user ([`Job`]), and what
 //!   each channel came to;
 //! - [`run`]: running a job: the user's view, the channels, the send records, the outcomes;
@@ -66,7 +68,9 @@ pub mod batch;
 pub(crate) mod channel;
 pub mod deps;
 pub(crate) mod devices;
+pub(crate) mod digest;
 pub mod drain;
+pub(crate) mod escalate;
 pub mod gates;
 pub mod job;
 pub mod payload;

@@ -241,6 +241,8 @@ mod tests {
             seen: false,
             archived: false,
             created_at: Utc::now(),
+            escalate: None,
+            digest: None,
         }
     }
 

@@ -61,6 +61,7 @@ pub(crate) fn next_hop(
         only,
         silent,
         reason: why.to_owned(),
+        step: job.step,
     }
 }
 

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use shared::bus::OutgoingRecord;
 use shared::model::Channel;
+use shared::protocol::outcome::reason;
 use shared::protocol::{DeliveryOutcome, Topic};
 use shared::store::{PushLedger, SendRecord, StoreError};
 
@@ -52,7 +53,7 @@ pub(crate) async fn run_job(
     let fields: Vec<String> = job
         .channels
         .iter()
-        .map(|c| PushLedger::field(&n.id, *c))
+        .map(|c| PushLedger::field(&job.send_key(), *c))
         .collect();
     let mut view = deps.ledger.view(user, &fields).await?;
     let mut done = JobDone {
@@ -133,8 +134,10 @@ pub(crate) async fn run_job(
     }
     let mut records = Vec::new();
     for (channel, r) in &results {
-        let field = PushLedger::field(&n.id, *channel);
+        let field = PushLedger::field(&job.send_key(), *channel);
         let pending = r.outcome.map(|(status, why)| {
+            // An escalation step's outcomes say so, unless a gate gave its own reason.
+            let why = why.or(job.step.map(|_| reason::ESCALATED));
             done.stats.count(status);
             let outcome = DeliveryOutcome::new(n, *channel, status, why).with_provider(r.provider);
             done.outputs.push(outcome_record(&outcome));

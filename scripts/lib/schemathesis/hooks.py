@@ -5,6 +5,8 @@ schemathesis generated as *valid*, the few rules it cannot (each is written in t
 descriptions too):
 
 - a create's `expiresAt` must be in the future;
+- a create's escalation `after` is at most 7 days, its digest `window` from 10s to 24h and its
+  digest `key` at most 128 bytes (the pattern states the duration's syntax, not its range);
 - a create's `Idempotency-Key` is new: reusing one with another body is 422 by design;
 - a create names the token's own user, so the document's links (create -> get, patch, delete,
   deliveries, click) reach a notification the caller owns (a service creating for another user
@@ -65,7 +67,31 @@ def _future(value) -> bool:
     return at > datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
 
 
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(duration) -> int:
+    text = str(duration)
+    try:
+        return int(text[:-1]) * _UNIT_SECONDS[text[-1]]
+    except (KeyError, ValueError, IndexError):
+        return -1  # not ours to fix: the API parses it
+
+
+def _workflows(body: dict) -> None:
+    for step in body.get("escalate") or []:
+        if isinstance(step, dict) and _seconds(step.get("after")) > 7 * 86400:
+            step["after"] = "15m"
+    digest = body.get("digest")
+    if isinstance(digest, dict):
+        if not 10 <= _seconds(digest.get("window")) <= 86400 and _seconds(digest.get("window")) != -1:
+            digest["window"] = "10m"
+        if isinstance(digest.get("key"), str) and len(digest["key"].encode()) > 128:
+            digest["key"] = "fuzz-digest"
+
+
 def _create(body: dict) -> None:
+    _workflows(body)
     if "userId" in body:
         body["userId"] = USER
     if isinstance(body.get("userIds"), list) and body["userIds"]:

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::digest::Digest;
 use crate::model::{Counts, FlagsPatch, Notification};
 
 /// The schema version this code writes and reads. A consumer skips (and counts) any other.
@@ -51,13 +52,16 @@ pub enum Event {
     },
     /// `changes` holds only the flags that changed, with their new values; `first`, which of
     /// them happened to this notification for the first time (absent in records written before
-    /// it existed).
+    /// it existed). A digest item that collected one more event carries its new `digest`
+    /// (and no flag changes).
     NotificationUpdated {
         id: String,
         changes: FlagsPatch,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         first: Option<FirstEngagement>,
         counts: Counts,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<Box<Digest>>,
     },
     NotificationDeleted {
         id: String,
@@ -246,6 +250,7 @@ mod tests {
             changes,
             first: None,
             counts: Counts::default(),
+            digest: None,
         };
         for (patch, moves) in [
             (r#"{"read": true}"#, true),

@@ -6,7 +6,7 @@
 //! | `type` | fields | when |
 //! |---|---|---|
 //! | `notification.created` | `seq, id, notification?, counts` | a notification arrived; `notification` is absent in the compact form (fetch it over HTTP) |
-//! | `notification.updated` | `seq, id, changes, counts` | read / seen / archived changed (`changes` holds only what changed) |
+//! | `notification.updated` | `seq, id, changes, counts, digest?` | read / seen / archived changed (`changes` holds only what changed), or a digest item collected one more event (`digest`, whose `items` are empty in the compact form: fetch the item over HTTP) |
 //! | `notification.deleted` | `seq, id, counts` | a notification was deleted |
 //! | `counts` | `seq, counts, allRead?` | counts changed without one notification changing (mark-all-read) |
 //! | `sync.result` | `changes, upTo, more` | a page of the `sync` reply: `changes` are the frames above, oldest first |
@@ -21,6 +21,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::digest::Digest;
 use crate::model::{Counts, FlagsPatch, Notification};
 use crate::protocol::{Envelope, Event};
 
@@ -46,6 +47,9 @@ pub enum Frame {
         id: String,
         changes: FlagsPatch,
         counts: Counts,
+        /// A digest item's new state, when it collected one more event.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<Box<Digest>>,
     },
     #[serde(rename = "notification.deleted")]
     Deleted {
@@ -139,12 +143,14 @@ impl Frame {
                 id,
                 changes,
                 counts,
+                digest,
                 ..
             } => Frame::Updated {
                 seq,
                 id: id.clone(),
                 changes: *changes,
                 counts: counts.clone(),
+                digest: digest.clone(),
             },
             Event::NotificationDeleted { id, counts } => Frame::Deleted {
                 seq,
@@ -176,6 +182,23 @@ impl Frame {
                 id: id.clone(),
                 notification: None,
                 counts: counts.clone(),
+            },
+            // A digest item's update keeps its count and times; its events are fetched over HTTP.
+            Frame::Updated {
+                seq,
+                id,
+                changes,
+                counts,
+                digest: Some(digest),
+            } => Frame::Updated {
+                seq: *seq,
+                id: id.clone(),
+                changes: *changes,
+                counts: counts.clone(),
+                digest: Some(Box::new(Digest {
+                    items: Vec::new(),
+                    ..(**digest).clone()
+                })),
             },
             other => other.clone(),
         }
@@ -380,6 +403,36 @@ mod tests {
     }
 
     #[test]
+    fn a_compact_digest_update_keeps_the_count_and_drops_the_events() {
+        let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let big = crate::digest::DigestItem {
+            title: "t".into(),
+            body: "b".repeat(10_000),
+            data: serde_json::json!({}),
+        };
+        let request = crate::digest::DigestRequest {
+            key: "k".into(),
+            window: "1m".into(),
+        };
+        let mut digest = Digest::open(&request, big.clone(), at);
+        for _ in 0..4 {
+            digest.add(big.clone(), at);
+        }
+        let f = Frame::Updated {
+            seq: 9,
+            id: "n1".into(),
+            changes: FlagsPatch::default(),
+            counts: counts(9),
+            digest: Some(Box::new(digest)),
+        };
+        let bytes = f.encode_within_limit();
+        assert!(bytes.len() <= FRAME_MAX_BYTES);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        assert_eq!(v["digest"]["count"], 5);
+        assert_eq!(v["digest"]["items"], serde_json::json!([]));
+    }
+
+    #[test]
     fn frames_have_the_documented_wire_shape() {
         let f = Frame::Updated {
             seq: 5,
@@ -389,6 +442,7 @@ mod tests {
                 ..FlagsPatch::default()
             },
             counts: counts(5),
+            digest: None,
         };
         let v: serde_json::Value = serde_json::from_slice(&f.encode()).unwrap_or_default();
         assert_eq!(v["type"], "notification.updated");

@@ -48,6 +48,9 @@ pub mod reason {
     /// A user-supplied URL, or an address its host resolved to, is outside the outbound policy
     /// ([`crate::egress`]): not https, loopback, private, link-local, …
     pub const ENDPOINT_REFUSED: &str = "endpoint-refused";
+    /// An escalation step sent it: the notification was still unread (or unseen) when the step
+    /// came due ([`crate::escalation`]).
+    pub const ESCALATED: &str = "escalated";
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -27,6 +27,8 @@
 //! | `<p>{u:<id>}:sends:at` | zset | the same fields by record time, to prune `sends` (3 days) |
 //! | `<p>{u:<id>}:badge` | string | the user's badge window: set (`NX`, 2 s `PX`) when a silent badge update goes to the user's phones; while it exists, the next update waits on the retry schedule (see `ledger.rs`) |
 //! | `<p>{u:<id>}:retry` | hash | retry-schedule entry id → entry JSON (a deferred or throttled send) |
+//! | `<p>{u:<id>}:digests` | hash | digest key → `<itemId>|<closesMs>|<count>`: the item each digest key last opened, and the token an update must match (see `inbox/digest.rs`); expires with the inbox |
+//! | `<p>{u:<id>}:escalations` | hash | `<notificationId>#<step>` → `<status>|<decidedMs>|<reason>|<dueMs>|<step JSON>`: each escalation step, `pending` until `push` decides it `fired` or `cancelled` (see `escalations.rs`); expires 10 days after its last write |
 //! | `<p>{push}:due` | zset | `<userId>\n<entryId>` by due time (ms): the retry schedule `push` drains |
 //! | `<p>{breaker:<provider>}` | hash | a provider's circuit breaker, shared by every `push` instance: `failures`, `openedAt` (ms), `trialUntil` (ms); expires a while after its last failure (see `breaker.rs`) |
 //! | `<p>{c:<connectionId>}` | string | the user of a WebSocket connection (for `$disconnect`) |
@@ -198,6 +200,8 @@ pub const USER_KEY_SUFFIXES: &[&str] = &[
     "sends:at",
     "retry",
     "badge",
+    "escalations",
+    "digests",
 ];
 
 impl UserKeys {
@@ -279,6 +283,14 @@ impl UserKeys {
     }
     pub fn sends_at(&self) -> String {
         self.key("sends:at")
+    }
+    /// The digest items the user's digest keys opened (`inbox/digest.rs`).
+    pub fn digests(&self) -> String {
+        self.key("digests")
+    }
+    /// Escalation steps of the user's notifications (`escalations.rs`).
+    pub fn escalations(&self) -> String {
+        self.key("escalations")
     }
     pub fn retry(&self) -> String {
         self.key("retry")

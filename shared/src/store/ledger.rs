@@ -30,10 +30,11 @@ use std::time::Duration;
 use redis::AsyncCommands;
 
 use crate::addresses::Contacts;
-use crate::model::{Channel, Preferences};
+use crate::model::{Channel, Flags, Notification, Preferences};
 
 use super::contacts::{parse_contacts, parse_subscriptions, StoredSubscription};
 use super::devices::{parse_devices, StoredDevice};
+use super::inbox::parse_doc;
 use super::keys::KeySpace;
 use super::scripts::{
     PUSH_ACKNOWLEDGE as ACKNOWLEDGE, PUSH_CLAIM_DUE as CLAIM_DUE, PUSH_RECORD as RECORD,
@@ -187,6 +188,21 @@ impl PushLedger {
             unread: unread.unwrap_or(0),
             records,
         })
+    }
+
+    /// A notification as the inbox holds it now (flags not applied), or `None` once it is gone:
+    /// what a digest item's close renders.
+    pub async fn notification(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<Option<Notification>, StoreError> {
+        let doc: Option<String> = self
+            .conn
+            .clone()
+            .hget(self.keys.user(user_id).docs(), id)
+            .await?;
+        doc.map(|d| parse_doc(&d, Flags::default())).transpose()
     }
 
     /// Writes the send records of the user's notification of `seq` (a record never replaces one

@@ -2,7 +2,8 @@
 //! index, the rate limiters, the registry of open WebSocket connections and the analytics
 //! counters ([`analytics`]), and for the off-app channels the users' contacts and push
 //! subscriptions ([`contacts`]), their phones ([`devices`]), what `push` did and must retry
-//! ([`ledger`]) and its providers' circuit breakers ([`breaker`]); erasing a user ([`erase`]).
+//! ([`ledger`]), the escalation steps it decides ([`escalations`]) and its providers' circuit
+//! breakers ([`breaker`]); erasing a user ([`erase`]).
 //!
 //! Guarantees:
 //! - every user mutation is one Lua script on the user's hash slot (`{u:<userId>}`), so it is
@@ -21,6 +22,7 @@ pub mod connections;
 pub mod contacts;
 pub mod devices;
 pub mod erase;
+pub mod escalations;
 pub mod inbox;
 pub mod keys;
 pub mod ledger;
@@ -36,6 +38,7 @@ pub use connections::{Connection, ConnectionRegistry, DeliveryClaim};
 pub use contacts::{ContactBook, StoredSubscription, SubscribeOutcome};
 pub use devices::{DeviceBook, RegisterOutcome, StoredDevice};
 pub use erase::{Erased, Eraser};
+pub use escalations::{EscalationBook, StepDecision};
 pub use inbox::{
     ChangesPage, CreateOutcome, InboxStore, ListQuery, Marked, NewNotification, Page, StatusFilter,
     UpdateOutcome,

@@ -103,6 +103,7 @@ mod tests {
                 changes: FlagsPatch::default(),
                 first: None,
                 counts: Counts::default(),
+                digest: None,
             },
         );
         let record = format!(

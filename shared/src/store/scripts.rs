@@ -41,6 +41,7 @@ macro_rules! user_script {
 }
 
 pub static CREATE: LazyLock<Script> = user_script_with_gcra!("create.lua");
+pub static DIGEST_UPDATE: LazyLock<Script> = user_script_with_gcra!("digest_update.lua");
 pub static UPDATE: LazyLock<Script> = user_script!("update.lua");
 pub static DELETE: LazyLock<Script> = user_script!("delete.lua");
 pub static MARK_ALL_READ: LazyLock<Script> = user_script!("mark_all_read.lua");
@@ -90,6 +91,10 @@ pub static RELEASE_LEASE: LazyLock<Script> = script!("release_lease.lua");
 pub static PUSH_RECORD: LazyLock<Script> = script!("push_record.lua");
 pub static PUSH_ACKNOWLEDGE: LazyLock<Script> = script!("push_acknowledge.lua");
 pub static PUSH_CLAIM_DUE: LazyLock<Script> = script!("push_claim_due.lua");
+
+// Escalation steps (`escalations.rs`).
+pub static ESCALATION_PLAN: LazyLock<Script> = script!("escalation_plan.lua");
+pub static ESCALATION_DECIDE: LazyLock<Script> = script!("escalation_decide.lua");
 
 // Push subscriptions, contacts and opt-outs (`contacts.rs`).
 pub static PUSH_SUBSCRIBE: LazyLock<Script> = script!("push_subscribe.lua");

@@ -14,6 +14,7 @@ use shared::addresses::{AUTH_SECRET_BYTES, EMAIL_MAX_BYTES, P256DH_BYTES};
 use shared::devices::{
     APNS_TOKEN_CHARS, APP_ID_MAX_CHARS, FCM_TOKEN_MAX_CHARS, FCM_TOKEN_MIN_CHARS,
 };
+use shared::escalation;
 use shared::limits::{
     BATCH_MAX_RECIPIENTS, BODY_MAX_BYTES, CHANGES_MAX_LIMIT, GROUP_KEY_MAX_BYTES,
     IDEMPOTENCY_KEY_MAX_BYTES, LIST_MAX_LIMIT, TITLE_MAX_CHARS, TYPE_MAX_BYTES, URL_MAX_BYTES,
@@ -134,6 +135,25 @@ pub(super) fn apply(doc: &mut Value) {
             "description": format!("1–{GROUP_KEY_MAX_BYTES} bytes; no control characters or line/paragraph separators")});
         props["expiresAt"] = json!({"type": ["string", "null"], "format": "date-time",
             "description": "Must be in the future (RFC 3339)"});
+        let off_app = json!({"type": "array", "minItems": 1, "uniqueItems": true,
+            "items": {"type": "string", "enum": [Channel::Push.as_str(), Channel::Email.as_str(), Channel::Sms.as_str()]}});
+        props["escalate"] = json!({"type": ["array", "null"], "minItems": 1, "maxItems": escalation::MAX_STEPS,
+            "description": "Send on more channels later unless the notification was read (or seen) by then, \
+                            archived or deleted; each step at most once (see `GET /v1/notifications/{id}/deliveries`)",
+            "items": {"type": "object", "additionalProperties": false, "required": ["after", "channels"],
+                "properties": {
+                    "after": {"type": "string", "pattern": escalation::DURATION_PATTERN,
+                        "description": "After the notification's creation: a whole number and `s`, `m`, `h` or `d`, at most 7 days"},
+                    "unless": {"type": "string", "enum": ["read", "seen"], "default": "read"},
+                    "channels": off_app}}});
+        props["digest"] = json!({"type": ["object", "null"], "additionalProperties": false, "required": ["key", "window"],
+            "description": "Collapse this recipient's events with the same key into one inbox item while its window is open; \
+                            its PUSH, EMAIL and SMS send once when the window closes. Ignored for `urgent` notifications",
+            "properties": {
+                "key": {"type": "string", "minLength": 1, "maxLength": GROUP_KEY_MAX_BYTES,
+                    "pattern": format!("^[^{one_line}]+$")},
+                "window": {"type": "string", "pattern": escalation::DURATION_PATTERN,
+                    "description": "From `10s` to `24h`, counted from the item's first event"}}});
         if let Some(p) = props.as_object_mut() {
             p.remove("userId");
             p.remove("userIds");

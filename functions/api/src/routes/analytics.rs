@@ -3,7 +3,8 @@
 //! - `GET /v1/analytics` (scope `analytics:read`): daily series and totals of the outcome
 //!   counters, summed over every Kafka-partition shard, optionally for one type and one channel;
 //! - `GET /v1/notifications/{id}/deliveries`: one notification's outcome history across channels
-//!   (its funnel), for its owner and for services holding `notifications:write`;
+//!   (its funnel) and its escalation steps, for its owner and for services holding
+//!   `notifications:write`;
 //! - `POST /v1/notifications/{id}/click`: records a click on one of the caller's notifications.
 //!
 //! The counters are written by the `analytics` function, so they trail Kafka by its batching
@@ -17,6 +18,7 @@ use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::auth::{SCOPE_ANALYTICS, SCOPE_WRITE};
 use shared::error::{ApiError, FieldError, Problem};
+use shared::escalation::StepReport;
 use shared::limits;
 use shared::model::{Channel, OutcomeStatus};
 use shared::store::analytics::{day_name, HistoryEntry};
@@ -110,6 +112,10 @@ pub struct DeliveriesResponse {
     /// Every recorded outcome and engagement, oldest first (at one instant: delivery, seen,
     /// read, clicked). Empty until the first outcome is counted.
     pub deliveries: Vec<HistoryEntry>,
+    /// Its escalation steps, in order, each `pending`, `fired` or `cancelled` (absent when it
+    /// has none). A fired step's outcomes are in `deliveries` with reason `escalated`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalation: Vec<StepReport>,
 }
 
 fn bad(field: &str, message: String) -> ApiError {
@@ -269,21 +275,29 @@ pub async fn deliveries(deps: &Deps, req: &Request, id: &str) -> Result<Response
         return Err(ApiError::NotFound);
     }
     let history = deps.analytics.history(id).await.map_err(store_error)?;
-    let (kind, entries) = match history {
-        Some(h) if h.user_id == claims.sub || claims.has_scope(SCOPE_WRITE) => (h.kind, h.entries),
+    let (user, kind, entries) = match history {
+        Some(h) if h.user_id == claims.sub || claims.has_scope(SCOPE_WRITE) => {
+            (h.user_id, h.kind, h.entries)
+        }
         Some(_) => return Err(ApiError::NotFound),
         // Nothing counted yet: the owner sees an empty funnel, everyone else 404.
         None => match deps.store.get(&claims.sub, id).await.map_err(store_error)? {
-            Some(n) => (Some(n.kind), Vec::new()),
+            Some(n) => (claims.sub.clone(), Some(n.kind), Vec::new()),
             None => return Err(ApiError::NotFound),
         },
     };
+    let escalation = deps
+        .escalations
+        .report(&user, id)
+        .await
+        .map_err(store_error)?;
     Ok(http::json(
         StatusCode::OK,
         &DeliveriesResponse {
             notification_id: id.to_owned(),
             kind,
             deliveries: entries,
+            escalation,
         },
     ))
 }

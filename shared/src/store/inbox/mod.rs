@@ -7,7 +7,8 @@
 //! Split by job: this file holds the types and the user-facing reads and writes;
 //! `change_log.rs` the change log (resume and the outbox relay); `idempotency.rs` the
 //! `Idempotency-Key` claims (the one record outside the user's slot: the sender's claim, in the
-//! sender's); `reply.rs` the decoding of the scripts' replies.
+//! sender's); `digest.rs` digest items (a create that opens one, or updates the open one);
+//! `reply.rs` the decoding of the scripts' replies.
 //!
 //! Pages ([`InboxStore::list`], [`InboxStore::changes`]) are bounded by count and by
 //! [`crate::limits::PAGE_MAX_BYTES`] of stored items, and always hold at least one item when
@@ -17,6 +18,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use redis::{AsyncCommands, Value};
 
 use crate::config::{InboxSettings, RateLimit};
+use crate::digest::{Digest, DigestItem, DigestRequest};
+use crate::escalation::EscalationStep;
 use crate::limits::PAGE_MAX_BYTES;
 use crate::model::{Channel, Counts, Flags, FlagsPatch, Notification, Preferences, Priority};
 use crate::protocol::{Envelope, Event};
@@ -27,13 +30,14 @@ use super::record::{parse_counts, parse_stored_patch, Change};
 use super::{scripts, RedisConn, StoreError};
 
 mod change_log;
+mod digest;
 mod idempotency;
 mod reply;
 
 pub use idempotency::RequestClaim;
 
-pub(crate) use reply::state_type;
-use reply::{int, parse_doc, state_bits, text, to_json};
+use reply::{int, state_bits, text, to_json};
+pub(crate) use reply::{parse_doc, state_type};
 
 /// A validated notification to create.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +52,10 @@ pub struct NewNotification {
     pub action_url: Option<String>,
     pub group_key: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Escalation steps ([`crate::escalation`]).
+    pub escalate: Option<Vec<EscalationStep>>,
+    /// The digest it joins ([`crate::digest`]); ignored for `urgent` ones, which bypass digests.
+    pub digest: Option<DigestRequest>,
 }
 
 impl NewNotification {
@@ -59,6 +67,18 @@ impl NewNotification {
         seq: u64,
         created_at: DateTime<Utc>,
     ) -> Notification {
+        let digest = self
+            .digest
+            .as_ref()
+            .filter(|_| self.priority != Priority::Urgent)
+            .map(|d| {
+                let item = DigestItem {
+                    title: self.title.clone(),
+                    body: self.body.clone(),
+                    data: self.data.clone(),
+                };
+                Digest::open(d, item, created_at)
+            });
         Notification {
             id,
             seq,
@@ -76,6 +96,8 @@ impl NewNotification {
             seen: false,
             archived: false,
             created_at,
+            escalate: self.escalate,
+            digest,
         }
     }
 }
@@ -102,6 +124,8 @@ pub struct IdempotencyClaim {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateOutcome {
+    /// Written. For an event that joined a digest's open item: that item, as updated, and its
+    /// `NOTIFICATION_UPDATED` change.
     Created {
         notification: Notification,
         change: Change,
@@ -170,6 +194,68 @@ pub struct MarkAllRead {
     /// How many notifications changed.
     pub changed: u64,
     pub change: Option<Change>,
+}
+
+/// What `create.lua` and `digest_update.lua` answer when they write nothing: a replay, a
+/// conflict, a limited create, or (`None`) a stale digest item.
+fn refused(answer: &str, reply: &[Value]) -> Result<Option<CreateOutcome>, StoreError> {
+    match answer {
+        "replay" => Ok(Some(CreateOutcome::Replayed(parse_doc(
+            &text(reply, 1)?,
+            Flags::default(),
+        )?))),
+        "conflict" => Ok(Some(CreateOutcome::Conflict)),
+        "limited" => Ok(Some(CreateOutcome::Limited {
+            retry_after: std::time::Duration::from_millis(int(reply, 1)?.max(1)),
+        })),
+        "stale" => Ok(None),
+        other => Err(StoreError::Corrupt(format!("create replied {other}"))),
+    }
+}
+
+/// A create request's share of the scripts' arguments: the idempotency record and the
+/// recipient's rate limit.
+struct RequestArgs<'a> {
+    claim: Option<&'a IdempotencyClaim>,
+    idem_key: String,
+    body_hash: &'a str,
+    header: &'a str,
+    interval_ms: String,
+    burst: u32,
+}
+
+impl<'a> RequestArgs<'a> {
+    fn new(
+        keys: &KeySpace,
+        user_id: &str,
+        sender: &str,
+        claim: Option<&'a IdempotencyClaim>,
+        limit: Option<RateLimit>,
+    ) -> Self {
+        let keys = keys.user(user_id);
+        let (idem_key, body_hash, header) = match claim {
+            Some(c) => (
+                keys.idempotency(sender, &c.key),
+                c.body_hash.as_str(),
+                c.key.as_str(),
+            ),
+            None => (keys.idempotency(sender, ""), "", ""),
+        };
+        let (interval_ms, burst) = limit.map_or((String::new(), 0), |l| {
+            (
+                (l.emission_interval().as_secs_f64() * 1000.0).to_string(),
+                l.burst,
+            )
+        });
+        RequestArgs {
+            claim,
+            idem_key,
+            body_hash,
+            header,
+            interval_ms,
+            burst,
+        }
+    }
 }
 
 /// The entity tag of stored preferences (`raw`: the stored text, `None` when none are stored):
@@ -260,6 +346,26 @@ impl InboxStore {
             .single()
             .unwrap_or(now);
         let notification = new.into_notification(uuid::Uuid::now_v7().to_string(), 0, created_at);
+        let request = RequestArgs::new(&self.keys, &notification.user_id, sender, claim, limit);
+        if notification.digest.is_some() {
+            return self.join_digest(notification, &request, now).await;
+        }
+        self.insert(notification, &request, now, None)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("create replied stale without a digest".into()))
+    }
+
+    /// Writes a new notification (`create.lua`); with a digest `guard`, only if the digest's open
+    /// item is still the one the caller saw (`None` otherwise: nothing written).
+    async fn insert(
+        &self,
+        notification: Notification,
+        request: &RequestArgs<'_>,
+        now: DateTime<Utc>,
+        guard: Option<&digest::Guard>,
+    ) -> Result<Option<CreateOutcome>, StoreError> {
+        let created_at = notification.created_at;
+        let claim = request.claim;
         let doc = to_json(&notification);
         let mut envelope = Envelope::new(
             &notification.user_id,
@@ -270,44 +376,34 @@ impl InboxStore {
         );
         envelope.occurred_at = created_at;
         let keys = self.keys.user(&notification.user_id);
-        let (idem_key, body_hash, header) = match claim {
-            Some(c) => (
-                keys.idempotency(sender, &c.key),
-                c.body_hash.as_str(),
-                c.key.as_str(),
-            ),
-            None => (keys.idempotency(sender, ""), "", ""),
-        };
-        let (interval_ms, burst) = limit.map_or((String::new(), 0), |l| {
-            (
-                (l.emission_interval().as_secs_f64() * 1000.0).to_string(),
-                l.burst,
-            )
-        });
         let reply: Vec<Value> = scripts::CREATE
             .key(&keys.inbox()[..])
-            .key(idem_key)
+            .key(&request.idem_key)
             .key(keys.rate())
             .key(keys.erased())
             .key(keys.idempotency_index())
+            .key(keys.digests())
             .arg(&notification.id)
             .arg(&notification.kind)
             .arg(&doc)
             .arg(to_json(&envelope))
-            .arg(body_hash)
+            .arg(request.body_hash)
             .arg(self.settings.idempotency_ttl.as_millis() as u64)
             .arg(created_at.timestamp_millis())
             .arg(self.settings.inbox_cap)
             .arg(self.log_cap())
             .arg(self.retention_ms())
-            .arg(header)
+            .arg(request.header)
             .arg(
                 notification
                     .expires_at
                     .map_or_else(String::new, |at| at.timestamp_millis().to_string()),
             )
-            .arg(interval_ms)
-            .arg(burst)
+            .arg(&request.interval_ms)
+            .arg(request.burst)
+            .arg(guard.map_or("", |g| g.key.as_str()))
+            .arg(guard.map_or("", |g| g.seen.as_str()))
+            .arg(guard.map_or(String::new(), |g| g.token.encode()))
             .invoke_async(&mut self.conn.clone())
             .await?;
         match text(&reply, 0)?.as_str() {
@@ -323,20 +419,12 @@ impl InboxStore {
                     idempotency_key: claim.map(|c| c.key.clone()),
                     written_at_ms: now.timestamp_millis(),
                 };
-                Ok(CreateOutcome::Created {
+                Ok(Some(CreateOutcome::Created {
                     notification,
                     change,
-                })
+                }))
             }
-            "replay" => Ok(CreateOutcome::Replayed(parse_doc(
-                &text(&reply, 1)?,
-                Flags::default(),
-            )?)),
-            "conflict" => Ok(CreateOutcome::Conflict),
-            "limited" => Ok(CreateOutcome::Limited {
-                retry_after: std::time::Duration::from_millis(int(&reply, 1)?.max(1)),
-            }),
-            other => Err(StoreError::Corrupt(format!("create replied {other}"))),
+            other => refused(other, &reply),
         }
     }
 
@@ -423,6 +511,7 @@ impl InboxStore {
             changes: FlagsPatch::default(),
             first: None,
             counts: Counts::default(),
+            digest: None,
         };
         let (mut envelope, reply) = self
             .append_change(user_id, event, &scripts::UPDATE, |script| {

@@ -13,7 +13,7 @@ pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {
 }
 
 /// Parses `<seq>\n<notification JSON>` and applies the current flags.
-pub(super) fn parse_doc(doc: &str, flags: Flags) -> Result<Notification, StoreError> {
+pub(crate) fn parse_doc(doc: &str, flags: Flags) -> Result<Notification, StoreError> {
     let corrupt = |e: String| StoreError::Corrupt(format!("notification: {e}"));
     let (seq, json) = doc
         .split_once('\n')

@@ -2,14 +2,17 @@
 -- (gcra_lib.lua), applies retention and the inbox cap (evictions append deletes), assigns seq,
 -- stores the notification, updates the counts, and appends the change. One step.
 -- KEYS[8]: the idempotency record, KEYS[9]: the recipient's rate-limit key, KEYS[10]: the
--- erase marker, KEYS[11]: the index of idempotency records (all in the same slot).
+-- erase marker, KEYS[11]: the index of idempotency records, KEYS[12]: the user's open digest
+-- items (all in the same slot).
 -- ARGV: 1 id, 2 type, 3 notification JSON (seq 0, flags false), 4 envelope JSON, 5 body hash
 -- ('' = no Idempotency-Key), 6 idempotency TTL ms, 7 createdAt ms, 8 inbox cap, 9 log cap,
 -- 10 retention ms, 11 Idempotency-Key, 12 expiresAt ms ('' = none), 13 the recipient limit's
--- emission interval ms ('' = no limit), 14 its burst.
+-- emission interval ms ('' = no limit), 14 its burst, 15 the digest key ('' = not a digest
+-- item), 16 the open-item token the caller saw for it ('' = none), 17 this item's token.
 -- Returns {'created', seq, counts} | {'replay', "<seq>\n<notification JSON>"} | {'conflict'} |
--- {'limited', retryAfterMs}. A replay or a conflict consumes no rate; a limited create writes
--- nothing.
+-- {'limited', retryAfterMs} | {'stale'}. A replay or a conflict consumes no rate; a limited or
+-- stale create writes nothing (stale: another event changed the digest's open item since the
+-- caller looked; it looks again, store/inbox/digest.rs).
 local id, typ, created = ARGV[1], ARGV[2], tonumber(ARGV[7])
 if ARGV[5] ~= '' then
   local prev = redis.call('GET', KEYS[8])
@@ -18,6 +21,9 @@ if ARGV[5] ~= '' then
     if hash == ARGV[5] then return {'replay', original} end
     return {'conflict'}
   end
+end
+if ARGV[15] ~= '' and (redis.call('HGET', KEYS[12], ARGV[15]) or '') ~= ARGV[16] then
+  return {'stale'}
 end
 if ARGV[13] ~= '' then
   local allowed, retry_ms = gcra(KEYS[9], tonumber(ARGV[13]), tonumber(ARGV[14]), 1)
@@ -55,6 +61,10 @@ if ARGV[5] ~= '' then
   redis.call('ZADD', KEYS[11], created + ttl, KEYS[8])
   redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', created)
   redis.call('PEXPIRE', KEYS[11], ttl)
+end
+if ARGV[15] ~= '' then
+  redis.call('HSET', KEYS[12], ARGV[15], ARGV[17])
+  redis.call('PEXPIRE', KEYS[12], ARGV[10])
 end
 touch(tonumber(ARGV[10]))
 return {'created', seq, counts}
