@@ -110,8 +110,9 @@ impl ApnsFake {
             .unwrap_or_else(|e| panic!("{e}"));
         let expired: Arc<Mutex<HashSet<String>>> = Arc::default();
         let refused = expired.clone();
+        let verified: Mutex<HashSet<String>> = Mutex::default();
         provider.guard(Arc::new(move |req: &Received| {
-            check(req, &public_key, &refused)
+            check(req, &public_key, &verified, &refused)
         }));
         ApnsFake {
             provider,
@@ -185,7 +186,12 @@ fn bearer(req: &Received) -> Option<&str> {
 }
 
 /// APNs' checks, in its order: the request, the provider token, the headers, the payload.
-fn check(req: &Received, public_key: &str, expired: &Mutex<HashSet<String>>) -> Option<Answer> {
+fn check(
+    req: &Received,
+    public_key: &str,
+    verified: &Mutex<HashSet<String>>,
+    expired: &Mutex<HashSet<String>>,
+) -> Option<Answer> {
     if req.method != "POST" {
         return Some(error(405, "MethodNotAllowed"));
     }
@@ -195,7 +201,7 @@ fn check(req: &Received, public_key: &str, expired: &Mutex<HashSet<String>>) -> 
     let Some(jwt) = bearer(req) else {
         return Some(error(403, "MissingProviderToken"));
     };
-    if let Some(refusal) = check_token(jwt, public_key, expired) {
+    if let Some(refusal) = check_token(jwt, public_key, verified, expired) {
         return Some(refusal);
     }
     if device.len() != 64 || !device.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -233,7 +239,13 @@ fn check(req: &Received, public_key: &str, expired: &Mutex<HashSet<String>>) -> 
     None
 }
 
-fn check_token(jwt: &str, public_key: &str, expired: &Mutex<HashSet<String>>) -> Option<Answer> {
+/// A token's signature is verified once; its age on every request.
+fn check_token(
+    jwt: &str,
+    public_key: &str,
+    verified: &Mutex<HashSet<String>>,
+    expired: &Mutex<HashSet<String>>,
+) -> Option<Answer> {
     let invalid = || Some(error(403, "InvalidProviderToken"));
     let Ok(header) = jsonwebtoken::decode_header(jwt) else {
         return invalid();
@@ -248,9 +260,19 @@ fn check_token(jwt: &str, public_key: &str, expired: &Mutex<HashSet<String>>) ->
     validation.set_required_spec_claims::<&str>(&[]);
     validation.validate_exp = false;
     validation.set_issuer(&[TEAM_ID]);
+    let known = verified.lock().is_ok_and(|v| v.contains(jwt));
+    if known {
+        // Verified before: only the claims (the age) are read again.
+        validation.insecure_disable_signature_validation();
+    }
     let Ok(token) = jsonwebtoken::decode::<ProviderTokenClaims>(jwt, &key, &validation) else {
         return invalid();
     };
+    if !known {
+        if let Ok(mut v) = verified.lock() {
+            v.insert(jwt.to_owned());
+        }
+    }
     let age = chrono::Utc::now().timestamp() - token.claims.iat;
     if age > 3600 || expired.lock().is_ok_and(|e| e.contains(jwt)) {
         return Some(error(403, "ExpiredProviderToken"));
