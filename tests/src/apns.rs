@@ -20,7 +20,7 @@
 //! `apns-id`, as APNs accepts a push. [`error`] and [`unregistered`] write APNs' error answers;
 //! [`hold`](crate::provider::hold) never answers (the adapter's timeout).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -110,7 +110,7 @@ impl ApnsFake {
             .unwrap_or_else(|e| panic!("{e}"));
         let expired: Arc<Mutex<HashSet<String>>> = Arc::default();
         let refused = expired.clone();
-        let verified: Mutex<HashSet<String>> = Mutex::default();
+        let verified: Mutex<HashMap<String, i64>> = Mutex::default();
         provider.guard(Arc::new(move |req: &Received| {
             check(req, &public_key, &verified, &refused)
         }));
@@ -189,7 +189,7 @@ fn bearer(req: &Received) -> Option<&str> {
 fn check(
     req: &Received,
     public_key: &str,
-    verified: &Mutex<HashSet<String>>,
+    verified: &Mutex<HashMap<String, i64>>,
     expired: &Mutex<HashSet<String>>,
 ) -> Option<Answer> {
     if req.method != "POST" {
@@ -239,41 +239,42 @@ fn check(
     None
 }
 
-/// A token's signature is verified once; its age on every request.
+/// A token's signature is verified once (`verified` keeps its `iat`); its age on every request.
 fn check_token(
     jwt: &str,
     public_key: &str,
-    verified: &Mutex<HashSet<String>>,
+    verified: &Mutex<HashMap<String, i64>>,
     expired: &Mutex<HashSet<String>>,
 ) -> Option<Answer> {
     let invalid = || Some(error(403, "InvalidProviderToken"));
-    let Ok(header) = jsonwebtoken::decode_header(jwt) else {
-        return invalid();
-    };
-    if header.alg != Algorithm::ES256 || header.kid.as_deref() != Some(KEY_ID) {
-        return invalid();
-    }
-    let Ok(key) = DecodingKey::from_ec_pem(public_key.as_bytes()) else {
-        return Some(answer(500));
-    };
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.set_required_spec_claims::<&str>(&[]);
-    validation.validate_exp = false;
-    validation.set_issuer(&[TEAM_ID]);
-    let known = verified.lock().is_ok_and(|v| v.contains(jwt));
-    if known {
-        // Verified before: only the claims (the age) are read again.
-        validation.insecure_disable_signature_validation();
-    }
-    let Ok(token) = jsonwebtoken::decode::<ProviderTokenClaims>(jwt, &key, &validation) else {
-        return invalid();
-    };
-    if !known {
-        if let Ok(mut v) = verified.lock() {
-            v.insert(jwt.to_owned());
+    let known = verified.lock().ok().and_then(|v| v.get(jwt).copied());
+    let iat = match known {
+        Some(iat) => iat,
+        None => {
+            let Ok(header) = jsonwebtoken::decode_header(jwt) else {
+                return invalid();
+            };
+            if header.alg != Algorithm::ES256 || header.kid.as_deref() != Some(KEY_ID) {
+                return invalid();
+            }
+            let Ok(key) = DecodingKey::from_ec_pem(public_key.as_bytes()) else {
+                return Some(answer(500));
+            };
+            let mut validation = Validation::new(Algorithm::ES256);
+            validation.set_required_spec_claims::<&str>(&[]);
+            validation.validate_exp = false;
+            validation.set_issuer(&[TEAM_ID]);
+            let Ok(token) = jsonwebtoken::decode::<ProviderTokenClaims>(jwt, &key, &validation)
+            else {
+                return invalid();
+            };
+            if let Ok(mut v) = verified.lock() {
+                v.insert(jwt.to_owned(), token.claims.iat);
+            }
+            token.claims.iat
         }
-    }
-    let age = chrono::Utc::now().timestamp() - token.claims.iat;
+    };
+    let age = chrono::Utc::now().timestamp() - iat;
     if age > 3600 || expired.lock().is_ok_and(|e| e.contains(jwt)) {
         return Some(error(403, "ExpiredProviderToken"));
     }
