@@ -14,6 +14,7 @@
 //! Stand-ins for what Herald talks to outside AWS, each a real server on this machine:
 //! - [`capture`]: an `@connections` endpoint that records posts;
 //! - [`provider`]: a scripted push service or SMS API;
+//! - [`fcm`], [`apns`]: Firebase Cloud Messaging and APNs (HTTP/2 over TLS), checking credentials;
 //! - [`smtp_sink`]: an SMTP server (aiosmtpd);
 //! - [`browser`]: a Web Push subscriber that decrypts and checks VAPID independently.
 //!
@@ -22,6 +23,7 @@
 //! back; [`http`] calls the api function in process; [`logs`] captures what code logs; [`frames`]
 //! holds every WebSocket frame a test receives to `/asyncapi.json`.
 
+pub mod apns;
 pub mod browser;
 pub mod capture;
 pub mod fcm;

@@ -1,7 +1,8 @@
 //! A scripted HTTP provider for in-process channel tests: a real HTTP/1.1 server on 127.0.0.1
 //! standing in for a Web Push service or an SMS API. It records every request (method, path,
 //! lower-cased headers, body, arrival instant) and answers, per path, the queued answers first
-//! (in order), then the path's standing answer, else `201` with an empty body. An answer is a
+//! (in order), then the path's standing answer, else `201` with an empty body (or the provider's
+//! own default, [`Provider::otherwise`]). An answer is a
 //! status, headers and a body ([`answer`], [`Answer::header`], [`Answer::json`]), or no answer
 //! at all ([`hold`]: the request is kept open until the client gives up, for timeouts). It stops
 //! when dropped. Unlike [`crate::capture::CaptureServer`] (the `@connections` stand-in) it keeps headers
@@ -93,6 +94,8 @@ struct Script {
     guard: Option<Guard>,
     queued: HashMap<String, VecDeque<Answer>>,
     standing: HashMap<String, Answer>,
+    /// The answer when nothing is scripted for a path: `201` unless [`Provider::otherwise`].
+    fallback: Option<Answer>,
     received: Vec<Received>,
 }
 
@@ -109,14 +112,47 @@ impl Drop for Provider {
     }
 }
 
+/// What records and answers one request from a provider's script: the protocol-neutral half of a
+/// provider, for fakes that speak something other than HTTP/1.1 ([`Provider::serving`]).
+#[derive(Clone)]
+pub struct Responder(Arc<Mutex<Script>>);
+
+impl Responder {
+    /// Records `req` and picks its answer: the guard's, else the path's next queued one, else
+    /// its standing one, else `201`.
+    pub fn answer(&self, req: Received) -> Option<Answer> {
+        let mut s = self.0.lock().ok()?;
+        let guarded = s.guard.as_ref().and_then(|g| g(&req));
+        let a = guarded
+            .or_else(|| s.queued.get_mut(&req.path).and_then(VecDeque::pop_front))
+            .or_else(|| s.standing.get(&req.path).cloned())
+            .or_else(|| s.fallback.clone())
+            .unwrap_or(answer(201));
+        s.received.push(req);
+        Some(a)
+    }
+}
+
 impl Provider {
+    /// An HTTP/1.1 provider.
     pub async fn start() -> Provider {
+        Self::serving("http", serve).await
+    }
+
+    /// A provider whose connections `serve` speaks (TLS, HTTP/2: `tests/src/apns.rs`), each
+    /// request answered by the [`Responder`]; `url` is `<scheme>://127.0.0.1:<port>`.
+    pub async fn serving<F, Fut>(scheme: &str, serve: F) -> Provider
+    where
+        F: Fn(tokio::net::TcpStream, Responder) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let (listener, url) = crate::capture::bind_local("provider").await;
+        let url = url.replacen("http", scheme, 1);
         let script: Arc<Mutex<Script>> = Arc::default();
-        let shared = script.clone();
+        let responder = Responder(script.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, shared.clone()));
+                tokio::spawn(serve(stream, responder.clone()));
             }
         });
         Provider { url, script, task }
@@ -136,11 +172,26 @@ impl Provider {
         }
     }
 
+    /// Answers this on any path with nothing scripted (instead of `201`).
+    pub fn otherwise(&self, a: Answer) {
+        if let Ok(mut s) = self.script.lock() {
+            s.fallback = Some(a);
+        }
+    }
+
     /// Every request goes to `guard` first; its answer, when it gives one, replaces the script's.
     pub fn guard(&self, guard: Guard) {
         if let Ok(mut s) = self.script.lock() {
             s.guard = Some(guard);
         }
+    }
+
+    /// Everything that arrived, in arrival order.
+    pub fn received_all(&self) -> Vec<Received> {
+        self.script
+            .lock()
+            .map(|s| s.received.clone())
+            .unwrap_or_default()
     }
 
     /// What arrived on `path`, in arrival order.
@@ -159,19 +210,12 @@ impl Provider {
 }
 
 /// One keep-alive connection: each request is recorded, then answered from the script.
-async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) {
+async fn serve(stream: tokio::net::TcpStream, responder: Responder) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     while let Some(req) = read_request(&mut read).await {
-        let reply = {
-            let Ok(mut s) = script.lock() else { return };
-            let guarded = s.guard.as_ref().and_then(|g| g(&req));
-            let a = guarded
-                .or_else(|| s.queued.get_mut(&req.path).and_then(VecDeque::pop_front))
-                .or_else(|| s.standing.get(&req.path).cloned())
-                .unwrap_or(answer(201));
-            s.received.push(req);
-            a
+        let Some(reply) = responder.answer(req) else {
+            return;
         };
         if reply.hold {
             // Until the client closes its side (a read of 0 bytes) or the provider stops.

@@ -1,7 +1,10 @@
 //! The PUSH channel to phones, through devstack (the real template, functions, gateways and
-//! Kafka trigger) with FCM pointed at the local FCM fake (`tests/src/fcm.rs`):
+//! Kafka trigger) with FCM pointed at the local FCM fake (`tests/src/fcm.rs`) and APNs at the
+//! local HTTP/2-over-TLS APNs fake (`tests/src/apns.rs`):
 //!
 //! - a notification reaches an android phone with the user's unread count as its badge;
+//! - an iPhone gets the same badge through APNs, a read brings it a silent background update,
+//!   and a token APNs calls `Unregistered` removes that iPhone only;
 //! - a read on the web (API or WebSocket) brings the phone one silent badge update with the new
 //!   count; a burst of reads brings at most one per 2 s window, the final count last;
 //! - a token FCM calls gone removes that device (and its owner record) only, while the user's
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use herald_tests::apns::{self, ApnsFake};
 use herald_tests::browser::Browser;
 use herald_tests::fcm::{self, FcmFake, CLIENT_EMAIL};
 use herald_tests::provider::Provider;
@@ -29,10 +33,11 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// The badge window (`push`'s `BADGE_WINDOW`).
 const WINDOW: Duration = Duration::from_secs(2);
 
-/// A devstack whose push function sends to the FCM fake.
+/// A devstack whose push function sends to the FCM and APNs fakes.
 struct Phones {
     stack: Stack,
     fcm: FcmFake,
+    apns: ApnsFake,
 }
 
 fn phones() -> Option<&'static Phones> {
@@ -52,24 +57,31 @@ fn phones() -> Option<&'static Phones> {
                     .build()
                     .unwrap_or_else(|e| panic!("runtime: {e}"));
                 rt.block_on(async {
-                    let _ = tx.send(FcmFake::start().await);
+                    let _ = tx.send((FcmFake::start().await, ApnsFake::start().await));
                     std::future::pending::<()>().await;
                 });
             });
-            let fcm = rx
+            let (fcm, apns) = rx
                 .recv_timeout(DEADLINE)
-                .unwrap_or_else(|e| panic!("the FCM fake did not start: {e}"));
+                .unwrap_or_else(|e| panic!("the provider fakes did not start: {e}"));
             fcm.provider
                 .always(&FcmFake::send_path(PROJECT), fcm::sent(PROJECT));
             let account = fcm::service_account(CLIENT_EMAIL);
             let token_url = format!("{}/token", fcm.provider.url);
+            let ios = apns.settings();
             let stack = Stack::start(&[
                 ("FCM_PROJECT_ID", PROJECT),
                 ("FCM_SERVICE_ACCOUNT", &account),
                 ("FCM_ENDPOINT", &fcm.provider.url),
                 ("FCM_TOKEN_URL", &token_url),
+                ("APNS_KEY_ID", &ios.key_id),
+                ("APNS_TEAM_ID", &ios.team_id),
+                ("APNS_PRIVATE_KEY", &ios.private_key),
+                ("APNS_TOPIC", &ios.topic),
+                ("APNS_ENDPOINT", &ios.endpoint),
+                ("APNS_CA_CERT", &apns.ca_cert),
             ]);
-            Some(Phones { stack, fcm })
+            Some(Phones { stack, fcm, apns })
         })
         .as_ref()
 }
@@ -125,6 +137,35 @@ impl Phones {
             .await;
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Registers an iPhone for `user`; its id.
+    async fn iphone(&self, user: &str, token: &str) -> String {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                user,
+                "/v1/devices",
+                Some(json!({"platform": "ios", "token": token})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// What APNs received for `token`: (push type, payload), in order.
+    fn apns_received(&self, token: &str) -> Vec<(String, Value)> {
+        self.apns
+            .received(token)
+            .iter()
+            .map(|r| {
+                let push_type = r.header("apns-push-type").unwrap_or_default().to_owned();
+                (
+                    push_type,
+                    serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+                )
+            })
+            .collect()
     }
 
     async fn device_ids(&self, user: &str) -> Vec<String> {
@@ -472,4 +513,53 @@ async fn a_redelivered_batch_and_a_throttled_retry_send_nothing_twice_to_a_devic
         2,
         "the throttled try and its one retry"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_iphone_gets_the_badge_through_apns_a_read_updates_it_and_an_unregistered_token_is_pruned(
+) {
+    let Some(p) = phones() else { return };
+    let ada = user();
+    let (iphone_token, android_token) = (random_apns_token(), fcm_token());
+    let iphone = p.iphone(&ada, &iphone_token).await;
+    p.android(&ada, &android_token).await;
+    let first = p.notify(&ada, "Deployed", &["IN_APP", "PUSH"]).await;
+    assert!(eventually(|| async { p.apns_received(&iphone_token).len() == 1 }).await);
+    assert!(eventually(|| async { p.pushes(&android_token).len() == 1 }).await);
+    let (push_type, alert) = &p.apns_received(&iphone_token)[0];
+    assert_eq!(push_type, "alert", "{alert}");
+    assert_eq!(alert["id"], first["id"], "{alert}");
+    assert_eq!(alert["aps"]["alert"]["title"], "Deployed", "{alert}");
+    assert_eq!(alert["aps"]["badge"], 1, "the exact unread count: {alert}");
+
+    // Read on the web: the iPhone gets a silent background update with the new count.
+    p.read(&ada, &first["id"]).await;
+    assert!(eventually(|| async { p.apns_received(&iphone_token).len() == 2 }).await);
+    let (push_type, update) = &p.apns_received(&iphone_token)[1];
+    assert_eq!(push_type, "background", "{update}");
+    assert_eq!(update["aps"]["content-available"], 1, "{update}");
+    assert_eq!(update["aps"]["badge"], 0, "{update}");
+    assert!(update["aps"].get("alert").is_none(), "silent: {update}");
+
+    // APNs calls the token gone: that iPhone is removed, the android phone still gets the next.
+    p.apns
+        .provider
+        .always(&ApnsFake::path(&iphone_token), apns::unregistered());
+    p.notify(&ada, "Rolled back", &["IN_APP", "PUSH"]).await;
+    assert!(eventually(|| async { p.pushes(&android_token).len() == 2 }).await);
+    assert!(
+        eventually(|| async { !p.device_ids(&ada).await.contains(&iphone) }).await,
+        "the unregistered iPhone is removed"
+    );
+    assert_eq!(p.device_ids(&ada).await.len(), 1, "the android phone stays");
+    assert_eq!(p.owner_record(&iphone).await, None, "its owner record too");
+}
+
+/// A fresh APNs device token (32 random bytes, hex).
+fn random_apns_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }

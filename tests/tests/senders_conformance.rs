@@ -30,15 +30,24 @@
 //! `UNAVAILABLE`; timeout no answer; oversized 400 `INVALID_ARGUMENT` "Android message is too
 //! big"; bad credentials a service account the token endpoint refuses (400 `invalid_grant`).
 //!
+//! Apple Push Notification service (HTTP/2 over TLS, `tests/src/apns.rs`: checks the ES256
+//! provider token's signature, the headers, the topic and the payload size; errors as
+//! `{"reason": …}`): accepted 200 with an `apns-id`; gone 410 `Unregistered` with its
+//! `timestamp`; throttled 429 `TooManyRequests` with `Retry-After: 7`; unavailable 503
+//! `ServiceUnavailable`; timeout no answer; oversized 413 `PayloadTooLarge`; bad credentials a
+//! provider token signed with another key (403 `InvalidProviderToken`).
+//!
 //! Adding an adapter: a [`Fake`] for its provider and one line in `conformance!` at the bottom.
 
 use std::time::Duration;
 
+use herald_tests::apns::{self, ApnsFake};
 use herald_tests::browser::{vapid_keys, Browser};
 use herald_tests::fcm::{self, FcmFake};
 use herald_tests::provider::{answer, hold, ses, Answer, Provider};
 use herald_tests::smtp_sink::SmtpSink;
 use push::payload::{self, PushPayload, RenderedEmail};
+use push::senders::apns::{Apns, ApnsMessage};
 use push::senders::email::Email;
 use push::senders::fcm::{Fcm, FcmMessage};
 use push::senders::ses::Ses;
@@ -709,6 +718,101 @@ impl Fake for FcmConformance {
     }
 }
 
+// --- iOS: Apple Push Notification service (HTTP/2) ----------------------------------------
+
+struct ApnsConformance {
+    fake: ApnsFake,
+}
+
+impl ApnsConformance {
+    /// One device token per case, so each case has a path of its own.
+    fn device(case: Case) -> String {
+        apns::device_token(case as u8 + 1)
+    }
+
+    fn adapter(&self, private_key: Option<&str>, timeout: Duration) -> Apns {
+        let settings = match private_key {
+            Some(key) => self.fake.settings_with_key(key),
+            None => self.fake.settings(),
+        };
+        Apns::new(&settings, timeout).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn message() -> ApnsMessage {
+        ApnsMessage::of(&notification(), 3, Duration::from_secs(60))
+    }
+}
+
+impl Fake for ApnsConformance {
+    const TRIMS: bool = true;
+
+    async fn start() -> Option<Self> {
+        Some(ApnsConformance {
+            fake: ApnsFake::start().await,
+        })
+    }
+
+    async fn call(&self, case: Case) -> Outcome {
+        // Apple's words for each (developer.apple.com, "Handling notification responses from
+        // APNs").
+        let reply = match case {
+            Case::Accepted => None,
+            Case::Gone => Some(apns::unregistered()),
+            Case::Throttled => Some(apns::error(429, "TooManyRequests").header("Retry-After", "7")),
+            Case::Unavailable => Some(apns::error(503, "ServiceUnavailable")),
+            Case::Timeout => Some(hold()),
+            Case::Oversized => Some(apns::error(413, "PayloadTooLarge")),
+            // Bad credentials: a provider token signed with a key the fake does not know.
+            Case::BadCredentials => None,
+        };
+        let device = Self::device(case);
+        if let Some(reply) = reply {
+            self.fake.provider.always(&ApnsFake::path(&device), reply);
+        }
+        let forged = apns::new_key();
+        let key = (case == Case::BadCredentials).then_some(forged.as_str());
+        self.adapter(key, case.timeout())
+            .send(&device, &Self::message())
+            .await
+    }
+
+    async fn deliver_oversized(&self, policy: &SendPolicy) -> Delivery {
+        let device = apns::device_token(0xee);
+        self.fake.provider.queue(
+            &ApnsFake::path(&device),
+            vec![apns::error(413, "PayloadTooLarge")],
+        );
+        let adapter = self.adapter(None, Duration::from_secs(30));
+        let delivery = policy.deliver(&adapter, &device, &Self::message()).await;
+        let got = self.fake.payloads(&device);
+        assert_eq!(got.len(), 2, "one resend");
+        assert_eq!(got[0]["aps"]["alert"]["body"], "x".repeat(2_000));
+        let cut = got[1]["aps"]["alert"]["body"].as_str().unwrap_or_default();
+        assert!(cut.len() < 300 && cut.ends_with('…'), "{cut}");
+        assert_eq!(got[1]["aps"]["alert"]["title"], "Conformance");
+        assert_eq!(got[1]["id"], "n-conformance");
+        delivery
+    }
+
+    fn accepted(&self) -> usize {
+        let device = Self::device(Case::Accepted);
+        let got = self.fake.received(&device);
+        for r in &got {
+            assert_eq!(r.header("apns-topic"), Some(apns::TOPIC));
+            assert_eq!(r.header("apns-push-type"), Some("alert"));
+            assert_eq!(r.header("apns-collapse-id"), Some("n-conformance"));
+            let payload: serde_json::Value =
+                serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(payload["aps"]["alert"]["title"], "Conformance");
+            assert_eq!(payload["aps"]["badge"], 3);
+        }
+        // The forged provider token reached the fake and was refused there.
+        let forged = self.fake.received(&Self::device(Case::BadCredentials));
+        assert_eq!(forged.len(), 1);
+        got.len()
+    }
+}
+
 /// The raw MIME message of an SES `SendEmail` request.
 fn raw_mime(r: &herald_tests::provider::Received) -> String {
     use base64::Engine;
@@ -738,4 +842,5 @@ conformance! {
     smtp_conforms: SmtpFake,
     ses_conforms: SesFake,
     fcm_conforms: FcmConformance,
+    apns_conforms: ApnsConformance,
 }

@@ -16,6 +16,7 @@ use shared::store::{
 use shared::addresses::PushSubscription;
 
 use crate::payload::RenderedEmail;
+use crate::senders::apns::{Apns, ApnsMessage};
 use crate::senders::email::Email;
 use crate::senders::fcm::{Fcm, FcmMessage};
 use crate::senders::ses::Ses;
@@ -31,6 +32,8 @@ pub type EmailAdapter = dyn Adapter<To = str, Message = RenderedEmail>;
 pub type SmsAdapter = dyn Adapter<To = str, Message = SmsBody>;
 /// An adapter for android devices: an FCM registration token, and the FCM message.
 pub type FcmAdapter = dyn Adapter<To = str, Message = FcmMessage>;
+/// An adapter for ios devices: an APNs device token, and the APNs push.
+pub type ApnsAdapter = dyn Adapter<To = str, Message = ApnsMessage>;
 
 /// The configured adapters of each off-app channel (none where the channel's settings are
 /// absent; email's and SMS's in failover order, `EMAIL_PROVIDERS`, `SMS_PROVIDERS`), and the one policy every send goes
@@ -41,6 +44,7 @@ pub struct Senders {
     pub email: Vec<Box<EmailAdapter>>,
     pub sms: Vec<Box<SmsAdapter>>,
     pub fcm: Option<Box<FcmAdapter>>,
+    pub apns: Option<Box<ApnsAdapter>>,
     pub policy: SendPolicy,
 }
 
@@ -48,7 +52,7 @@ impl Senders {
     /// Is any adapter of PUSH's targets configured (Web Push for subscriptions, FCM for android
     /// devices)? Else the channel is `suppressed`/`not-configured`.
     pub fn push_configured(&self) -> bool {
-        self.push.is_some() || self.fcm.is_some()
+        self.push.is_some() || self.fcm.is_some() || self.apns.is_some()
     }
 }
 
@@ -87,6 +91,7 @@ impl Deps {
                 .map(|a| a.provider())
                 .collect::<Vec<_>>(),
             fcm = deps.senders.fcm.as_ref().map(|a| a.provider()),
+            apns = deps.senders.apns.as_ref().map(|a| a.provider()),
             "channels configured"
         );
         Ok(deps)
@@ -149,6 +154,17 @@ impl Deps {
             )?)),
             None => None,
         };
+        // APNs speaks HTTP/2 only: a client of its own.
+        let apns: Option<Box<ApnsAdapter>> = match &settings.apns {
+            Some(a) => Some(Box::new(Apns::new(a, timeout).map_err(|e| {
+                ConfigError::Invalid {
+                    var: e.var,
+                    value: "***".into(),
+                    reason: e.reason,
+                }
+            })?)),
+            None => None,
+        };
         let sms: Vec<Box<SmsAdapter>> = settings
             .sms
             .iter()
@@ -165,6 +181,7 @@ impl Deps {
                 email,
                 sms,
                 fcm,
+                apns,
                 policy,
             }),
             settings: Arc::new(settings),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use shared::devices::{Device, Platform};
 use shared::model::Notification;
 
+use crate::senders::apns::ApnsMessage;
 use crate::senders::fcm::FcmMessage;
 use crate::senders::{Adapter, Delivery, SendPolicy};
 use crate::Senders;
@@ -35,6 +36,13 @@ impl DeviceMessage<'_> {
             DeviceMessage::Badge(badge) => FcmMessage::badge_update(badge),
         }
     }
+
+    fn apns(&self) -> ApnsMessage {
+        match *self {
+            DeviceMessage::Notification { n, badge, ttl } => ApnsMessage::of(n, badge, ttl),
+            DeviceMessage::Badge(badge) => ApnsMessage::badge_update(badge),
+        }
+    }
 }
 
 /// One send of `message` to `device` through the adapter of its platform; `None` when this
@@ -47,9 +55,7 @@ pub(crate) async fn send_to_device(
     let (policy, token) = (&senders.policy, device.token.as_str());
     match device.platform {
         Platform::Android => via(policy, senders.fcm.as_deref(), token, &message.fcm()).await,
-        // APNs: the adapter is being built on its own branch; until it is wired, iOS devices
-        // are skipped (`no-provider`).
-        Platform::Ios => None,
+        Platform::Ios => via(policy, senders.apns.as_deref(), token, &message.apns()).await,
     }
 }
 

@@ -34,8 +34,8 @@ pub use self::outbox::OutboxSettings;
 pub use self::realtime::{ConnectionsSettings, RealtimeSettings, CONNECTIONS_DEFAULT_REGION};
 pub use self::redis::RedisSettings;
 pub use self::senders::{
-    EmailProvider, EmailSettings, FcmSettings, SendSettings, SenderSettings, SmsProvider,
-    SmsSettings, VapidSettings,
+    ApnsSettings, EmailProvider, EmailSettings, FcmSettings, SendSettings, SenderSettings,
+    SmsProvider, SmsSettings, VapidSettings,
 };
 pub use self::shedding::SheddingSettings;
 pub use self::telemetry::TelemetrySettings;

@@ -292,6 +292,24 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "FCM's base URL (sends go to `{FCM_ENDPOINT}/v1/projects/{FCM_PROJECT_ID}/messages:send`) and the OAuth 2 token URL the service account's signed assertion is exchanged at (local fakes in tests)",
     },
     Variable {
+        names: &["APNS_KEY_ID", "APNS_TEAM_ID", "APNS_PRIVATE_KEY", "APNS_TOPIC"],
+        default: "unset (APNs not configured)",
+        used_by: "push",
+        meaning: "Apple Push Notification service (iOS devices), token-based auth: the signing key's id, the Apple developer team id, the `.p8` key file's PEM (a secret), and the app's bundle id (`apns-topic`). All four or none",
+    },
+    Variable {
+        names: &["APNS_ENDPOINT"],
+        default: "`https://api.push.apple.com`",
+        used_by: "push",
+        meaning: "APNs' base URL (sends go to `{APNS_ENDPOINT}/3/device/<token>` over HTTP/2): `https://api.sandbox.push.apple.com` for development builds of the app, a local fake in tests",
+    },
+    Variable {
+        names: &["APNS_CA_CERT"],
+        default: "unset (the public roots only)",
+        used_by: "push",
+        meaning: "for a local APNs fake only: one more certificate authority (PEM text) the APNs client trusts, e.g. the fake's self-signed certificate. Never set in production",
+    },
+    Variable {
         names: &["UNSUBSCRIBE_SECRET"],
         default: "unset",
         used_by: "push (signs), api (checks)",

@@ -1,4 +1,5 @@
-//! [`SenderSettings`]: the off-app senders (Web Push, email and SMS with their failover lists, FCM),
+//! [`SenderSettings`]: the off-app senders (Web Push, email and SMS with their failover lists, FCM,
+//! APNs),
 //! one-click unsubscribe, and
 //! how `push` sends. A sender whose settings are absent is *not configured*; half of its settings
 //! stops the cold start. Secrets are masked in `Debug`.
@@ -28,6 +29,8 @@ pub struct SenderSettings {
     pub sms: Vec<SmsProvider>,
     /// Firebase Cloud Messaging (the users' Android devices).
     pub fcm: Option<FcmSettings>,
+    /// Apple Push Notification service (the users' iOS devices).
+    pub apns: Option<ApnsSettings>,
     /// One-click unsubscribe (RFC 8058): `UNSUBSCRIBE_SECRET` signs the links (`push`) and checks
     /// them (`api`); `PUBLIC_API_URL` is the HTTP API's public base URL the links point to.
     pub unsubscribe_secret: Option<String>,
@@ -135,6 +138,27 @@ pub struct FcmSettings {
 pub const FCM_DEFAULT_ENDPOINT: &str = "https://fcm.googleapis.com";
 pub const FCM_DEFAULT_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 
+/// Apple Push Notification service, HTTP/2 with token-based auth: `POST {APNS_ENDPOINT}/3/device/
+/// <device token>` with an ES256 JWT signed by the `.p8` key `APNS_PRIVATE_KEY` (key id
+/// `APNS_KEY_ID`, team `APNS_TEAM_ID`), for the app `APNS_TOPIC` (its bundle id).
+#[derive(Clone)]
+pub struct ApnsSettings {
+    pub key_id: String,
+    pub team_id: String,
+    /// The `.p8` file's PEM (PKCS#8, P-256). A secret.
+    pub private_key: String,
+    pub topic: String,
+    /// No trailing slash.
+    pub endpoint: String,
+    /// `APNS_CA_CERT`: one more certificate authority (PEM) the APNs client trusts besides the
+    /// public roots. For a local APNs fake's self-signed certificate only; unset in production.
+    pub ca_cert: Option<String>,
+}
+
+/// Apple's production endpoint, the default of `APNS_ENDPOINT` (development builds of an app get
+/// sandbox tokens: `https://api.sandbox.push.apple.com`).
+pub const APNS_DEFAULT_ENDPOINT: &str = "https://api.push.apple.com";
+
 /// How `push` sends: bounded concurrency, bounded inline retries, and when a wait goes to the
 /// retry schedule instead of being slept.
 #[derive(Debug, Clone)]
@@ -213,6 +237,24 @@ impl SenderSettings {
                 .optional("FCM_TOKEN_URL")
                 .unwrap_or_else(|| FCM_DEFAULT_TOKEN_URL.into()),
         });
+        let apns = group(&[
+            "APNS_KEY_ID",
+            "APNS_TEAM_ID",
+            "APNS_PRIVATE_KEY",
+            "APNS_TOPIC",
+        ])?
+        .map(|v| ApnsSettings {
+            key_id: v[0].clone(),
+            team_id: v[1].clone(),
+            private_key: v[2].clone(),
+            topic: v[3].clone(),
+            endpoint: env
+                .optional("APNS_ENDPOINT")
+                .unwrap_or_else(|| APNS_DEFAULT_ENDPOINT.into())
+                .trim_end_matches('/')
+                .to_owned(),
+            ca_cert: env.optional("APNS_CA_CERT"),
+        });
         let unsubscribe_secret = env.optional("UNSUBSCRIBE_SECRET");
         if unsubscribe_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return Err(ConfigError::Invalid {
@@ -241,6 +283,7 @@ impl SenderSettings {
             email,
             sms,
             fcm,
+            apns,
             unsubscribe_secret,
             public_api_url,
             send: SendSettings {
@@ -413,6 +456,21 @@ impl std::fmt::Debug for SenderSettings {
                     .fcm
                     .as_ref()
                     .map(|f| format!("{} at {}", f.project_id, f.endpoint)),
+            )
+            .field(
+                "apns",
+                &self.apns.as_ref().map(|a| {
+                    format!(
+                        "{} at {}{}",
+                        a.topic,
+                        a.endpoint,
+                        if a.ca_cert.is_some() {
+                            " (extra CA)"
+                        } else {
+                            ""
+                        }
+                    )
+                }),
             )
             .field("public_api_url", &self.public_api_url)
             .field("send", &self.send)

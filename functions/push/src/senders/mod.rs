@@ -30,11 +30,13 @@
 //! - [`email`]: SMTP (lettre, rustls), text + HTML, RFC 8058 one-click unsubscribe headers;
 //! - [`ses`]: Amazon SES v2 `SendEmail` with the same message as raw content;
 //! - [`sms`]: an HTTP API in Twilio's Messages shape;
-//! - [`fcm`]: Firebase Cloud Messaging HTTP v1 (Android devices), OAuth 2 from a service account.
+//! - [`fcm`]: Firebase Cloud Messaging HTTP v1 (Android devices), OAuth 2 from a service account;
+//! - [`apns`]: the Apple Push Notification service over HTTP/2 (iOS devices), ES256 provider tokens.
 //!
 //! `tests/tests/senders_conformance.rs` runs the same scripted provider answers against every
 //! adapter, each against a local fake of its provider.
 
+pub mod apns;
 pub mod email;
 pub mod fcm;
 pub mod ses;
