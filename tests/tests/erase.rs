@@ -22,8 +22,8 @@ use shared::realtime::{ConnectionsApi, Fanout};
 use shared::store::analytics::{HistoryEntry, HistoryWrite};
 use shared::store::keys::USER_KEY_SUFFIXES;
 use shared::store::{
-    AnalyticsStore, Connection, ConnectionRegistry, ContactBook, NewNotification, PushLedger,
-    SendRecord,
+    AnalyticsStore, Connection, ConnectionRegistry, ContactBook, EscalationBook, NewNotification,
+    PushLedger, SendRecord,
 };
 
 const ADMIN: &str = "users:admin";
@@ -288,6 +288,25 @@ async fn populate(env: &TestEnv, deps: &api::Deps, user: &str) -> (String, Strin
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // An escalation step planned (as `push` plans it) and an open digest item.
+    let mut escalated = n.clone();
+    escalated.escalate = Some(vec![serde_json::from_value(
+        json!({"after": "1h", "channels": ["EMAIL"]}),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))]);
+    EscalationBook::new(env.conn.clone(), env.keys.clone())
+        .plan(&escalated)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = Call::post("/v1/notifications")
+        .service("svc")
+        .json(
+            &json!({"userId": user, "type": "comment", "title": "Digest", "body": "",
+            "channels": ["IN_APP"], "digest": {"key": "comments", "window": "1h"}}),
+        )
+        .send(deps)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
     // A badge window open (an hour long, so it cannot lapse during the test).
     let badge = ledger
         .open_badge_window(user, std::time::Duration::from_secs(3600))
@@ -620,9 +639,14 @@ async fn the_export_holds_every_kind_of_stored_data_for_the_admin_and_the_user()
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(notifications.len(), 2, "{admin}");
+    // Two plain notifications and the open digest item, with its digest.
+    assert_eq!(notifications.len(), 3, "{admin}");
     assert!(notifications.iter().all(|n| n["read"] == false), "{admin}");
-    assert_eq!(admin["counts"]["total"], 2, "{admin}");
+    assert!(
+        notifications.iter().any(|n| n["digest"]["key"] == "comments"),
+        "{admin}"
+    );
+    assert_eq!(admin["counts"]["total"], 3, "{admin}");
     assert_eq!(admin["preferences"]["default"]["EMAIL"], true, "{admin}");
     assert_eq!(admin["contacts"]["email"], "carol@example.test", "{admin}");
     assert_eq!(
@@ -655,7 +679,10 @@ async fn the_export_holds_every_kind_of_stored_data_for_the_admin_and_the_user()
     assert_eq!(own, admin);
 
     // Pages: one notification per page would need 100+; the cursor continues below a seq.
-    let first_seq = notifications[1]["seq"].as_u64().unwrap_or_default();
+    let first_seq = notifications
+        .last()
+        .and_then(|n| n["seq"].as_u64())
+        .unwrap_or_default();
     let cursor = {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         URL_SAFE_NO_PAD.encode(format!("v1:{first_seq}"))
