@@ -370,6 +370,30 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "names the Kafka cluster in the counter shards' keys (≤ 64 letters, digits, `.`, `_`, `-`). Unset: a digest of the MSK cluster ARN or of the self-managed bootstrap list, so a new cluster (offsets back at 0) never meets an old one's watermarks. Set it when the bootstrap list may change",
     },
     Variable {
+        names: &["WEBHOOK_ALLOW_LOOPBACK"],
+        default: "`false`",
+        used_by: "api, webhooks",
+        meaning: "`true` lets webhook URLs name loopback hosts (`127.0.0.0/8`, `[::1]`, `localhost`), over http too (devstack and the tests); never in a deployment. Every other non-public address stays refused ([webhooks](webhooks.md#endpoints))",
+    },
+    Variable {
+        names: &["WEBHOOK_TIMEOUT_MS"],
+        default: "`10000`",
+        used_by: "webhooks",
+        meaning: "one webhook attempt's time limit; a timeout is a failed attempt",
+    },
+    Variable {
+        names: &["WEBHOOK_RETRY_BASE_MS"],
+        default: "`30000`",
+        used_by: "webhooks",
+        meaning: "the delay after a webhook's first failed attempt; each later delay doubles, up to 6 h ([webhooks](webhooks.md#retries-and-dead-letters))",
+    },
+    Variable {
+        names: &["WEBHOOK_RETRY_WINDOW_MS"],
+        default: "`86400000`",
+        used_by: "webhooks",
+        meaning: "a failed message is retried while its scheduled delays add up to at most this (24 h); then it is dead-lettered, to be replayed with `POST /v1/webhooks/{id}/replay`",
+    },
+    Variable {
         names: &["LOG_FORMAT"],
         default: "`json`",
         used_by: "all",

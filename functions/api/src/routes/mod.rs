@@ -8,6 +8,7 @@ pub mod health;
 pub mod notifications;
 pub mod preferences;
 pub mod push;
+pub mod webhooks;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -89,6 +90,13 @@ pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErro
         (["v1", "users", user_id, "contacts"], &Method::PUT) => {
             push::put_contacts(deps, req, user_id).await
         }
+        (["v1", "webhooks"], &Method::POST) => webhooks::register(deps, req).await,
+        (["v1", "webhooks"], &Method::GET) => webhooks::list(deps, req).await,
+        (["v1", "webhooks", id], &Method::DELETE) => webhooks::remove(deps, req, id).await,
+        (["v1", "webhooks", id, "deliveries"], &Method::GET) => {
+            webhooks::deliveries(deps, req, id).await
+        }
+        (["v1", "webhooks", id, "replay"], &Method::POST) => webhooks::replay(deps, req, id).await,
         (["v1", "unsubscribe"], &Method::POST) => push::one_click_unsubscribe(deps, req).await,
         (["v1", "unsubscribe"], &Method::GET) => push::unsubscribe_page(deps, req).await,
         _ => Err(ApiError::NotFound),
