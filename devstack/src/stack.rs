@@ -292,6 +292,8 @@ async fn start_kafka(
         Some(b) => KafkaService::external(b.clone()).await?,
         None => KafkaService::embedded()?,
     };
+    // Each once: several mappings read the same topic (and share its on-failure topic).
+    let mut extra = std::collections::BTreeSet::new();
     for f in &stack.functions {
         for source in &f.kafka {
             for topic in &source.topics {
@@ -299,13 +301,16 @@ async fn start_kafka(
                     .iter()
                     .any(|t| t.name == topic)
                 {
-                    kafka.create_topic(topic, 1).await?;
+                    extra.insert(topic.clone());
                 }
                 if source.on_failure.is_some() {
-                    kafka.create_topic(&mapping::dlq_topic(topic), 1).await?;
+                    extra.insert(mapping::dlq_topic(topic));
                 }
             }
         }
+    }
+    for topic in &extra {
+        kafka.create_topic(topic, 1).await?;
     }
     Ok(kafka)
 }

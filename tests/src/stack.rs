@@ -79,6 +79,18 @@ fn missing() -> Option<String> {
     })
 }
 
+/// Can a stack start here? Says why not (after [`skip`]) when it cannot; for tests that start
+/// a private [`Stack`] only.
+pub fn stack_available() -> bool {
+    match missing() {
+        Some(why) => {
+            skip(&why);
+            false
+        }
+        None => true,
+    }
+}
+
 /// The stack shared by every test of this binary, or `None` (after [`skip`]).
 pub fn shared_stack() -> Option<&'static Stack> {
     static STACK: OnceLock<Option<Stack>> = OnceLock::new();
