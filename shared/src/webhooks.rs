@@ -282,8 +282,9 @@ pub struct DeliveryAttempt {
         skip_serializing_if = "Option::is_none"
     )]
     pub status_code: Option<u16>,
-    /// Why the attempt failed without a usable answer: `timeout`, `connect`,
-    /// `redirect-refused`, `endpoint-refused`, `http-<status>`.
+    /// Why the attempt failed, besides a non-2xx status: `redirect-refused` (a 3xx, never
+    /// followed), `endpoint-refused` (the URL or an address it resolves to is outside the
+    /// outbound policy), `timeout`, `connect`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub result: AttemptResult,
