@@ -48,7 +48,13 @@ pub async fn process_batch(
                 for hook in hooks.iter().filter(|h| h.wants(message.kind)) {
                     match deps
                         .store
-                        .enqueue(&hook.id, message, now.timestamp_millis(), QUEUE_LEASE)
+                        .enqueue(
+                            &hook.id,
+                            message,
+                            now.timestamp_millis(),
+                            QUEUE_LEASE,
+                            deps.settings.retention,
+                        )
                         .await
                     {
                         Ok(Enqueued::Known) => stats.redelivered += 1,

@@ -394,6 +394,12 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "a failed message is retried while its scheduled delays add up to at most this (24 h); then it is dead-lettered, to be replayed with `POST /v1/webhooks/{id}/replay`",
     },
     Variable {
+        names: &["WEBHOOK_RETENTION_HOURS"],
+        default: "`168`",
+        used_by: "webhooks",
+        meaning: "how long sent and dead-lettered webhook messages are kept in Redis for replays, and their ledger entries against redelivered Kafka records (7 days, the `notification-events` retention). Memory: each kept message is its body (~0.5–2 KB) per webhook that wanted it",
+    },
+    Variable {
         names: &["LOG_FORMAT"],
         default: "`json`",
         used_by: "all",
@@ -563,6 +569,20 @@ mod tests {
             )
         );
         assert!(TriggerSettings::from_env(&empty).is_ok_and(|t| t.report_batch_item_failures));
+        let webhooks = WebhookSettings::from_env(&empty).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(webhooks, WebhookSettings::default());
+        assert_eq!(
+            (
+                webhooks.allow_loopback,
+                webhooks.timeout,
+                webhooks.retry_base
+            ),
+            (false, Duration::from_secs(10), Duration::from_secs(30))
+        );
+        assert_eq!(
+            (webhooks.retry_window, webhooks.retention),
+            (Duration::from_secs(86_400), Duration::from_secs(7 * 86_400))
+        );
         let kafka = KafkaSettings::from_env(&Env::from_pairs([("KAFKA_BROKERS", "b:9092")]))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(

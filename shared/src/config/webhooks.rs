@@ -22,6 +22,9 @@ pub struct WebhookSettings {
     /// `WEBHOOK_RETRY_WINDOW_MS`: a message whose scheduled delays would add up to more than this
     /// goes to the dead letters instead of being retried again.
     pub retry_window: Duration,
+    /// `WEBHOOK_RETENTION_HOURS`: how long sent and dead-lettered messages are kept for replays
+    /// (and their ledger entries against redeliveries).
+    pub retention: Duration,
     /// The deployment's topic suffix (`KAFKA_TOPIC_SUFFIX`, as [`super::KafkaSettings`] reads
     /// it), to tell the three input topics apart.
     pub topic_suffix: String,
@@ -35,6 +38,7 @@ impl WebhookSettings {
             retry_base: Duration::from_millis(env.positive("WEBHOOK_RETRY_BASE_MS")?),
             retry_max_delay: Duration::from_secs(6 * 3600),
             retry_window: Duration::from_millis(env.parse("WEBHOOK_RETRY_WINDOW_MS")?),
+            retention: Duration::from_secs(3600 * env.positive::<u64>("WEBHOOK_RETENTION_HOURS")?),
             topic_suffix: env.string_or("KAFKA_TOPIC_SUFFIX", ""),
         })
     }
@@ -62,6 +66,8 @@ impl WebhookSettings {
 }
 
 impl Default for WebhookSettings {
+    /// The reference's defaults (the fallback repeats them only for the type's sake: reading an
+    /// empty environment cannot fail, `config_reference_gives_every_reader_its_default`).
     fn default() -> Self {
         WebhookSettings::from_env(&Env::from_pairs::<&str, &str>([])).unwrap_or(WebhookSettings {
             allow_loopback: false,
@@ -69,6 +75,7 @@ impl Default for WebhookSettings {
             retry_base: Duration::from_secs(30),
             retry_max_delay: Duration::from_secs(6 * 3600),
             retry_window: Duration::from_secs(24 * 3600),
+            retention: Duration::from_secs(7 * 24 * 3600),
             topic_suffix: String::new(),
         })
     }

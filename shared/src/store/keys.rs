@@ -38,7 +38,7 @@
 //! | `<p>{wh}:hooks` | hash | webhook id → webhook JSON (url, events, secret, createdAt): the registry (one per deployment; a tenant would get its own slot) |
 //! | `<p>{wh:<id>}:ledger` | hash | message id → `<state>|<attempts>` (`queued`, `sent`, `dead`): what the webhook got of each message, so a redelivered record sends nothing again; `dead` is the dead letter |
 //! | `<p>{wh:<id>}:messages` | hash | message id → message JSON (its body, type, notification, time): what every attempt and replay sends |
-//! | `<p>{wh:<id>}:log` | zset | message ids by event time (ms): the replay window; entries older than 7 days that are not queued are pruned with their ledger entry and message |
+//! | `<p>{wh:<id>}:log` | zset | message ids by event time (ms): the replay window; entries older than `WEBHOOK_RETENTION_HOURS` (7 days) that are not queued are pruned with their ledger entry and message |
 //! | `<p>{wh:<id>}:q:<notificationId>` | list | the notification's messages waiting, in order; the head is being sent or waits for its retry |
 //! | `<p>{wh:<id>}:due` | zset | notification ids with a waiting queue, by when to work it (ms): the retry schedule the `webhooks` function drains (a lease while a run works it) |
 //! | `<p>{wh:<id>}:attempts` | list | the latest 100 attempts' JSON, newest first (`GET /v1/webhooks/{id}/deliveries`) |

@@ -27,9 +27,6 @@ use super::scripts::{
 use super::{RedisConn, StoreError};
 use crate::webhooks::{DeliveryAttempt, Webhook, WebhookMessage};
 
-/// How long sent and dead-lettered messages are kept for replays (and their ledger entries for
-/// redeliveries): the `notification-events` topic's retention.
-pub const MESSAGE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Attempts kept per webhook for `GET /v1/webhooks/{id}/deliveries`.
 pub const ATTEMPTS_KEPT: isize = 100;
 
@@ -152,13 +149,15 @@ impl WebhookStore {
     }
 
     /// Puts `message` in `hook`'s ledger and queue (see [`Enqueued`]). `now_ms + lease` ends the
-    /// caller's ownership of a queue it was first in.
+    /// caller's ownership of a queue it was first in. Sent and dead-lettered messages older than
+    /// `retention` (by event time) are pruned a few at a time, with their ledger entries.
     pub async fn enqueue(
         &self,
         hook: &str,
         message: &WebhookMessage,
         now_ms: i64,
         lease: Duration,
+        retention: Duration,
     ) -> Result<Enqueued, StoreError> {
         let keys = self.keys.webhook(hook);
         let json =
@@ -174,7 +173,7 @@ impl WebhookStore {
             .arg(message.at.timestamp_millis())
             .arg(&message.notification_id)
             .arg(now_ms + lease.as_millis() as i64)
-            .arg(now_ms - MESSAGE_RETENTION.as_millis() as i64)
+            .arg(now_ms - retention.as_millis() as i64)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match result {

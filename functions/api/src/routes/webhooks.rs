@@ -132,7 +132,8 @@ pub async fn deliveries(deps: &Deps, req: &Request, id: &str) -> Result<Response
     Ok(http::json(StatusCode::OK, &DeliveryAttemptList { items }))
 }
 
-/// Send again every event of the window that was delivered or dead-lettered (kept 7 days), in
+/// Send again every event of the window that was delivered or dead-lettered (kept 7 days by
+/// default, `WEBHOOK_RETENTION_HOURS`), in
 /// order per notification, from a first attempt. Sending starts within a minute (the retry
 /// schedule's next run).
 #[utoipa::path(post, path = "/v1/webhooks/{id}/replay", tag = "webhooks", params(("id" = String, Path)),
