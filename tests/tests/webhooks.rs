@@ -9,7 +9,8 @@
 //! window of 2 ms, so a failed message is retried once (by a drain the test invokes) and then
 //! dead-lettered. Nothing waits on a clock: the tests invoke the drain until what they expect
 //! has happened, within generous bounds. Every webhook sees every test's events, so each test's
-//! receiver answers 200 at once to other users' events and the test reads only its own.
+//! receiver answers 200 at once to other users' events and the test reads only its own. The last
+//! test holds the store alone to its contract, on real Redis without a stack.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -716,4 +717,85 @@ async fn a_receiver_that_never_answers_times_out_and_is_retried() {
     assert_eq!(first["result"], "retrying", "{first}");
     assert!(first.get("statusCode").is_none(), "{first}");
     unregister(stack, hook_id).await;
+}
+
+/// The store alone, on real Redis (no stack): the ledger, a notification's queue and its owner,
+/// the schedule, a replay, and a removal that leaves no key behind.
+#[tokio::test]
+async fn the_store_queues_in_order_once_and_a_removal_leaves_nothing() {
+    use shared::store::{Enqueued, LedgerEntry, LedgerState, WebhookStore};
+    use shared::webhooks::{WebhookEventType, WebhookMessage};
+    let Some(env) = herald_tests::TestEnv::new().await else {
+        return;
+    };
+    let store = WebhookStore::new(env.conn.clone(), env.keys.clone());
+    let hook = shared::webhooks::Webhook {
+        id: "h1".into(),
+        url: "https://hooks.example.com/x".into(),
+        events: vec![WebhookEventType::NotificationCreated],
+        secret: shared::webhooks::new_secret(),
+        created_at: chrono::Utc::now(),
+    };
+    assert!(store.register(&hook, 1).await.unwrap_or_default());
+    assert!(
+        !store.register(&hook, 1).await.unwrap_or(true),
+        "the limit holds"
+    );
+    let at = chrono::Utc::now();
+    let message = |id: &str, notification: &str| WebhookMessage {
+        id: id.into(),
+        kind: WebhookEventType::NotificationCreated,
+        notification_id: notification.into(),
+        at,
+        body: "{}".into(),
+    };
+    let now = at.timestamp_millis();
+    let lease = Duration::from_secs(300);
+    let keep = Duration::from_secs(3600);
+    let enqueue = |m: WebhookMessage| {
+        let store = store.clone();
+        async move {
+            store
+                .enqueue("h1", &m, now, lease, keep)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    assert_eq!(enqueue(message("m1", "n1")).await, Enqueued::Owner);
+    assert_eq!(enqueue(message("m2", "n1")).await, Enqueued::Waiting);
+    assert_eq!(enqueue(message("m1", "n1")).await, Enqueued::Known);
+    assert_eq!(enqueue(message("m3", "n2")).await, Enqueued::Owner);
+    // m1 fails: its queue waits for the schedule; m2 stays behind it.
+    store
+        .reschedule("h1", "n1", "m1", 1, now + 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let due = store
+        .claim_due("h1", now + 10, lease, 10)
+        .await
+        .unwrap_or_default();
+    assert_eq!(due, ["n1"], "n2's lease has not ended");
+    let sent = LedgerEntry {
+        state: LedgerState::Sent,
+        attempts: 2,
+    };
+    let next = store.complete("h1", "n1", "m1", sent, now, lease).await;
+    assert_eq!(next.ok().flatten().as_deref(), Some("m2"));
+    let next = store.complete("h1", "n1", "m2", sent, now, lease).await;
+    assert_eq!(next.ok().flatten(), None);
+    assert_eq!(store.head("h1", "n1").await.ok().flatten(), None);
+    // A replay queues the sent ones again, in order; m3 is still queued and left alone.
+    let queued = store
+        .replay("h1", now - 1, now + 1, now)
+        .await
+        .unwrap_or_default();
+    assert_eq!(queued, 2);
+    assert_eq!(
+        store.head("h1", "n1").await.ok().flatten().as_deref(),
+        Some("m1")
+    );
+    assert!(store.remove("h1").await.unwrap_or_default());
+    assert!(!store.remove("h1").await.unwrap_or(true));
+    let left: Vec<String> = env.keys().await;
+    assert!(left.iter().all(|k| !k.contains("{wh")), "{left:?}");
 }

@@ -322,6 +322,23 @@ mod tests {
     }
 
     #[test]
+    fn a_webhooks_delivery_state_shares_its_slot() {
+        let keys = KeySpace::new("t1:");
+        assert_eq!(keys.webhooks(), "t1:{wh}:hooks");
+        let hook = keys.webhook("h1");
+        for key in [
+            hook.ledger(),
+            hook.messages(),
+            hook.log(),
+            hook.due(),
+            hook.attempts(),
+            hook.queue("n1"),
+        ] {
+            assert!(key.starts_with("t1:{wh:h1}:"), "{key}");
+        }
+    }
+
+    #[test]
     fn an_analytics_shard_keeps_its_watermark_with_its_counters() {
         let keys = KeySpace::new("t1:");
         let shard = keys.analytics_shard("c1:notification-delivery:2");
