@@ -35,6 +35,8 @@ pub const MAX_WEBHOOKS: usize = 50;
 pub const SECRET_BYTES: usize = 32;
 /// The prefix of a secret.
 pub const SECRET_PREFIX: &str = "whsec_";
+/// How long a registration waits for its host to resolve (well inside the api's 10 s).
+pub const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// What a webhook can subscribe to, and where each comes from:
 ///
@@ -176,11 +178,18 @@ impl Webhook {
             }
         };
         if let Some(host) = url.as_ref().and_then(|u| u.domain()) {
-            if let Err(e) = policy.resolve(host).await {
-                let message = match e.downcast_ref::<Refused>() {
+            let resolved = tokio::time::timeout(RESOLVE_TIMEOUT, policy.resolve(host)).await;
+            let refusal = match resolved {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(match e.downcast_ref::<Refused>() {
                     Some(why) => format!("the endpoint {why}"),
                     None => format!("the endpoint's host {host} does not resolve"),
-                };
+                }),
+                Err(_) => Some(format!(
+                    "the endpoint's host {host} did not resolve in time"
+                )),
+            };
+            if let Some(message) = refusal {
                 errors.push(FieldError::new("url", message));
             }
         }
