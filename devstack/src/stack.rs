@@ -12,7 +12,7 @@
 //! then devstack supplies `REDIS_URL`, `KAFKA_BROKERS`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`
 //! `CONNECTIONS_URL` and placeholder AWS credentials unless devstack's own environment sets them;
 //! last, the channel keys ([`crate::push_keys`]) fill the declared-but-empty `VAPID_*` and
-//! `UNSUBSCRIBE_SECRET`, and `PushAllowLoopback` defaults to true.
+//! `UNSUBSCRIBE_SECRET`, and `PushAllowLoopback` and `WebhookAllowLoopback` default to true.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -118,11 +118,13 @@ pub fn read_template(settings: &Settings, http: &str, ws: &str) -> Result<Stack,
             path: settings.template.clone(),
             source: e.into(),
         })?;
-    // Push endpoints on this machine (test and demo push services) are loopback ones.
+    // Push endpoints and webhook receivers on this machine (test and demo services) are
+    // loopback ones.
     for (name, value) in [
         ("JwtIssuer", http.to_owned()),
         ("JwtAudience", settings.audience.clone()),
         ("PushAllowLoopback", "true".to_owned()),
+        ("WebhookAllowLoopback", "true".to_owned()),
     ] {
         if declared
             .get("Parameters")
@@ -290,6 +292,8 @@ async fn start_kafka(
         Some(b) => KafkaService::external(b.clone()).await?,
         None => KafkaService::embedded()?,
     };
+    // Each once: several mappings read the same topic (and share its on-failure topic).
+    let mut extra = std::collections::BTreeSet::new();
     for f in &stack.functions {
         for source in &f.kafka {
             for topic in &source.topics {
@@ -297,13 +301,16 @@ async fn start_kafka(
                     .iter()
                     .any(|t| t.name == topic)
                 {
-                    kafka.create_topic(topic, 1).await?;
+                    extra.insert(topic.clone());
                 }
                 if source.on_failure.is_some() {
-                    kafka.create_topic(&mapping::dlq_topic(topic), 1).await?;
+                    extra.insert(mapping::dlq_topic(topic));
                 }
             }
         }
+    }
+    for topic in &extra {
+        kafka.create_topic(topic, 1).await?;
     }
     Ok(kafka)
 }

@@ -33,6 +33,8 @@ pub const SCOPE_ANALYTICS: &str = "analytics:read";
 pub const SCOPE_USERS_ADMIN: &str = "users:admin";
 /// Scope that lets a caller (an operator, a load balancer's probe) read `GET /v1/health`.
 pub const SCOPE_HEALTH: &str = "health:read";
+/// Scope that lets a caller (an operator) manage the outbound webhooks.
+pub const SCOPE_WEBHOOKS: &str = "webhooks:admin";
 
 /// The verified identity of a caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! The outbound policy for every request to a URL a user supplied (Web Push endpoints today,
-//! webhooks later): which URLs may be requested, which addresses may be connected to, and the
+//! The outbound policy for every request to a URL a user supplied (Web Push endpoints and
+//! webhook URLs): which URLs may be requested, which addresses may be connected to, and the
 //! one HTTP client that enforces both.
 //!
 //! Guarantees:
@@ -10,7 +10,7 @@
 //!   would connect to;
 //! - **https only**; `http` only to a loopback host, and loopback hosts (`127.0.0.0/8`, `[::1]`,
 //!   `localhost` and `*.localhost`, with or without a trailing dot) only when the deployment
-//!   allows them (`PUSH_ALLOW_LOOPBACK`, devstack and the tests). No credentials in the URL;
+//!   allows them (`PUSH_ALLOW_LOOPBACK`, `WEBHOOK_ALLOW_LOOPBACK`: devstack and the tests). No credentials in the URL;
 //! - **only public addresses**: an IP literal is checked by [`reserved_range`]; a host name is
 //!   resolved by the client's own resolver ([`EgressPolicy::client`]), which checks *every*
 //!   address the name resolves to and refuses the name if any is not public. The connection goes

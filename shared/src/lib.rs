@@ -28,7 +28,9 @@
 //! - [`telemetry`]: structured JSON logs;
 //! - [`redact`]: personal data and secrets out of log lines (provider text, addresses);
 //! - [`metrics`]: CloudWatch metrics as Embedded Metric Format lines;
-//! - [`trigger`]: Kafka-triggered functions' events and partial batch responses.
+//! - [`trigger`]: Kafka-triggered functions' events and partial batch responses;
+//! - [`webhooks`]: outbound webhooks: event types, registration rules, secrets, messages and
+//!   their Standard Webhooks signature.
 
 pub mod addresses;
 pub mod auth;
@@ -52,3 +54,4 @@ pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod trigger;
+pub mod webhooks;

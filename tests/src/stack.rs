@@ -28,7 +28,15 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::skip;
 
 /// The function binaries devstack runs (the template's `BuildProperties.Binary` values).
-pub const FUNCTIONS: [&str; 6] = ["api", "ws", "delivery", "outbox-relay", "analytics", "push"];
+pub const FUNCTIONS: [&str; 7] = [
+    "api",
+    "ws",
+    "delivery",
+    "outbox-relay",
+    "analytics",
+    "push",
+    "webhooks",
+];
 
 enum Control {
     KafkaDown(bool, oneshot::Sender<Result<(), String>>),
@@ -69,6 +77,18 @@ pub fn missing() -> Option<String> {
             dir.display()
         )
     })
+}
+
+/// Can a stack start here? Says why not (after [`skip`]) when it cannot; for tests that start
+/// a private [`Stack`] only.
+pub fn stack_available() -> bool {
+    match missing() {
+        Some(why) => {
+            skip(&why);
+            false
+        }
+        None => true,
+    }
 }
 
 /// The stack shared by every test of this binary, or `None` (after [`skip`]).

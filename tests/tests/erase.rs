@@ -643,7 +643,9 @@ async fn the_export_holds_every_kind_of_stored_data_for_the_admin_and_the_user()
     assert_eq!(notifications.len(), 3, "{admin}");
     assert!(notifications.iter().all(|n| n["read"] == false), "{admin}");
     assert!(
-        notifications.iter().any(|n| n["digest"]["key"] == "comments"),
+        notifications
+            .iter()
+            .any(|n| n["digest"]["key"] == "comments"),
         "{admin}"
     );
     assert_eq!(admin["counts"]["total"], 3, "{admin}");

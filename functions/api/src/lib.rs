@@ -27,13 +27,14 @@ use lambda_http::{Body, Request, Response};
 use shared::config::AnalyticsSettings;
 use shared::config::SenderSettings;
 use shared::config::SheddingSettings;
+use shared::config::WebhookSettings;
 use shared::config::{Env, InboxSettings, KafkaSettings, RealtimeSettings, RedisSettings};
 use shared::error::{ApiError, StartupError};
 use shared::outbox::Publisher;
 use shared::realtime::{ConnectionsApi, Fanout};
 use shared::store::{AnalyticsStore, InboxStore, KeySpace, RateLimiter, RedisConn};
 use shared::store::{
-    ConnectionRegistry, ContactBook, DeviceBook, Eraser, EscalationBook, PushLedger,
+    ConnectionRegistry, ContactBook, DeviceBook, Eraser, EscalationBook, PushLedger, WebhookStore,
 };
 
 /// Everything a request needs, built once per cold start.
@@ -52,6 +53,10 @@ pub struct Deps {
     pub escalations: EscalationBook,
     /// Which push endpoints are acceptable, the VAPID public key, the unsubscribe secret.
     pub channels: SenderSettings,
+    /// The webhook registry and each webhook's delivery state.
+    pub webhooks: WebhookStore,
+    /// Which webhook URLs are acceptable.
+    pub webhook_settings: WebhookSettings,
     /// The last Kafka check of `GET /v1/health`, reused for a few seconds.
     pub kafka_check: routes::health::KafkaCheckCache,
     /// Refuses creates while Redis is nearly full.
@@ -77,6 +82,7 @@ impl Deps {
         let bus = shared::bus::EventBus::connect(&kafka).await?;
         let mut deps = Self::new(conn.clone(), keys.clone(), inbox, bus);
         deps.channels = SenderSettings::from_env(env)?;
+        deps.webhook_settings = WebhookSettings::from_env(env)?;
         deps.memory = shedding::MemoryGate::new(conn.clone(), SheddingSettings::from_env(env)?);
         if RealtimeSettings::from_env(env)?.connections_url.is_some() {
             let fanout = Fanout::from_env(env, conn, keys)?;
@@ -99,6 +105,7 @@ impl Deps {
         let contacts = ContactBook::new(conn.clone(), keys.clone());
         let devices = DeviceBook::new(conn.clone(), keys.clone());
         let escalations = EscalationBook::new(conn.clone(), keys.clone());
+        let webhooks = WebhookStore::new(conn.clone(), keys.clone());
         let limiter = RateLimiter::new(conn.clone(), keys.clone(), &inbox);
         let store = InboxStore::new(conn.clone(), keys.clone(), inbox);
         let publisher = Publisher::new(bus, store.clone());
@@ -118,6 +125,8 @@ impl Deps {
             devices,
             escalations,
             channels: SenderSettings::default(),
+            webhooks,
+            webhook_settings: WebhookSettings::default(),
             kafka_check: routes::health::KafkaCheckCache::default(),
             memory,
         }

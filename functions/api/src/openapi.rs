@@ -25,7 +25,9 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use crate::routes::{analytics, changes, devices, health, notifications, preferences, push, users};
+use crate::routes::{
+    analytics, changes, devices, health, notifications, preferences, push, users, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -63,6 +65,11 @@ use crate::routes::{analytics, changes, devices, health, notifications, preferen
         users::erase,
         users::export_user,
         users::export_me,
+        webhooks::register,
+        webhooks::list,
+        webhooks::remove,
+        webhooks::deliveries,
+        webhooks::replay,
     ),
     // The WebSocket frames too, so one generated client (web/herald-api.d.ts) types both APIs;
     // /asyncapi.json is their contract.

@@ -7,7 +7,7 @@
 //!
 //! One file per component: [`env`] (the reader and its error), [`redis`], [`kafka`], [`aws`]
 //! (reads [`AwsSettings`]), [`trigger`], [`jwt`], [`inbox`], [`outbox`], [`realtime`],
-//! [`analytics`], [`senders`] (the off-app senders), [`telemetry`] (logs and metrics). Every public type is re-exported here, so
+//! [`analytics`], [`senders`] (the off-app senders), [`webhooks`] (outbound webhooks), [`telemetry`] (logs and metrics). Every public type is re-exported here, so
 //! `shared::config::X` is the path to use.
 
 pub mod analytics;
@@ -24,6 +24,7 @@ pub mod senders;
 pub mod shedding;
 pub mod telemetry;
 pub mod trigger;
+pub mod webhooks;
 
 pub use self::analytics::AnalyticsSettings;
 pub use self::env::{ConfigError, Env};
@@ -40,6 +41,7 @@ pub use self::senders::{
 pub use self::shedding::SheddingSettings;
 pub use self::telemetry::TelemetrySettings;
 pub use self::trigger::TriggerSettings;
+pub use self::webhooks::WebhookSettings;
 pub use crate::aws::AwsSettings;
 
 #[cfg(test)]

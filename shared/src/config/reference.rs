@@ -388,6 +388,36 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "names the Kafka cluster in the counter shards' keys (≤ 64 letters, digits, `.`, `_`, `-`). Unset: a digest of the MSK cluster ARN or of the self-managed bootstrap list, so a new cluster (offsets back at 0) never meets an old one's watermarks. Set it when the bootstrap list may change",
     },
     Variable {
+        names: &["WEBHOOK_ALLOW_LOOPBACK"],
+        default: "`false`",
+        used_by: "api, webhooks",
+        meaning: "`true` lets webhook URLs name loopback hosts (`127.0.0.0/8`, `[::1]`, `localhost`), over http too (devstack and the tests); never in a deployment. Every other non-public address stays refused ([webhooks](webhooks.md#endpoints))",
+    },
+    Variable {
+        names: &["WEBHOOK_TIMEOUT_MS"],
+        default: "`10000`",
+        used_by: "webhooks",
+        meaning: "one webhook attempt's time limit; a timeout is a failed attempt",
+    },
+    Variable {
+        names: &["WEBHOOK_RETRY_BASE_MS"],
+        default: "`30000`",
+        used_by: "webhooks",
+        meaning: "the delay after a webhook's first failed attempt; each later delay doubles, up to 6 h ([webhooks](webhooks.md#retries-and-dead-letters))",
+    },
+    Variable {
+        names: &["WEBHOOK_RETRY_WINDOW_MS"],
+        default: "`86400000`",
+        used_by: "webhooks",
+        meaning: "a failed message is retried while its scheduled delays add up to at most this (24 h); then it is dead-lettered, to be replayed with `POST /v1/webhooks/{id}/replay`",
+    },
+    Variable {
+        names: &["WEBHOOK_RETENTION_HOURS"],
+        default: "`168`",
+        used_by: "webhooks",
+        meaning: "how long sent and dead-lettered webhook messages are kept in Redis for replays, and their ledger entries against redelivered Kafka records (7 days, the `notification-events` retention). Memory: each kept message is its body (~0.5–2 KB) per webhook that wanted it",
+    },
+    Variable {
         names: &["LOG_FORMAT"],
         default: "`json`",
         used_by: "all",
@@ -557,6 +587,20 @@ mod tests {
             )
         );
         assert!(TriggerSettings::from_env(&empty).is_ok_and(|t| t.report_batch_item_failures));
+        let webhooks = WebhookSettings::from_env(&empty).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(webhooks, WebhookSettings::default());
+        assert_eq!(
+            (
+                webhooks.allow_loopback,
+                webhooks.timeout,
+                webhooks.retry_base
+            ),
+            (false, Duration::from_secs(10), Duration::from_secs(30))
+        );
+        assert_eq!(
+            (webhooks.retry_window, webhooks.retention),
+            (Duration::from_secs(86_400), Duration::from_secs(7 * 86_400))
+        );
         let kafka = KafkaSettings::from_env(&Env::from_pairs([("KAFKA_BROKERS", "b:9092")]))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(

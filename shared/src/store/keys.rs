@@ -41,6 +41,13 @@
 //! | `<p>{an}:shards` | set | analytics: every shard ever counted (what the api sums) |
 //! | `<p>{an}:recipients:<YYYY-MM-DD>` | HyperLogLog | analytics: unique recipients of that day |
 //! | `<p>{n:<notificationId>}:outcomes` | hash | a notification's outcome history: `<CHANNEL>/<status>` → the first such outcome's entry JSON, with the notification's user and type (at most 28 fields); after its user's erase, only the tombstone field `!erased` (see `erase.rs`) |
+//! | `<p>{wh}:hooks` | hash | webhook id → webhook JSON (url, events, secret, createdAt): the registry (one per deployment; a tenant would get its own slot) |
+//! | `<p>{wh:<id>}:ledger` | hash | message id → `<state>|<attempts>` (`queued`, `sent`, `dead`): what the webhook got of each message, so a redelivered record sends nothing again; `dead` is the dead letter |
+//! | `<p>{wh:<id>}:messages` | hash | message id → message JSON (its body, type, notification, time): what every attempt and replay sends |
+//! | `<p>{wh:<id>}:log` | zset | message ids by event time (ms): the replay window; entries older than `WEBHOOK_RETENTION_HOURS` (7 days) that are not queued are pruned with their ledger entry and message |
+//! | `<p>{wh:<id>}:q:<notificationId>` | list | the notification's messages waiting, in order; the head is being sent or waits for its retry |
+//! | `<p>{wh:<id>}:due` | zset | notification ids with a waiting queue, by when to work it (ms): the retry schedule the `webhooks` function drains (a lease while a run works it) |
+//! | `<p>{wh:<id>}:attempts` | list | the latest 100 attempts' JSON, newest first (`GET /v1/webhooks/{id}/deliveries`) |
 //!
 //! Every fixed-name key of a user's slot is listed in [`USER_KEY_SUFFIXES`] and erased by
 //! [`UserKeys::erasable`] (a test fails when a `UserKeys` method names a key missing from it).
@@ -48,7 +55,8 @@
 //! `<p>` is `REDIS_KEY_PREFIX`. The inbox keys (meta … unpub) expire together after the retention
 //! period without writes. The analytics keys expire after `ANALYTICS_RETENTION_DAYS` without
 //! writes (`{an}:shards` never: it holds one member per partition), a notification's outcome
-//! history after `ANALYTICS_HISTORY_TTL_DAYS`.
+//! history after `ANALYTICS_HISTORY_TTL_DAYS`. A webhook's keys never expire; deleting the webhook
+//! deletes them.
 
 use sha2::{Digest, Sha256};
 
@@ -144,6 +152,19 @@ impl KeySpace {
         format!("{}{{an}}:recipients:{}", self.prefix, day)
     }
 
+    /// The webhook registry. One hash for the deployment now; with tenants, one per tenant.
+    pub fn webhooks(&self) -> String {
+        format!("{}{{wh}}:hooks", self.prefix)
+    }
+
+    /// The delivery state of one webhook, all in its own slot so one script moves a message
+    /// through its ledger, its notification's queue and the retry schedule together.
+    pub fn webhook(&self, webhook_id: &str) -> WebhookKeys {
+        WebhookKeys {
+            tag: format!("{}{{wh:{}}}", self.prefix, webhook_id),
+        }
+    }
+
     /// A notification's outcome history; its own slot, since delivery outcomes and engagement
     /// reach it from different topics and the api reads it by notification id alone.
     pub fn notification_outcomes(&self, notification_id: &str) -> String {
@@ -203,6 +224,34 @@ pub const USER_KEY_SUFFIXES: &[&str] = &[
     "escalations",
     "digests",
 ];
+
+/// The keys of one webhook's delivery state.
+#[derive(Debug, Clone)]
+pub struct WebhookKeys {
+    tag: String,
+}
+
+impl WebhookKeys {
+    pub fn ledger(&self) -> String {
+        format!("{}:ledger", self.tag)
+    }
+    pub fn messages(&self) -> String {
+        format!("{}:messages", self.tag)
+    }
+    pub fn log(&self) -> String {
+        format!("{}:log", self.tag)
+    }
+    pub fn due(&self) -> String {
+        format!("{}:due", self.tag)
+    }
+    pub fn attempts(&self) -> String {
+        format!("{}:attempts", self.tag)
+    }
+    /// The waiting messages of one notification.
+    pub fn queue(&self, notification_id: &str) -> String {
+        format!("{}:q:{}", self.tag, notification_id)
+    }
+}
 
 impl UserKeys {
     fn key(&self, suffix: &str) -> String {
@@ -385,6 +434,23 @@ mod tests {
         assert!(claim.starts_with("t1:{s:svc}:idem:"), "{claim}");
         assert_ne!(claim, keys.sender_idempotency("svc", "order-43"));
         assert_ne!(claim, keys.sender_idempotency("other", "order-42"));
+    }
+
+    #[test]
+    fn a_webhooks_delivery_state_shares_its_slot() {
+        let keys = KeySpace::new("t1:");
+        assert_eq!(keys.webhooks(), "t1:{wh}:hooks");
+        let hook = keys.webhook("h1");
+        for key in [
+            hook.ledger(),
+            hook.messages(),
+            hook.log(),
+            hook.due(),
+            hook.attempts(),
+            hook.queue("n1"),
+        ] {
+            assert!(key.starts_with("t1:{wh:h1}:"), "{key}");
+        }
     }
 
     #[test]

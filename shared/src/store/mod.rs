@@ -3,7 +3,8 @@
 //! counters ([`analytics`]), and for the off-app channels the users' contacts and push
 //! subscriptions ([`contacts`]), their phones ([`devices`]), what `push` did and must retry
 //! ([`ledger`]), the escalation steps it decides ([`escalations`]) and its providers' circuit
-//! breakers ([`breaker`]); erasing a user ([`erase`]).
+//! breakers ([`breaker`]); erasing a user ([`erase`]); the webhook registry and each webhook's
+//! delivery ledger, queues and retry schedule ([`webhooks`]).
 //!
 //! Guarantees:
 //! - every user mutation is one Lua script on the user's hash slot (`{u:<userId>}`), so it is
@@ -30,6 +31,7 @@ pub mod outbox_index;
 pub mod ratelimit;
 mod record;
 mod scripts;
+pub mod webhooks;
 
 pub use analytics::AnalyticsStore;
 pub use breaker::{Admission, ProviderBreaker};
@@ -48,6 +50,7 @@ pub use ledger::{ChannelView, DueEntry, PushLedger, SendRecord};
 pub use outbox_index::OutboxIndex;
 pub use ratelimit::{whole_seconds, RateDecision, RateLimiter};
 pub use record::Change;
+pub use webhooks::{Enqueued, LedgerEntry, LedgerState, WebhookStore};
 
 /// A store operation that failed for an infrastructure reason (retry later), or because stored
 /// data could not be read back (a bug or tampering).

@@ -106,3 +106,9 @@ pub static BREAKER_ADMIT: LazyLock<Script> = script!("breaker_admit.lua");
 pub static BREAKER_RECORD: LazyLock<Script> = script!("breaker_record.lua");
 // Devices and their token owners (`devices.rs`; adding one is `PUSH_SUBSCRIBE` on its hash).
 pub static COMPARE_AND_DEL: LazyLock<Script> = script!("compare_and_del.lua");
+
+// Outbound webhooks: ledger, per-notification queues, retry schedule (`webhooks.rs`; claiming due
+// entries is `PUSH_CLAIM_DUE` on the webhook's schedule).
+pub static WEBHOOK_ENQUEUE: LazyLock<Script> = script!("webhook_enqueue.lua");
+pub static WEBHOOK_COMPLETE: LazyLock<Script> = script!("webhook_complete.lua");
+pub static WEBHOOK_REQUEUE: LazyLock<Script> = script!("webhook_requeue.lua");

@@ -52,6 +52,15 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("/v1/users/{userId}/export", "get", "exportUser"),
     ("/v1/me/export", "get", "exportMe"),
     ("/v1/unsubscribe", "post", "oneClickUnsubscribe"),
+    ("/v1/webhooks", "post", "createWebhook"),
+    ("/v1/webhooks", "get", "listWebhooks"),
+    ("/v1/webhooks/{id}", "delete", "deleteWebhook"),
+    (
+        "/v1/webhooks/{id}/deliveries",
+        "get",
+        "listWebhookDeliveries",
+    ),
+    ("/v1/webhooks/{id}/replay", "post", "replayWebhook"),
     ("/v1/unsubscribe", "get", "unsubscribePage"),
 ];
 
@@ -119,6 +128,7 @@ pub(super) fn apply(doc: &mut Value) {
         "description": "A JWT from the deployment's issuer; `sub` is the caller's user id. Scopes (`scope`/`scp`): \
             `notifications:write` (create, contacts, any notification's deliveries), `analytics:read`, `health:read`, \
             `users:admin` (erase and export any user); \
+            `webhooks:admin` (the outbound webhooks); \
             the inbox routes need none."});
 
     for (path, method, op) in operations(doc) {
@@ -259,4 +269,11 @@ fn headers_and_links(doc: &mut Value) {
             header("The device's URL", json!({"type": "string"}), false);
         registered["links"] = json!({"delete": by_id("deleteDevice", "Remove this device")});
     }
+    let webhook = &mut paths["/v1/webhooks"]["post"]["responses"]["201"];
+    webhook["headers"]["Location"] = header("The webhook's URL", json!({"type": "string"}), false);
+    webhook["links"] = json!({
+        "delete": by_id("deleteWebhook", "Remove this webhook"),
+        "deliveries": by_id("listWebhookDeliveries", "Its latest delivery attempts"),
+        "replay": by_id("replayWebhook", "Send a window of its events again"),
+    });
 }

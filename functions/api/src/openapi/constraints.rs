@@ -21,6 +21,7 @@ use shared::limits::{
     USER_ID_MAX_BYTES,
 };
 use shared::model::Channel;
+use shared::webhooks::WebhookEventType;
 
 /// The characters [`shared::limits::forbidden_char`] refuses in a one-line text: C0, DEL and C1
 /// controls, U+2028, U+2029.
@@ -257,7 +258,22 @@ pub(super) fn apply(doc: &mut Value) {
             "description": "The FCM registration token"})),
     ]});
 
+    webhooks(schemas);
     parameters(doc);
+}
+
+/// The webhook registration: an https URL on a public host and at least one known event.
+fn webhooks(schemas: &mut Value) {
+    let events: Vec<&str> = WebhookEventType::ALL.map(WebhookEventType::as_str).to_vec();
+    let request = &mut schemas["WebhookRequest"];
+    request["additionalProperties"] = json!(false);
+    request["properties"]["url"] = json!({"type": "string", "maxLength": URL_MAX_BYTES,
+        "pattern": "^https?://[^\\s/?#@]+(?:[/?#]\\S*)?$",
+        "description": "Where to POST the events: `https://` on a public host (no credentials, no private or reserved IP literal, and a host name must resolve to public addresses only, checked at registration; loopback over http(s) only where the deployment allows it). At most 50 webhooks"});
+    request["properties"]["events"] = json!({"type": "array", "minItems": 1,
+        "items": {"type": "string", "enum": events},
+        "description": "The event types to receive; a repeated one counts once"});
+    schemas["ReplayRequest"]["additionalProperties"] = json!(false);
 }
 
 /// Query, path and header parameters, as the handlers parse them. An empty query value counts as

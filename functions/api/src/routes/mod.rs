@@ -9,6 +9,7 @@ pub mod notifications;
 pub mod preferences;
 pub mod push;
 pub mod users;
+pub mod webhooks;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -95,6 +96,13 @@ pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErro
             users::export_user(deps, req, user_id).await
         }
         (["v1", "me", "export"], &Method::GET) => users::export_me(deps, req).await,
+        (["v1", "webhooks"], &Method::POST) => webhooks::register(deps, req).await,
+        (["v1", "webhooks"], &Method::GET) => webhooks::list(deps, req).await,
+        (["v1", "webhooks", id], &Method::DELETE) => webhooks::remove(deps, req, id).await,
+        (["v1", "webhooks", id, "deliveries"], &Method::GET) => {
+            webhooks::deliveries(deps, req, id).await
+        }
+        (["v1", "webhooks", id, "replay"], &Method::POST) => webhooks::replay(deps, req, id).await,
         (["v1", "unsubscribe"], &Method::POST) => push::one_click_unsubscribe(deps, req).await,
         (["v1", "unsubscribe"], &Method::GET) => push::unsubscribe_page(deps, req).await,
         _ => Err(ApiError::NotFound),

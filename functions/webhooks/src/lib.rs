@@ -1,0 +1,187 @@
+//! # Outbound webhooks
+//!
+//! A Kafka-triggered function with three triggers, one per input topic (a mapping reads one
+//! topic, with its own consumer group), that POSTs each event to every webhook registered for its
+//! type; the same function runs every minute to drain the retry schedule ([`drain_due`]).
+//!
+//! | topic | records | webhook events |
+//! |---|---|---|
+//! | `notification-events` | `NOTIFICATION_CREATED` | `notification.created` |
+//! | `notification-delivery` | delivery outcomes | `delivery.sent`, `delivery.failed`, `delivery.suppressed` |
+//! | `notification-analytics` | first seen / read, first click | `notification.seen`, `notification.read`, `notification.clicked` |
+//!
+//! For each record ([`decode`]), each message it makes and each webhook that wants it, the
+//! message is queued in the webhook's ledger behind its notification's waiting messages
+//! ([`shared::store::WebhookStore`]). The run that queued into an empty queue sends it now, then
+//! whatever queued behind it ([`queue`]), concurrently across notifications.
+//!
+//! **Guarantees.**
+//! - *At least once*: a message is in Redis before it is sent; a send that fails is retried on
+//!   the schedule (doubling delays from `WEBHOOK_RETRY_BASE_MS`, for up to
+//!   `WEBHOOK_RETRY_WINDOW_MS`, 24 h), then dead-lettered, to be replayed by
+//!   `POST /v1/webhooks/{id}/replay`. A crash between the receiver's answer and the ledger write
+//!   sends it again.
+//! - *Not twice*: a redelivered Kafka record finds its message in the ledger and sends nothing;
+//!   only a due retry (or a replay) sends a message again.
+//! - *In order per notification*: a notification's messages go one at a time in the order the
+//!   function received them; a later one waits behind an earlier one that is retrying. Messages
+//!   from different topics are ordered as they arrive here (a `delivery.sent` can precede its
+//!   `notification.created` when the delivery topic is consumed first).
+//! - *Outbound policy*: every request goes through [`shared::egress::EgressPolicy`] (https only,
+//!   checked addresses after DNS, no redirects, no proxy); a refused URL or a 3xx is a failed
+//!   attempt.
+//!
+//! **Failures.** A receiver's failure is never the batch's: it becomes a retry. Poison records
+//! are logged and skipped. A Redis failure while queueing reports the record's partition from
+//! that offset; a Redis failure while sending leaves the queue to the schedule (its lease ends
+//! and a drain takes it over).
+//!
+//! ## Map
+//!
+//! - [`decode`]: a Kafka record's messages;
+//! - [`send`]: one signed attempt;
+//! - [`queue`]: working a notification's queue: send, record, retry or dead-letter;
+//! - [`batch`]: the Kafka batch ([`process_batch`]); [`drain`]: the schedule ([`drain_due`]).
+
+pub mod batch;
+pub mod decode;
+pub mod drain;
+pub mod queue;
+pub mod send;
+
+use std::time::Duration;
+
+use aws_lambda_events::event::kafka::KafkaEvent;
+use chrono::Utc;
+use lambda_runtime::LambdaEvent;
+use serde::Serialize;
+use shared::config::{Env, RedisSettings, TriggerSettings, WebhookSettings};
+use shared::error::StartupError;
+use shared::store::{KeySpace, RedisConn, WebhookStore};
+use shared::trigger::{self, Report};
+
+pub use batch::process_batch;
+pub use drain::drain_due;
+
+/// How long a run owns a queue it works (longer than the function's timeout): after it, a drain
+/// takes the queue over.
+pub const QUEUE_LEASE: Duration = Duration::from_secs(300);
+/// Queues (notifications) worked at once.
+pub const QUEUE_CONCURRENCY: usize = 16;
+
+/// Built once per cold start.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub store: WebhookStore,
+    pub settings: WebhookSettings,
+    /// The outbound policy's client, with the attempt timeout.
+    pub client: reqwest::Client,
+    /// Whether the mappings read partial batch responses (else a failure fails the invocation).
+    pub trigger: TriggerSettings,
+}
+
+/// Why a cold start failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ColdStartError {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error("the outbound HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+impl Deps {
+    pub async fn from_env(env: &Env) -> Result<Self, ColdStartError> {
+        let redis = RedisSettings::from_env(env).map_err(StartupError::from)?;
+        let settings = WebhookSettings::from_env(env).map_err(StartupError::from)?;
+        let conn = RedisConn::connect(&redis)
+            .await
+            .map_err(StartupError::from)?;
+        let mut deps = Deps::new(
+            WebhookStore::new(conn, KeySpace::new(redis.key_prefix)),
+            settings,
+        )?;
+        deps.trigger = TriggerSettings::from_env(env).map_err(StartupError::from)?;
+        Ok(deps)
+    }
+
+    /// With a mapping that reads partial batch responses (tests).
+    pub fn new(store: WebhookStore, settings: WebhookSettings) -> Result<Self, ColdStartError> {
+        let client = settings.egress().client(
+            reqwest::Client::builder()
+                .timeout(settings.timeout)
+                .connect_timeout(settings.timeout)
+                .user_agent("Herald-Webhooks/1"),
+        )?;
+        Ok(Deps {
+            store,
+            settings,
+            client,
+            trigger: TriggerSettings::default(),
+        })
+    }
+}
+
+/// What a batch or a drain did, for the log line (and the tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub records: usize,
+    pub poison: usize,
+    /// Messages queued for a webhook.
+    pub queued: usize,
+    /// Messages a webhook's ledger knew already (redelivered records): not sent again.
+    pub redelivered: usize,
+    pub delivered: usize,
+    /// Failed attempts put on the retry schedule.
+    pub retrying: usize,
+    pub dead_lettered: usize,
+    /// Queues left to the schedule because of a Redis failure.
+    pub interrupted: usize,
+}
+
+shared::counters!(Stats {
+    records,
+    poison,
+    queued,
+    redelivered,
+    delivered,
+    retrying,
+    dead_lettered,
+    interrupted
+});
+
+struct BatchRun<'a>(&'a Stats);
+struct DrainRun<'a>(&'a Stats);
+
+impl Report for BatchRun<'_> {
+    fn log(&self) {
+        let stats = self.0;
+        tracing::info!(?stats, "webhooks batch");
+    }
+}
+
+impl Report for DrainRun<'_> {
+    fn log(&self) {
+        let stats = self.0;
+        tracing::info!(?stats, "webhooks retry drain");
+    }
+}
+
+/// The Lambda handler: a Kafka batch from one of the three topics, or the scheduled drain of the
+/// retry schedule (any other event). A drain answers its [`Stats`].
+pub async fn handle(
+    deps: &Deps,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    let payload = event.payload;
+    if payload.get("records").is_some() && payload.get("eventSource").is_some() {
+        let kafka: KafkaEvent = serde_json::from_value(payload)?;
+        let (response, stats) = process_batch(deps, &kafka, Utc::now()).await;
+        let response = trigger::finish(&BatchRun(&stats), response, &deps.trigger)?;
+        Ok(serde_json::to_value(response)?)
+    } else {
+        let stats = drain_due(deps, Utc::now()).await;
+        trigger::report(&DrainRun(&stats));
+        Ok(serde_json::to_value(stats)?)
+    }
+}
