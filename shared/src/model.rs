@@ -76,6 +76,9 @@ pub struct Notification {
     pub seen: bool,
     pub archived: bool,
     pub created_at: DateTime<Utc>,
+    /// The moment `sendAt: "optimal"` chose and why (only on such notifications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::ScheduleInfo>,
 }
 
 /// The state flags of a notification, the only part of it that ever changes.

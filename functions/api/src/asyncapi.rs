@@ -68,6 +68,7 @@ fn example_notification() -> Notification {
         seen: false,
         archived: false,
         created_at: chrono::DateTime::from_timestamp(1_764_417_600, 0).unwrap_or_default(),
+        schedule: None,
     }
 }
 

@@ -33,6 +33,7 @@ use shared::outbox::Publisher;
 use shared::realtime::Fanout;
 use shared::store::{AnalyticsStore, InboxStore, KeySpace, RateLimiter, RedisConn};
 use shared::store::{ContactBook, DeviceBook};
+use shared::store::{EngagementStore, ScheduleStore};
 
 /// Everything a request needs, built once per cold start.
 #[derive(Debug, Clone)]
@@ -52,6 +53,9 @@ pub struct Deps {
     pub kafka_check: routes::health::KafkaCheckCache,
     /// Refuses creates while Redis is nearly full.
     pub memory: shedding::MemoryGate,
+    /// Scheduled sends (`sendAt`) and the histograms that choose an optimal moment.
+    pub schedules: ScheduleStore,
+    pub engagement: EngagementStore,
 }
 
 impl Deps {
@@ -86,6 +90,8 @@ impl Deps {
         let contacts = ContactBook::new(conn.clone(), keys.clone());
         let devices = DeviceBook::new(conn.clone(), keys.clone());
         let limiter = RateLimiter::new(conn.clone(), keys.clone(), &inbox);
+        let schedules = ScheduleStore::new(conn.clone(), keys.clone());
+        let engagement = EngagementStore::new(conn.clone(), keys.clone());
         let store = InboxStore::new(conn.clone(), keys.clone(), inbox);
         let publisher = Publisher::new(bus, store.clone());
         let memory = shedding::MemoryGate::new(conn.clone(), SheddingSettings::default());
@@ -100,6 +106,8 @@ impl Deps {
             channels: SenderSettings::default(),
             kafka_check: routes::health::KafkaCheckCache::default(),
             memory,
+            schedules,
+            engagement,
         }
     }
 }

@@ -241,6 +241,7 @@ mod tests {
             seen: false,
             archived: false,
             created_at: Utc::now(),
+            schedule: None,
         }
     }
 

@@ -2,7 +2,8 @@
 //! index, the rate limiters, the registry of open WebSocket connections and the analytics
 //! counters ([`analytics`]), and for the off-app channels the users' contacts and push
 //! subscriptions ([`contacts`]), their phones ([`devices`]), what `push` did and must retry
-//! ([`ledger`]) and its providers' circuit breakers ([`breaker`]).
+//! ([`ledger`]) and its providers' circuit breakers ([`breaker`]); scheduled sends and the
+//! engagement histograms that time them ([`schedule`]).
 //!
 //! Guarantees:
 //! - every user mutation is one Lua script on the user's hash slot (`{u:<userId>}`), so it is
@@ -26,6 +27,7 @@ pub mod ledger;
 pub mod outbox_index;
 pub mod ratelimit;
 mod record;
+pub mod schedule;
 mod scripts;
 
 pub use analytics::AnalyticsStore;
@@ -43,6 +45,9 @@ pub use ledger::{ChannelView, DueEntry, PushLedger, SendRecord};
 pub use outbox_index::OutboxIndex;
 pub use ratelimit::{whole_seconds, RateDecision, RateLimiter};
 pub use record::Change;
+pub use schedule::{
+    AddOutcome, EngagementStore, ScheduleStore, ScheduledJob, ScheduledState, ScheduledStatus,
+};
 
 /// A store operation that failed for an infrastructure reason (retry later), or because stored
 /// data could not be read back (a bug or tampering).

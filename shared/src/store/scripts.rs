@@ -83,6 +83,11 @@ pub static PUSH_RECORD: LazyLock<Script> = script!("push_record.lua");
 pub static PUSH_ACKNOWLEDGE: LazyLock<Script> = script!("push_acknowledge.lua");
 pub static PUSH_CLAIM_DUE: LazyLock<Script> = script!("push_claim_due.lua");
 
+// Scheduled sends (`schedule.rs`).
+pub static SCHEDULE_ADD: LazyLock<Script> = script!("schedule_add.lua");
+pub static SCHEDULE_CLAIM: LazyLock<Script> = script!("schedule_claim.lua");
+pub static SCHEDULE_SETTLE: LazyLock<Script> = script!("schedule_settle.lua");
+
 // Push subscriptions, contacts and opt-outs (`contacts.rs`).
 pub static PUSH_SUBSCRIBE: LazyLock<Script> = script!("push_subscribe.lua");
 pub static COMPARE_AND_HDEL: LazyLock<Script> = script!("compare_and_hdel.lua");

@@ -35,8 +35,9 @@ pub use idempotency::RequestClaim;
 pub(crate) use reply::state_type;
 use reply::{int, parse_doc, state_bits, text, to_json};
 
-/// A validated notification to create.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated notification to create (serialized only inside a scheduled job).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NewNotification {
     pub user_id: String,
     pub kind: String,
@@ -76,6 +77,7 @@ impl NewNotification {
             seen: false,
             archived: false,
             created_at,
+            schedule: None,
         }
     }
 }
@@ -253,13 +255,30 @@ impl InboxStore {
         claim: Option<&IdempotencyClaim>,
         limit: Option<RateLimit>,
     ) -> Result<CreateOutcome, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.create_with_id(marked, id, None, sender, claim, limit)
+            .await
+    }
+
+    /// [`InboxStore::create_within`] under a given notification `id` (a scheduled send's, fixed
+    /// when it was scheduled), showing `schedule` when an optimal send chose the moment.
+    pub async fn create_with_id(
+        &self,
+        marked: Marked,
+        id: String,
+        schedule: Option<crate::schedule::ScheduleInfo>,
+        sender: &str,
+        claim: Option<&IdempotencyClaim>,
+        limit: Option<RateLimit>,
+    ) -> Result<CreateOutcome, StoreError> {
         let Marked(new) = marked;
         let now = Utc::now();
         let created_at = Utc
             .timestamp_millis_opt(now.timestamp_millis())
             .single()
             .unwrap_or(now);
-        let notification = new.into_notification(uuid::Uuid::now_v7().to_string(), 0, created_at);
+        let mut notification = new.into_notification(id, 0, created_at);
+        notification.schedule = schedule;
         let doc = to_json(&notification);
         let mut envelope = Envelope::new(
             &notification.user_id,
