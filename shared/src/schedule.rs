@@ -37,6 +37,9 @@ pub const MIN_EVENTS: u64 = 20;
 pub const CANCEL_KEY_MAX_BYTES: usize = 128;
 /// Hours in a week: the histogram's buckets (Monday 00:00 UTC is bucket 0).
 pub const HOURS_PER_WEEK: usize = 168;
+/// An hour is good enough to send in when it weighs at least this share of the window's
+/// heaviest hour (the earliest such hour wins).
+pub const PEAK_SHARE: f64 = 0.5;
 /// The half-life of an engagement event's weight in the histogram.
 pub const HALF_LIFE: chrono::Duration = chrono::Duration::days(14);
 
@@ -205,8 +208,11 @@ impl Histogram {
         self.events += 1;
     }
 
-    /// The moment in `[now, now + within]` whose hour of the week weighs most: `now` itself or
-    /// the start of a later hour; the earliest of equals; `None` when every candidate weighs 0.
+    /// The earliest moment in `[now, now + within]` whose hour of the week weighs at least
+    /// [`PEAK_SHARE`] of the heaviest one there: `now` itself or the start of a later hour;
+    /// `None` when every candidate weighs 0. Not the heaviest hour itself: a user who reads in
+    /// the morning and, a little more, in the evening is better served at the next morning than
+    /// at the evening (the backtest measures both the wait in the inbox and the total wait).
     pub fn best_moment(
         &self,
         now: DateTime<Utc>,
@@ -223,14 +229,20 @@ impl Histogram {
                 .map(|k| hour_start + chrono::Duration::hours(k))
                 .take_while(|t| *t <= end),
         );
-        let mut best: Option<(DateTime<Utc>, f64)> = None;
-        for at in candidates {
-            let weight = self.weights.get(hour_of_week(at)).copied().unwrap_or(0.0);
-            if weight > best.map_or(0.0, |(_, w)| w) {
-                best = Some((at, weight));
-            }
+        let weighed: Vec<(DateTime<Utc>, f64)> = candidates
+            .map(|at| {
+                let weight = self.weights.get(hour_of_week(at)).copied().unwrap_or(0.0);
+                (at, weight)
+            })
+            .collect();
+        let heaviest = weighed.iter().map(|(_, w)| *w).fold(0.0, f64::max);
+        if heaviest <= 0.0 {
+            return None;
         }
-        best.map(|(at, _)| at)
+        weighed
+            .into_iter()
+            .find(|(_, w)| *w >= heaviest * PEAK_SHARE)
+            .map(|(at, _)| at)
     }
 }
 
