@@ -445,3 +445,55 @@ async fn optimal_picks_the_users_hour_else_the_global_one_else_now() {
         json!({"sendAt": ivy_send.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), "reason": "user-histogram"})
     );
 }
+
+/// Through devstack (the real binaries): the frame arrives when the `scheduler` function fires
+/// the job, not before. The run is started through the Invoke API (the template's schedule
+/// first fires a minute after devstack starts); the deadline is generous, nothing is timed.
+#[tokio::test]
+async fn through_devstack_the_frame_arrives_when_the_scheduler_fires() {
+    let Some(stack) = herald_tests::stack::shared_stack() else {
+        return;
+    };
+    let kim = user("kim");
+    let mut socket = stack.connect(&kim).await;
+    let token = stack.token(
+        "e2e-service",
+        &["notifications:write"],
+        Duration::from_secs(300),
+    );
+    let response = herald_tests::stack::http_client()
+        .post(stack.http_url("/v1/notifications"))
+        .bearer_auth(token)
+        .json(&later(&kim, Utc::now() + Span::seconds(10)))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST: {e}"));
+    assert_eq!(response.status().as_u16(), 202);
+    let scheduled: Value = response.json().await.unwrap_or_default();
+    assert!(
+        socket
+            .next_of("notification.created", Duration::from_millis(500))
+            .await
+            .is_none(),
+        "no frame before the send"
+    );
+    let invoke = format!(
+        "http://{}/2015-03-31/functions/scheduler/invocations",
+        stack.invoke
+    );
+    // The run lasts SCHEDULER_RUN_SECONDS; the test needs only its start.
+    let run = tokio::spawn(async move {
+        let _ = reqwest::Client::new()
+            .post(invoke)
+            .json(&json!({"detail-type": "Scheduled Event"}))
+            .send()
+            .await;
+    });
+    let frame = socket
+        .next_of("notification.created", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| panic!("no frame for the scheduled send"));
+    assert_eq!(frame["notification"]["id"], scheduled["id"]);
+    assert_eq!(frame["notification"]["seq"], 1);
+    run.abort();
+}
