@@ -244,6 +244,13 @@ async function main() {
     el('list').scrollIntoView({ behavior: 'smooth' });
   });
 
+  // The form's "When": undefined (now), an RFC 3339 time some seconds ahead, or 'optimal'.
+  const sendAt = (when) => {
+    if (!when || when === 'now') return undefined;
+    if (when === 'optimal') return 'optimal';
+    return new Date(Date.now() + Number(when) * 1000).toISOString();
+  };
+
   el('send-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const form = new FormData(ev.target);
@@ -263,12 +270,17 @@ async function main() {
           body: form.get('body'),
           type: form.get('type'),
           channels: form.get('push') ? ['IN_APP', 'PUSH'] : undefined,
+          sendAt: sendAt(form.get('when')),
         }),
       });
       const body = await resp.json().catch(() => ({}));
       out.dataset.status = String(resp.status);
       if (body.id) out.dataset.id = body.id;
-      if (resp.ok) {
+      if (resp.status === 202) {
+        out.className = 'ok';
+        const why = body.reason ? `, ${body.reason}` : '';
+        out.textContent = `202: scheduled ${body.id} for ${body.sendAt}${why}`;
+      } else if (resp.ok) {
         out.className = 'ok';
         out.textContent = `${resp.status}: created ${body.id} (seq ${body.seq})`;
       } else {

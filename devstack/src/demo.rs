@@ -141,6 +141,9 @@ struct SendRequest {
     #[serde(rename = "type")]
     kind: Option<String>,
     channels: Option<Vec<String>>,
+    /// Send later: passed on as the create's `sendAt` (a date-time or `optimal`).
+    #[serde(rename = "sendAt")]
+    send_at: Option<String>,
 }
 
 async fn send(
@@ -183,7 +186,7 @@ async fn send(
             Err(e) => {
                 return message(
                     StatusCode::BAD_REQUEST,
-                    &format!("expected {{title?, body?, type?, channels?}}: {e}"),
+                    &format!("expected {{title?, body?, type?, channels?, sendAt?}}: {e}"),
                 )
             }
         }
@@ -200,6 +203,9 @@ async fn send(
     });
     if let Some(channels) = form.channels.filter(|c| !c.is_empty()) {
         create["channels"] = json!(channels);
+    }
+    if let Some(send_at) = form.send_at.filter(|s| !s.is_empty()) {
+        create["sendAt"] = json!(send_at);
     }
 
     let service = match demo

@@ -19,6 +19,7 @@
 //! - [`msk`]: Amazon MSK: IAM authentication (OAUTHBEARER tokens) and bootstrap brokers from a
 //!   cluster ARN;
 //! - [`outbox`]: publishing committed changes, and the relay that guarantees they reach Kafka;
+//! - [`schedule`]: scheduled sends (`sendAt`), the best moment to send, and firing due ones;
 //! - [`realtime`]: posting frames to a user's WebSocket connections (`@connections`);
 //! - [`auth`]: caller identity (API Gateway claims, JWKS verification);
 //! - [`config`]: settings from the environment, read in one place, one file per component
@@ -50,6 +51,7 @@ pub mod outbox;
 pub mod protocol;
 pub mod realtime;
 pub mod redact;
+pub mod schedule;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;

@@ -17,6 +17,7 @@
 //! | `FramesSent`, `ConnectionsGone`, `PostsFailed`, `PoisonRecords`, `Redelivered`, `RecordsRetried`, `Records` | `FunctionName` | delivery, per batch |
 //! | `FallbackDeliveries` | `FunctionName` | whoever publishes with the Kafka-down fallback (api), per change posted straight to the sockets |
 //! | `RelayBacklog`, `RelayPublished`, `RelayFailed`, `RelayUsersScanned` | `FunctionName` | outbox-relay, per run that held the lease |
+//! | `ScheduledFired`, `ScheduledReplayed`, `ScheduledFailed` | `FunctionName` | scheduler, per run (`schedule.rs`) |
 //! | `CreatesShed` | `FunctionName` | api, per create refused with 503 because Redis is nearly full (`REDIS_SHED_MEMORY_PERCENT`) |
 //! | `KafkaUnreachable` | `FunctionName` | any producer (`bus.rs`), once per outage it notices: requests stop waiting for Kafka |
 //! | `Records`, `PoisonRecords`, `RecordsCounted`, `Redelivered`, `PartitionsRetried` | `FunctionName` | analytics, per batch (`Redelivered`: records its watermark had already counted) |

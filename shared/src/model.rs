@@ -85,6 +85,9 @@ pub struct Notification {
     /// A digest item's collected events ([`crate::digest`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
+    /// The moment `sendAt: "optimal"` chose and why (only on such notifications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::ScheduleInfo>,
 }
 
 impl Notification {

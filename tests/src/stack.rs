@@ -28,7 +28,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::skip;
 
 /// The function binaries devstack runs (the template's `BuildProperties.Binary` values).
-pub const FUNCTIONS: [&str; 7] = [
+pub const FUNCTIONS: [&str; 8] = [
     "api",
     "ws",
     "delivery",
@@ -36,6 +36,7 @@ pub const FUNCTIONS: [&str; 7] = [
     "analytics",
     "push",
     "webhooks",
+    "scheduler",
 ];
 
 enum Control {

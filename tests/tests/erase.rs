@@ -22,8 +22,8 @@ use shared::realtime::{ConnectionsApi, Fanout};
 use shared::store::analytics::{HistoryEntry, HistoryWrite};
 use shared::store::keys::USER_KEY_SUFFIXES;
 use shared::store::{
-    AnalyticsStore, Connection, ConnectionRegistry, ContactBook, EscalationBook, NewNotification,
-    PushLedger, SendRecord,
+    AnalyticsStore, Connection, ConnectionRegistry, ContactBook, EngagementStore, EscalationBook,
+    NewNotification, PushLedger, SendRecord,
 };
 
 const ADMIN: &str = "users:admin";
@@ -307,6 +307,11 @@ async fn populate(env: &TestEnv, deps: &api::Deps, user: &str) -> (String, Strin
         .send(deps)
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
+    // A read in the user's engagement histogram (as analytics adds it).
+    EngagementStore::new(env.conn.clone(), env.keys.clone())
+        .record(user, Utc::now())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     // A badge window open (an hour long, so it cannot lapse during the test).
     let badge = ledger
         .open_badge_window(user, std::time::Duration::from_secs(3600))

@@ -22,7 +22,10 @@
 //!    - records each record's outcomes in its notification's outcome history (the first of each
 //!      channel × status; idempotent);
 //!    - registers the shard and adds each delivery outcome's user to the day's unique
-//!      recipients (HyperLogLog; idempotent).
+//!      recipients (HyperLogLog; idempotent);
+//! 4. adds each read and click to its user's and the global hour-of-week engagement histogram
+//!    (what `sendAt: "optimal"` reads; `shared::schedule`), only when the shard counted the
+//!    whole batch for the first time, so a redelivery adds nothing.
 //!
 //! A shard is named `<cluster>:<topic>:<partition>` ([`cluster_id`]): offsets only compare
 //! within one Kafka cluster.

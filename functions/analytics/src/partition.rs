@@ -7,6 +7,7 @@ use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 use shared::config::AnalyticsSettings;
+use shared::model::OutcomeStatus;
 use shared::protocol::Topic;
 use shared::store::analytics::{HistoryWrite, ShardBatch};
 use shared::trigger::{PartitionBatch, RetryFrom};
@@ -101,6 +102,9 @@ pub(crate) async fn count_partition(
         (Some(Ok(c)), Some(b)) => {
             stats.counted += c.counted;
             stats.already_counted += b.records.len() as u64 - c.counted;
+            if c.counted == b.records.len() as u64 {
+                feed_histograms(deps, &items, retry.0).await;
+            }
         }
         (Some(Err(e)), _) => {
             tracing::warn!(partition = batch.key, error = %e, "counting failed; retrying the partition");
@@ -113,6 +117,29 @@ pub(crate) async fn count_partition(
         first.into_iter().for_each(|o| retry.fail(o));
     }
     (stats, retry)
+}
+
+/// Adds every read and click below `cut` to the engagement histograms that time
+/// `sendAt: "optimal"` (`shared::schedule`). Only for a batch counted for the first time, so a
+/// redelivery adds nothing (a batch partly counted before adds nothing either: a few samples
+/// fewer, never one twice). A failed write is logged and skipped: the histograms are estimates.
+async fn feed_histograms(deps: &Deps, items: &[Item], cut: Option<i64>) {
+    let engagement = deps.store.engagement();
+    for item in items
+        .iter()
+        .filter(|i| i.engagement && cut.is_none_or(|cut| i.offset < cut))
+    {
+        let Some(entry) = item
+            .entries
+            .iter()
+            .find(|e| matches!(e.status, OutcomeStatus::Read | OutcomeStatus::Clicked))
+        else {
+            continue;
+        };
+        if let Err(e) = engagement.record(&item.user_id, entry.at).await {
+            tracing::warn!(error = %e, "could not add to an engagement histogram");
+        }
+    }
 }
 
 /// The items whose type is known, per notification.

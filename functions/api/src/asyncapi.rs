@@ -70,6 +70,7 @@ fn example_notification() -> Notification {
         created_at: chrono::DateTime::from_timestamp(1_764_417_600, 0).unwrap_or_default(),
         escalate: None,
         digest: None,
+        schedule: None,
     }
 }
 

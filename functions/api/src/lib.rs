@@ -36,6 +36,7 @@ use shared::store::{AnalyticsStore, InboxStore, KeySpace, RateLimiter, RedisConn
 use shared::store::{
     ConnectionRegistry, ContactBook, DeviceBook, Eraser, EscalationBook, PushLedger, WebhookStore,
 };
+use shared::store::{EngagementStore, ScheduleStore};
 
 /// Everything a request needs, built once per cold start.
 #[derive(Debug, Clone)]
@@ -69,6 +70,9 @@ pub struct Deps {
     pub registry: ConnectionRegistry,
     /// `@connections`, to close an erased user's sockets (`None` without `CONNECTIONS_URL`).
     pub sockets: Option<ConnectionsApi>,
+    /// Scheduled sends (`sendAt`) and the histograms that choose an optimal moment.
+    pub schedules: ScheduleStore,
+    pub engagement: EngagementStore,
 }
 
 impl Deps {
@@ -107,6 +111,8 @@ impl Deps {
         let escalations = EscalationBook::new(conn.clone(), keys.clone());
         let webhooks = WebhookStore::new(conn.clone(), keys.clone());
         let limiter = RateLimiter::new(conn.clone(), keys.clone(), &inbox);
+        let schedules = ScheduleStore::new(conn.clone(), keys.clone());
+        let engagement = EngagementStore::new(conn.clone(), keys.clone());
         let store = InboxStore::new(conn.clone(), keys.clone(), inbox);
         let publisher = Publisher::new(bus, store.clone());
         let memory = shedding::MemoryGate::new(conn.clone(), SheddingSettings::default());
@@ -129,6 +135,8 @@ impl Deps {
             webhook_settings: WebhookSettings::default(),
             kafka_check: routes::health::KafkaCheckCache::default(),
             memory,
+            schedules,
+            engagement,
         }
     }
 }

@@ -26,7 +26,8 @@ use serde_json::Value;
 use utoipa::OpenApi;
 
 use crate::routes::{
-    analytics, changes, devices, health, notifications, preferences, push, users, webhooks,
+    analytics, changes, devices, health, notifications, preferences, push, scheduled, users,
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -70,6 +71,9 @@ use crate::routes::{
         webhooks::remove,
         webhooks::deliveries,
         webhooks::replay,
+        scheduled::get,
+        scheduled::cancel,
+        scheduled::cancel_by_key,
     ),
     // The WebSocket frames too, so one generated client (web/herald-api.d.ts) types both APIs;
     // /asyncapi.json is their contract.

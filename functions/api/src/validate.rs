@@ -12,6 +12,7 @@ use shared::limits::{
     self, BATCH_MAX_RECIPIENTS, BODY_MAX_BYTES, GROUP_KEY_MAX_BYTES, TITLE_MAX_CHARS, URL_MAX_BYTES,
 };
 use shared::model::{Channel, Priority};
+use shared::schedule::Scheduling;
 use shared::store::NewNotification;
 use utoipa::ToSchema;
 
@@ -58,6 +59,19 @@ pub struct CreateRequest {
     /// Collapse a burst of events for this recipient and key into one inbox item.
     #[serde(default)]
     pub digest: Option<DigestRequest>,
+    /// Send later: an RFC 3339 date-time in the future, at most 30 days ahead, or `"optimal"`
+    /// (the moment within `within` when the recipient most often reads; see `schedule` on the
+    /// notification). The create then answers `202` with the schedule.
+    #[serde(default, rename = "sendAt")]
+    pub send_at: Option<String>,
+    /// With `sendAt: "optimal"`: the window to choose in, `<n>s|m|h|d`, at most `7d`; default
+    /// `24h`.
+    #[serde(default)]
+    pub within: Option<String>,
+    /// With `sendAt`: 1–128 bytes naming a group of scheduled sends that
+    /// `POST /v1/scheduled/cancel` cancels together.
+    #[serde(default, rename = "cancelKey")]
+    pub cancel_key: Option<String>,
 }
 
 /// Which shape a route expects.
@@ -251,6 +265,28 @@ pub fn check(
         digest: req.digest,
     };
     Ok((recipients, new))
+}
+
+/// [`check`], and the scheduling fields (`sendAt`, `within`, `cancelKey`;
+/// [`shared::schedule::check`]), every violation reported together.
+pub fn check_with_schedule(
+    mut req: CreateRequest,
+    shape: Shape,
+) -> Result<(Vec<String>, NewNotification, Option<Scheduling>), Vec<FieldError>> {
+    let scheduling = shared::schedule::check(
+        req.send_at.take().as_deref(),
+        req.within.take().as_deref(),
+        req.cancel_key.take().as_deref(),
+        Utc::now(),
+    );
+    match (check(req, shape), scheduling) {
+        (Ok((recipients, new)), Ok(scheduling)) => Ok((recipients, new, scheduling)),
+        (checked, scheduling) => {
+            let mut errors = checked.err().unwrap_or_default();
+            errors.extend(scheduling.err().unwrap_or_default());
+            Err(errors)
+        }
+    }
 }
 
 /// The most recipients a batch may name (re-exported for the route's 413).

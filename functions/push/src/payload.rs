@@ -243,6 +243,7 @@ mod tests {
             created_at: Utc::now(),
             escalate: None,
             digest: None,
+            schedule: None,
         }
     }
 

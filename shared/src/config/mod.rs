@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod realtime;
 pub mod redis;
 pub mod reference;
+pub mod scheduler;
 pub mod senders;
 pub mod shedding;
 pub mod telemetry;
@@ -34,6 +35,7 @@ pub use self::kafka::{KafkaAuth, KafkaSettings};
 pub use self::outbox::OutboxSettings;
 pub use self::realtime::{ConnectionsSettings, RealtimeSettings, CONNECTIONS_DEFAULT_REGION};
 pub use self::redis::RedisSettings;
+pub use self::scheduler::SchedulerSettings;
 pub use self::senders::{
     ApnsSettings, EmailProvider, EmailSettings, FcmSettings, SendSettings, SenderSettings,
     SmsProvider, SmsSettings, VapidSettings,

@@ -221,6 +221,24 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "users relayed concurrently",
     },
     Variable {
+        names: &["SCHEDULER_RUN_SECONDS"],
+        default: "`60`",
+        used_by: "scheduler",
+        meaning: "how long one invocation drains the due-set of scheduled sends: its schedule's period, so the runs follow each other ([Scheduling](scheduling.md))",
+    },
+    Variable {
+        names: &["SCHEDULER_POLL_MS"],
+        default: "`100`",
+        used_by: "scheduler",
+        meaning: "the longest wait between two looks at the due-set (less when the next job is due sooner): the most it adds to a scheduled send's lateness",
+    },
+    Variable {
+        names: &["SCHEDULER_LEASE_MS"],
+        default: "`30000`",
+        used_by: "scheduler",
+        meaning: "how long a claimed scheduled job is left to its firing before another run fires it again (idempotently); must exceed a firing round",
+    },
+    Variable {
         names: &["VAPID_SUBJECT", "VAPID_PRIVATE_KEY"],
         default: "unset (Web Push not configured)",
         used_by: "push",

@@ -216,6 +216,11 @@ impl AnalyticsStore {
         }
     }
 
+    /// The engagement histograms on the same connection (fed by the analytics function).
+    pub fn engagement(&self) -> super::EngagementStore {
+        super::EngagementStore::new(self.conn.clone(), self.keys.clone())
+    }
+
     pub fn settings(&self) -> &AnalyticsSettings {
         &self.settings
     }

@@ -57,6 +57,13 @@ pub fn marker_seq(raw: Option<&str>) -> u64 {
         .unwrap_or(0)
 }
 
+/// The erase time (ms) of an erase marker's text (0: no marker, or unreadable).
+pub fn marker_time_ms(raw: Option<&str>) -> i64 {
+    raw.and_then(|m| m.split('|').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// What an erase found and removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Erased {
@@ -191,5 +198,7 @@ mod tests {
         assert_eq!(marker_seq(Some("42|1764000000000")), 42);
         assert_eq!(marker_seq(Some("junk")), 0);
         assert_eq!(marker_seq(None), 0);
+        assert_eq!(marker_time_ms(Some("42|1764000000000")), 1_764_000_000_000);
+        assert_eq!(marker_time_ms(Some("junk")), 0);
     }
 }

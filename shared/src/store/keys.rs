@@ -34,6 +34,14 @@
 //! | `<p>{c:<connectionId>}` | string | the user of a WebSocket connection (for `$disconnect`) |
 //! | `<p>{s:<id>}:rate` | string | per-sender GCRA state |
 //! | `<p>{s:<id>}:idem:<hash>` | string | the sender's claim of an `Idempotency-Key`: the hash of the request it was first sent with, 24 h |
+//! | `<p>{u:<id>}:engage` | hash | the user's engagement histogram: `h<hour of week>` → decayed weight, `n` → events (see `schedule.rs`); 180 days without an event |
+//! | `<p>{engage}:global` | hash | the same for every user together |
+//! | `<p>{sched}:due` | zset | scheduled job ids by due time (ms); a claimed job's score is its lease's end |
+//! | `<p>{sched}:jobs` | hash | job id → job JSON (sender, sendAt, cancelKey, the notification); once settled, `{sender, sendAt}` |
+//! | `<p>{sched}:state` | hash | job id → `scheduled`, `firing`, `sent` or `cancelled` |
+//! | `<p>{sched}:done` | zset | settled job ids by settle time, to remove them after 7 days |
+//! | `<p>{sched}:ck:<hash>` | set | the pending job ids of one (sender, `cancelKey`) |
+//! | `<p>{sched}:idem:<hash>` | string | the job id of one (sender, Idempotency-Key, recipient), 24 h |
 //! | `<p>{outbox}:dirty` | zset | users with possibly unpublished changes, by mark time |
 //! | `<p>{outbox}:lease` | string | the relay's lease (one relay at a time) |
 //! | `<p>{an:<shard>}:wm` | string | analytics: the highest offset of the shard's partition already counted; `<shard>` is `<cluster>:<topic>:<partition>` |
@@ -120,6 +128,54 @@ impl KeySpace {
 
     pub fn outbox_lease(&self) -> String {
         format!("{}{{outbox}}:lease", self.prefix)
+    }
+
+    /// Scheduled sends: every key in the `{sched}` slot, so each step is one script.
+    pub fn schedule_due(&self) -> String {
+        format!("{}{{sched}}:due", self.prefix)
+    }
+
+    pub fn schedule_jobs(&self) -> String {
+        format!("{}{{sched}}:jobs", self.prefix)
+    }
+
+    pub fn schedule_state(&self) -> String {
+        format!("{}{{sched}}:state", self.prefix)
+    }
+
+    pub fn schedule_done(&self) -> String {
+        format!("{}{{sched}}:done", self.prefix)
+    }
+
+    /// The pending jobs `sender` created with `cancel_key` (hashed: any text makes a safe name).
+    pub fn schedule_cancel_key(&self, sender: &str, cancel_key: &str) -> String {
+        let digest = Sha256::new()
+            .chain_update(sender)
+            .chain_update([0u8])
+            .chain_update(cancel_key)
+            .finalize();
+        format!("{}{{sched}}:ck:{}", self.prefix, hex::encode(&digest[..16]))
+    }
+
+    /// The job one recipient got from `sender`'s request with the Idempotency-Key share `key`.
+    pub fn schedule_idempotency(&self, sender: &str, key: &str, recipient: &str) -> String {
+        let digest = Sha256::new()
+            .chain_update(sender)
+            .chain_update([0u8])
+            .chain_update(key)
+            .chain_update([0u8])
+            .chain_update(recipient)
+            .finalize();
+        format!(
+            "{}{{sched}}:idem:{}",
+            self.prefix,
+            hex::encode(&digest[..16])
+        )
+    }
+
+    /// Every user's engagement histogram together.
+    pub fn engagement_global(&self) -> String {
+        format!("{}{{engage}}:global", self.prefix)
     }
 
     /// The retry schedule of the off-app channels (one index; the entries live in user slots).
@@ -223,6 +279,7 @@ pub const USER_KEY_SUFFIXES: &[&str] = &[
     "badge",
     "escalations",
     "digests",
+    "engage",
 ];
 
 /// The keys of one webhook's delivery state.
@@ -347,6 +404,10 @@ impl UserKeys {
     pub fn badge(&self) -> String {
         self.key("badge")
     }
+    /// The user's hour-of-week engagement histogram (`schedule.rs`).
+    pub fn engagement(&self) -> String {
+        self.key("engage")
+    }
 
     /// This recipient's share of the idempotent request `key` sent by `sender` (the sender's claim
     /// is [`KeySpace::sender_idempotency`]): scoped per sender, hashed so any header value makes a
@@ -385,6 +446,7 @@ mod tests {
                 k.sends_at(),
                 k.retry(),
                 k.badge(),
+                k.engagement(),
                 k.idempotency("svc", "k1"),
                 k.idempotency_index(),
                 k.histories(),

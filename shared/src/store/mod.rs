@@ -4,7 +4,8 @@
 //! subscriptions ([`contacts`]), their phones ([`devices`]), what `push` did and must retry
 //! ([`ledger`]), the escalation steps it decides ([`escalations`]) and its providers' circuit
 //! breakers ([`breaker`]); erasing a user ([`erase`]); the webhook registry and each webhook's
-//! delivery ledger, queues and retry schedule ([`webhooks`]).
+//! delivery ledger, queues and retry schedule ([`webhooks`]); scheduled sends and the engagement
+//! histograms that time them ([`schedule`]).
 //!
 //! Guarantees:
 //! - every user mutation is one Lua script on the user's hash slot (`{u:<userId>}`), so it is
@@ -30,6 +31,7 @@ pub mod ledger;
 pub mod outbox_index;
 pub mod ratelimit;
 mod record;
+pub mod schedule;
 mod scripts;
 pub mod webhooks;
 
@@ -50,6 +52,9 @@ pub use ledger::{ChannelView, DueEntry, PushLedger, SendRecord};
 pub use outbox_index::OutboxIndex;
 pub use ratelimit::{whole_seconds, RateDecision, RateLimiter};
 pub use record::Change;
+pub use schedule::{
+    AddOutcome, EngagementStore, ScheduleStore, ScheduledJob, ScheduledState, ScheduledStatus,
+};
 pub use webhooks::{Enqueued, LedgerEntry, LedgerState, WebhookStore};
 
 /// A store operation that failed for an infrastructure reason (retry later), or because stored

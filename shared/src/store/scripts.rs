@@ -96,6 +96,13 @@ pub static PUSH_CLAIM_DUE: LazyLock<Script> = script!("push_claim_due.lua");
 pub static ESCALATION_PLAN: LazyLock<Script> = script!("escalation_plan.lua");
 pub static ESCALATION_DECIDE: LazyLock<Script> = script!("escalation_decide.lua");
 
+// Scheduled sends (`schedule.rs`).
+pub static SCHEDULE_ADD: LazyLock<Script> = script!("schedule_add.lua");
+pub static SCHEDULE_CLAIM: LazyLock<Script> = script!("schedule_claim.lua");
+pub static SCHEDULE_SETTLE: LazyLock<Script> = script!("schedule_settle.lua");
+/// A user's engagement histogram, checked against the erase marker.
+pub static ENGAGEMENT_RECORD: LazyLock<Script> = script!("engagement_record.lua");
+
 // Push subscriptions, contacts and opt-outs (`contacts.rs`).
 pub static PUSH_SUBSCRIBE: LazyLock<Script> = script!("push_subscribe.lua");
 pub static COMPARE_AND_HDEL: LazyLock<Script> = script!("compare_and_hdel.lua");

@@ -62,6 +62,9 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ),
     ("/v1/webhooks/{id}/replay", "post", "replayWebhook"),
     ("/v1/unsubscribe", "get", "unsubscribePage"),
+    ("/v1/scheduled/{id}", "get", "getScheduled"),
+    ("/v1/scheduled/{id}", "delete", "cancelScheduled"),
+    ("/v1/scheduled/cancel", "post", "cancelScheduledByKey"),
 ];
 
 fn problem() -> Value {
@@ -255,6 +258,13 @@ fn headers_and_links(doc: &mut Value) {
         "delete": by_id("deleteNotification", "Delete it"),
         "deliveries": by_id("listDeliveries", "Its outcomes across channels"),
         "click": by_id("recordClick", "Record a click on it"),
+    });
+    let scheduled = &mut paths["/v1/notifications"]["post"]["responses"]["202"];
+    scheduled["headers"]["Location"] =
+        header("The scheduled send's URL", json!({"type": "string"}), false);
+    scheduled["links"] = json!({
+        "get": by_id("getScheduled", "Its status"),
+        "cancel": by_id("cancelScheduled", "Cancel it"),
     });
     for status in ["201", "200"] {
         let subscribed = &mut paths["/v1/push-subscriptions"]["post"]["responses"][status];

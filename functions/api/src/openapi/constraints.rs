@@ -155,6 +155,13 @@ pub(super) fn apply(doc: &mut Value) {
                     "pattern": format!("^[^{one_line}]+$")},
                 "window": {"type": "string", "pattern": escalation::DURATION_PATTERN,
                     "description": "From `10s` to `24h`, counted from the item's first event"}}});
+        props["sendAt"] = json!({"anyOf": [{"type": "string", "format": "date-time"}, {"const": "optimal"}, {"type": "null"}],
+            "description": "Send later: an RFC 3339 date-time in the future, at most 30 days ahead, or `optimal` (the moment within `within` when the recipient most often reads); the create then answers 202 and the recipient sees nothing until then"});
+        props["within"] = json!({"type": ["string", "null"], "pattern": "^[0-9]{1,9}[smhd]$",
+            "description": "Only with `sendAt: optimal`: the window to choose in, above 0 and at most `7d`; default `24h`"});
+        props["cancelKey"] = json!({"type": ["string", "null"], "minLength": 1, "maxLength": shared::schedule::CANCEL_KEY_MAX_BYTES,
+            "pattern": format!("^[^{one_line}]+$"),
+            "description": format!("Only with `sendAt`: 1–{} bytes naming a group of scheduled sends for `POST /v1/scheduled/cancel`; no control characters or line/paragraph separators", shared::schedule::CANCEL_KEY_MAX_BYTES)});
         if let Some(p) = props.as_object_mut() {
             p.remove("userId");
             p.remove("userIds");

@@ -8,6 +8,7 @@ pub mod health;
 pub mod notifications;
 pub mod preferences;
 pub mod push;
+pub mod scheduled;
 pub mod users;
 pub mod webhooks;
 
@@ -74,6 +75,9 @@ pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErro
         (["v1", "notifications", id], &Method::DELETE) => {
             notifications::delete(deps, req, id).await
         }
+        (["v1", "scheduled", "cancel"], &Method::POST) => scheduled::cancel_by_key(deps, req).await,
+        (["v1", "scheduled", id], &Method::GET) => scheduled::get(deps, req, id).await,
+        (["v1", "scheduled", id], &Method::DELETE) => scheduled::cancel(deps, req, id).await,
         (["v1", "changes"], &Method::GET) => changes::changes(deps, req).await,
         (["v1", "preferences"], &Method::GET) => preferences::get(deps, req).await,
         (["v1", "preferences"], &Method::PUT) => preferences::put(deps, req).await,

@@ -19,7 +19,7 @@ use shared::store::{
 };
 use utoipa::ToSchema;
 
-use super::rate_limited;
+use super::{rate_limited, scheduled};
 use crate::http::{self, store_error};
 use crate::validate::{self, CreateRequest, Shape};
 use crate::Deps;
@@ -114,16 +114,16 @@ fn idempotency_key(req: &Request) -> Result<Option<&str>, ApiError> {
 
 /// An idempotent request once its key is claimed for the sender: whether an earlier attempt
 /// claimed it, and the claim each recipient's create records (the key derived by `derive`).
-struct Claimed {
+pub(crate) struct Claimed {
     retry: bool,
-    recipient: IdempotencyClaim,
+    pub(crate) recipient: IdempotencyClaim,
 }
 
 /// Admits `sender`'s request before anything is written: 429 when the sender is over its limit
 /// (one request, whatever the batch size); with an `Idempotency-Key`, claims it for the sender in
 /// the same script (see `shared::store::inbox::idempotency`), 422 when the key was used with
 /// another body (and so possibly other recipients). `None` without a key.
-async fn admit(
+pub(crate) async fn admit(
     deps: &Deps,
     key: Option<&str>,
     sender: &str,
@@ -201,7 +201,7 @@ async fn admit_and_mark(
 }
 
 /// 429 when `sender` is over its per-sender limit (a request without an `Idempotency-Key`).
-async fn enforce_sender_limit(deps: &Deps, sender: &str) -> Result<(), ApiError> {
+pub(crate) async fn enforce_sender_limit(deps: &Deps, sender: &str) -> Result<(), ApiError> {
     match deps
         .limiter
         .check_sender(sender)
@@ -254,6 +254,7 @@ fn read_create_request(
     params(("Idempotency-Key" = Option<String>, Header, description = "Names this request for 24 h: a retry with the same body replays the original 201 (`Idempotent-Replayed: true`); the same key with a different body (another `userId` included) is 422 and writes nothing")),
     responses(
         (status = 201, description = "Created (or replayed)", body = Notification),
+        (status = 202, description = "Scheduled (`sendAt`): invisible to the recipient until sent", body = super::scheduled::ScheduledResponse),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -265,12 +266,21 @@ fn read_create_request(
     security(("jwt" = ["notifications:write"])))]
 pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let (claims, bytes, request) = read_create_request(req, NOTIFICATION_MAX_BYTES)?;
-    let (recipients, mut new) =
-        validate::check(request, Shape::Single).map_err(ApiError::validation)?;
-    new.user_id = recipients.into_iter().next().unwrap_or_default();
+    let (recipients, mut new, scheduling) =
+        validate::check_with_schedule(request, Shape::Single).map_err(ApiError::validation)?;
+    new.user_id = recipients.first().cloned().unwrap_or_default();
     too_large_notification(&preview(&new.user_id, &new))?;
     let key = idempotency_key(req)?;
     deps.memory.admit_create().await?;
+    if let Some(scheduling) = scheduling {
+        let create = scheduled::ScheduledCreate {
+            recipients,
+            new,
+            scheduling,
+            single: true,
+        };
+        return scheduled::schedule(deps, &claims.sub, key, bytes, create).await;
+    }
     let (marked, claimed) = admit_and_mark(deps, key, &claims.sub, bytes, new).await?;
     match create_for(deps, &claims.sub, marked, claimed.as_ref()).await? {
         CreateOutcome::Limited { retry_after } => Err(rate_limited(
@@ -318,6 +328,7 @@ fn idempotency_conflict() -> ApiError {
     params(("Idempotency-Key" = Option<String>, Header, description = "Names this request for 24 h: a retry with the same body completes the recipients an earlier attempt missed and answers every one as first created (`Idempotent-Replayed: true` when nothing was left to create); a different body is 422 and writes nothing")),
     responses(
         (status = 201, description = "Created for every recipient not skipped", body = BatchResponse),
+        (status = 202, description = "Scheduled (`sendAt`) for every recipient", body = super::scheduled::ScheduledBatchResponse),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large or more than 1,000 recipients", body = Problem, content_type = "application/problem+json"),
@@ -338,12 +349,22 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
             validate::MAX_RECIPIENTS
         )));
     }
-    let (recipients, new) = validate::check(request, Shape::Batch).map_err(ApiError::validation)?;
+    let (recipients, new, scheduling) =
+        validate::check_with_schedule(request, Shape::Batch).map_err(ApiError::validation)?;
     if let Some(longest) = recipients.iter().max_by_key(|r| r.len()) {
         too_large_notification(&preview(longest, &new))?;
     }
     let key = idempotency_key(req)?;
     deps.memory.admit_create().await?;
+    if let Some(scheduling) = scheduling {
+        let create = scheduled::ScheduledCreate {
+            recipients,
+            new,
+            scheduling,
+            single: false,
+        };
+        return scheduled::schedule(deps, &claims.sub, key, bytes, create).await;
+    }
     let claimed = admit(deps, key, &claims.sub, bytes, |k| format!("batch:{k}")).await?;
     let claimed = claimed.as_ref();
     let results: Vec<Result<CreateOutcome, ApiError>> = stream::iter(recipients.clone())

@@ -39,8 +39,9 @@ pub use idempotency::RequestClaim;
 use reply::{int, state_bits, text, to_json};
 pub(crate) use reply::{parse_doc, state_type};
 
-/// A validated notification to create.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated notification to create (serialized only inside a scheduled job).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NewNotification {
     pub user_id: String,
     pub kind: String,
@@ -98,6 +99,7 @@ impl NewNotification {
             created_at,
             escalate: self.escalate,
             digest,
+            schedule: None,
         }
     }
 }
@@ -298,6 +300,17 @@ impl InboxStore {
         self.conn.clone()
     }
 
+    /// When `user_id` was last erased (ms; 0: never): what a request made before then (a
+    /// scheduled send) must not bring back (`erase.rs`).
+    pub async fn erased_at_ms(&self, user_id: &str) -> Result<i64, StoreError> {
+        let raw: Option<String> = self
+            .conn
+            .clone()
+            .get(self.keys.user(user_id).erased())
+            .await?;
+        Ok(super::erase::marker_time_ms(raw.as_deref()))
+    }
+
     fn retention_ms(&self) -> u64 {
         self.settings.retention.as_millis() as u64
     }
@@ -339,13 +352,30 @@ impl InboxStore {
         claim: Option<&IdempotencyClaim>,
         limit: Option<RateLimit>,
     ) -> Result<CreateOutcome, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.create_with_id(marked, id, None, sender, claim, limit)
+            .await
+    }
+
+    /// [`InboxStore::create_within`] under a given notification `id` (a scheduled send's, fixed
+    /// when it was scheduled), showing `schedule` when an optimal send chose the moment.
+    pub async fn create_with_id(
+        &self,
+        marked: Marked,
+        id: String,
+        schedule: Option<crate::schedule::ScheduleInfo>,
+        sender: &str,
+        claim: Option<&IdempotencyClaim>,
+        limit: Option<RateLimit>,
+    ) -> Result<CreateOutcome, StoreError> {
         let Marked(new) = marked;
         let now = Utc::now();
         let created_at = Utc
             .timestamp_millis_opt(now.timestamp_millis())
             .single()
             .unwrap_or(now);
-        let notification = new.into_notification(uuid::Uuid::now_v7().to_string(), 0, created_at);
+        let mut notification = new.into_notification(id, 0, created_at);
+        notification.schedule = schedule;
         let request = RequestArgs::new(&self.keys, &notification.user_id, sender, claim, limit);
         if notification.digest.is_some() {
             return self.join_digest(notification, &request, now).await;
