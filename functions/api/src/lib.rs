@@ -5,7 +5,8 @@
 //! claims ([`shared::auth::Claims`]), checks them again, routes on method and path, and answers
 //! JSON, or `application/problem+json` on every error.
 //!
-//! - [`routes`]: one module per resource (notifications, changes, preferences, analytics, health);
+//! - [`routes`]: one module per resource (notifications, changes, preferences, analytics, topics
+//!   and broadcasts, health);
 //! - [`http`]: request parsing and response building shared by the routes;
 //! - [`validate`]: turning a create request into a [`shared::store::NewNotification`];
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the route annotations and types;
@@ -32,7 +33,7 @@ use shared::error::{ApiError, StartupError};
 use shared::outbox::Publisher;
 use shared::realtime::Fanout;
 use shared::store::{AnalyticsStore, InboxStore, KeySpace, RateLimiter, RedisConn};
-use shared::store::{ContactBook, DeviceBook};
+use shared::store::{ContactBook, DeviceBook, TopicStore};
 
 /// Everything a request needs, built once per cold start.
 #[derive(Debug, Clone)]
@@ -52,6 +53,8 @@ pub struct Deps {
     pub kafka_check: routes::health::KafkaCheckCache,
     /// Refuses creates while Redis is nearly full.
     pub memory: shedding::MemoryGate,
+    /// Topics, their members and broadcasts.
+    pub topics: TopicStore,
 }
 
 impl Deps {
@@ -85,6 +88,7 @@ impl Deps {
     ) -> Self {
         let contacts = ContactBook::new(conn.clone(), keys.clone());
         let devices = DeviceBook::new(conn.clone(), keys.clone());
+        let topics = TopicStore::new(conn.clone(), keys.clone());
         let limiter = RateLimiter::new(conn.clone(), keys.clone(), &inbox);
         let store = InboxStore::new(conn.clone(), keys.clone(), inbox);
         let publisher = Publisher::new(bus, store.clone());
@@ -100,6 +104,7 @@ impl Deps {
             channels: SenderSettings::default(),
             kafka_check: routes::health::KafkaCheckCache::default(),
             memory,
+            topics,
         }
     }
 }

@@ -25,7 +25,9 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use crate::routes::{analytics, changes, devices, health, notifications, preferences, push};
+use crate::routes::{
+    analytics, changes, devices, health, notifications, preferences, push, topics,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -60,6 +62,16 @@ use crate::routes::{analytics, changes, devices, health, notifications, preferen
         devices::register,
         devices::list,
         devices::remove,
+        topics::put,
+        topics::get,
+        topics::delete,
+        topics::subscribe,
+        topics::unsubscribe,
+        topics::subscribers,
+        topics::mine,
+        topics::broadcast,
+        topics::get_broadcast,
+        topics::cancel,
     ),
     // The WebSocket frames too, so one generated client (web/herald-api.d.ts) types both APIs;
     // /asyncapi.json is their contract.

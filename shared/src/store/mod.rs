@@ -2,7 +2,8 @@
 //! index, the rate limiters, the registry of open WebSocket connections and the analytics
 //! counters ([`analytics`]), and for the off-app channels the users' contacts and push
 //! subscriptions ([`contacts`]), their phones ([`devices`]), what `push` did and must retry
-//! ([`ledger`]) and its providers' circuit breakers ([`breaker`]).
+//! ([`ledger`]) and its providers' circuit breakers ([`breaker`]); topics, their members and
+//! broadcasts ([`topics`]).
 //!
 //! Guarantees:
 //! - every user mutation is one Lua script on the user's hash slot (`{u:<userId>}`), so it is
@@ -27,6 +28,7 @@ pub mod outbox_index;
 pub mod ratelimit;
 mod record;
 mod scripts;
+pub mod topics;
 
 pub use analytics::AnalyticsStore;
 pub use breaker::{Admission, ProviderBreaker};
@@ -43,6 +45,7 @@ pub use ledger::{ChannelView, DueEntry, PushLedger, SendRecord};
 pub use outbox_index::OutboxIndex;
 pub use ratelimit::{whole_seconds, RateDecision, RateLimiter};
 pub use record::Change;
+pub use topics::{Broadcast, BroadcastStatus, ChunkCounts, TopicStore};
 
 /// A store operation that failed for an infrastructure reason (retry later), or because stored
 /// data could not be read back (a bug or tampering).

@@ -93,3 +93,12 @@ pub static BREAKER_ADMIT: LazyLock<Script> = script!("breaker_admit.lua");
 pub static BREAKER_RECORD: LazyLock<Script> = script!("breaker_record.lua");
 // Devices and their token owners (`devices.rs`; adding one is `PUSH_SUBSCRIBE` on its hash).
 pub static COMPARE_AND_DEL: LazyLock<Script> = script!("compare_and_del.lua");
+
+// Topics and broadcasts (`topics.rs`).
+pub static TOPIC_PUT: LazyLock<Script> = script!("topic_put.lua");
+pub static TOPIC_MEMBERS: LazyLock<Script> = script!("topic_members.lua");
+pub static TOPIC_DELETE: LazyLock<Script> = script!("topic_delete.lua");
+pub static BROADCAST_CREATE: LazyLock<Script> = script!("broadcast_create.lua");
+pub static BROADCAST_BEGIN: LazyLock<Script> = script!("broadcast_begin.lua");
+pub static BROADCAST_COMMIT: LazyLock<Script> = script!("broadcast_commit.lua");
+pub static BROADCAST_CANCEL: LazyLock<Script> = script!("broadcast_cancel.lua");

@@ -50,6 +50,16 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("/v1/users/{userId}/contacts", "put", "putContacts"),
     ("/v1/unsubscribe", "post", "oneClickUnsubscribe"),
     ("/v1/unsubscribe", "get", "unsubscribePage"),
+    ("/v1/topics/{key}", "put", "putTopic"),
+    ("/v1/topics/{key}", "get", "getTopic"),
+    ("/v1/topics/{key}", "delete", "deleteTopic"),
+    ("/v1/topics/{key}/subscribers", "post", "addTopicSubscribers"),
+    ("/v1/topics/{key}/subscribers", "delete", "removeTopicSubscribers"),
+    ("/v1/topics/{key}/subscribers", "get", "listTopicSubscribers"),
+    ("/v1/topics/{key}/notifications", "post", "broadcastToTopic"),
+    ("/v1/me/topics", "get", "listMyTopics"),
+    ("/v1/broadcasts/{id}", "get", "getBroadcast"),
+    ("/v1/broadcasts/{id}/cancel", "post", "cancelBroadcast"),
 ];
 
 fn problem() -> Value {

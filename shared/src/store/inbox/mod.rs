@@ -35,8 +35,9 @@ pub use idempotency::RequestClaim;
 pub(crate) use reply::state_type;
 use reply::{int, parse_doc, state_bits, text, to_json};
 
-/// A validated notification to create.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated notification to create (stored as JSON as a broadcast's template).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NewNotification {
     pub user_id: String,
     pub kind: String,
@@ -240,6 +241,16 @@ impl InboxStore {
     pub async fn mark_for_create(&self, new: NewNotification) -> Result<Marked, StoreError> {
         self.outbox.mark_dirty(&new.user_id).await?;
         Ok(Marked(new))
+    }
+
+    /// [`InboxStore::mark_for_create`] of many notifications in one call (a broadcast's slice).
+    pub async fn mark_many_for_create(
+        &self,
+        news: Vec<NewNotification>,
+    ) -> Result<Vec<Marked>, StoreError> {
+        let users: Vec<&str> = news.iter().map(|n| n.user_id.as_str()).collect();
+        self.outbox.mark_dirty_many(&users).await?;
+        Ok(news.into_iter().map(Marked).collect())
     }
 
     /// [`InboxStore::create`] of a [`Marked`] notification, within the recipient's rate `limit`
