@@ -28,7 +28,15 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::skip;
 
 /// The function binaries devstack runs (the template's `BuildProperties.Binary` values).
-pub const FUNCTIONS: [&str; 6] = ["api", "ws", "delivery", "outbox-relay", "analytics", "push"];
+pub const FUNCTIONS: [&str; 7] = [
+    "api",
+    "ws",
+    "delivery",
+    "outbox-relay",
+    "analytics",
+    "push",
+    "broadcast",
+];
 
 enum Control {
     KafkaDown(bool, oneshot::Sender<Result<(), String>>),

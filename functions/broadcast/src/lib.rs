@@ -215,11 +215,12 @@ pub async fn fan_out_chunk(deps: &Deps, chunk: &BroadcastChunk) -> Result<ChunkR
             .max_per_second
             .map_or(SLICE, |mps| (mps as usize).clamp(1, SLICE));
         for users in members.chunks(slice) {
-            if deps.topics.status(id).await? != Some(BroadcastStatus::Running) {
-                break;
-            }
             if let Some(mps) = broadcast.max_per_second {
                 wait_for_budget(deps, id, mps, users.len() as u32).await?;
+            }
+            // After the wait, so a cancel during it is seen before anyone else is reached.
+            if deps.topics.status(id).await? != Some(BroadcastStatus::Running) {
+                break;
             }
             let slice_counts = send_slice(deps, &broadcast, users).await?;
             counts.created += slice_counts.created;
