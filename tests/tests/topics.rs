@@ -574,3 +574,36 @@ async fn a_broadcast_reaches_a_subscribers_websocket_through_devstack() {
     assert_eq!(frame["counts"]["unread"], 1);
     socket.close().await;
 }
+
+#[tokio::test]
+async fn the_demo_page_broadcast_reaches_the_callers_websocket_through_devstack() {
+    let Some(stack) = shared_stack() else { return };
+    let user = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let client = herald_tests::stack::http_client();
+    let session: Value = client
+        .get(stack.http_url(&format!("/_devstack/demo/session?user={user}")))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("session: {e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let token = session["token"].as_str().unwrap_or_default().to_owned();
+    let mut socket = stack.connect(&user).await;
+    let sent = client
+        .post(stack.http_url("/_devstack/demo/broadcast"))
+        .bearer_auth(&token)
+        .json(&json!({"title": "Hello, topic"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("demo broadcast: {e}"));
+    assert_eq!(sent.status(), 202);
+    let accepted: Value = sent.json().await.unwrap_or_default();
+    assert_eq!(accepted["topic"], devstack::demo::DEMO_TOPIC);
+    let frame = socket
+        .next_of("notification.created", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| panic!("no notification.created frame"));
+    assert_eq!(frame["notification"]["title"], "Hello, topic");
+    socket.close().await;
+}
