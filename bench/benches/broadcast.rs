@@ -68,7 +68,7 @@ async fn run(stack: &Stack, subscribers: usize) {
         .await
         .unwrap_or_else(|e| panic!("redis: {e}"));
     println!("Herald topics at scale, through devstack{}", mode_note());
-    println!("  topic    {topic}, {subscribers} subscribers (user ids `u<run>-<n>`, 16 bytes)");
+    println!("  topic    {topic}, {subscribers} subscribers (user ids `u<run>-<n>`, 17 bytes)");
     println!(
         "  kafka    embedded (librdkafka mock cluster) at {}",
         stack.kafka_brokers

@@ -6,9 +6,9 @@
 //!
 //! 1. starts the broadcast (`queued` → `running`) and reads its template, sender and rate cap;
 //! 2. reads the chunk's members (one pipelined read of its buckets);
-//! 3. in slices of at most [`SLICE`] recipients (and of `maxPerSecond` when set, taken from the
-//!    broadcast's own rate limit, shared by every run), checking before each slice that the
-//!    broadcast is not cancelled:
+//! 3. in slices of at most [`SLICE`] recipients (and of `maxPerSecond` when set), checking before
+//!    each slice that the broadcast is not cancelled, and after it paying the broadcast's own rate
+//!    limit (shared by every run) for the recipients it reached first:
 //!    - marks the slice's users in the outbox's dirty index (one call), as every create does;
 //!    - per recipient, concurrently: a recipient who muted the topic gets a skip record,
 //!      everyone else the inbox create script, both on the recipient's idempotency record for
@@ -44,6 +44,8 @@ use shared::trigger::{self, BatchResponse, Report};
 pub const SLICE: usize = 500;
 /// Creates in flight at once within a slice.
 const CONCURRENCY: usize = 128;
+/// Chunks of one batch fanned out at once.
+pub const CHUNKS_AT_ONCE: usize = 8;
 
 /// Built once per cold start.
 #[derive(Debug, Clone)]
@@ -130,26 +132,33 @@ pub async fn handle(
     Ok(trigger::finish(&stats, response, &deps.trigger)?)
 }
 
-/// Fans out every chunk of `event`; partitions run concurrently, each in offset order, and a
-/// partition stops at its first transient failure (Lambda retries from there).
+/// Fans out every chunk of `event`, [`CHUNKS_AT_ONCE`] at a time whatever their partitions:
+/// chunks are independent (no order between them; each is idempotent), so a partition need not
+/// run them one by one. A partition with a transient failure is retried from its lowest failed
+/// offset (the chunks after it run again, which changes nothing they did).
 pub async fn fan_out_batch(deps: &Deps, event: &KafkaEvent) -> (BatchResponse, BatchStats) {
     let partitions = trigger::partitions(event);
-    let results = futures::future::join_all(partitions.iter().map(|batch| async move {
-        let mut stats = BatchStats::default();
-        for (i, record) in batch.records.iter().enumerate() {
-            stats.records += 1;
+    let records = partitions
+        .iter()
+        .flat_map(|batch| batch.records.iter().map(move |record| (batch, *record)));
+    let results: Vec<(Option<(&str, i64)>, BatchStats)> = stream::iter(records)
+        .map(|(batch, record)| async move {
+            let mut stats = BatchStats {
+                records: 1,
+                ..BatchStats::default()
+            };
             let chunk = match trigger::value(record) {
                 Ok(bytes) => BroadcastChunk::decode(&bytes),
                 Err(e) => {
                     batch.log_poison(record, &e);
                     stats.poison += 1;
-                    continue;
+                    return (None, stats);
                 }
             };
             let Some(chunk) = chunk else {
                 batch.log_poison(record, &"not a broadcast chunk");
                 stats.poison += 1;
-                continue;
+                return (None, stats);
             };
             match fan_out_chunk(deps, &chunk).await {
                 Ok(run) => {
@@ -157,24 +166,32 @@ pub async fn fan_out_batch(deps: &Deps, event: &KafkaEvent) -> (BatchResponse, B
                     stats.skipped += run.counts.skipped;
                     stats.failed += run.counts.failed;
                     stats.recommitted += usize::from(!run.committed);
+                    (None, stats)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, broadcast = %chunk.broadcast_id, chunk = chunk.chunk, "chunk failed; Lambda retries it");
-                    stats.retried += batch.records.len() - i;
-                    return (Some((batch.key, record.offset)), stats);
+                    stats.retried += 1;
+                    (Some((batch.key, record.offset)), stats)
                 }
             }
-        }
-        (None, stats)
-    }))
-    .await;
-    let mut response = BatchResponse::default();
+        })
+        .buffer_unordered(CHUNKS_AT_ONCE)
+        .collect()
+        .await;
+    let mut retry: Vec<(&str, i64)> = Vec::new();
     let mut total = BatchStats::default();
-    for (retry, stats) in results {
-        if let Some((partition, offset)) = retry {
-            response.fail_from(partition, offset);
+    for (failed, stats) in results {
+        if let Some((partition, offset)) = failed {
+            match retry.iter_mut().find(|(p, _)| *p == partition) {
+                Some(entry) => entry.1 = entry.1.min(offset),
+                None => retry.push((partition, offset)),
+            }
         }
         trigger::Counters::merge(&mut total, &stats);
+    }
+    let mut response = BatchResponse::default();
+    for (partition, offset) in retry {
+        response.fail_from(partition, offset);
     }
     (response, total)
 }
@@ -215,14 +232,16 @@ pub async fn fan_out_chunk(deps: &Deps, chunk: &BroadcastChunk) -> Result<ChunkR
             .max_per_second
             .map_or(SLICE, |mps| (mps as usize).clamp(1, SLICE));
         for users in members.chunks(slice) {
-            if let Some(mps) = broadcast.max_per_second {
-                wait_for_budget(deps, id, mps, users.len() as u32).await?;
-            }
-            // After the wait, so a cancel during it is seen before anyone else is reached.
             if deps.topics.status(id).await? != Some(BroadcastStatus::Running) {
                 break;
             }
-            let slice_counts = send_slice(deps, &broadcast, users).await?;
+            let (slice_counts, new) = send_slice(deps, &broadcast, users).await?;
+            // Paid after the slice, by the recipients it reached for the first time: a rerun
+            // (a redelivered or timed-out chunk) goes past the ones already served at full
+            // speed, so a slow broadcast's chunk always progresses.
+            if let Some(mps) = broadcast.max_per_second {
+                wait_for_budget(deps, id, mps, new).await?;
+            }
             counts.created += slice_counts.created;
             counts.skipped += slice_counts.skipped;
             counts.failed += slice_counts.failed;
@@ -234,18 +253,22 @@ pub async fn fan_out_chunk(deps: &Deps, chunk: &BroadcastChunk) -> Result<ChunkR
 
 /// Waits until the broadcast's `max_per_second` budget has room for `cost` recipients.
 async fn wait_for_budget(deps: &Deps, id: &str, mps: u32, cost: u32) -> Result<(), StoreError> {
+    if cost == 0 {
+        return Ok(());
+    }
     while let Some(wait) = deps.topics.take_rate(id, mps, cost).await? {
         tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
     }
     Ok(())
 }
 
-/// Sends the broadcast to `users`, publishes what it created, and counts.
+/// Sends the broadcast to `users`, publishes what it created, and counts; with how many of them
+/// this call reached first (created or skipped now, not by an earlier run).
 async fn send_slice(
     deps: &Deps,
     broadcast: &Broadcast,
     users: &[String],
-) -> Result<ChunkCounts, StoreError> {
+) -> Result<(ChunkCounts, u32), StoreError> {
     let claim = IdempotencyClaim {
         key: format!("broadcast:{}", broadcast.id),
         body_hash: broadcast.id.clone(),
@@ -320,6 +343,6 @@ async fn send_slice(
     deps.publisher.publish_or_defer(&changes).await;
     match first_error {
         Some(e) => Err(e),
-        None => Ok(counts),
+        None => Ok((counts, changes.len() as u32)),
     }
 }
