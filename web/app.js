@@ -296,7 +296,38 @@ async function main() {
     }
   });
 
-  render(client);
+  el('broadcast-button').addEventListener('click', async () => {
+    const form = new FormData(el('send-form'));
+    const out = el('send-result');
+    const button = el('broadcast-button');
+    button.disabled = true;
+    out.className = '';
+    delete out.dataset.status;
+    delete out.dataset.id;
+    out.textContent = 'broadcasting…';
+    try {
+      const resp = await fetch('/_devstack/demo/broadcast', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await token()}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ title: form.get('title'), body: form.get('body'), type: form.get('type') }),
+      });
+      const body = await resp.json().catch(() => ({}));
+      out.dataset.status = String(resp.status);
+      if (body.broadcastId) out.dataset.id = body.broadcastId;
+      out.className = resp.ok ? 'ok' : 'error';
+      out.textContent = resp.ok
+        ? `${resp.status}: broadcast ${body.broadcastId} to topic ${body.topic} (${body.status})`
+        : `${resp.status}: ${body.detail ?? body.message ?? 'failed'}`;
+    } catch (e) {
+      out.dataset.status = 'error';
+      out.className = 'error';
+      out.textContent = `failed: ${e.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+    render(client);
   // Alongside the inbox: neither waits for the other.
   const pushReady = setupPush(current).then(
     (p) => {

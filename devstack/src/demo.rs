@@ -9,6 +9,11 @@
 //!   `POST /v1/notifications {userId: <sub>, ...}` through the HTTP API (route, authorizer, api
 //!   function) exactly as a service would; the answer is the API's. So the browser never holds
 //!   a token that may write, and can only notify itself. Without a valid token: 401.
+//! - `POST /_devstack/demo/broadcast` with that token and `{title?, body?, type?}`: the same
+//!   service token creates the topic [`DEMO_TOPIC`] (if missing), subscribes the caller, and
+//!   broadcasts to the topic (`POST /v1/topics/demo/notifications`); the answer is the API's
+//!   202. The notification reaches the page through the `broadcast` function, Kafka, `delivery`
+//!   and the WebSocket, as any subscriber's would.
 //!
 //! Layering: this module calls the gateway ([`http_gateway::dispatch`]); the gateway knows nothing
 //! of it (the stack merges both routers).
@@ -37,6 +42,8 @@ const SERVICE_TTL: Duration = Duration::from_secs(60);
 /// The `sub` of the service token: the sender the API's per-sender rate limit counts.
 pub const DEMO_SENDER: &str = "devstack-demo";
 const WRITE_SCOPE: &str = "notifications:write";
+/// The topic the demo page broadcasts to (every demo user who broadcasts joins it).
+pub const DEMO_TOPIC: &str = "demo";
 /// Largest `send` body accepted.
 const SEND_MAX_BODY: usize = 16 * 1024;
 
@@ -53,6 +60,7 @@ pub fn demo_router(demo: Arc<Demo>) -> Router {
     Router::new()
         .route("/_devstack/demo/session", get(session))
         .route("/_devstack/demo/send", post(send))
+        .route("/_devstack/demo/broadcast", post(broadcast))
         .with_state(demo)
 }
 
@@ -146,14 +154,9 @@ struct SendRequest {
     send_at: Option<String>,
 }
 
-async fn send(
-    State(demo): State<Arc<Demo>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request<Body>,
-) -> Response {
-    let (parts, body) = req.into_parts();
-    let bearer = parts
-        .headers
+/// The demo user a request's bearer token names (devstack's own issuer), or `None`.
+fn demo_user(demo: &Demo, headers: &HeaderMap) -> Option<String> {
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -163,51 +166,63 @@ async fn send(
         .map(str::trim)
         .unwrap_or_default();
     let audience = std::slice::from_ref(&demo.issuer.audience);
-    let sub = match demo.issuer.verify(bearer, &demo.issuer.issuer, audience) {
-        Ok(claims) => claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned),
-        Err(_) => None,
-    };
-    let Some(user) = sub else {
-        return message(StatusCode::UNAUTHORIZED, "Unauthorized");
-    };
-    let bytes = match axum::body::to_bytes(body, SEND_MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
-    };
-    let form: SendRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        SendRequest::default()
-    } else {
-        match serde_json::from_slice(&bytes) {
-            Ok(f) => f,
-            Err(e) => {
-                return message(
-                    StatusCode::BAD_REQUEST,
-                    &format!("expected {{title?, body?, type?, channels?, sendAt?}}: {e}"),
-                )
-            }
-        }
-    };
+    let claims = demo
+        .issuer
+        .verify(bearer, &demo.issuer.issuer, audience)
+        .ok()?;
+    claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The form of a `send` or `broadcast`, once read: 400/413 answers otherwise.
+async fn read_form(body: Body) -> Result<SendRequest, Response> {
+    let bytes = axum::body::to_bytes(body, SEND_MAX_BODY)
+        .await
+        .map_err(|_| message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(SendRequest::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        message(
+            StatusCode::BAD_REQUEST,
+            &format!("expected {{title?, body?, type?, channels?, sendAt?}}: {e}"),
+        )
+    })
+}
+
+/// The notification fields of a form, with the defaults.
+fn notification_fields(form: SendRequest) -> Value {
     let or = |v: Option<String>, default: &str| {
         v.filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| default.to_owned())
     };
-    let mut create = json!({
-        "userId": user,
+    let mut fields = json!({
         "type": or(form.kind, "demo.test"),
         "title": or(form.title, "Test notification"),
         "body": or(form.body, "Sent from the devstack demo page."),
     });
     if let Some(channels) = form.channels.filter(|c| !c.is_empty()) {
-        create["channels"] = json!(channels);
+        fields["channels"] = json!(channels);
     }
     if let Some(send_at) = form.send_at.filter(|s| !s.is_empty()) {
-        create["sendAt"] = json!(send_at);
+        fields["sendAt"] = json!(send_at);
     }
+    fields
+}
 
+/// Calls the HTTP API as the demo's service (a fresh one-minute `notifications:write` token),
+/// through the gateway exactly as a service would; the answer is the API's.
+async fn call_as_service(
+    demo: &Demo,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    method: Method,
+    path: &str,
+    body: &Value,
+) -> Response {
     let service = match demo
         .issuer
         .token(DEMO_SENDER, &[WRITE_SCOPE.to_owned()], SERVICE_TTL)
@@ -218,9 +233,12 @@ async fn send(
             return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         }
     };
-    let mut request = Request::new(Body::from(create.to_string()));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = axum::http::Uri::from_static("/v1/notifications");
+    let mut request = Request::new(Body::from(body.to_string()));
+    *request.method_mut() = method;
+    match axum::http::Uri::try_from(path) {
+        Ok(uri) => *request.uri_mut() = uri,
+        Err(_) => return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+    }
     let h = request.headers_mut();
     if let Ok(v) = HeaderValue::try_from(format!("Bearer {service}")) {
         h.insert(header::AUTHORIZATION, v);
@@ -229,13 +247,72 @@ async fn send(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Some(host) = parts.headers.get(header::HOST) {
-        h.insert(header::HOST, host.clone());
-    }
-    if let Some(agent) = parts.headers.get(header::USER_AGENT) {
-        h.insert(header::USER_AGENT, agent.clone());
+    for name in [header::HOST, header::USER_AGENT] {
+        if let Some(value) = headers.get(&name) {
+            h.insert(name, value.clone());
+        }
     }
     http_gateway::dispatch(&demo.gateway, peer, request).await
+}
+
+async fn send(
+    State(demo): State<Arc<Demo>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request<Body>,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some(user) = demo_user(&demo, &parts.headers) else {
+        return message(StatusCode::UNAUTHORIZED, "Unauthorized");
+    };
+    let form = match read_form(body).await {
+        Ok(f) => f,
+        Err(answer) => return answer,
+    };
+    let mut create = notification_fields(form);
+    create["userId"] = json!(user);
+    call_as_service(
+        &demo,
+        peer,
+        &parts.headers,
+        Method::POST,
+        "/v1/notifications",
+        &create,
+    )
+    .await
+}
+
+/// Joins the caller to [`DEMO_TOPIC`] (creating it) and broadcasts to the topic.
+async fn broadcast(
+    State(demo): State<Arc<Demo>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request<Body>,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some(user) = demo_user(&demo, &parts.headers) else {
+        return message(StatusCode::UNAUTHORIZED, "Unauthorized");
+    };
+    let form = match read_form(body).await {
+        Ok(f) => f,
+        Err(answer) => return answer,
+    };
+    let topic = format!("/v1/topics/{DEMO_TOPIC}");
+    let steps = [
+        (Method::PUT, topic.clone(), json!({"name": "devstack demo"})),
+        (
+            Method::POST,
+            format!("{topic}/subscribers"),
+            json!({"userIds": [user]}),
+        ),
+    ];
+    for (method, path, body) in steps {
+        let answer = call_as_service(&demo, peer, &parts.headers, method, &path, &body).await;
+        if !answer.status().is_success() {
+            return answer;
+        }
+    }
+    let path = format!("{topic}/notifications");
+    let fields = notification_fields(form);
+    call_as_service(&demo, peer, &parts.headers, Method::POST, &path, &fields).await
 }
 
 #[cfg(test)]

@@ -27,4 +27,5 @@ topic notification-events 5 604800000  # key: userId
 topic notification-delivery 3 259200000  # key: notificationId
 topic notification-analytics 2 2592000000  # key: userId
 topic push-notifications 3 86400000  # key: userId
+topic broadcast-chunks 4 86400000  # key: broadcastId:chunk
 # END topics

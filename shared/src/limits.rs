@@ -38,6 +38,20 @@ pub const PAGE_MAX_BYTES: usize = 1024 * 1024;
 /// Maximum size of a preferences document, in bytes.
 pub const PREFERENCES_MAX_BYTES: usize = 16 * 1024;
 
+/// Maximum length of a topic key, in bytes (`[A-Za-z0-9._:-]`).
+pub const TOPIC_KEY_MAX_BYTES: usize = 128;
+/// Maximum length of a topic's display name, in characters.
+pub const TOPIC_NAME_MAX_CHARS: usize = 200;
+/// Most user ids in one subscribe or unsubscribe call.
+pub const TOPIC_MAX_IDS_PER_CALL: usize = BATCH_MAX_RECIPIENTS;
+/// Maximum size of a subscribe or unsubscribe body, in bytes: 1,000 user ids.
+pub const TOPIC_IDS_BODY_MAX_BYTES: usize = 1024 + TOPIC_MAX_IDS_PER_CALL * (USER_ID_MAX_BYTES + 3);
+/// Page size of `GET /v1/topics/{key}/subscribers`: default and maximum.
+pub const SUBSCRIBERS_DEFAULT_LIMIT: usize = 100;
+pub const SUBSCRIBERS_MAX_LIMIT: usize = 1_000;
+/// Highest `maxPerSecond` a broadcast may ask for.
+pub const BROADCAST_MAX_PER_SECOND: u32 = 100_000;
+
 /// Is `id` acceptable as a user id? Printable ASCII without spaces or braces: braces would break
 /// the `{u:<userId>}` hash tag that keeps a user's keys in one Redis Cluster slot.
 pub fn valid_user_id(id: &str) -> bool {
@@ -46,6 +60,16 @@ pub fn valid_user_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}')
+}
+
+/// Is `key` acceptable as a topic key? Letters, digits, `.`, `_`, `:` and `-`: no braces (the
+/// `{t:<key>}` hash tag), nothing a URL path would need to escape.
+pub fn valid_topic_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= TOPIC_KEY_MAX_BYTES
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// Is `c` refused in a notification's text? Every text that can reach an e-mail header, an SMS
@@ -125,6 +149,17 @@ mod tests {
             worst * 2 < 6 * 1024 * 1024,
             "{worst} is not well under the limit"
         );
+    }
+
+    #[test]
+    fn topic_keys_are_url_safe_identifiers_without_braces() {
+        assert!(valid_topic_key("course:cs101"));
+        assert!(valid_topic_key("News_2026.fr-FR"));
+        assert!(!valid_topic_key(""));
+        assert!(!valid_topic_key("a{b}"));
+        assert!(!valid_topic_key("a/b"));
+        assert!(!valid_topic_key("a b"));
+        assert!(!valid_topic_key(&"k".repeat(TOPIC_KEY_MAX_BYTES + 1)));
     }
 
     #[test]

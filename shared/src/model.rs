@@ -198,9 +198,18 @@ pub struct Preferences {
     pub types: BTreeMap<String, ChannelSwitches>,
     #[serde(default)]
     pub quiet_hours: Option<QuietHours>,
+    /// Topic key → `false` to mute that topic: its broadcasts skip this user (counted in the
+    /// broadcast's `skipped`). Absent or `true`: not muted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub topics: BTreeMap<String, bool>,
 }
 
 impl Preferences {
+    /// Has the user muted the topic `key`?
+    pub fn mutes_topic(&self, key: &str) -> bool {
+        self.topics.get(key) == Some(&false)
+    }
+
     /// Does the user accept `channel` for notifications of type `kind`?
     pub fn allows(&self, kind: &str, channel: Channel) -> bool {
         if channel == Channel::InApp {

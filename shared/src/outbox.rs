@@ -121,10 +121,23 @@ impl Publisher {
         }
         self.fall_back(&unacked).await;
         acked.sort();
-        for chunk in acked.chunk_by(|a, b| a.0 == b.0) {
-            let seqs: Vec<u64> = chunk.iter().map(|(_, s)| *s).collect();
-            self.store.mark_published(chunk[0].0, &seqs).await?;
-        }
+        // One mark per user, concurrently: a broadcast's slice publishes hundreds of users at once.
+        let groups: Vec<(String, Vec<u64>)> = acked
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|chunk| {
+                (
+                    chunk[0].0.to_owned(),
+                    chunk.iter().map(|(_, s)| *s).collect(),
+                )
+            })
+            .collect();
+        let store = &self.store;
+        let marks: Vec<Result<(), StoreError>> = stream::iter(groups)
+            .map(|(user, seqs)| async move { store.mark_published(&user, &seqs).await })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        marks.into_iter().collect::<Result<(), StoreError>>()?;
         match first_error {
             None => Ok(()),
             Some(first) => Err(PublishError::NotAcknowledged {

@@ -28,7 +28,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::skip;
 
 /// The function binaries devstack runs (the template's `BuildProperties.Binary` values).
-pub const FUNCTIONS: [&str; 8] = [
+pub const FUNCTIONS: [&str; 9] = [
     "api",
     "ws",
     "delivery",
@@ -37,6 +37,7 @@ pub const FUNCTIONS: [&str; 8] = [
     "push",
     "webhooks",
     "scheduler",
+    "broadcast",
 ];
 
 enum Control {

@@ -312,6 +312,19 @@ async fn populate(env: &TestEnv, deps: &api::Deps, user: &str) -> (String, Strin
         .record(user, Utc::now())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // A topic membership (in the topic's slot, not the user's).
+    let r = Call::put("/v1/topics/course:erase")
+        .service("svc")
+        .json(&json!({"name": "Erase"}))
+        .send(deps)
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{}", r.body);
+    let r = Call::post("/v1/topics/course:erase/subscribers")
+        .service("svc")
+        .json(&json!({"userIds": [user]}))
+        .send(deps)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     // A badge window open (an hour long, so it cannot lapse during the test).
     let badge = ledger
         .open_badge_window(user, std::time::Duration::from_secs(3600))
@@ -385,6 +398,13 @@ async fn an_erase_leaves_only_the_marker_of_the_user_and_closes_their_sockets() 
         outside.is_empty(),
         "alice's records outside her slot: {outside:?}"
     );
+    // Her topic membership is gone; bob's stays.
+    let members = Call::get("/v1/topics/course:erase/subscribers")
+        .service("svc")
+        .send(&deps)
+        .await;
+    assert_eq!(members.status, 200, "{}", members.body);
+    assert_eq!(members.body["items"], json!(["bob"]), "{}", members.body);
     let owner = env.keys.device_owner(&device_alice);
     assert!(!everything.contains(&owner), "{owner}");
     let due = PushLedger::new(env.conn.clone(), env.keys.clone())

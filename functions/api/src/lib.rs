@@ -5,7 +5,8 @@
 //! claims ([`shared::auth::Claims`]), checks them again, routes on method and path, and answers
 //! JSON, or `application/problem+json` on every error.
 //!
-//! - [`routes`]: one module per resource (notifications, changes, preferences, analytics, health);
+//! - [`routes`]: one module per resource (notifications, changes, preferences, analytics, topics
+//!   and broadcasts, health);
 //! - [`http`]: request parsing and response building shared by the routes;
 //! - [`validate`]: turning a create request into a [`shared::store::NewNotification`];
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the route annotations and types;
@@ -32,6 +33,7 @@ use shared::config::{Env, InboxSettings, KafkaSettings, RealtimeSettings, RedisS
 use shared::error::{ApiError, StartupError};
 use shared::outbox::Publisher;
 use shared::realtime::{ConnectionsApi, Fanout};
+use shared::store::TopicStore;
 use shared::store::{AnalyticsStore, InboxStore, KeySpace, RateLimiter, RedisConn};
 use shared::store::{
     ConnectionRegistry, ContactBook, DeviceBook, Eraser, EscalationBook, PushLedger, WebhookStore,
@@ -73,6 +75,8 @@ pub struct Deps {
     /// Scheduled sends (`sendAt`) and the histograms that choose an optimal moment.
     pub schedules: ScheduleStore,
     pub engagement: EngagementStore,
+    /// Topics, their members and broadcasts.
+    pub topics: TopicStore,
 }
 
 impl Deps {
@@ -110,6 +114,7 @@ impl Deps {
         let devices = DeviceBook::new(conn.clone(), keys.clone());
         let escalations = EscalationBook::new(conn.clone(), keys.clone());
         let webhooks = WebhookStore::new(conn.clone(), keys.clone());
+        let topics = TopicStore::new(conn.clone(), keys.clone());
         let limiter = RateLimiter::new(conn.clone(), keys.clone(), &inbox);
         let schedules = ScheduleStore::new(conn.clone(), keys.clone());
         let engagement = EngagementStore::new(conn.clone(), keys.clone());
@@ -137,6 +142,7 @@ impl Deps {
             memory,
             schedules,
             engagement,
+            topics,
         }
     }
 }

@@ -26,8 +26,8 @@ use serde_json::Value;
 use utoipa::OpenApi;
 
 use crate::routes::{
-    analytics, changes, devices, health, notifications, preferences, push, scheduled, users,
-    webhooks,
+    analytics, changes, devices, health, notifications, preferences, push, scheduled, topics,
+    users, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -74,6 +74,16 @@ use crate::routes::{
         scheduled::get,
         scheduled::cancel,
         scheduled::cancel_by_key,
+        topics::put,
+        topics::get,
+        topics::delete,
+        topics::subscribe,
+        topics::unsubscribe,
+        topics::subscribers,
+        topics::mine,
+        topics::broadcast,
+        topics::get_broadcast,
+        topics::cancel,
     ),
     // The WebSocket frames too, so one generated client (web/herald-api.d.ts) types both APIs;
     // /asyncapi.json is their contract.

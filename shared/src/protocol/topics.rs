@@ -1,7 +1,7 @@
 //! The Kafka topic table (`DESIGN.md` §3), defined exactly once. Topic creation (devstack, tests,
 //! the compose init service) and `template.yaml` take names, partitions and retention from here.
 
-/// One of Herald's four topics.
+/// One of Herald's Kafka topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {
     /// Inbox changes, keyed by userId so one user's changes stay in order. api/ws/outbox-relay → delivery.
@@ -13,6 +13,9 @@ pub enum Topic {
     /// Off-app sends (PUSH/EMAIL/SMS) and the changes that move a user's unread count (for the
     /// phones' badge), keyed by userId. delivery → push.
     PushNotifications,
+    /// A broadcast's fan-out chunks ([`super::BroadcastChunk`]), keyed by `<broadcastId>:<chunk>` so
+    /// a broadcast's chunks spread over the partitions. api → broadcast.
+    BroadcastChunks,
 }
 
 /// A topic's fixed properties.
@@ -30,7 +33,7 @@ const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// The table. Order is stable; tools that print it keep this order.
-pub const TOPICS: [TopicSpec; 4] = [
+pub const TOPICS: [TopicSpec; 5] = [
     TopicSpec {
         topic: Topic::NotificationEvents,
         name: "notification-events",
@@ -59,6 +62,13 @@ pub const TOPICS: [TopicSpec; 4] = [
         retention_ms: DAY_MS,
         key: "userId",
     },
+    TopicSpec {
+        topic: Topic::BroadcastChunks,
+        name: "broadcast-chunks",
+        partitions: 4,
+        retention_ms: DAY_MS,
+        key: "broadcastId:chunk",
+    },
 ];
 
 impl Topic {
@@ -68,6 +78,7 @@ impl Topic {
             Topic::NotificationDelivery => &TOPICS[1],
             Topic::NotificationAnalytics => &TOPICS[2],
             Topic::PushNotifications => &TOPICS[3],
+            Topic::BroadcastChunks => &TOPICS[4],
         }
     }
 
@@ -105,7 +116,8 @@ mod tests {
                 ("notification-events", 5, 168),
                 ("notification-delivery", 3, 72),
                 ("notification-analytics", 2, 720),
-                ("push-notifications", 3, 24)
+                ("push-notifications", 3, 24),
+                ("broadcast-chunks", 4, 24)
             ]
         );
         for s in TOPICS {

@@ -31,6 +31,12 @@
 //! | `<p>{u:<id>}:escalations` | hash | `<notificationId>#<step>` → `<status>|<decidedMs>|<reason>|<dueMs>|<step JSON>`: each escalation step, `pending` until `push` decides it `fired` or `cancelled` (see `escalations.rs`); expires 10 days after its last write |
 //! | `<p>{push}:due` | zset | `<userId>\n<entryId>` by due time (ms): the retry schedule `push` drains |
 //! | `<p>{breaker:<provider>}` | hash | a provider's circuit breaker, shared by every `push` instance: `failures`, `openedAt` (ms), `trialUntil` (ms); expires a while after its last failure (see `breaker.rs`) |
+//! | `<p>{t:<key>}` | hash | a topic: `name`, `subscribers` (exact count), `createdAt` (ms); exists while the topic does (never expires) |
+//! | `<p>{t:<key>}:m:<bucket>` | hash | one of the topic's [`TOPIC_BUCKETS`] membership buckets: userId → `""`, the user in bucket [`topic_bucket`]`(userId)` (small hashes stay listpacks: see `docs/topics.md`) |
+//! | `<p>{topics}` | set | every topic key (what `GET /v1/me/topics` and erasing a user walk) |
+//! | `<p>{b:<id>}` | hash | a broadcast: `topic`, `sender`, `status`, `targeted`, `created`, `skipped`, `failed`, `chunks`, `committed`, `maxPerSecond`, `notification` (the template JSON), `createdAt`; 7 days |
+//! | `<p>{b:<id>}:chunks` | set | the broadcast's chunks whose counts are committed (each counted once); 7 days |
+//! | `<p>{b:<id>}:rate` | string | the broadcast's `maxPerSecond` GCRA state |
 //! | `<p>{c:<connectionId>}` | string | the user of a WebSocket connection (for `$disconnect`) |
 //! | `<p>{s:<id>}:rate` | string | per-sender GCRA state |
 //! | `<p>{s:<id>}:idem:<hash>` | string | the sender's claim of an `Idempotency-Key`: the hash of the request it was first sent with, 24 h |
@@ -59,6 +65,14 @@
 //!
 //! Every fixed-name key of a user's slot is listed in [`USER_KEY_SUFFIXES`] and erased by
 //! [`UserKeys::erasable`] (a test fails when a `UserKeys` method names a key missing from it).
+//!
+//! A broadcast's per-recipient record is the recipient's idempotency record
+//! (`{u:<id>}:idem:<hash>`, with the key `broadcast:<broadcastId>`): a skipped (muted) recipient's
+//! holds `skip:<broadcastId>` as its hash. Topic memberships live in the topic's slot, not the
+//! user's: erasing a user walks `{topics}` ([`crate::store::TopicStore::forget_user`]).
+//!
+//! Tenants (a later change) go inside the braces (`{u:<tenant>:<id>}`, `{t:<tenant>:<key>}`, `{b:<tenant>:<id>}`,
+//! `{topics:<tenant>}`), so each tenant's data keeps its own slots; only [`KeySpace`] changes.
 //!
 //! `<p>` is `REDIS_KEY_PREFIX`. The inbox keys (meta … unpub) expire together after the retention
 //! period without writes. The analytics keys expire after `ANALYTICS_RETENTION_DAYS` without
@@ -114,6 +128,25 @@ impl KeySpace {
             sender,
             hex::encode(&digest[..16])
         )
+    }
+
+    /// The keys of one topic's slot.
+    pub fn topic(&self, key: &str) -> TopicKeys {
+        TopicKeys {
+            tag: format!("{}{{t:{}}}", self.prefix, key),
+        }
+    }
+
+    /// Every topic key.
+    pub fn topic_registry(&self) -> String {
+        format!("{}{{topics}}", self.prefix)
+    }
+
+    /// The keys of one broadcast's slot.
+    pub fn broadcast(&self, id: &str) -> BroadcastKeys {
+        BroadcastKeys {
+            tag: format!("{}{{b:{}}}", self.prefix, id),
+        }
     }
 
     /// The user of a WebSocket connection; its own slot, since only the id is known at
@@ -225,6 +258,53 @@ impl KeySpace {
     /// reach it from different topics and the api reads it by notification id alone.
     pub fn notification_outcomes(&self, notification_id: &str) -> String {
         format!("{}{{n:{}}}:outcomes", self.prefix, notification_id)
+    }
+}
+
+/// How many membership buckets a topic has. Fixed: a user's bucket never moves, so a page of
+/// buckets is a stable page of members. 1,024 keeps a 100,000-member topic's buckets under 128
+/// members each (Redis's `hash-max-listpack-entries` default), the compact encoding.
+pub const TOPIC_BUCKETS: u16 = 1024;
+
+/// The membership bucket of `user_id` in every topic.
+pub fn topic_bucket(user_id: &str) -> u16 {
+    let digest = Sha256::digest(user_id);
+    u16::from_be_bytes([digest[0], digest[1]]) % TOPIC_BUCKETS
+}
+
+/// The keys of one topic.
+#[derive(Debug, Clone)]
+pub struct TopicKeys {
+    tag: String,
+}
+
+impl TopicKeys {
+    /// The topic's own hash (name, subscriber count).
+    pub fn meta(&self) -> String {
+        self.tag.clone()
+    }
+
+    /// Membership bucket `bucket` (`0..TOPIC_BUCKETS`).
+    pub fn members(&self, bucket: u16) -> String {
+        format!("{}:m:{}", self.tag, bucket)
+    }
+}
+
+/// The keys of one broadcast.
+#[derive(Debug, Clone)]
+pub struct BroadcastKeys {
+    tag: String,
+}
+
+impl BroadcastKeys {
+    pub fn state(&self) -> String {
+        self.tag.clone()
+    }
+    pub fn chunks(&self) -> String {
+        format!("{}:chunks", self.tag)
+    }
+    pub fn rate(&self) -> String {
+        format!("{}:rate", self.tag)
     }
 }
 
@@ -487,6 +567,20 @@ mod tests {
         let k = KeySpace::new("t1:").user("alice");
         assert!(!k.erasable().contains(&k.erased()));
         assert!(k.erasable().contains(&k.idempotency_index()));
+    }
+
+    #[test]
+    fn a_topic_and_a_broadcast_each_keep_their_keys_in_one_slot() {
+        let keys = KeySpace::new("t1:");
+        let topic = keys.topic("course:cs101");
+        assert_eq!(topic.meta(), "t1:{t:course:cs101}");
+        assert_eq!(topic.members(7), "t1:{t:course:cs101}:m:7");
+        let b = keys.broadcast("b1");
+        for key in [b.state(), b.chunks(), b.rate()] {
+            assert!(key.starts_with("t1:{b:b1}"), "{key}");
+        }
+        assert!(topic_bucket("alice") < TOPIC_BUCKETS);
+        assert_eq!(topic_bucket("alice"), topic_bucket("alice"));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! ([`ledger`]), the escalation steps it decides ([`escalations`]) and its providers' circuit
 //! breakers ([`breaker`]); erasing a user ([`erase`]); the webhook registry and each webhook's
 //! delivery ledger, queues and retry schedule ([`webhooks`]); scheduled sends and the engagement
-//! histograms that time them ([`schedule`]).
+//! histograms that time them ([`schedule`]); topics, their members and
+//! broadcasts ([`topics`]).
 //!
 //! Guarantees:
 //! - every user mutation is one Lua script on the user's hash slot (`{u:<userId>}`), so it is
@@ -33,6 +34,7 @@ pub mod ratelimit;
 mod record;
 pub mod schedule;
 mod scripts;
+pub mod topics;
 pub mod webhooks;
 
 pub use analytics::AnalyticsStore;
@@ -55,6 +57,7 @@ pub use record::Change;
 pub use schedule::{
     AddOutcome, EngagementStore, ScheduleStore, ScheduledJob, ScheduledState, ScheduledStatus,
 };
+pub use topics::{Broadcast, BroadcastStatus, ChunkCounts, TopicStore};
 pub use webhooks::{Enqueued, LedgerEntry, LedgerState, WebhookStore};
 
 /// A store operation that failed for an infrastructure reason (retry later), or because stored

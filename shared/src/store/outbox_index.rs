@@ -29,6 +29,19 @@ impl OutboxIndex {
         Ok(())
     }
 
+    /// Marks every one of `user_ids` in one call ([`OutboxIndex::mark_dirty`] for a fan-out).
+    pub async fn mark_dirty_many(&self, user_ids: &[&str]) -> Result<(), StoreError> {
+        if user_ids.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = scripts::MARK_DIRTY
+            .key(self.keys.outbox_dirty())
+            .arg(user_ids)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     /// Up to `limit` marked users with their mark scores, oldest mark first.
     pub async fn dirty_users(&self, limit: usize) -> Result<Vec<(String, f64)>, StoreError> {
         let users: Vec<(String, f64)> = self

@@ -119,3 +119,12 @@ pub static COMPARE_AND_DEL: LazyLock<Script> = script!("compare_and_del.lua");
 pub static WEBHOOK_ENQUEUE: LazyLock<Script> = script!("webhook_enqueue.lua");
 pub static WEBHOOK_COMPLETE: LazyLock<Script> = script!("webhook_complete.lua");
 pub static WEBHOOK_REQUEUE: LazyLock<Script> = script!("webhook_requeue.lua");
+
+// Topics and broadcasts (`topics.rs`).
+pub static TOPIC_PUT: LazyLock<Script> = script!("topic_put.lua");
+pub static TOPIC_MEMBERS: LazyLock<Script> = script!("topic_members.lua");
+pub static TOPIC_DELETE: LazyLock<Script> = script!("topic_delete.lua");
+pub static BROADCAST_CREATE: LazyLock<Script> = script!("broadcast_create.lua");
+pub static BROADCAST_BEGIN: LazyLock<Script> = script!("broadcast_begin.lua");
+pub static BROADCAST_COMMIT: LazyLock<Script> = script!("broadcast_commit.lua");
+pub static BROADCAST_CANCEL: LazyLock<Script> = script!("broadcast_cancel.lua");

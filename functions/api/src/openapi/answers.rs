@@ -65,6 +65,28 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("/v1/scheduled/{id}", "get", "getScheduled"),
     ("/v1/scheduled/{id}", "delete", "cancelScheduled"),
     ("/v1/scheduled/cancel", "post", "cancelScheduledByKey"),
+    ("/v1/topics/{key}", "put", "putTopic"),
+    ("/v1/topics/{key}", "get", "getTopic"),
+    ("/v1/topics/{key}", "delete", "deleteTopic"),
+    (
+        "/v1/topics/{key}/subscribers",
+        "post",
+        "addTopicSubscribers",
+    ),
+    (
+        "/v1/topics/{key}/subscribers",
+        "delete",
+        "removeTopicSubscribers",
+    ),
+    (
+        "/v1/topics/{key}/subscribers",
+        "get",
+        "listTopicSubscribers",
+    ),
+    ("/v1/topics/{key}/notifications", "post", "broadcastToTopic"),
+    ("/v1/me/topics", "get", "listMyTopics"),
+    ("/v1/broadcasts/{id}", "get", "getBroadcast"),
+    ("/v1/broadcasts/{id}/cancel", "post", "cancelBroadcast"),
 ];
 
 fn problem() -> Value {

@@ -16,9 +16,10 @@ use shared::devices::{
 };
 use shared::escalation;
 use shared::limits::{
-    BATCH_MAX_RECIPIENTS, BODY_MAX_BYTES, CHANGES_MAX_LIMIT, GROUP_KEY_MAX_BYTES,
-    IDEMPOTENCY_KEY_MAX_BYTES, LIST_MAX_LIMIT, TITLE_MAX_CHARS, TYPE_MAX_BYTES, URL_MAX_BYTES,
-    USER_ID_MAX_BYTES,
+    BATCH_MAX_RECIPIENTS, BODY_MAX_BYTES, BROADCAST_MAX_PER_SECOND, CHANGES_MAX_LIMIT,
+    GROUP_KEY_MAX_BYTES, IDEMPOTENCY_KEY_MAX_BYTES, LIST_MAX_LIMIT, SUBSCRIBERS_MAX_LIMIT,
+    TITLE_MAX_CHARS, TOPIC_KEY_MAX_BYTES, TOPIC_MAX_IDS_PER_CALL, TOPIC_NAME_MAX_CHARS,
+    TYPE_MAX_BYTES, URL_MAX_BYTES, USER_ID_MAX_BYTES,
 };
 use shared::model::Channel;
 use shared::webhooks::WebhookEventType;
@@ -69,12 +70,19 @@ fn class(ranges: &[&[(char, char)]]) -> String {
 
 /// [`shared::limits::valid_user_id`]: printable ASCII without space or braces.
 const USER_ID_PATTERN: &str = "^[!-z|~]+$";
+/// [`shared::limits::valid_topic_key`].
+const TOPIC_KEY_PATTERN: &str = "^[A-Za-z0-9._:-]+$";
 /// [`shared::limits::valid_type`].
 const TYPE_PATTERN: &str = "^[a-z0-9._-]+$";
 
 fn user_id() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": USER_ID_MAX_BYTES, "pattern": USER_ID_PATTERN,
            "description": "Printable ASCII without spaces or braces"})
+}
+
+fn topic_key() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": TOPIC_KEY_MAX_BYTES, "pattern": TOPIC_KEY_PATTERN,
+           "description": "Letters, digits, `.`, `_`, `:` and `-`"})
 }
 
 fn notification_type() -> Value {
@@ -183,6 +191,11 @@ pub(super) fn apply(doc: &mut Value) {
             user_id(),
             "The body of `POST /v1/notifications`: one recipient. Unknown fields are refused.",
         );
+        let mut broadcast = content.clone();
+        broadcast["description"] = json!("The body of `POST /v1/topics/{key}/notifications`: the create body without a recipient (every subscriber is one), plus `maxPerSecond`. Unknown fields are refused.");
+        broadcast["properties"]["maxPerSecond"] = json!({"type": ["integer", "null"], "minimum": 1, "maximum": BROADCAST_MAX_PER_SECOND,
+            "description": "At most this many recipients a second (protects API Gateway's @connections throttling); unlimited when absent"});
+        schemas["BroadcastRequest"] = broadcast;
         schemas["CreateNotificationBatchRequest"] = with(
             "userIds",
             json!({"type": "array", "items": user_id(), "minItems": 1, "maxItems": BATCH_MAX_RECIPIENTS,
@@ -196,6 +209,7 @@ pub(super) fn apply(doc: &mut Value) {
     for (path, schema) in [
         ("/v1/notifications", "CreateNotificationRequest"),
         ("/v1/notifications/batch", "CreateNotificationBatchRequest"),
+        ("/v1/topics/{key}/notifications", "BroadcastRequest"),
     ] {
         doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"] =
             json!({"$ref": format!("#/components/schemas/{schema}")});
@@ -213,6 +227,15 @@ pub(super) fn apply(doc: &mut Value) {
         "description": "Channel → allowed; an absent channel is allowed",
         "propertyNames": {"enum": Channel::ALL.map(Channel::as_str)},
         "additionalProperties": {"type": "boolean"}});
+    schemas["Preferences"]["properties"]["topics"]["propertyNames"] = topic_key();
+    schemas["Preferences"]["properties"]["topics"]["description"] =
+        json!("Topic key → `false` to mute it: its broadcasts skip you");
+    schemas["SubscribersRequest"]["properties"]["userIds"] = json!({"type": "array", "items": user_id(),
+        "minItems": 1, "maxItems": TOPIC_MAX_IDS_PER_CALL,
+        "description": format!("1 to {TOPIC_MAX_IDS_PER_CALL} user ids, duplicates counted once (more is 413)")});
+    schemas["TopicRequest"]["properties"]["name"] = json!({"type": ["string", "null"], "maxLength": TOPIC_NAME_MAX_CHARS,
+        "pattern": format!("^[^{one_line}]*$"),
+        "description": format!("At most {TOPIC_NAME_MAX_CHARS} characters, no control characters; absent keeps the current name")});
     schemas["Preferences"]["properties"]["types"]["propertyNames"] = json!({"type": "string", "minLength": 1, "maxLength": TYPE_MAX_BYTES, "pattern": TYPE_PATTERN});
     let time = json!({"type": "string", "pattern": "^(?:[01][0-9]|2[0-3]):[0-5][0-9]$",
                       "description": "`HH:MM`, 24-hour clock; start and end differ"});
@@ -309,7 +332,7 @@ fn parameters(doc: &mut Value) {
             "/v1/notifications/batch",
             "post",
             "Idempotency-Key",
-            idempotency_key,
+            idempotency_key.clone(),
         ),
         (
             "/v1/notifications",
@@ -379,9 +402,33 @@ fn parameters(doc: &mut Value) {
             "cursor",
             json!({"type": "string", "pattern": cursor_pattern()}),
         ),
+        (
+            "/v1/topics/{key}/notifications",
+            "post",
+            "Idempotency-Key",
+            idempotency_key.clone(),
+        ),
+        (
+            "/v1/topics/{key}/subscribers",
+            "get",
+            "limit",
+            limit(SUBSCRIBERS_MAX_LIMIT),
+        ),
         ("/v1/unsubscribe", "get", "token", unsubscribe_token.clone()),
         ("/v1/unsubscribe", "post", "token", unsubscribe_token),
     ];
+    let mut table = table;
+    for path in [
+        "/v1/topics/{key}",
+        "/v1/topics/{key}/subscribers",
+        "/v1/topics/{key}/notifications",
+    ] {
+        for method in ["get", "put", "post", "delete"] {
+            if doc["paths"][path].get(method).is_some() {
+                table.push((path, method, "key", topic_key()));
+            }
+        }
+    }
     for (path, method, name, schema) in table {
         let param = doc["paths"][path][method]["parameters"]
             .as_array_mut()

@@ -9,6 +9,7 @@ pub mod notifications;
 pub mod preferences;
 pub mod push;
 pub mod scheduled;
+pub mod topics;
 pub mod users;
 pub mod webhooks;
 
@@ -109,6 +110,24 @@ pub async fn route(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErro
         (["v1", "webhooks", id, "replay"], &Method::POST) => webhooks::replay(deps, req, id).await,
         (["v1", "unsubscribe"], &Method::POST) => push::one_click_unsubscribe(deps, req).await,
         (["v1", "unsubscribe"], &Method::GET) => push::unsubscribe_page(deps, req).await,
+        (["v1", "topics", key], &Method::PUT) => topics::put(deps, req, key).await,
+        (["v1", "topics", key], &Method::GET) => topics::get(deps, req, key).await,
+        (["v1", "topics", key], &Method::DELETE) => topics::delete(deps, req, key).await,
+        (["v1", "topics", key, "subscribers"], &Method::POST) => {
+            topics::subscribe(deps, req, key).await
+        }
+        (["v1", "topics", key, "subscribers"], &Method::DELETE) => {
+            topics::unsubscribe(deps, req, key).await
+        }
+        (["v1", "topics", key, "subscribers"], &Method::GET) => {
+            topics::subscribers(deps, req, key).await
+        }
+        (["v1", "topics", key, "notifications"], &Method::POST) => {
+            topics::broadcast(deps, req, key).await
+        }
+        (["v1", "broadcasts", id], &Method::GET) => topics::get_broadcast(deps, req, id).await,
+        (["v1", "broadcasts", id, "cancel"], &Method::POST) => topics::cancel(deps, req, id).await,
+        (["v1", "me", "topics"], &Method::GET) => topics::mine(deps, req).await,
         _ => Err(ApiError::NotFound),
     }
 }

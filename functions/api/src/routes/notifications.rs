@@ -95,7 +95,7 @@ pub struct MarkAllReadResponse {
 }
 
 /// The request's `Idempotency-Key`, if it sent one.
-fn idempotency_key(req: &Request) -> Result<Option<&str>, ApiError> {
+pub(crate) fn idempotency_key(req: &Request) -> Result<Option<&str>, ApiError> {
     let Some(value) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
@@ -217,7 +217,7 @@ fn sender_limited(retry_after: Duration) -> ApiError {
     rate_limited(retry_after, "this sender is over its rate limit")
 }
 
-fn too_large_notification(n: &Notification) -> Result<(), ApiError> {
+pub(crate) fn too_large_notification(n: &Notification) -> Result<(), ApiError> {
     let size = serde_json::to_vec(n).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > NOTIFICATION_MAX_BYTES {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -229,7 +229,7 @@ fn too_large_notification(n: &Notification) -> Result<(), ApiError> {
 
 /// Builds the stored shape before writing, to enforce the total size up front (the largest
 /// `seq`, so the check holds whatever seq the store assigns).
-fn preview(recipient: &str, new: &shared::store::NewNotification) -> Notification {
+pub(crate) fn preview(recipient: &str, new: &shared::store::NewNotification) -> Notification {
     let mut new = new.clone();
     new.user_id = recipient.to_owned();
     new.into_notification(uuid::Uuid::nil().to_string(), u64::MAX, chrono::Utc::now())

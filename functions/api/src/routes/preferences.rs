@@ -72,6 +72,14 @@ pub async fn put(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError>
             ));
         }
     }
+    for key in prefs.topics.keys() {
+        if !limits::valid_topic_key(key) {
+            errors.push(FieldError::new(
+                format!("topics.{key}"),
+                "is not a valid topic key",
+            ));
+        }
+    }
     if let Some(q) = &prefs.quiet_hours {
         if let Err(e) = q.validate() {
             errors.push(FieldError::new("quietHours", e.to_string()));

@@ -99,6 +99,12 @@ pub async fn erase(deps: &Deps, req: &Request, user_id: &str) -> Result<Response
     http::claims_with_scope(req, SCOPE_USERS_ADMIN)?;
     let user_id = path_user_id(user_id)?;
     let erased = deps.eraser.erase(&user_id).await.map_err(store_error)?;
+    // Memberships live in the topics' slots (`topics.rs`), outside the user's: removed here, after
+    // the slot, so a retried erase finishes them.
+    deps.topics
+        .forget_user(&user_id)
+        .await
+        .map_err(store_error)?;
     let mut closed = 0;
     if let Some(sockets) = &deps.sockets {
         // The registry entries are gone already, so a socket that cannot be closed now receives

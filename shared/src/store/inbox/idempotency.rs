@@ -102,4 +102,43 @@ impl InboxStore {
             )),
         }
     }
+
+    /// Records that `user` is skipped by the request `claim` names (a broadcast to a user who
+    /// muted its topic), unless the user's record already exists: the first decision for a
+    /// recipient stands, so a retry of a create after a skip answers `Conflict` (skipped) and a
+    /// skip after a create answers `Replayed` (created). `None` when this call recorded the skip.
+    pub async fn record_skip(
+        &self,
+        sender: &str,
+        user: &str,
+        claim: &IdempotencyClaim,
+    ) -> Result<Option<CreateOutcome>, StoreError> {
+        let record = format!("{}\n0\n{{}}", skip_hash(&claim.body_hash));
+        let previous: Option<String> = redis::cmd("SET")
+            .arg(self.keys.user(user).idempotency(sender, &claim.key))
+            .arg(record)
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(self.settings.idempotency_ttl.as_millis() as u64)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let Some(previous) = previous else {
+            return Ok(None);
+        };
+        match previous.split_once('\n') {
+            Some((hash, original)) if hash == claim.body_hash => Ok(Some(CreateOutcome::Replayed(
+                parse_doc(original, Flags::default())?,
+            ))),
+            Some(_) => Ok(Some(CreateOutcome::Conflict)),
+            None => Err(StoreError::Corrupt(
+                "idempotency record without a hash".into(),
+            )),
+        }
+    }
+}
+
+/// The hash a skip record holds for the request hashed `body_hash`: never a request's own hash.
+fn skip_hash(body_hash: &str) -> String {
+    format!("skip:{body_hash}")
 }

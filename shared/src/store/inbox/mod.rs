@@ -39,7 +39,8 @@ pub use idempotency::RequestClaim;
 use reply::{int, state_bits, text, to_json};
 pub(crate) use reply::{parse_doc, state_type};
 
-/// A validated notification to create (serialized only inside a scheduled job).
+/// A validated notification to create (stored as JSON inside a scheduled job and as a
+/// broadcast's template).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewNotification {
@@ -339,6 +340,16 @@ impl InboxStore {
     pub async fn mark_for_create(&self, new: NewNotification) -> Result<Marked, StoreError> {
         self.outbox.mark_dirty(&new.user_id).await?;
         Ok(Marked(new))
+    }
+
+    /// [`InboxStore::mark_for_create`] of many notifications in one call (a broadcast's slice).
+    pub async fn mark_many_for_create(
+        &self,
+        news: Vec<NewNotification>,
+    ) -> Result<Vec<Marked>, StoreError> {
+        let users: Vec<&str> = news.iter().map(|n| n.user_id.as_str()).collect();
+        self.outbox.mark_dirty_many(&users).await?;
+        Ok(news.into_iter().map(Marked).collect())
     }
 
     /// [`InboxStore::create`] of a [`Marked`] notification, within the recipient's rate `limit`
