@@ -10,6 +10,7 @@
 //!   (commit, retry from an offset, dead-letter).
 
 pub mod mapping;
+mod mock_log;
 mod plan;
 
 use std::sync::mpsc as std_mpsc;
@@ -20,6 +21,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use shared::protocol::topics::TOPICS;
 
@@ -74,13 +76,23 @@ impl KafkaService {
         let thread = std::thread::Builder::new()
             .name("devstack-kafka".into())
             .spawn(move || {
-                let cluster = match rdkafka::mocking::MockCluster::new(1) {
-                    Ok(c) => c,
+                // The cluster belongs to this client (as `MockCluster::new` makes it), which
+                // also gives the raw handle `mock_log` needs.
+                let owner: BaseProducer = match ClientConfig::new()
+                    .set("test.mock.num.brokers", "1")
+                    .create()
+                {
+                    Ok(p) => p,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
+                let Some(cluster) = owner.client().mock_cluster() else {
+                    let _ = ready_tx.send(Err(KafkaError::MockCluster(RDKafkaErrorCode::Fail)));
+                    return;
+                };
+                mock_log::coalesce_committed(owner.client().native_ptr());
                 for spec in TOPICS {
                     if let Err(e) = cluster.create_topic(spec.name, spec.partitions, 1) {
                         let _ = ready_tx.send(Err(e));
