@@ -26,5 +26,11 @@ fn main() -> Result<(), String> {
         .define("LIBRDKAFKA_STATICLIB", None)
         .warnings(false)
         .compile("devstack_mock_log");
+    // The prompt broker: the mock's log append goes through mock_log.c's wrapper. Only in
+    // devstack's own binary and tests; crates that embed devstack as a library link without it,
+    // and `mock_log::answers_promptly` tells devstack which it is.
+    for kind in ["bins", "tests"] {
+        println!("cargo:rustc-link-arg-{kind}=-Wl,--wrap=rd_kafka_mock_partition_log_append");
+    }
     Ok(())
 }

@@ -1,9 +1,10 @@
-//! The embedded broker's log upkeep (`devstack/src/kafka/mock_log.c`): once every group has
-//! committed past them, the mock's one-record message sets are coalesced into chunks. A group
-//! resuming from its commit and a new group reading from the start must still get every record
-//! once, in offset order, with its own offset and payload; and the new group needs a few fetches
-//! for the coalesced records instead of one per record (the mock answers one message set per
-//! partition per fetch).
+//! The embedded broker's additions (`devstack/src/kafka/mock_log.c`):
+//! - its log upkeep: once every group has committed past them, the mock's one-record message
+//!   sets are coalesced into chunks. A group resuming from its commit and a new group reading from
+//!   the start must still get every record once, in offset order, with its own offset and
+//!   payload; and the new group needs a few fetches for the coalesced records instead of one per
+//!   record (the mock answers one message set per partition per fetch);
+//! - its prompt broker, where a record ends the wait of a held fetch.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -133,5 +134,70 @@ fn coalesced_records_reach_a_resuming_group_and_a_new_one_once_each_in_order() {
         "the new group sent {sent} fetches for 310 records"
     );
     drop((resumed, new));
+    kafka.stop();
+}
+
+/// The prompt broker (linked into devstack's own binary and tests): a record appended to one of
+/// its topics ends the wait of a held fetch within 20 ms of the fetch's start, where the mock would
+/// otherwise hold it for the consumer's whole `fetch.wait.max.ms` (20 s here).
+#[test]
+fn a_record_on_a_prompt_topic_ends_a_held_fetch() {
+    const PROMPT: &str = "mock-log-prompt";
+    assert!(
+        devstack::kafka::mock_log_answers_promptly(),
+        "devstack's tests are linked with the wrap (build.rs)"
+    );
+    let mut kafka = KafkaService::embedded().unwrap_or_else(|e| panic!("embedded Kafka: {e}"));
+    let brokers = kafka.brokers().to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("runtime: {e}"));
+    runtime.block_on(async {
+        kafka
+            .create_topic(PROMPT, 1)
+            .await
+            .unwrap_or_else(|e| panic!("topic: {e}"));
+        kafka
+            .answer_promptly(PROMPT)
+            .await
+            .unwrap_or_else(|e| panic!("prompt: {e}"));
+    });
+    assert!(kafka.answers_promptly(PROMPT));
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "mock-log-prompt")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "20000")
+        .create()
+        .unwrap_or_else(|e| panic!("consumer: {e}"));
+    c.subscribe(&[PROMPT])
+        .unwrap_or_else(|e| panic!("subscribe: {e}"));
+    let send = |value: &str| {
+        let p: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .unwrap_or_else(|e| panic!("producer: {e}"));
+        runtime
+            .block_on(p.send(
+                FutureRecord::to(PROMPT).key("k").payload(value),
+                Duration::from_secs(10),
+            ))
+            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+    };
+    let next = |wait: Duration| {
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                return Some(m.offset());
+            }
+        }
+        None
+    };
+    // The first record proves the consumer is assigned and fetching; its next fetch is then held.
+    send("first");
+    assert_eq!(next(Duration::from_secs(60)), Some(0));
+    std::thread::sleep(Duration::from_secs(1));
+    send("second");
+    // Without the prompt broker it would come when the 20 s wait ends.
+    assert_eq!(next(Duration::from_secs(10)), Some(1));
+    drop(c);
     kafka.stop();
 }

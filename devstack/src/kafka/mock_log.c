@@ -16,6 +16,14 @@
  * the lowest offset committed on that partition are touched, so consumers at the head of the
  * log keep getting the batches exactly as produced. The log's retention limits count chunks.
  *
+ * Second, the prompt broker: the mock holds a fetch that finds nothing for the consumer's whole
+ * fetch.wait.max.ms, even when a record arrives meanwhile (a real broker answers at once). When
+ * the devstack binary is linked with `--wrap=rd_kafka_mock_partition_log_append` (build.rs), every
+ * append to a partition led by PROMPT_BROKER_ID ends the waits of the fetches that broker holds
+ * (PROMPT_ANSWER_AFTER_US after each began; the answer is empty, as a real broker's would be had
+ * its wait ended), so their consumers ask again and get the records. devstack puts only the topics of its no-window mappings on that broker, so no other
+ * consumer is woken.
+ *
  * Compiled against the private headers of the librdkafka that rdkafka-sys builds (build.rs), so
  * the struct layouts are that version's.
  */
@@ -119,4 +127,60 @@ void devstack_mock_log_coalesce(rd_kafka_mock_cluster_t *mcluster) {
         rd_kafka_timer_t *tmr = rd_calloc(1, sizeof(*tmr));
         rd_kafka_timer_start(&mcluster->timers, tmr, MOCK_LOG_INTERVAL_US,
                              coalesce_cluster, mcluster);
+}
+
+/* The broker whose held fetches are answered when a record is appended to one of its partitions. */
+#define PROMPT_BROKER_ID 2
+/* How long after a held fetch arrived it is answered once a record is there: what a consumer with
+ * fetch.wait.max.ms=20 got before (devstack's `PROMPT_WINDOW`), so records still travel in
+ * batches of up to 20 ms under load, while an idle consumer asks only every 500 ms. 0 answers at
+ * once: lower latency, but one invocation per record. */
+#define PROMPT_ANSWER_AFTER_US (20 * 1000)
+
+rd_kafka_resp_err_t
+__real_rd_kafka_mock_partition_log_append(rd_kafka_mock_partition_t *mpart,
+                                          const rd_kafkap_bytes_t *records,
+                                          const rd_kafkap_str_t *TransactionalId,
+                                          int64_t *BaseOffset) __attribute__((weak));
+
+/* Brings forward every fetch `mbroker` holds at the head of a connection's queue to
+ * PROMPT_ANSWER_AFTER_US after it arrived (at once if that has passed). */
+static void answer_held_fetches(rd_kafka_mock_broker_t *mbroker) {
+        rd_kafka_mock_connection_t *mconn;
+        rd_ts_t now = rd_clock();
+        TAILQ_FOREACH(mconn, &mbroker->connections, link) {
+                rd_kafka_buf_t *held = TAILQ_FIRST(&mconn->outbufs.rkbq_bufs);
+                rd_ts_t answer_at;
+                if (!held || held->rkbuf_reqhdr.ApiKey != RD_KAFKAP_Fetch ||
+                    !mconn->write_tmr.rtmr_callback)
+                        continue;
+                /* rkbuf_ts_sent: when the mock queued the answer (its hold began). */
+                answer_at = held->rkbuf_ts_sent + PROMPT_ANSWER_AFTER_US;
+                if (held->rkbuf_ts_retry <= answer_at)
+                        continue;
+                held->rkbuf_ts_retry = answer_at > now ? answer_at : 0;
+                /* The write timer the mock armed for the held answer, fired then instead. */
+                rd_kafka_timer_start_oneshot(
+                    &mbroker->cluster->timers, &mconn->write_tmr, rd_true,
+                    answer_at > now ? answer_at - now : 1,
+                    mconn->write_tmr.rtmr_callback, mconn);
+        }
+}
+
+/* Every produce request's append, on the mock's thread (the linker's --wrap sends it here). */
+rd_kafka_resp_err_t
+__wrap_rd_kafka_mock_partition_log_append(rd_kafka_mock_partition_t *mpart,
+                                          const rd_kafkap_bytes_t *records,
+                                          const rd_kafkap_str_t *TransactionalId,
+                                          int64_t *BaseOffset) {
+        rd_kafka_resp_err_t err = __real_rd_kafka_mock_partition_log_append(
+            mpart, records, TransactionalId, BaseOffset);
+        if (!err && mpart->leader && mpart->leader->id == PROMPT_BROKER_ID)
+                answer_held_fetches(mpart->leader);
+        return err;
+}
+
+/* Whether this binary was linked with the wrap, so the prompt broker answers early. */
+int devstack_mock_answers_promptly(void) {
+        return __real_rd_kafka_mock_partition_log_append != NULL;
 }
