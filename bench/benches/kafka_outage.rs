@@ -111,7 +111,7 @@ async fn run(stack: &Stack, rate: usize, secs: [usize; 3], senders: usize, insta
         secs[0], secs[1], secs[2]
     );
     println!(
-        "  kafka    embedded (librdkafka mock cluster) at {}; down = broker_down(1)",
+        "  kafka    embedded (librdkafka mock cluster) at {}; down = broker_down on each of its brokers",
         stack.kafka_brokers
     );
     println!("  redis    {}", stack.redis_url);

@@ -171,7 +171,7 @@ pub async fn start(
     )?;
     let executables = find_binaries(&settings, &stack)?;
     let redis = RedisService::start(&settings.data_dir, services.redis_url.clone()).await?;
-    let kafka = start_kafka(&services, &stack).await?;
+    let kafka = start_kafka(&services, &stack, settings.batch_window).await?;
     let account_id = Pseudo::default().account_id;
     let supplied = Supplied {
         redis_url: redis.url(),
@@ -210,7 +210,7 @@ pub async fn start(
     tasks.extend(start_triggers(
         &settings,
         &stack,
-        kafka.brokers(),
+        &kafka,
         &lambda,
         &account_id,
         &stopped,
@@ -287,8 +287,9 @@ fn find_binaries(
 async fn start_kafka(
     services: &ExternalServices,
     stack: &Stack,
+    batch_window: Option<Duration>,
 ) -> Result<KafkaService, StackError> {
-    let kafka = match &services.kafka_brokers {
+    let mut kafka = match &services.kafka_brokers {
         Some(b) => KafkaService::external(b.clone()).await?,
         None => KafkaService::embedded()?,
     };
@@ -305,6 +306,11 @@ async fn start_kafka(
                 }
                 if source.on_failure.is_some() {
                     extra.insert(mapping::dlq_topic(topic));
+                }
+            }
+            if batch_window.unwrap_or(source.batching_window) <= mapping::PROMPT_WINDOW {
+                for topic in &source.topics {
+                    kafka.answer_promptly(topic).await?;
                 }
             }
         }
@@ -478,7 +484,7 @@ fn start_gateways(
 fn start_triggers(
     settings: &Settings,
     stack: &Stack,
-    brokers: &str,
+    kafka: &KafkaService,
     lambda: &Lambda,
     account_id: &str,
     stopped: &watch::Receiver<bool>,
@@ -489,8 +495,9 @@ fn start_triggers(
             let m = Mapping {
                 function: f.binary.clone(),
                 source: source.clone(),
-                brokers: brokers.to_owned(),
+                brokers: kafka.brokers().to_owned(),
                 batching_window: settings.batch_window.unwrap_or(source.batching_window),
+                prompt: source.topics.iter().all(|t| kafka.answers_promptly(t)),
             };
             tasks.push(tokio::spawn(m.run(lambda.clone(), stopped.clone())));
         }

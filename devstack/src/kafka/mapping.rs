@@ -46,7 +46,14 @@ pub struct Mapping {
     pub source: KafkaEventSource,
     pub brokers: String,
     pub batching_window: Duration,
+    /// Its topics are on the embedded broker's prompt broker, which answers a held fetch as soon
+    /// as a record arrives (`super::mock_log`).
+    pub prompt: bool,
 }
+
+/// A mapping that batches for this long or less wants each record at once: its topics go on the
+/// prompt broker when there is one, and otherwise it asks every this often.
+pub const PROMPT_WINDOW: Duration = Duration::from_millis(20);
 
 /// The on-failure topic for records of `topic`.
 pub fn dlq_topic(topic: &str) -> String {
@@ -193,13 +200,20 @@ impl Mapping {
 
     /// librdkafka's mock broker holds an empty fetch for the whole `fetch.wait.max.ms` (500 ms by
     /// default) instead of answering when a record arrives, so the wait is both the latency a
-    /// record can gain before its batch starts and how often an idle consumer asks. A mapping
-    /// that batches for 20 ms or less (delivery, window 0) asks every 20 ms, as Lambda's pollers
-    /// add no such delay; one that batches for longer anyway (analytics, push: 1 s) asks at most
-    /// every 250 ms, which costs its records nothing their window does not already cost and
-    /// cuts the idle stack's fetches by three quarters.
+    /// record can gain before its batch starts and how often an idle consumer asks. On the prompt
+    /// broker a record ends the wait, so such a mapping keeps librdkafka's 500 ms. Elsewhere, a
+    /// mapping that batches for [`PROMPT_WINDOW`] or less (delivery, window 0, when devstack runs
+    /// in-process without the prompt broker) asks every 20 ms, as Lambda's pollers add no such
+    /// delay; one that batches for longer anyway (analytics, push: 1 s) asks at most every
+    /// 250 ms, which costs its records nothing their window does not already cost and cuts the
+    /// idle stack's fetches by three quarters.
     fn fetch_wait_ms(&self) -> u128 {
-        self.batching_window.as_millis().clamp(20, 250)
+        if self.prompt {
+            return 500;
+        }
+        self.batching_window
+            .as_millis()
+            .clamp(PROMPT_WINDOW.as_millis(), 250)
     }
 
     /// The producer for the on-failure topic, or `None` (logged) if it cannot be made.

@@ -10,8 +10,12 @@
 //!   (commit, retry from an offset, dead-letter).
 
 pub mod mapping;
+mod mock_log;
+
+pub use mock_log::answers_promptly as mock_log_answers_promptly;
 mod plan;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -20,6 +24,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use shared::protocol::topics::TOPICS;
 
@@ -37,13 +42,25 @@ pub enum KafkaServiceError {
     NotEmbedded,
 }
 
+/// The embedded cluster's broker that leads every partition, except the prompt topics'.
+const BROKER_ID: i32 = 1;
+/// The embedded cluster's broker that answers a held fetch as soon as a record arrives
+/// (`PROMPT_BROKER_ID` in mock_log.c): it leads only the topics of no-window mappings.
+const PROMPT_BROKER_ID: i32 = 2;
+
 enum Command {
     CreateTopic {
         name: String,
         partitions: i32,
         reply: std_mpsc::Sender<Result<(), KafkaError>>,
     },
-    /// Takes the broker down (`true`) or brings it back, as a fault for tests.
+    /// Moves every partition of a topic to `broker`.
+    Lead {
+        topic: String,
+        broker: i32,
+        reply: std_mpsc::Sender<Result<(), KafkaError>>,
+    },
+    /// Takes the brokers down (`true`) or brings them back, as a fault for tests.
     SetDown {
         down: bool,
         reply: std_mpsc::Sender<Result<(), KafkaError>>,
@@ -55,6 +72,8 @@ enum Command {
 pub struct KafkaService {
     brokers: String,
     embedded: Option<(std_mpsc::Sender<Command>, JoinHandle<()>)>,
+    /// Topics on the prompt broker.
+    prompt_topics: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for KafkaService {
@@ -67,25 +86,44 @@ impl std::fmt::Debug for KafkaService {
 }
 
 impl KafkaService {
-    /// Starts the in-process mock cluster (one broker) with Herald's topics.
+    /// Starts the in-process mock cluster with Herald's topics: broker 1 leads every partition;
+    /// broker 2 leads the topics given to [`KafkaService::answer_promptly`].
     pub fn embedded() -> Result<KafkaService, KafkaServiceError> {
         let (ready_tx, ready_rx) = std_mpsc::channel::<Result<String, KafkaError>>();
         let (tx, rx) = std_mpsc::channel::<Command>();
         let thread = std::thread::Builder::new()
             .name("devstack-kafka".into())
             .spawn(move || {
-                let cluster = match rdkafka::mocking::MockCluster::new(1) {
-                    Ok(c) => c,
+                // The cluster belongs to this client (as `MockCluster::new` makes it), which
+                // also gives the raw handle `mock_log` needs.
+                let owner: BaseProducer = match ClientConfig::new()
+                    .set("test.mock.num.brokers", PROMPT_BROKER_ID.to_string())
+                    .create()
+                {
+                    Ok(p) => p,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
+                let Some(cluster) = owner.client().mock_cluster() else {
+                    let _ = ready_tx.send(Err(KafkaError::MockCluster(RDKafkaErrorCode::Fail)));
+                    return;
+                };
+                mock_log::coalesce_committed(owner.client().native_ptr());
+                // The mock spreads a new topic's partitions over its brokers; they all go to
+                // BROKER_ID, so only the prompt topics' consumers fetch from the prompt broker.
+                let create = |name: &str, count: i32| {
+                    cluster.create_topic(name, count, 1)?;
+                    mock_log::lead(&owner, name, 0..count, BROKER_ID)
+                };
+                let mut counts: BTreeMap<String, i32> = BTreeMap::new();
                 for spec in TOPICS {
-                    if let Err(e) = cluster.create_topic(spec.name, spec.partitions, 1) {
+                    if let Err(e) = create(spec.name, spec.partitions) {
                         let _ = ready_tx.send(Err(e));
                         return;
                     }
+                    counts.insert(spec.name.to_owned(), spec.partitions);
                 }
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
                 while let Ok(cmd) = rx.recv() {
@@ -95,15 +133,28 @@ impl KafkaService {
                             partitions,
                             reply,
                         } => {
-                            let _ = reply.send(cluster.create_topic(&name, partitions, 1));
+                            let created = create(&name, partitions);
+                            if created.is_ok() {
+                                counts.entry(name).or_insert(partitions);
+                            }
+                            let _ = reply.send(created);
+                        }
+                        Command::Lead {
+                            topic,
+                            broker,
+                            reply,
+                        } => {
+                            let count = counts.get(&topic).copied().unwrap_or(1);
+                            let _ = reply.send(mock_log::lead(&owner, &topic, 0..count, broker));
                         }
                         Command::SetDown { down, reply } => {
-                            // The mock cluster's one broker has id 1.
-                            let _ = reply.send(if down {
-                                cluster.broker_down(1)
-                            } else {
-                                cluster.broker_up(1)
-                            });
+                            let _ = reply.send((BROKER_ID..=PROMPT_BROKER_ID).try_for_each(|id| {
+                                if down {
+                                    cluster.broker_down(id)
+                                } else {
+                                    cluster.broker_up(id)
+                                }
+                            }));
                         }
                         Command::Stop => break,
                     }
@@ -117,6 +168,7 @@ impl KafkaService {
         Ok(KafkaService {
             brokers,
             embedded: Some((tx, thread)),
+            prompt_topics: BTreeSet::new(),
         })
     }
 
@@ -129,6 +181,7 @@ impl KafkaService {
         Ok(KafkaService {
             brokers,
             embedded: None,
+            prompt_topics: BTreeSet::new(),
         })
     }
 
@@ -179,6 +232,37 @@ impl KafkaService {
                 Ok(())
             }
         }
+    }
+
+    /// Puts `topic` (already created) on the embedded cluster's prompt broker, which answers a
+    /// held fetch as soon as a record arrives, if this binary has it (`mock_log`): the topics of
+    /// mappings that want each record at once. Nothing for an external broker, which answers
+    /// promptly anyway.
+    pub async fn answer_promptly(&mut self, topic: &str) -> Result<(), KafkaServiceError> {
+        let Some((tx, _)) = &self.embedded else {
+            return Ok(());
+        };
+        if !mock_log::answers_promptly() {
+            return Ok(());
+        }
+        let (reply, answer) = std_mpsc::channel();
+        tx.send(Command::Lead {
+            topic: topic.to_owned(),
+            broker: PROMPT_BROKER_ID,
+            reply,
+        })
+        .map_err(|_| KafkaServiceError::EmbeddedGone)?;
+        tokio::task::spawn_blocking(move || answer.recv_timeout(Duration::from_secs(10)))
+            .await
+            .map_err(|_| KafkaServiceError::EmbeddedGone)?
+            .map_err(|_| KafkaServiceError::EmbeddedGone)??;
+        self.prompt_topics.insert(topic.to_owned());
+        Ok(())
+    }
+
+    /// Whether `topic` is on the prompt broker ([`KafkaService::answer_promptly`]).
+    pub fn answers_promptly(&self, topic: &str) -> bool {
+        self.prompt_topics.contains(topic)
     }
 
     /// Takes the embedded broker down, or brings it back (its data survives): the "Kafka is
