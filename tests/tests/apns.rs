@@ -199,7 +199,13 @@ async fn apns_answers_map_into_the_contract() {
     let cases = [
         (apns::unregistered(), "gone", None),
         (apns::error(410, "ExpiredToken"), "gone", None),
-        (apns::error(400, "DeviceTokenNotForTopic"), "gone", None),
+        (apns::error(400, "BadDeviceToken"), "gone", None),
+        // A configuration error (wrong topic), not a dead token: the device stays.
+        (
+            apns::error(400, "DeviceTokenNotForTopic"),
+            "rejected",
+            Some(reason::PROVIDER_4XX),
+        ),
         (
             apns::error(503, "ServiceUnavailable").header("Retry-After", "30"),
             "retry-after",

@@ -27,16 +27,18 @@
 //! payload is still over the limit).
 //!
 //! Answers ([`Outcome`]; Apple's `{"reason": …}` bodies): 200 `sent`; 410 (`Unregistered`,
-//! `ExpiredToken`, with the `timestamp` the token went stale), and 400 `BadDeviceToken` or
-//! `DeviceTokenNotForTopic` `gone`; 413 `PayloadTooLarge` `too-large`; 429 (`TooManyRequests`,
+//! `ExpiredToken`, with the `timestamp` the token went stale), and 400 `BadDeviceToken` `gone`;
+//! 400 `DeviceTokenNotForTopic` `rejected`/`provider-4xx` (the token is another app's, or
+//! `APNS_TOPIC` is wrong: a configuration error must not remove every iOS device); 413 `PayloadTooLarge` `too-large`; 429 (`TooManyRequests`,
 //! `TooManyProviderTokenUpdates`) `retry-after` (60 s without a `Retry-After`); 500/503 with a
 //! `Retry-After` `retry-after`, without one `transient`/`provider-5xx`; 400 `IdleTimeout`
 //! `transient`/`error`; timeouts and no connection `transient`/`error`; 403 (bad credentials:
 //! `InvalidProviderToken`, `ExpiredProviderToken`, `MissingProviderToken`, `Forbidden`…) and any
 //! other 4xx `rejected`/`provider-4xx`.
 //!
-//! Beware: a wrong `APNS_TOPIC` or `APNS_ENDPOINT` (production versus sandbox tokens) makes APNs
-//! answer `DeviceTokenNotForTopic` or `BadDeviceToken` for every device, which removes them.
+//! Beware: a wrong `APNS_ENDPOINT` (production versus sandbox tokens) makes APNs answer
+//! `BadDeviceToken` for every device, which removes them (Apple's documented meaning of that
+//! reason, which the issue asks to honour).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -411,7 +413,7 @@ fn apns_reason(answer: &HttpAnswer) -> &str {
 fn classify(answer: &HttpAnswer) -> Outcome {
     let detail = || format!("{} {}", answer.status, answer.text);
     match (answer.status, apns_reason(answer)) {
-        (410, _) | (400, "BadDeviceToken" | "DeviceTokenNotForTopic") => Outcome::gone(detail()),
+        (410, _) | (400, "BadDeviceToken") => Outcome::gone(detail()),
         (400, "IdleTimeout") => Outcome::transient(reason::ERROR, detail()),
         (500 | 503, _) if answer.retry_after.is_some() => {
             Outcome::RetryAfter(answer.retry_after.unwrap_or_default())
