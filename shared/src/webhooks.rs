@@ -325,6 +325,14 @@ pub struct WebhookMessage {
     pub body: String,
 }
 
+/// A message is sent as it was made, on every attempt and replay (its signature covers the
+/// body): it has no smaller form, so a receiver's 413 (`too-large`) ends it as failed.
+impl crate::adapter::Trim for WebhookMessage {
+    fn trimmed(&self) -> Option<Self> {
+        None
+    }
+}
+
 /// `data` of the notification events.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -393,7 +393,9 @@ async fn a_redirect_is_refused_and_never_followed() {
     let first = attempts(stack, hook_id, &id).await.remove(0);
     assert_eq!(first["statusCode"], 302, "{first}");
     assert_eq!(first["error"], "redirect-refused", "{first}");
-    assert_eq!(first["result"], "retrying", "{first}");
+    // A redirect is `rejected`: dead-lettered at once (it would be refused again).
+    assert_eq!(first["result"], "dead-lettered", "{first}");
+    assert!(first.get("nextAttemptAt").is_none(), "{first}");
     assert!(
         provider.received("/elsewhere").is_empty(),
         "a redirect was followed"
