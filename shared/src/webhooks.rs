@@ -293,7 +293,7 @@ pub struct DeliveryAttempt {
     pub status_code: Option<u16>,
     /// Why the attempt failed, besides a non-2xx status: `redirect-refused` (a 3xx, never
     /// followed), `endpoint-refused` (the URL or an address it resolves to is outside the
-    /// outbound policy), `timeout`, `connect`.
+    /// outbound policy), `timeout`, `connect`, `bad-secret` (a stored secret that cannot sign).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub result: AttemptResult,

@@ -7,8 +7,8 @@
 //! |---|---|
 //! | 2xx | `sent` |
 //! | 410 | `gone`: the receiver wants no more webhooks (Standard Webhooks: disable the endpoint) |
-//! | 429 | `retry-after(d)`: its `Retry-After`, 60 s without one |
-//! | 5xx, a timeout, no connection | `transient` (`provider-5xx`, `error`) |
+//! | 429, or a 5xx with a `Retry-After` | `retry-after(d)`: its `Retry-After` (60 s without one) |
+//! | another 5xx, a timeout, no connection | `transient` (`provider-5xx`, `error`) |
 //! | 413 | `too-large`: a message has no smaller form ([`shared::adapter::Trim`] is `None`) |
 //! | 3xx | `rejected`/`redirect-refused`: never followed |
 //! | any other 4xx (401/403 included) | `rejected`/`provider-4xx` |
@@ -110,12 +110,12 @@ impl WebhookSender {
         match response {
             Ok(response) => {
                 let answer = HttpAnswer::read(response).await;
-                let status = Some(answer.status);
-                match answer.status {
-                    410 => (Outcome::gone(format!("410 {}", answer.text)), status, None),
-                    300..=399 => (answer.classify(), status, Some(reason::REDIRECT_REFUSED)),
-                    _ => (answer.classify(), status, None),
-                }
+                let redirected = (300..400).contains(&answer.status);
+                (
+                    classify(&answer),
+                    Some(answer.status),
+                    redirected.then_some(reason::REDIRECT_REFUSED),
+                )
             }
             Err(e) => {
                 let error = if refusal(&e).is_some() {
@@ -129,6 +129,17 @@ impl WebhookSender {
                 (unanswered(&e), None, Some(error))
             }
         }
+    }
+}
+
+/// The receiver's answer as an outcome (the module's table): as any HTTP provider's
+/// ([`HttpAnswer::classify`]), except that a 410 is `gone` and a 5xx naming a `Retry-After` is
+/// `retry-after` (Standard Webhooks asks senders to honour it, e.g. on a 503).
+pub fn classify(answer: &HttpAnswer) -> Outcome {
+    match (answer.status, answer.retry_after) {
+        (410, _) => Outcome::gone(format!("410 {}", answer.text)),
+        (500..=599, Some(wait)) => Outcome::RetryAfter(wait),
+        _ => answer.classify(),
     }
 }
 
@@ -146,5 +157,50 @@ impl Adapter for WebhookSender {
         message: &'a WebhookMessage,
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { self.attempt(hook, message).await.outcome })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, retry_after: Option<u64>) -> HttpAnswer {
+        HttpAnswer {
+            status,
+            retry_after: retry_after.map(Duration::from_secs),
+            location: None,
+            text: String::new(),
+            json: None,
+        }
+    }
+
+    #[test]
+    fn a_receivers_answers_are_classified_as_the_contract_says() {
+        let kinds: Vec<(u16, Option<u64>, &str)> = vec![
+            (200, None, "sent"),
+            (204, None, "sent"),
+            (410, None, "gone"),
+            (429, Some(7), "retry-after"),
+            (503, Some(7), "retry-after"),
+            (503, None, "transient"),
+            (500, None, "transient"),
+            (413, None, "too-large"),
+            (302, None, "rejected"),
+            (400, None, "rejected"),
+            (401, None, "rejected"),
+            (404, None, "rejected"),
+        ];
+        for (status, wait, kind) in kinds {
+            let outcome = classify(&answer(status, wait));
+            assert_eq!(outcome.kind(), kind, "{status}: {outcome:?}");
+        }
+        assert_eq!(
+            classify(&answer(503, Some(7))),
+            Outcome::RetryAfter(Duration::from_secs(7))
+        );
+        assert!(matches!(
+            classify(&answer(302, None)),
+            Outcome::Rejected { reason, .. } if reason == reason::REDIRECT_REFUSED
+        ));
     }
 }
