@@ -29,10 +29,13 @@
 //! - [`telemetry`]: structured JSON logs;
 //! - [`redact`]: personal data and secrets out of log lines (provider text, addresses);
 //! - [`metrics`]: CloudWatch metrics as Embedded Metric Format lines;
+//! - [`adapter`]: the contract every off-app sender implements and the one classification of a
+//!   provider's answer;
 //! - [`trigger`]: Kafka-triggered functions' events and partial batch responses;
 //! - [`webhooks`]: outbound webhooks: event types, registration rules, secrets, messages and
 //!   their Standard Webhooks signature.
 
+pub mod adapter;
 pub mod addresses;
 pub mod auth;
 pub mod aws;

@@ -293,7 +293,7 @@ pub struct DeliveryAttempt {
     pub status_code: Option<u16>,
     /// Why the attempt failed, besides a non-2xx status: `redirect-refused` (a 3xx, never
     /// followed), `endpoint-refused` (the URL or an address it resolves to is outside the
-    /// outbound policy), `timeout`, `connect`.
+    /// outbound policy), `timeout`, `connect`, `bad-secret` (a stored secret that cannot sign).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub result: AttemptResult,
@@ -323,6 +323,14 @@ pub struct WebhookMessage {
     pub at: DateTime<Utc>,
     /// The request body: `{"type", "timestamp", "data"}` (Standard Webhooks' payload shape).
     pub body: String,
+}
+
+/// A message is sent as it was made, on every attempt and replay (its signature covers the
+/// body): it has no smaller form, so a receiver's 413 (`too-large`) ends it as failed.
+impl crate::adapter::Trim for WebhookMessage {
+    fn trimmed(&self) -> Option<Self> {
+        None
+    }
 }
 
 /// `data` of the notification events.

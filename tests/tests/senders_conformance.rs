@@ -1,4 +1,4 @@
-//! The conformance suite of the adapter contract (`functions/push/src/senders/mod.rs`): the same
+//! The conformance suite of the adapter contract (`shared/src/adapter.rs`): the same
 //! scripted provider answers against every off-app adapter, each against a local fake of its
 //! provider that answers as the real one does.
 //!
@@ -37,6 +37,12 @@
 //! `ServiceUnavailable`; timeout no answer; oversized 413 `PayloadTooLarge`; bad credentials a
 //! provider token signed with another key (403 `InvalidProviderToken`).
 //!
+//! The outbound webhook (`functions/webhooks/src/send.rs`, a scripted HTTP receiver that checks
+//! each request's Standard Webhooks signature with the secret it was given): accepted 204; gone
+//! 410 (the receiver wants no more: the function removes the webhook); throttled 429 with
+//! `Retry-After: 7`; unavailable 503; timeout no answer; oversized 413 (a message has no smaller
+//! form: failed); bad credentials a message signed with another secret (the receiver's 401).
+//!
 //! Adding an adapter: a [`Fake`] for its provider and one line in `conformance!` at the bottom.
 
 use std::time::Duration;
@@ -60,6 +66,8 @@ use shared::config::{AwsSettings, Env, SenderSettings, SmsSettings, VapidSetting
 use shared::egress::EgressPolicy;
 use shared::model::{Notification, Priority};
 use shared::protocol::outcome::reason;
+use shared::webhooks::{new_secret, signature, Webhook, WebhookEventType, WebhookMessage};
+use webhooks::WebhookSender;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Case {
@@ -824,6 +832,118 @@ fn raw_mime(r: &herald_tests::provider::Received) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+// --- Outbound webhook: a Standard Webhooks receiver ---------------------------------------------
+
+struct WebhookReceiver {
+    receiver: Provider,
+    /// The secret the receiver verifies signatures with.
+    secret: String,
+}
+
+impl WebhookReceiver {
+    fn adapter(timeout: Duration) -> WebhookSender {
+        WebhookSender::new(EgressPolicy::new(true), timeout).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn hook(&self, path: &str, secret: &str) -> Webhook {
+        Webhook {
+            id: format!("wh-{}", path.trim_start_matches("/hook/")),
+            url: format!("{}{path}", self.receiver.url),
+            events: vec![WebhookEventType::NotificationCreated],
+            secret: secret.to_owned(),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn message() -> WebhookMessage {
+        let n = notification();
+        WebhookMessage {
+            id: format!("evt-{}.notification.created", n.id),
+            kind: WebhookEventType::NotificationCreated,
+            notification_id: n.id.clone(),
+            at: n.created_at,
+            body: json!({"type": "notification.created", "timestamp": n.created_at, "data": n})
+                .to_string(),
+        }
+    }
+
+    /// Whether `r` carries a valid signature for `secret`.
+    fn signed_with(r: &herald_tests::provider::Received, secret: &str) -> bool {
+        let id = r.header("webhook-id").unwrap_or_default();
+        let timestamp = r
+            .header("webhook-timestamp")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        signature(secret, id, timestamp, &r.body)
+            .is_ok_and(|s| Some(s.as_str()) == r.header("webhook-signature"))
+    }
+}
+
+impl Fake for WebhookReceiver {
+    const TRIMS: bool = false;
+
+    async fn start() -> Option<Self> {
+        let receiver = Provider::start().await;
+        let secret = new_secret();
+        let expected = secret.clone();
+        // A receiver refuses what its secret does not verify, as the reference verifiers do.
+        receiver.guard(std::sync::Arc::new(move |r| {
+            (!Self::signed_with(r, &expected)).then(|| answer(401))
+        }));
+        Some(WebhookReceiver { receiver, secret })
+    }
+
+    async fn call(&self, case: Case) -> Outcome {
+        let reply = match case {
+            Case::Accepted => answer(204),
+            Case::Gone => answer(410),
+            Case::Throttled => answer(429).header("Retry-After", "7"),
+            Case::Unavailable => answer(503),
+            Case::Timeout => hold(),
+            Case::Oversized => answer(413),
+            // Never reached: the guard answers first.
+            Case::BadCredentials => answer(204),
+        };
+        let path = format!("/hook/{}", case.name());
+        self.receiver.always(&path, reply);
+        let secret = match case {
+            Case::BadCredentials => new_secret(),
+            _ => self.secret.clone(),
+        };
+        Self::adapter(case.timeout())
+            .send(&self.hook(&path, &secret), &Self::message())
+            .await
+    }
+
+    async fn deliver_oversized(&self, policy: &SendPolicy) -> Delivery {
+        let path = "/hook/oversized-then-accepted";
+        self.receiver.queue(path, vec![answer(413)]);
+        let delivery = policy
+            .deliver(
+                &Self::adapter(Duration::from_secs(30)),
+                &self.hook(path, &self.secret),
+                &Self::message(),
+            )
+            .await;
+        assert_eq!(
+            self.receiver.received(path).len(),
+            1,
+            "no smaller form, no resend"
+        );
+        delivery
+    }
+
+    fn accepted(&self) -> usize {
+        let got = self.receiver.received("/hook/accepted");
+        for r in &got {
+            assert!(Self::signed_with(r, &self.secret));
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            assert_eq!(body["data"]["title"], "Conformance");
+        }
+        got.len()
+    }
+}
+
 /// One test per adapter, each running the whole suite against its provider's fake.
 macro_rules! conformance {
     ($($name:ident: $fake:ty),* $(,)?) => {
@@ -843,4 +963,5 @@ conformance! {
     ses_conforms: SesFake,
     fcm_conforms: FcmConformance,
     apns_conforms: ApnsConformance,
+    webhook_conforms: WebhookReceiver,
 }

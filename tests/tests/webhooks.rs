@@ -393,7 +393,9 @@ async fn a_redirect_is_refused_and_never_followed() {
     let first = attempts(stack, hook_id, &id).await.remove(0);
     assert_eq!(first["statusCode"], 302, "{first}");
     assert_eq!(first["error"], "redirect-refused", "{first}");
-    assert_eq!(first["result"], "retrying", "{first}");
+    // A redirect is `rejected`: dead-lettered at once (it would be refused again).
+    assert_eq!(first["result"], "dead-lettered", "{first}");
+    assert!(first.get("nextAttemptAt").is_none(), "{first}");
     assert!(
         provider.received("/elsewhere").is_empty(),
         "a redirect was followed"
@@ -717,6 +719,80 @@ async fn a_receiver_that_never_answers_times_out_and_is_retried() {
     assert_eq!(first["result"], "retrying", "{first}");
     assert!(first.get("statusCode").is_none(), "{first}");
     unregister(stack, hook_id).await;
+}
+
+/// A receiver's permanent refusal (400: `rejected`) is dead-lettered at its first attempt, with
+/// no retry; a 410 (`gone`: the receiver wants no more webhooks) removes the webhook, so nothing
+/// more is sent to it.
+#[tokio::test]
+async fn a_400_dead_letters_at_once_and_a_410_removes_the_webhook() {
+    let Some(stack) = stack() else { return };
+    let hana = user("hana");
+    let refusing = receiver(&hana).await;
+    refusing.always(HOOK, answer(400));
+    let hook = register(stack, &refusing, &["notification.created"]).await;
+    let hook_id = hook["id"].as_str().unwrap_or_default();
+    let created = stack.create(&hana, "refused").await;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    until("the refusal is recorded", stack, false, || async {
+        !attempts(stack, hook_id, &id).await.is_empty()
+    })
+    .await;
+    drain(stack).await;
+    drain(stack).await;
+    let history = attempts(stack, hook_id, &id).await;
+    assert_eq!(history.len(), 1, "no retry after a 400: {history:?}");
+    assert_eq!(
+        (
+            history[0]["statusCode"].clone(),
+            history[0]["result"].clone()
+        ),
+        (json!(400), json!("dead-lettered"))
+    );
+    assert!(
+        history[0].get("nextAttemptAt").is_none(),
+        "{:?}",
+        history[0]
+    );
+    assert_eq!(created_for(&refusing, &hana, &id).len(), 1);
+    unregister(stack, hook_id).await;
+
+    let ivan = user("ivan");
+    let gone = receiver(&ivan).await;
+    gone.always(HOOK, answer(410));
+    let witness = receiver(&ivan).await;
+    let gone_hook = register(stack, &gone, &["notification.created"]).await;
+    let gone_id = gone_hook["id"].as_str().unwrap_or_default().to_owned();
+    let witness_hook = register(stack, &witness, &["notification.created"]).await;
+    let first = stack.create(&ivan, "gone").await;
+    let first = first["id"].as_str().unwrap_or_default().to_owned();
+    until("the webhook is removed", stack, false, || async {
+        let (_, list) = call(stack, &admin(stack), "GET", "/v1/webhooks", None).await;
+        let listed = list["items"].as_array().cloned().unwrap_or_default();
+        !listed.is_empty() && listed.iter().all(|w| w["id"] != gone_id.as_str())
+    })
+    .await;
+    assert_eq!(created_for(&gone, &ivan, &first).len(), 1);
+    let (status, _) = call(
+        stack,
+        &admin(stack),
+        "GET",
+        &format!("/v1/webhooks/{gone_id}/deliveries"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "removed with its delivery state");
+    // A later notification reaches the other webhook, and not the removed one.
+    let later = stack.create(&ivan, "after the 410").await;
+    let later = later["id"].as_str().unwrap_or_default().to_owned();
+    until("the other webhook gets the later one", stack, true, || {
+        let n = created_for(&witness, &ivan, &later).len();
+        async move { n == 1 }
+    })
+    .await;
+    assert!(created_for(&gone, &ivan, &later).is_empty());
+    assert_eq!(received_for(&gone, &ivan).len(), 1, "nothing after the 410");
+    unregister(stack, witness_hook["id"].as_str().unwrap_or_default()).await;
 }
 
 /// The store alone, on real Redis (no stack): the ledger, a notification's queue and its owner,

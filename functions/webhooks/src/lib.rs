@@ -16,11 +16,17 @@
 //! whatever queued behind it ([`queue`]), concurrently across notifications.
 //!
 //! **Guarantees.**
-//! - *At least once*: a message is in Redis before it is sent; a send that fails is retried on
+//! - *At least once*: a message is in Redis before it is sent. Each attempt is classified by the
+//!   one adapter contract ([`send::WebhookSender`], [`shared::adapter::Outcome`]) and the
+//!   outcome alone decides what follows ([`queue::next_step`]): a `transient` failure (5xx,
+//!   timeout, no connection) or a `retry-after` (429, its `Retry-After` honoured) is retried on
 //!   the schedule (doubling delays from `WEBHOOK_RETRY_BASE_MS`, for up to
-//!   `WEBHOOK_RETRY_WINDOW_MS`, 24 h), then dead-lettered, to be replayed by
+//!   `WEBHOOK_RETRY_WINDOW_MS`, 24 h), then dead-lettered; a `rejected` answer (3xx, other 4xx)
+//!   or `too-large` (413) is dead-lettered at once; dead letters are replayed by
 //!   `POST /v1/webhooks/{id}/replay`. A crash between the receiver's answer and the ledger write
 //!   sends it again.
+//! - *Gone*: a 410 removes the webhook with its delivery state (Standard Webhooks: the receiver
+//!   wants no more; the sender disables the endpoint). Registering it again resumes.
 //! - *Not twice*: a redelivered Kafka record finds its message in the ledger and sends nothing;
 //!   only a due retry (or a replay) sends a message again.
 //! - *In order per notification*: a notification's messages go one at a time in the order the
@@ -28,8 +34,8 @@
 //!   from different topics are ordered as they arrive here (a `delivery.sent` can precede its
 //!   `notification.created` when the delivery topic is consumed first).
 //! - *Outbound policy*: every request goes through [`shared::egress::EgressPolicy`] (https only,
-//!   checked addresses after DNS, no redirects, no proxy); a refused URL or a 3xx is a failed
-//!   attempt.
+//!   checked addresses after DNS, no redirects, no proxy); a refused URL or a 3xx is `rejected`
+//!   (dead-lettered).
 //!
 //! **Failures.** A receiver's failure is never the batch's: it becomes a retry. Poison records
 //! are logged and skipped. A Redis failure while queueing reports the record's partition from
@@ -39,8 +45,9 @@
 //! ## Map
 //!
 //! - [`decode`]: a Kafka record's messages;
-//! - [`send`]: one signed attempt;
-//! - [`queue`]: working a notification's queue: send, record, retry or dead-letter;
+//! - [`send`]: the webhook adapter: one signed attempt, its answer classified;
+//! - [`queue`]: working a notification's queue: send, record, then retry, dead-letter or remove
+//!   the webhook, as the outcome says;
 //! - [`batch`]: the Kafka batch ([`process_batch`]); [`drain`]: the schedule ([`drain_due`]).
 
 pub mod batch;
@@ -62,6 +69,7 @@ use shared::trigger::{self, Report};
 
 pub use batch::process_batch;
 pub use drain::drain_due;
+pub use send::WebhookSender;
 
 /// How long a run owns a queue it works (longer than the function's timeout): after it, a drain
 /// takes the queue over.
@@ -74,8 +82,8 @@ pub const QUEUE_CONCURRENCY: usize = 16;
 pub struct Deps {
     pub store: WebhookStore,
     pub settings: WebhookSettings,
-    /// The outbound policy's client, with the attempt timeout.
-    pub client: reqwest::Client,
+    /// The webhook adapter: the outbound policy's client, with the attempt timeout.
+    pub sender: WebhookSender,
     /// Whether the mappings read partial batch responses (else a failure fails the invocation).
     pub trigger: TriggerSettings,
 }
@@ -106,16 +114,11 @@ impl Deps {
 
     /// With a mapping that reads partial batch responses (tests).
     pub fn new(store: WebhookStore, settings: WebhookSettings) -> Result<Self, ColdStartError> {
-        let client = settings.egress().client(
-            reqwest::Client::builder()
-                .timeout(settings.timeout)
-                .connect_timeout(settings.timeout)
-                .user_agent("Herald-Webhooks/1"),
-        )?;
+        let sender = WebhookSender::new(settings.egress(), settings.timeout)?;
         Ok(Deps {
             store,
             settings,
-            client,
+            sender,
             trigger: TriggerSettings::default(),
         })
     }
@@ -135,6 +138,8 @@ pub struct Stats {
     /// Failed attempts put on the retry schedule.
     pub retrying: usize,
     pub dead_lettered: usize,
+    /// Webhooks removed because their receiver answered 410 Gone.
+    pub removed: usize,
     /// Queues left to the schedule because of a Redis failure.
     pub interrupted: usize,
 }
@@ -147,6 +152,7 @@ shared::counters!(Stats {
     delivered,
     retrying,
     dead_lettered,
+    removed,
     interrupted
 });
 
