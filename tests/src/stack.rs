@@ -337,6 +337,17 @@ impl Stack {
         response.json().await.unwrap_or_default()
     }
 
+    /// A connection to the stack's Redis made as its functions make theirs: a single Redis, or
+    /// Redis Cluster on the cluster tier (`REDIS_CLUSTER`), where `redis_url` is a seed list.
+    pub async fn redis(&self) -> shared::store::RedisConn {
+        let mut settings = shared::config::RedisSettings::from_env(&shared::config::Env::process())
+            .unwrap_or_else(|e| panic!("redis settings: {e}"));
+        settings.url = self.redis_url.clone();
+        shared::store::RedisConn::connect(&settings)
+            .await
+            .unwrap_or_else(|e| panic!("redis: {e}"))
+    }
+
     /// Opens a WebSocket as `user` (a one-hour token).
     pub async fn connect(&self, user: &str) -> WsClient {
         let token = self.token(user, &[], Duration::from_secs(3600));

@@ -236,12 +236,7 @@ impl Phones {
 
     /// Is a trailing badge update of `user` waiting on the retry schedule?
     async fn badge_pending(&self, user: &str) -> bool {
-        let client = redis::Client::open(self.stack.redis_url.as_str())
-            .unwrap_or_else(|e| panic!("redis: {e}"));
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap_or_else(|e| panic!("redis: {e}"));
+        let mut conn = self.stack.redis().await;
         let score: Option<f64> = redis::cmd("ZSCORE")
             .arg(KeySpace::default().push_due())
             .arg(format!("{user}\nbadge"))
@@ -252,12 +247,7 @@ impl Phones {
     }
 
     async fn owner_record(&self, device_id: &str) -> Option<String> {
-        let client = redis::Client::open(self.stack.redis_url.as_str())
-            .unwrap_or_else(|e| panic!("redis: {e}"));
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap_or_else(|e| panic!("redis: {e}"));
+        let mut conn = self.stack.redis().await;
         redis::cmd("GET")
             .arg(KeySpace::default().device_owner(device_id))
             .query_async(&mut conn)

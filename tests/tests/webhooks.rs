@@ -657,11 +657,7 @@ async fn a_later_event_of_a_notification_waits_behind_an_earlier_one_that_is_ret
     let ledger = shared::store::KeySpace::new(prefix)
         .webhook(hook_id)
         .ledger();
-    let client = redis::Client::open(stack.redis_url.as_str()).unwrap_or_else(|e| panic!("{e}"));
-    let redis = client
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let redis = stack.redis().await;
     until("the read is queued", stack, false, || {
         let mut redis = redis.clone();
         let ledger = ledger.clone();

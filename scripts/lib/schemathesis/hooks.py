@@ -7,6 +7,9 @@ descriptions too):
 - a create's `expiresAt` must be in the future;
 - a create's escalation `after` is at most 7 days, its digest `window` from 10s to 24h and its
   digest `key` at most 128 bytes (the pattern states the duration's syntax, not its range);
+- a create's (and a broadcast's) `sendAt` lies in the future (a fixed hour ahead), `within` comes
+  only with `sendAt: optimal` and `cancelKey` only with `sendAt` (and on a create, never on a
+  broadcast), and a `cancelKey` is at most 128 bytes;
 - a create's `Idempotency-Key` is new: reusing one with another body is 422 by design;
 - a create names the token's own user, so the document's links (create -> get, patch, delete,
   deliveries, click) reach a notification the caller owns (a service creating for another user
@@ -90,8 +93,23 @@ def _workflows(body: dict) -> None:
             digest["key"] = "fuzz-digest"
 
 
+def _schedule(body: dict, broadcast: bool = False) -> None:
+    send_at = body.get("sendAt")
+    if send_at is not None and send_at != "optimal" and not _future(send_at):
+        body["sendAt"] = (
+            datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+        ).isoformat().replace("+00:00", "Z")
+    if broadcast or body.get("sendAt") != "optimal":
+        body.pop("within", None)
+    if broadcast or body.get("sendAt") is None:
+        body.pop("cancelKey", None)
+    if isinstance(body.get("cancelKey"), str) and len(body["cancelKey"].encode()) > 128:
+        body["cancelKey"] = "fuzz-cancel"
+
+
 def _create(body: dict) -> None:
     _workflows(body)
+    _schedule(body, broadcast="userId" not in body and "userIds" not in body)
     if "userId" in body:
         body["userId"] = USER
     if isinstance(body.get("userIds"), list) and body["userIds"]:
@@ -151,6 +169,13 @@ def before_call(ctx, case, **kwargs):
         _create(body)
         if case.headers and "Idempotency-Key" in case.headers:
             case.headers["Idempotency-Key"] = str(uuid.uuid4())
+    elif method == "POST" and path == "/v1/topics/{key}/notifications" and body:
+        _create(body)
+        if case.headers and "Idempotency-Key" in case.headers:
+            case.headers["Idempotency-Key"] = str(uuid.uuid4())
+    elif method == "POST" and path == "/v1/scheduled/cancel" and body:
+        if isinstance(body.get("cancelKey"), str) and len(body["cancelKey"].encode()) > 128:
+            body["cancelKey"] = "fuzz-cancel"
     elif method == "POST" and path == "/v1/push-subscriptions" and body:
         _subscription(body)
     elif method == "POST" and path == "/v1/devices" and body:

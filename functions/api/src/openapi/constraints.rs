@@ -414,6 +414,13 @@ fn parameters(doc: &mut Value) {
             "limit",
             limit(SUBSCRIBERS_MAX_LIMIT),
         ),
+        (
+            "/v1/topics/{key}/subscribers",
+            "get",
+            "cursor",
+            json!({"type": "string",
+                "pattern": crate::routes::topics::SUBSCRIBER_CURSOR_PATTERN}),
+        ),
         ("/v1/unsubscribe", "get", "token", unsubscribe_token.clone()),
         ("/v1/unsubscribe", "post", "token", unsubscribe_token),
     ];

@@ -7,8 +7,6 @@
 //! refused call writes nothing. A broadcast is accepted (202) once its state is stored and its
 //! chunk records are acknowledged by Kafka; the `broadcast` function fans it out.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
@@ -136,9 +134,11 @@ impl From<Broadcast> for BroadcastView {
     }
 }
 
-/// The topic key of a path, or 422 naming `key`.
-fn topic_key(key: &str) -> Result<&str, ApiError> {
-    if limits::valid_topic_key(key) {
+/// The topic key of a path (percent-encoded: `course%3Acs101` is `course:cs101`), or 422 naming
+/// `key`.
+fn topic_key(raw: &str) -> Result<String, ApiError> {
+    let key = super::push::percent_decode(raw).unwrap_or_default();
+    if limits::valid_topic_key(&key) {
         Ok(key)
     } else {
         Err(ApiError::validation(vec![FieldError::new(
@@ -193,8 +193,10 @@ fn read_user_ids(req: &Request) -> Result<Vec<String>, ApiError> {
     security(("jwt" = ["notifications:write"])))]
 pub async fn put(deps: &Deps, req: &Request, key: &str) -> Result<Response<Body>, ApiError> {
     http::claims_with_scope(req, SCOPE_WRITE)?;
-    let key = topic_key(key)?;
-    let body: TopicRequest = if http::body_bytes(req).is_empty() {
+    let key = &topic_key(key)?;
+    // The body is optional: none, or JSON `null`, is `{}`.
+    let bytes = http::body_bytes(req);
+    let body: TopicRequest = if bytes.is_empty() || bytes.trim_ascii() == b"null" {
         TopicRequest::default()
     } else {
         http::json_body(req, 4 * 1024)?
@@ -242,7 +244,7 @@ pub async fn get(deps: &Deps, req: &Request, key: &str) -> Result<Response<Body>
     http::claims_with_scope(req, SCOPE_WRITE)?;
     let topic = deps
         .topics
-        .get(topic_key(key)?)
+        .get(&topic_key(key)?)
         .await
         .map_err(store_error)?
         .ok_or(ApiError::NotFound)?;
@@ -260,7 +262,7 @@ pub async fn delete(deps: &Deps, req: &Request, key: &str) -> Result<Response<Bo
     http::claims_with_scope(req, SCOPE_WRITE)?;
     if deps
         .topics
-        .delete(topic_key(key)?)
+        .delete(&topic_key(key)?)
         .await
         .map_err(store_error)?
     {
@@ -281,7 +283,7 @@ pub async fn delete(deps: &Deps, req: &Request, key: &str) -> Result<Response<Bo
     security(("jwt" = ["notifications:write"])))]
 pub async fn subscribe(deps: &Deps, req: &Request, key: &str) -> Result<Response<Body>, ApiError> {
     http::claims_with_scope(req, SCOPE_WRITE)?;
-    let key = topic_key(key)?;
+    let key = &topic_key(key)?;
     let ids = read_user_ids(req)?;
     let added = deps
         .topics
@@ -307,7 +309,7 @@ pub async fn unsubscribe(
     key: &str,
 ) -> Result<Response<Body>, ApiError> {
     http::claims_with_scope(req, SCOPE_WRITE)?;
-    let key = topic_key(key)?;
+    let key = &topic_key(key)?;
     let ids = read_user_ids(req)?;
     let removed = deps
         .topics
@@ -318,35 +320,34 @@ pub async fn unsubscribe(
     Ok(http::json(StatusCode::OK, &RemovedResponse { removed }))
 }
 
-const SUBSCRIBER_CURSOR_PREFIX: &str = "s1:";
+/// A subscriber cursor, opaque to clients: `<bucket>`, or `<bucket>.<the last member, hex>`. Plain
+/// enough for the OpenAPI document to state its whole shape (a member is printable ASCII).
+pub const SUBSCRIBER_CURSOR_PATTERN: &str = "^[0-9]{1,4}(?:\\.(?:[2-7][0-9a-f]){1,128})?$";
 
 fn encode_subscriber_cursor(cursor: &SubscriberCursor) -> String {
-    URL_SAFE_NO_PAD.encode(format!(
-        "{SUBSCRIBER_CURSOR_PREFIX}{}:{}",
-        cursor.bucket,
-        cursor.after.as_deref().unwrap_or("")
-    ))
+    match &cursor.after {
+        Some(after) => format!("{}.{}", cursor.bucket, hex::encode(after)),
+        None => cursor.bucket.to_string(),
+    }
 }
 
+/// A bucket past the last is a cursor past the end (an empty page).
 fn decode_subscriber_cursor(cursor: &str) -> Result<SubscriberCursor, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| {
-            let rest = s.strip_prefix(SUBSCRIBER_CURSOR_PREFIX)?;
-            let (bucket, after) = rest.split_once(':')?;
-            Some(SubscriberCursor {
-                bucket: bucket.parse().ok()?,
-                after: (!after.is_empty()).then(|| after.to_owned()),
-            })
-        })
-        .ok_or_else(|| {
-            ApiError::BadRequest(
-                "`cursor` is not a cursor this API issued".into(),
-                vec![FieldError::new("cursor", "invalid cursor")],
-            )
-        })
+    let (bucket, after) = cursor.split_once('.').unwrap_or((cursor, ""));
+    let parsed = (|| {
+        let bucket = bucket.parse().ok()?;
+        let after = match after {
+            "" => None,
+            hex_text => Some(String::from_utf8(hex::decode(hex_text).ok()?).ok()?),
+        };
+        Some(SubscriberCursor { bucket, after })
+    })();
+    parsed.ok_or_else(|| {
+        ApiError::BadRequest(
+            "`cursor` is not a cursor this API issued".into(),
+            vec![FieldError::new("cursor", "invalid cursor")],
+        )
+    })
 }
 
 /// A page of a topic's members (in a stable order: a member present throughout appears exactly
@@ -367,7 +368,7 @@ pub async fn subscribers(
     key: &str,
 ) -> Result<Response<Body>, ApiError> {
     http::claims_with_scope(req, SCOPE_WRITE)?;
-    let key = topic_key(key)?;
+    let key = &topic_key(key)?;
     let limit = http::query_limit(
         req,
         limits::SUBSCRIBERS_DEFAULT_LIMIT,
@@ -507,7 +508,7 @@ fn broadcast_id(sender: &str, key: Option<&str>) -> String {
     security(("jwt" = ["notifications:write"])))]
 pub async fn broadcast(deps: &Deps, req: &Request, key: &str) -> Result<Response<Body>, ApiError> {
     let claims = http::claims_with_scope(req, SCOPE_WRITE)?;
-    let key = topic_key(key)?;
+    let key = &topic_key(key)?;
     let bytes = http::body_bytes(req);
     http::check_json_body(req, bytes, limits::NOTIFICATION_MAX_BYTES)?;
     let BroadcastRequest {
