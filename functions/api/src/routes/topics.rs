@@ -602,8 +602,11 @@ pub async fn broadcast(deps: &Deps, req: &Request, key: &str) -> Result<Response
         }
     }
     // A retry of a broadcast still queued may follow a crash before its chunks were produced:
-    // produce them again (a chunk runs once per recipient however often it arrives).
-    if created || stored.status == BroadcastStatus::Queued {
+    // produce them again (a chunk runs once per recipient however often it arrives). A
+    // scheduled one's chunks are the scheduler's to produce, at `sendAt`.
+    if stored.status != BroadcastStatus::Scheduled
+        && (created || stored.status == BroadcastStatus::Queued)
+    {
         let sent = deps
             .publisher
             .bus()
