@@ -372,7 +372,8 @@ impl Scheduler {
     /// One round: claims up to [`ROUND`] jobs due at `now` (each leased for `SCHEDULER_LEASE_MS`),
     /// creates each one's notification under its fixed id, publishes the changes and marks the
     /// jobs sent. A job whose create failed keeps its lease and comes due again after it; one
-    /// fired before (its create committed, its finish did not) replays and is marked sent.
+    /// fired before (its create committed, its finish did not) replays and is marked sent. A
+    /// broadcast start among them starts its broadcast (`start_broadcast`).
     pub async fn fire_due(&self, now: DateTime<Utc>) -> Result<FireReport, StoreError> {
         let jobs = self
             .schedules
@@ -382,21 +383,23 @@ impl Scheduler {
             claimed: jobs.len(),
             ..FireReport::default()
         };
-        let (notifications, starts): (Vec<DueJob>, Vec<DueJob>) = jobs
-            .into_iter()
-            .partition(|job| matches!(job, DueJob::Notification(_)));
+        let mut notifications = Vec::new();
+        let mut starts = Vec::new();
+        for job in jobs {
+            match job {
+                DueJob::Notification(job) => notifications.push(job),
+                DueJob::BroadcastStart(start) => starts.push(start),
+            }
+        }
         let fired: Vec<(ScheduledJob, Result<Option<CreateOutcome>, StoreError>)> =
-            stream::iter(notifications.into_iter().filter_map(|job| match job {
-                DueJob::Notification(job) => Some(job),
-                DueJob::BroadcastStart(_) => None,
-            }))
-            .map(|job| async move {
-                let outcome = self.create(&job).await;
-                (job, outcome)
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+            stream::iter(notifications)
+                .map(|job| async move {
+                    let outcome = self.create(&job).await;
+                    (job, outcome)
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
         let mut changes = Vec::new();
         let mut done = Vec::new();
         for (job, outcome) in fired {
@@ -430,11 +433,8 @@ impl Scheduler {
                 }
             }
         }
-        for job in starts {
-            let DueJob::BroadcastStart(start) = &job else {
-                continue;
-            };
-            match self.start_broadcast(start).await {
+        for start in starts {
+            match self.start_broadcast(&start).await {
                 Ok(true) => report.broadcasts_started += 1,
                 Ok(false) => report.broadcasts_skipped += 1,
                 Err(e) => {
@@ -443,12 +443,12 @@ impl Scheduler {
                     continue;
                 }
             }
-            done.push(job);
+            done.push(DueJob::BroadcastStart(start));
         }
         self.publisher.publish_or_defer(&changes).await;
         for job in &done {
             if let Err(e) = self.schedules.finish(job, now.timestamp_millis()).await {
-                tracing::warn!(?job, error = %e, "could not mark a fired job sent; it replays after its lease");
+                tracing::warn!(id = job.id(), error = %e, "could not mark a fired job sent; it replays after its lease");
             }
         }
         Ok(report)

@@ -83,6 +83,16 @@ pub enum DueJob {
     BroadcastStart(BroadcastStart),
 }
 
+impl DueJob {
+    /// Its id in the due-set.
+    pub fn id(&self) -> String {
+        match self {
+            DueJob::Notification(job) => job.id.clone(),
+            DueJob::BroadcastStart(start) => start.job_id(),
+        }
+    }
+}
+
 /// What a settled job keeps, and what a read needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -207,6 +217,8 @@ impl ScheduleStore {
             .key(k.schedule_due())
             .key(k.schedule_jobs())
             .key(k.schedule_state())
+            // No cancel key and no Idempotency-Key share: the script leaves these two alone (the
+            // api's broadcast id already names a retried request).
             .key(k.schedule_cancel_key(&start.sender, ""))
             .key(k.schedule_idempotency(&start.sender, "", ""))
             .arg(start.job_id())
@@ -373,15 +385,13 @@ impl ScheduleStore {
 
     /// Marks a fired job sent (its notification exists, or its broadcast started).
     pub async fn finish(&self, job: &DueJob, now_ms: i64) -> Result<(), StoreError> {
-        let (id, send_at, sender, cancel_key) = match job {
-            DueJob::Notification(j) => (
-                j.id.clone(),
-                &j.send_at,
-                &j.sender,
-                j.cancel_key.as_deref().unwrap_or(""),
-            ),
-            DueJob::BroadcastStart(b) => (b.job_id(), &b.send_at, &b.sender, ""),
+        let (send_at, sender, cancel_key) = match job {
+            DueJob::Notification(j) => {
+                (&j.send_at, &j.sender, j.cancel_key.as_deref().unwrap_or(""))
+            }
+            DueJob::BroadcastStart(b) => (&b.send_at, &b.sender, ""),
         };
+        let id = job.id();
         self.settle(
             "sent",
             now_ms,
