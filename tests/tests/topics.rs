@@ -616,18 +616,25 @@ async fn the_demo_page_broadcast_reaches_the_callers_websocket_through_devstack(
     socket.close().await;
 }
 
+/// The scheduler's lease in these tests.
+const LEASE: Duration = Duration::from_secs(30);
+
 fn scheduler(env: &TestEnv) -> Scheduler {
+    scheduler_on(env, env.bus())
+}
+
+fn scheduler_on(env: &TestEnv, bus: shared::bus::EventBus) -> Scheduler {
     let settings = SchedulerSettings {
         run: Duration::from_secs(1),
         poll: Duration::from_millis(50),
-        lease: Duration::from_secs(30),
+        lease: LEASE,
     };
     scheduler::Deps::new(
         env.conn.clone(),
         env.keys.clone(),
         TestEnv::unlimited(),
         settings,
-        env.bus(),
+        bus,
     )
     .scheduler
 }
@@ -773,6 +780,34 @@ async fn a_scheduled_broadcast_is_invisible_until_due_then_reaches_the_subscribe
     assert_eq!(produced.len(), 2 * BROADCAST_CHUNKS as usize);
     let events = env.consume(Topic::NotificationEvents, 40).await;
     assert_eq!(events.len(), 40, "each notification published once");
+}
+
+#[tokio::test]
+async fn a_scheduled_broadcast_whose_chunks_kafka_refused_starts_after_the_lease() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    put_topic(&deps, "labs").await;
+    subscribe(&deps, "labs", &users("lab", 5)).await;
+    let send_at = Utc::now() + Span::minutes(3);
+    let id = schedule_broadcast(&deps, "labs", send_at).await;
+
+    let down = fire(&scheduler_on(&env, env.dead_bus()), send_at).await;
+    assert_eq!(
+        (down.claimed, down.failed, down.broadcasts_started),
+        (1, 1, 0),
+        "{down:?}"
+    );
+    let up = scheduler(&env);
+    assert_eq!(fire(&up, send_at).await.claimed, 0, "leased");
+    let after_lease = send_at + Span::from_std(LEASE).unwrap_or_default() + Span::seconds(1);
+    assert_eq!(fire(&up, after_lease).await.broadcasts_started, 1);
+    let produced = env
+        .consume(Topic::BroadcastChunks, BROADCAST_CHUNKS as usize)
+        .await;
+    assert_eq!(produced.len(), BROADCAST_CHUNKS as usize);
+    assert_eq!(broadcast_state(&deps, &id).await["status"], "queued");
 }
 
 #[tokio::test]
