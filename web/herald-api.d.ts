@@ -68,7 +68,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Cancel a broadcast: recipients not yet reached get nothing (a done broadcast stays done). */
+        /**
+         * Cancel a broadcast: recipients not yet reached get nothing (a done broadcast stays done); a
+         *     scheduled one never starts.
+         */
         post: operations["cancelBroadcast"];
         delete?: never;
         options?: never;
@@ -723,6 +726,11 @@ export interface components {
         /** @description The answer to a broadcast. */
         BroadcastAccepted: {
             broadcastId: string;
+            /**
+             * Format: date-time
+             * @description When a scheduled broadcast starts (absent for an immediate one).
+             */
+            sendAt?: string | null;
             status: components["schemas"]["BroadcastStatus"];
             topic: string;
         };
@@ -732,8 +740,6 @@ export interface components {
             actionUrl?: string | null;
             /** @description At most 4096 bytes of UTF-8; no control characters or line/paragraph separators except tab and line feed */
             body: string;
-            /** @description Only with `sendAt`: 1–128 bytes naming a group of scheduled sends for `POST /v1/scheduled/cancel`; no control characters or line/paragraph separators */
-            cancelKey?: string | null;
             /** @description Defaults to `[IN_APP]`. IN_APP is always stored. */
             channels?: components["schemas"]["Channel"][] | null;
             /**
@@ -768,20 +774,21 @@ export interface components {
             /** @description At most this many recipients a second (protects API Gateway's @connections throttling); unlimited when absent */
             maxPerSecond?: number | null;
             priority?: null | components["schemas"]["Priority"];
-            /** @description Send later: an RFC 3339 date-time in the future, at most 30 days ahead, or `optimal` (the moment within `within` when the recipient most often reads); the create then answers 202 and the recipient sees nothing until then */
-            sendAt?: string | "optimal" | null;
+            /**
+             * Format: date-time
+             * @description Start later: an RFC 3339 date-time in the future, at most 30 days ahead (not `optimal`); the broadcast answers 202 `scheduled` and goes, at that moment, to the topic's subscribers then
+             */
+            sendAt?: string | null;
             /** @description At most 200 characters, not only whitespace; no control characters or line/paragraph separators */
             title: string;
             /** @description Lower-case identifier: a–z, 0–9, `.`, `_`, `-`; for example `comment.reply` */
             type: string;
-            /** @description Only with `sendAt: optimal`: the window to choose in, above 0 and at most `7d`; default `24h` */
-            within?: string | null;
         };
         /**
          * @description A broadcast's lifecycle.
          * @enum {string}
          */
-        BroadcastStatus: "queued" | "running" | "done" | "cancelled";
+        BroadcastStatus: "scheduled" | "queued" | "running" | "done" | "cancelled";
         /**
          * @description A broadcast's progress. Exact: each recipient counts once, in one of `created` (their
          *     notification exists), `skipped` (they muted the topic) or `failed`.
@@ -792,12 +799,18 @@ export interface components {
             /** Format: int64 */
             failed: number;
             id: string;
+            /**
+             * Format: date-time
+             * @description When a scheduled broadcast starts (absent for an immediate one).
+             */
+            sendAt?: string | null;
             /** Format: int64 */
             skipped: number;
             status: components["schemas"]["BroadcastStatus"];
             /**
              * Format: int64
-             * @description The topic's subscriber count when the broadcast was accepted.
+             * @description The topic's subscriber count when the broadcast was accepted (a scheduled one: when it
+             *     started; until then, when it was accepted).
              */
             targeted: number;
             topic: string;
@@ -3406,14 +3419,14 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description The create body without `userId`/`userIds`, plus an optional `maxPerSecond` (1–100,000): at most that many recipients a second */
+        /** @description The create body without `userId`/`userIds`, plus an optional `maxPerSecond` (1–100,000): at most that many recipients a second. With `sendAt` (an RFC 3339 date-time, in the future, at most 30 days ahead; not `"optimal"`, and no `cancelKey`) the broadcast is `scheduled` and starts at that moment, to the topic's subscribers then */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["BroadcastRequest"];
             };
         };
         responses: {
-            /** @description Accepted: the fan-out runs in the background */
+            /** @description Accepted: the fan-out runs in the background (`queued`), or starts at `sendAt` (`scheduled`) */
             202: {
                 headers: {
                     [name: string]: unknown;

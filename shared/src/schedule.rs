@@ -10,7 +10,12 @@
 //! - firing is exactly once: a job is claimed with a lease (a crashed firing comes due again when
 //!   the lease ends), created in the inbox under its fixed notification id with an idempotency
 //!   record (`scheduled:<id>`, so a second firing replays instead of creating), published through
-//!   the outbox like every create ([`crate::outbox::Publisher`]), then marked sent.
+//!   the outbox like every create ([`crate::outbox::Publisher`]), then marked sent;
+//! - a scheduled broadcast is one job of the same due-set ([`BroadcastStart`]): firing it starts
+//!   the broadcast (`scheduled` → `queued`, one idempotent script on the broadcast) and produces
+//!   its chunk records, exactly as an immediate broadcast's `202` does; a start that runs twice
+//!   finds the broadcast started (or still `queued`: then it produces the chunks again, which the
+//!   fan-out runs once per recipient however often they arrive), and a cancelled one is skipped.
 
 use std::time::{Duration, Instant};
 
@@ -22,8 +27,12 @@ use utoipa::ToSchema;
 use crate::config::SchedulerSettings;
 use crate::error::FieldError;
 use crate::outbox::Publisher;
+use crate::protocol::BroadcastChunk;
 use crate::store::inbox::IdempotencyClaim;
-use crate::store::{CreateOutcome, InboxStore, ScheduleStore, ScheduledJob, StoreError};
+use crate::store::{
+    BroadcastStart, BroadcastStatus, CreateOutcome, DueJob, InboxStore, ScheduleStore,
+    ScheduledJob, StoreError, TopicStore,
+};
 use crate::trigger::Counters;
 
 /// The furthest ahead a `sendAt` may be.
@@ -282,6 +291,10 @@ pub struct FireReport {
     pub failed: usize,
     /// Jobs dropped because their recipient was erased after they were scheduled.
     pub erased: usize,
+    /// Scheduled broadcasts started now (their chunk records produced).
+    pub broadcasts_started: usize,
+    /// Broadcast starts that found their broadcast cancelled, gone, or started already.
+    pub broadcasts_skipped: usize,
 }
 
 crate::counters!(FireReport {
@@ -289,7 +302,9 @@ crate::counters!(FireReport {
     created,
     replayed,
     erased,
-    failed
+    failed,
+    broadcasts_started,
+    broadcasts_skipped
 });
 
 impl crate::trigger::Report for FireReport {
@@ -299,6 +314,8 @@ impl crate::trigger::Report for FireReport {
             created = self.created,
             replayed = self.replayed,
             failed = self.failed,
+            broadcasts_started = self.broadcasts_started,
+            broadcasts_skipped = self.broadcasts_skipped,
             "scheduler run"
         );
     }
@@ -307,7 +324,8 @@ impl crate::trigger::Report for FireReport {
         vec![crate::metrics::MetricSet::new()
             .count("ScheduledFired", self.created)
             .count("ScheduledReplayed", self.replayed)
-            .count("ScheduledFailed", self.failed)]
+            .count("ScheduledFailed", self.failed)
+            .count("ScheduledBroadcastsStarted", self.broadcasts_started)]
     }
 }
 
@@ -316,8 +334,18 @@ impl crate::trigger::Report for FireReport {
 pub struct Scheduler {
     inbox: InboxStore,
     schedules: ScheduleStore,
+    topics: TopicStore,
     publisher: Publisher,
     settings: SchedulerSettings,
+}
+
+/// Why a scheduled broadcast did not start (it is tried again after its lease).
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("kafka did not take the broadcast's chunks")]
+    Kafka(#[source] crate::bus::BusError),
 }
 
 /// Jobs claimed per round, and fired concurrently within a round.
@@ -328,12 +356,14 @@ impl Scheduler {
     pub fn new(
         inbox: InboxStore,
         schedules: ScheduleStore,
+        topics: TopicStore,
         publisher: Publisher,
         settings: SchedulerSettings,
     ) -> Self {
         Scheduler {
             inbox,
             schedules,
+            topics,
             publisher,
             settings,
         }
@@ -342,7 +372,8 @@ impl Scheduler {
     /// One round: claims up to [`ROUND`] jobs due at `now` (each leased for `SCHEDULER_LEASE_MS`),
     /// creates each one's notification under its fixed id, publishes the changes and marks the
     /// jobs sent. A job whose create failed keeps its lease and comes due again after it; one
-    /// fired before (its create committed, its finish did not) replays and is marked sent.
+    /// fired before (its create committed, its finish did not) replays and is marked sent. A
+    /// broadcast start among them starts its broadcast (`start_broadcast`).
     pub async fn fire_due(&self, now: DateTime<Utc>) -> Result<FireReport, StoreError> {
         let jobs = self
             .schedules
@@ -352,8 +383,16 @@ impl Scheduler {
             claimed: jobs.len(),
             ..FireReport::default()
         };
+        let mut notifications = Vec::new();
+        let mut starts = Vec::new();
+        for job in jobs {
+            match job {
+                DueJob::Notification(job) => notifications.push(job),
+                DueJob::BroadcastStart(start) => starts.push(start),
+            }
+        }
         let fired: Vec<(ScheduledJob, Result<Option<CreateOutcome>, StoreError>)> =
-            stream::iter(jobs)
+            stream::iter(notifications)
                 .map(|job| async move {
                     let outcome = self.create(&job).await;
                     (job, outcome)
@@ -367,16 +406,16 @@ impl Scheduler {
             match outcome {
                 Ok(None) => {
                     report.erased += 1;
-                    done.push(job);
+                    done.push(DueJob::Notification(job));
                 }
                 Ok(Some(CreateOutcome::Created { change, .. })) => {
                     report.created += 1;
                     changes.push(change);
-                    done.push(job);
+                    done.push(DueJob::Notification(job));
                 }
                 Ok(Some(CreateOutcome::Replayed(_))) => {
                     report.replayed += 1;
-                    done.push(job);
+                    done.push(DueJob::Notification(job));
                 }
                 Ok(other) => {
                     // The record under `scheduled:<id>` belongs to nothing else, and no limit is
@@ -394,10 +433,22 @@ impl Scheduler {
                 }
             }
         }
+        for start in starts {
+            match self.start_broadcast(&start).await {
+                Ok(true) => report.broadcasts_started += 1,
+                Ok(false) => report.broadcasts_skipped += 1,
+                Err(e) => {
+                    tracing::warn!(broadcast = start.broadcast_id, error = %e, "a scheduled broadcast did not start; it comes due again after its lease");
+                    report.failed += 1;
+                    continue;
+                }
+            }
+            done.push(DueJob::BroadcastStart(start));
+        }
         self.publisher.publish_or_defer(&changes).await;
         for job in &done {
             if let Err(e) = self.schedules.finish(job, now.timestamp_millis()).await {
-                tracing::warn!(id = job.id, error = %e, "could not mark a fired job sent; it replays after its lease");
+                tracing::warn!(id = job.id(), error = %e, "could not mark a fired job sent; it replays after its lease");
             }
         }
         Ok(report)
@@ -437,6 +488,26 @@ impl Scheduler {
             )
             .await
             .map(Some)
+    }
+
+    /// Starts a scheduled broadcast: `scheduled` → `queued` (idempotent), then, while it is
+    /// `queued`, produces its chunk records as an immediate broadcast's `202` does. True when
+    /// it produced them; false when the broadcast was cancelled, is gone, or is already running
+    /// or done. An error (Redis, or Kafka not taking the records) leaves the job to its lease.
+    async fn start_broadcast(&self, start: &BroadcastStart) -> Result<bool, StartError> {
+        let id = start.broadcast_id.as_str();
+        if self.topics.start_scheduled(id).await? != Some(BroadcastStatus::Queued) {
+            return Ok(false);
+        }
+        let sent = self
+            .publisher
+            .bus()
+            .send(&BroadcastChunk::all_records(id))
+            .await;
+        if let Some(Err(e)) = sent.into_iter().find(Result::is_err) {
+            return Err(StartError::Kafka(e));
+        }
+        Ok(true)
     }
 
     /// Fires due jobs until `until`: a full round goes on at once, otherwise the next round

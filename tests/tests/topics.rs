@@ -1,18 +1,23 @@
 //! Topics and broadcasts on real Redis and a real Kafka-protocol broker: the topic routes
 //! through `api::handle`, the fan-out through the `broadcast` function's own entry points
 //! (a Kafka batch run twice at once and then redelivered, chunks run around a cancel), and one
-//! broadcast end to end through devstack to a subscriber's WebSocket.
+//! broadcast end to end through devstack to a subscriber's WebSocket. Scheduled broadcasts
+//! (`sendAt`) are started by the scheduler's firing step, driven explicitly with the time it
+//! fires at, as `schedule.rs` does.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use chrono::{DateTime, Duration as Span, Utc};
 use herald_tests::stack::shared_stack;
 use herald_tests::{Call, TestEnv};
+use redis::AsyncCommands;
 use serde_json::{json, Value};
-use shared::config::InboxSettings;
+use shared::config::{InboxSettings, SchedulerSettings};
 use shared::protocol::{BroadcastChunk, Topic};
+use shared::schedule::{FireReport, Scheduler};
 use shared::store::keys::topic_bucket;
 use shared::store::topics::{BROADCAST_CHUNKS, BUCKETS_PER_CHUNK};
 
@@ -609,4 +614,307 @@ async fn the_demo_page_broadcast_reaches_the_callers_websocket_through_devstack(
         .unwrap_or_else(|| panic!("no notification.created frame"));
     assert_eq!(frame["notification"]["title"], "Hello, topic");
     socket.close().await;
+}
+
+/// The scheduler's lease in these tests.
+const LEASE: Duration = Duration::from_secs(30);
+
+fn scheduler(env: &TestEnv) -> Scheduler {
+    scheduler_on(env, env.bus())
+}
+
+fn scheduler_on(env: &TestEnv, bus: shared::bus::EventBus) -> Scheduler {
+    let settings = SchedulerSettings {
+        run: Duration::from_secs(1),
+        poll: Duration::from_millis(50),
+        lease: LEASE,
+    };
+    scheduler::Deps::new(
+        env.conn.clone(),
+        env.keys.clone(),
+        TestEnv::unlimited(),
+        settings,
+        bus,
+    )
+    .scheduler
+}
+
+async fn fire(s: &Scheduler, at: DateTime<Utc>) -> FireReport {
+    s.fire_due(at)
+        .await
+        .unwrap_or_else(|e| panic!("fire_due: {e}"))
+}
+
+/// Puts the scheduler's job `job` back as it was while being fired (claimed, not marked sent):
+/// what a ticker that crashed after its work leaves behind, once the lease has ended.
+async fn undo_settle(env: &TestEnv, job: &str, stored: &str, send_at: DateTime<Utc>) {
+    let mut conn = env.conn.clone();
+    let _: () = conn
+        .hset(env.keys.schedule_jobs(), job, stored)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _: () = conn
+        .hset(env.keys.schedule_state(), job, "firing")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _: () = conn
+        .zadd(env.keys.schedule_due(), job, send_at.timestamp_millis())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Posts a broadcast to `key` due at `send_at`; answers its id after checking the `202`.
+async fn schedule_broadcast(deps: &api::Deps, key: &str, send_at: DateTime<Utc>) -> String {
+    let r = Call::post(&format!("/v1/topics/{key}/notifications"))
+        .service("svc")
+        .json(
+            &json!({"type": "course.news", "title": "Exam tomorrow", "body": "Room 4",
+            "sendAt": send_at.to_rfc3339()}),
+        )
+        .send(deps)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(
+        (&r.body["topic"], &r.body["status"]),
+        (&json!(key), &json!("scheduled"))
+    );
+    let answered = r.body["sendAt"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis());
+    assert_eq!(answered, Some(send_at.timestamp_millis()), "{}", r.body);
+    r.body["broadcastId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no broadcastId in {}", r.body))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_scheduled_broadcast_is_invisible_until_due_then_reaches_the_subscribers_then_once() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    let fanout = broadcast_deps(&env);
+    let (a, b) = (scheduler(&env), scheduler(&env));
+    put_topic(&deps, "exams").await;
+    let members = users("student", 40);
+    subscribe(&deps, "exams", &members[..30]).await;
+    let send_at = Utc::now() + Span::minutes(10);
+    let id = schedule_broadcast(&deps, "exams", send_at).await;
+
+    let state = broadcast_state(&deps, &id).await;
+    assert_eq!(
+        (&state["status"], &state["created"]),
+        (&json!("scheduled"), &json!(0))
+    );
+    assert_eq!(fire(&a, Utc::now()).await.claimed, 0, "not due yet");
+    // A stray run of its chunks before it started creates nothing and commits nothing.
+    let (early, _) = broadcast::fan_out_batch(&fanout, &chunk_batch(&id)).await;
+    assert!(early.batch_item_failures.is_empty(), "{early:?}");
+    assert_eq!(broadcast_state(&deps, &id).await["status"], "scheduled");
+    for user in &members {
+        assert_eq!(inbox_total(&env, user).await, 0, "{user} before sendAt");
+    }
+    // Subscribers at send time: ten more join before it is due.
+    subscribe(&deps, "exams", &members[30..]).await;
+
+    let job = format!("broadcast:{id}");
+    let stored: String = env
+        .conn
+        .clone()
+        .hget(env.keys.schedule_jobs(), &job)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Two tickers at sendAt: one of them starts it.
+    let (ra, rb) = tokio::join!(fire(&a, send_at), fire(&b, send_at));
+    assert_eq!(
+        (
+            ra.claimed + rb.claimed,
+            ra.broadcasts_started + rb.broadcasts_started
+        ),
+        (1, 1),
+        "{ra:?} {rb:?}"
+    );
+    let started = broadcast_state(&deps, &id).await;
+    assert_eq!(
+        (&started["status"], &started["targeted"]),
+        (&json!("queued"), &json!(40))
+    );
+
+    // A ticker that started it and crashed before marking its job sent: the job comes due
+    // again and fires a second time while the broadcast is still queued (its chunks are
+    // produced again), and a third time after it ran (nothing is produced).
+    undo_settle(&env, &job, &stored, send_at).await;
+    assert_eq!(fire(&a, send_at).await.broadcasts_started, 1);
+    let (first_run, _) = broadcast::fan_out_batch(&fanout, &chunk_batch(&id)).await;
+    let (second_run, _) = broadcast::fan_out_batch(&fanout, &chunk_batch(&id)).await;
+    for response in [&first_run, &second_run] {
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+    undo_settle(&env, &job, &stored, send_at).await;
+    let third = fire(&b, send_at).await;
+    assert_eq!(
+        (
+            third.claimed,
+            third.broadcasts_started,
+            third.broadcasts_skipped
+        ),
+        (1, 0, 1),
+        "{third:?}"
+    );
+
+    let done = broadcast_state(&deps, &id).await;
+    assert_eq!(
+        done,
+        json!({"id": id, "topic": "exams", "status": "done", "sendAt": done["sendAt"],
+            "targeted": 40, "created": 40, "skipped": 0, "failed": 0})
+    );
+    for user in &members {
+        assert_eq!(inbox_total(&env, user).await, 1, "{user}");
+    }
+    // Two starts produced chunks (nothing at the 202, nothing at the third firing).
+    let produced = env
+        .consume(Topic::BroadcastChunks, 2 * BROADCAST_CHUNKS as usize)
+        .await;
+    assert_eq!(produced.len(), 2 * BROADCAST_CHUNKS as usize);
+    let events = env.consume(Topic::NotificationEvents, 40).await;
+    assert_eq!(events.len(), 40, "each notification published once");
+}
+
+#[tokio::test]
+async fn a_scheduled_broadcast_whose_chunks_kafka_refused_starts_after_the_lease() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    put_topic(&deps, "labs").await;
+    subscribe(&deps, "labs", &users("lab", 5)).await;
+    let send_at = Utc::now() + Span::minutes(3);
+    let id = schedule_broadcast(&deps, "labs", send_at).await;
+
+    let down = fire(&scheduler_on(&env, env.dead_bus()), send_at).await;
+    assert_eq!(
+        (down.claimed, down.failed, down.broadcasts_started),
+        (1, 1, 0),
+        "{down:?}"
+    );
+    let up = scheduler(&env);
+    assert_eq!(fire(&up, send_at).await.claimed, 0, "leased");
+    let after_lease = send_at + Span::from_std(LEASE).unwrap_or_default() + Span::seconds(1);
+    assert_eq!(fire(&up, after_lease).await.broadcasts_started, 1);
+    let produced = env
+        .consume(Topic::BroadcastChunks, BROADCAST_CHUNKS as usize)
+        .await;
+    assert_eq!(produced.len(), BROADCAST_CHUNKS as usize);
+    assert_eq!(broadcast_state(&deps, &id).await["status"], "queued");
+}
+
+#[tokio::test]
+async fn a_scheduled_broadcast_cancelled_before_it_is_due_sends_nothing() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    let fired = scheduler(&env);
+    put_topic(&deps, "trips").await;
+    let members = users("traveller", 20);
+    subscribe(&deps, "trips", &members).await;
+    let send_at = Utc::now() + Span::hours(2);
+    let id = schedule_broadcast(&deps, "trips", send_at).await;
+
+    let r = Call::post(&format!("/v1/broadcasts/{id}/cancel"))
+        .service("svc")
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "cancelled");
+    assert!(r.body["sendAt"].is_string(), "{}", r.body);
+
+    let report = fire(&fired, send_at).await;
+    assert_eq!(
+        (
+            report.claimed,
+            report.broadcasts_started,
+            report.broadcasts_skipped
+        ),
+        (1, 0, 1),
+        "{report:?}"
+    );
+    assert_eq!(fire(&fired, send_at + Span::hours(1)).await.claimed, 0);
+    let state = broadcast_state(&deps, &id).await;
+    assert_eq!(
+        (&state["status"], &state["created"]),
+        (&json!("cancelled"), &json!(0))
+    );
+    for user in &members {
+        assert_eq!(inbox_total(&env, user).await, 0, "{user}");
+    }
+    // Even a chunk run (none was produced: nothing started) creates nothing.
+    let (run, _) = broadcast::fan_out_batch(&broadcast_deps(&env), &chunk_batch(&id)).await;
+    assert!(run.batch_item_failures.is_empty(), "{run:?}");
+    for user in &members {
+        assert_eq!(
+            inbox_total(&env, user).await,
+            0,
+            "{user} after a stray chunk run"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_send_at_on_a_broadcast_is_422_naming_the_field_and_stores_nothing() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    put_topic(&deps, "labs").await;
+    subscribe(&deps, "labs", &users("lab", 3)).await;
+    let now = Utc::now();
+    let cases = [
+        (
+            json!({"sendAt": (now - Span::minutes(1)).to_rfc3339()}),
+            "sendAt",
+        ),
+        (
+            json!({"sendAt": (now + Span::days(31)).to_rfc3339()}),
+            "sendAt",
+        ),
+        (json!({"sendAt": "next tuesday"}), "sendAt"),
+        (json!({"sendAt": "optimal"}), "sendAt"),
+        (json!({"sendAt": "optimal", "within": "2h"}), "sendAt"),
+        (json!({"within": "2h"}), "within"),
+        (
+            json!({"sendAt": (now + Span::hours(1)).to_rfc3339(), "cancelKey": "k"}),
+            "cancelKey",
+        ),
+    ];
+    for (extra, field) in cases {
+        let mut body = json!({"type": "lab.news", "title": "t", "body": "b"});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let r = Call::post("/v1/topics/labs/notifications")
+            .service("svc")
+            .json(&body)
+            .send(&deps)
+            .await;
+        assert_eq!(
+            (r.status, r.error_fields()),
+            (422, vec![field.to_owned()]),
+            "{extra}: {}",
+            r.body
+        );
+    }
+    let mut conn = env.conn.clone();
+    let pending: u64 = conn
+        .zcard(env.keys.schedule_due())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pending, 0, "no start job");
+    let broadcasts: Vec<String> = conn
+        .keys(env.keys.broadcast("*").state())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(broadcasts.is_empty(), "no broadcast: {broadcasts:?}");
 }

@@ -219,6 +219,11 @@ pub async fn fan_out_chunk(deps: &Deps, chunk: &BroadcastChunk) -> Result<ChunkR
         // Discarded before it was accepted, or expired: nothing to do.
         return Ok(ChunkRun::default());
     };
+    if broadcast.status == BroadcastStatus::Scheduled {
+        // Not started: its chunks are produced when the scheduler starts it. Committing this
+        // stray run would count the chunk as done before it ran.
+        return Ok(ChunkRun::default());
+    }
     let mut counts = ChunkCounts::default();
     if broadcast.status != BroadcastStatus::Cancelled {
         let members: Vec<String> = deps

@@ -6,6 +6,9 @@
 //! the function runs once a minute. All of the logic lives in [`shared::schedule::Scheduler`];
 //! this crate wires it to Lambda. Design and costs: `docs/scheduling.md`.
 //!
+//! It also starts scheduled broadcasts (their chunk records go to `broadcast-chunks`, which the
+//! `broadcast` function fans out).
+//!
 //! Exactly once: overlapping invocations, a crash and Lambda's retry of a failed invocation are
 //! all safe, since every job is claimed with a lease and created under its fixed id with an
 //! idempotency record (see [`shared::schedule`]).
@@ -17,7 +20,7 @@ use shared::config::{Env, InboxSettings, KafkaSettings, RedisSettings, Scheduler
 use shared::error::StartupError;
 use shared::outbox::Publisher;
 use shared::schedule::{FireReport, Scheduler};
-use shared::store::{InboxStore, KeySpace, RedisConn, ScheduleStore};
+use shared::store::{InboxStore, KeySpace, RedisConn, ScheduleStore, TopicStore};
 
 /// Built once per cold start.
 #[derive(Debug, Clone)]
@@ -50,9 +53,10 @@ impl Deps {
     ) -> Self {
         let store = InboxStore::new(conn.clone(), keys.clone(), inbox);
         let publisher = Publisher::new(bus, store.clone());
-        let schedules = ScheduleStore::new(conn, keys);
+        let schedules = ScheduleStore::new(conn.clone(), keys.clone());
+        let topics = TopicStore::new(conn, keys);
         Deps {
-            scheduler: Scheduler::new(store, schedules, publisher, settings),
+            scheduler: Scheduler::new(store, schedules, topics, publisher, settings),
             settings,
         }
     }

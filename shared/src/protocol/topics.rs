@@ -14,7 +14,8 @@ pub enum Topic {
     /// phones' badge), keyed by userId. delivery → push.
     PushNotifications,
     /// A broadcast's fan-out chunks ([`super::BroadcastChunk`]), keyed by `<broadcastId>:<chunk>` so
-    /// a broadcast's chunks spread over the partitions. api → broadcast.
+    /// a broadcast's chunks spread over the partitions. api (and scheduler, for a scheduled
+    /// broadcast) → broadcast.
     BroadcastChunks,
 }
 

@@ -34,7 +34,7 @@
 //! | `<p>{t:<key>}` | hash | a topic: `name`, `subscribers` (exact count), `createdAt` (ms); exists while the topic does (never expires) |
 //! | `<p>{t:<key>}:m:<bucket>` | hash | one of the topic's [`TOPIC_BUCKETS`] membership buckets: userId → `""`, the user in bucket [`topic_bucket`]`(userId)` (small hashes stay listpacks: see `docs/topics.md`) |
 //! | `<p>{topics}` | set | every topic key (what `GET /v1/me/topics` and erasing a user walk) |
-//! | `<p>{b:<id>}` | hash | a broadcast: `topic`, `sender`, `status`, `targeted`, `created`, `skipped`, `failed`, `chunks`, `committed`, `maxPerSecond`, `notification` (the template JSON), `createdAt`; 7 days |
+//! | `<p>{b:<id>}` | hash | a broadcast: `topic`, `sender`, `status`, `targeted`, `created`, `skipped`, `failed`, `chunks`, `committed`, `maxPerSecond`, `notification` (the template JSON), `createdAt`, `sendAt` (scheduled ones); 7 days (past `sendAt` when scheduled) |
 //! | `<p>{b:<id>}:chunks` | set | the broadcast's chunks whose counts are committed (each counted once); 7 days |
 //! | `<p>{b:<id>}:rate` | string | the broadcast's `maxPerSecond` GCRA state |
 //! | `<p>{c:<connectionId>}` | string | the user of a WebSocket connection (for `$disconnect`) |
@@ -42,8 +42,8 @@
 //! | `<p>{s:<id>}:idem:<hash>` | string | the sender's claim of an `Idempotency-Key`: the hash of the request it was first sent with, 24 h |
 //! | `<p>{u:<id>}:engage` | hash | the user's engagement histogram: `h<hour of week>` → decayed weight, `n` → events (see `schedule.rs`); 180 days without an event |
 //! | `<p>{engage}:global` | hash | the same for every user together |
-//! | `<p>{sched}:due` | zset | scheduled job ids by due time (ms); a claimed job's score is its lease's end |
-//! | `<p>{sched}:jobs` | hash | job id → job JSON (sender, sendAt, cancelKey, the notification); once settled, `{sender, sendAt}` |
+//! | `<p>{sched}:due` | zset | scheduled job ids by due time (ms); a claimed job's score is its lease's end; a scheduled broadcast's start is the job `broadcast:<broadcastId>` |
+//! | `<p>{sched}:jobs` | hash | job id → job JSON (sender, sendAt, cancelKey, the notification; a broadcast start: sender, sendAt, broadcastId); once settled, `{sender, sendAt}` |
 //! | `<p>{sched}:state` | hash | job id → `scheduled`, `firing`, `sent` or `cancelled` |
 //! | `<p>{sched}:done` | zset | settled job ids by settle time, to remove them after 7 days |
 //! | `<p>{sched}:ck:<hash>` | set | the pending job ids of one (sender, `cancelKey`) |

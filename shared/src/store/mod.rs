@@ -55,7 +55,8 @@ pub use outbox_index::OutboxIndex;
 pub use ratelimit::{whole_seconds, RateDecision, RateLimiter};
 pub use record::Change;
 pub use schedule::{
-    AddOutcome, EngagementStore, ScheduleStore, ScheduledJob, ScheduledState, ScheduledStatus,
+    AddOutcome, BroadcastStart, DueJob, EngagementStore, ScheduleStore, ScheduledJob,
+    ScheduledState, ScheduledStatus,
 };
 pub use topics::{Broadcast, BroadcastStatus, ChunkCounts, TopicStore};
 pub use webhooks::{Enqueued, LedgerEntry, LedgerState, WebhookStore};

@@ -10,6 +10,12 @@
 //! - a settled (sent or cancelled) job keeps a small record (`{sender, sendAt}`) for
 //!   [`SETTLED_KEEP`], for `GET /v1/scheduled/{id}`, then is removed by a later settle.
 //!
+//! A job either creates one notification ([`ScheduledJob`]) or starts a scheduled broadcast
+//! ([`BroadcastStart`], under the id `broadcast:<broadcastId>`): one due-set and one claim for
+//! both. A broadcast start is not a send of `/v1/scheduled`: those routes do not see it (the
+//! broadcast's own status, in its slot, is what `GET /v1/broadcasts/{id}` shows and its cancel
+//! changes).
+//!
 //! One slot holds every pending job: at 10,000 jobs a minute that is far from a Redis node's
 //! limits; sharding the due-set (`{sched:<n>}`) is the seam if it ever is.
 
@@ -48,6 +54,43 @@ pub struct ScheduledJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleInfo>,
     pub notification: NewNotification,
+}
+
+/// The job that starts a scheduled broadcast at its `sendAt`. What to send and whether it was
+/// cancelled live in the broadcast's own state ([`crate::store::TopicStore`]), not here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BroadcastStart {
+    pub broadcast_id: String,
+    pub sender: String,
+    pub send_at: DateTime<Utc>,
+}
+
+/// The prefix of a broadcast start's job id (a notification's job id is a bare UUID).
+const BROADCAST_JOB_PREFIX: &str = "broadcast:";
+
+impl BroadcastStart {
+    /// Its id in the due-set: one per broadcast, so adding it again replaces it.
+    pub fn job_id(&self) -> String {
+        format!("{BROADCAST_JOB_PREFIX}{}", self.broadcast_id)
+    }
+}
+
+/// A claimed job: what firing it does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DueJob {
+    Notification(ScheduledJob),
+    BroadcastStart(BroadcastStart),
+}
+
+impl DueJob {
+    /// Its id in the due-set.
+    pub fn id(&self) -> String {
+        match self {
+            DueJob::Notification(job) => job.id.clone(),
+            DueJob::BroadcastStart(start) => start.job_id(),
+        }
+    }
 }
 
 /// What a settled job keeps, and what a read needs.
@@ -165,12 +208,41 @@ impl ScheduleStore {
         }
     }
 
-    /// The job `id` if `sender` scheduled it (`None` for another sender's, as for none).
+    /// Stores the job starting a scheduled broadcast, due at its `send_at`. Adding it again (a
+    /// retried request) replaces it: a start that already ran finds the broadcast started and
+    /// changes nothing.
+    pub async fn add_broadcast_start(&self, start: &BroadcastStart) -> Result<(), StoreError> {
+        let k = &self.keys;
+        let _: Vec<String> = scripts::SCHEDULE_ADD
+            .key(k.schedule_due())
+            .key(k.schedule_jobs())
+            .key(k.schedule_state())
+            // No cancel key and no Idempotency-Key share: the script leaves these two alone (the
+            // api's broadcast id already names a retried request).
+            .key(k.schedule_cancel_key(&start.sender, ""))
+            .key(k.schedule_idempotency(&start.sender, "", ""))
+            .arg(start.job_id())
+            .arg(start.send_at.timestamp_millis())
+            .arg(json(start))
+            .arg("")
+            .arg("")
+            .arg(0)
+            .arg(CANCEL_KEY_TTL.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// The job `id` if `sender` scheduled it (`None` for another sender's, as for none, and for
+    /// a broadcast start, which is not a scheduled send).
     pub async fn status(
         &self,
         sender: &str,
         id: &str,
     ) -> Result<Option<ScheduledStatus>, StoreError> {
+        if id.starts_with(BROADCAST_JOB_PREFIX) {
+            return Ok(None);
+        }
         let mut conn = self.conn.clone();
         let (job, state): (Option<String>, Option<String>) = redis::pipe()
             .hget(self.keys.schedule_jobs(), id)
@@ -279,7 +351,7 @@ impl ScheduleStore {
         now_ms: i64,
         lease: Duration,
         limit: usize,
-    ) -> Result<Vec<ScheduledJob>, StoreError> {
+    ) -> Result<Vec<DueJob>, StoreError> {
         let flat: Vec<String> = scripts::SCHEDULE_CLAIM
             .key(self.keys.schedule_due())
             .key(self.keys.schedule_jobs())
@@ -291,7 +363,12 @@ impl ScheduleStore {
             .await?;
         let mut jobs = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks_exact(2) {
-            match serde_json::from_str::<ScheduledJob>(&pair[1]) {
+            let parsed = if pair[0].starts_with(BROADCAST_JOB_PREFIX) {
+                serde_json::from_str(&pair[1]).map(DueJob::BroadcastStart)
+            } else {
+                serde_json::from_str(&pair[1]).map(DueJob::Notification)
+            };
+            match parsed {
                 Ok(job) => jobs.push(job),
                 Err(e) => {
                     tracing::error!(id = pair[0], error = %e, "dropping an unreadable scheduled job");
@@ -306,14 +383,20 @@ impl ScheduleStore {
         Ok(jobs)
     }
 
-    /// Marks a fired job sent (its notification exists).
-    pub async fn finish(&self, job: &ScheduledJob, now_ms: i64) -> Result<(), StoreError> {
+    /// Marks a fired job sent (its notification exists, or its broadcast started).
+    pub async fn finish(&self, job: &DueJob, now_ms: i64) -> Result<(), StoreError> {
+        let (send_at, sender, cancel_key) = match job {
+            DueJob::Notification(j) => {
+                (&j.send_at, &j.sender, j.cancel_key.as_deref().unwrap_or(""))
+            }
+            DueJob::BroadcastStart(b) => (&b.send_at, &b.sender, ""),
+        };
+        let id = job.id();
         self.settle(
             "sent",
             now_ms,
-            &[(&job.id, &job.send_at, &job.sender)],
-            self.keys
-                .schedule_cancel_key(&job.sender, job.cancel_key.as_deref().unwrap_or("")),
+            &[(&id, send_at, sender)],
+            self.keys.schedule_cancel_key(sender, cancel_key),
         )
         .await
         .map(drop)

@@ -126,5 +126,6 @@ pub static TOPIC_MEMBERS: LazyLock<Script> = script!("topic_members.lua");
 pub static TOPIC_DELETE: LazyLock<Script> = script!("topic_delete.lua");
 pub static BROADCAST_CREATE: LazyLock<Script> = script!("broadcast_create.lua");
 pub static BROADCAST_BEGIN: LazyLock<Script> = script!("broadcast_begin.lua");
+pub static BROADCAST_START: LazyLock<Script> = script!("broadcast_start.lua");
 pub static BROADCAST_COMMIT: LazyLock<Script> = script!("broadcast_commit.lua");
 pub static BROADCAST_CANCEL: LazyLock<Script> = script!("broadcast_cancel.lua");

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,8 @@ pub struct SubscriberPage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BroadcastStatus {
+    /// Accepted with `sendAt`: nothing happens until the scheduler starts it (then `queued`).
+    Scheduled,
     Queued,
     Running,
     Done,
@@ -66,6 +69,7 @@ pub enum BroadcastStatus {
 impl BroadcastStatus {
     fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
+            "scheduled" => BroadcastStatus::Scheduled,
             "queued" => BroadcastStatus::Queued,
             "running" => BroadcastStatus::Running,
             "done" => BroadcastStatus::Done,
@@ -76,8 +80,9 @@ impl BroadcastStatus {
 }
 
 /// A broadcast's state: what to send, to which topic, and its exact progress. `targeted` is the
-/// topic's subscriber count when the broadcast was accepted; `created + skipped + failed` reaches
-/// it when the broadcast is done and the membership did not change meanwhile.
+/// topic's subscriber count when the broadcast was accepted (a scheduled one: when it started);
+/// `created + skipped + failed` reaches it when the broadcast is done and the membership did not
+/// change meanwhile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Broadcast {
     pub id: String,
@@ -90,6 +95,8 @@ pub struct Broadcast {
     pub failed: u64,
     /// At most this many recipients a second (`None`: as fast as the fan-out goes).
     pub max_per_second: Option<u32>,
+    /// When a scheduled broadcast starts (`None`: it started when accepted).
+    pub send_at: Option<DateTime<Utc>>,
     /// The notification every recipient gets (its `user_id` is each recipient's).
     pub notification: NewNotification,
 }
@@ -123,6 +130,10 @@ impl Broadcast {
                 .get("maxPerSecond")
                 .and_then(|v| v.parse().ok())
                 .filter(|n| *n > 0),
+            send_at: fields
+                .get("sendAt")
+                .and_then(|v| v.parse::<i64>().ok())
+                .and_then(DateTime::from_timestamp_millis),
             notification: serde_json::from_str(get("notification")?)
                 .map_err(|e| StoreError::Corrupt(format!("broadcast notification: {e}")))?,
         }))
@@ -345,7 +356,9 @@ impl TopicStore {
         Ok(removed)
     }
 
-    /// Records a queued broadcast to `topic` with the topic's subscriber count as `targeted`.
+    /// Records a broadcast to `topic`: `queued` with the topic's subscriber count as `targeted`,
+    /// or, with `send_at`, `scheduled` (`targeted` is set when it starts, see
+    /// [`TopicStore::start_scheduled`]) and kept [`BROADCAST_RETENTION`] past its `send_at`.
     /// `Ok(None)` when the topic does not exist (nothing written); `Ok(Some((broadcast, false)))`
     /// when a broadcast with this id already exists (a retry): the stored one, unchanged.
     pub async fn create_broadcast(
@@ -355,6 +368,7 @@ impl TopicStore {
         sender: &str,
         notification: &NewNotification,
         max_per_second: Option<u32>,
+        send_at: Option<DateTime<Utc>>,
     ) -> Result<Option<(Broadcast, bool)>, StoreError> {
         if let Some(existing) = self.broadcast(id).await? {
             return Ok(Some((existing, false)));
@@ -364,26 +378,37 @@ impl TopicStore {
         };
         let template = serde_json::to_string(notification)
             .map_err(|e| StoreError::Corrupt(format!("broadcast notification: {e}")))?;
+        let now = Utc::now();
+        let waits_ms = send_at.map_or(0, |at| (at - now).num_milliseconds().max(0)) as u64;
+        let mut fields = vec![
+            ("topic", topic.to_owned()),
+            ("sender", sender.to_owned()),
+            (
+                "status",
+                if send_at.is_some() {
+                    "scheduled"
+                } else {
+                    "queued"
+                }
+                .to_owned(),
+            ),
+            ("targeted", found.subscribers.to_string()),
+            ("created", "0".to_owned()),
+            ("skipped", "0".to_owned()),
+            ("failed", "0".to_owned()),
+            ("chunks", BROADCAST_CHUNKS.to_string()),
+            ("committed", "0".to_owned()),
+            ("maxPerSecond", max_per_second.unwrap_or(0).to_string()),
+            ("notification", template),
+            ("createdAt", now.timestamp_millis().to_string()),
+        ];
+        if let Some(at) = send_at {
+            fields.push(("sendAt", at.timestamp_millis().to_string()));
+        }
         let created: i64 = scripts::BROADCAST_CREATE
             .key(self.keys.broadcast(id).state())
-            .arg(BROADCAST_RETENTION.as_millis() as u64)
-            .arg(&[
-                ("topic", topic.to_owned()),
-                ("sender", sender.to_owned()),
-                ("status", "queued".to_owned()),
-                ("targeted", found.subscribers.to_string()),
-                ("created", "0".to_owned()),
-                ("skipped", "0".to_owned()),
-                ("failed", "0".to_owned()),
-                ("chunks", BROADCAST_CHUNKS.to_string()),
-                ("committed", "0".to_owned()),
-                ("maxPerSecond", max_per_second.unwrap_or(0).to_string()),
-                ("notification", template),
-                (
-                    "createdAt",
-                    chrono::Utc::now().timestamp_millis().to_string(),
-                ),
-            ])
+            .arg(BROADCAST_RETENTION.as_millis() as u64 + waits_ms)
+            .arg(&fields)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let stored = self
@@ -391,6 +416,28 @@ impl TopicStore {
             .await?
             .ok_or_else(|| StoreError::Corrupt("a broadcast vanished as it was created".into()))?;
         Ok(Some((stored, created == 1)))
+    }
+
+    /// Starts a scheduled broadcast: `scheduled` becomes `queued`, with the topic's subscriber
+    /// count now as `targeted` (the membership is read when the fan-out runs). Idempotent: any
+    /// other status is left as it is. The status after the call, `None` if it is gone.
+    pub async fn start_scheduled(&self, id: &str) -> Result<Option<BroadcastStatus>, StoreError> {
+        let Some(broadcast) = self.broadcast(id).await? else {
+            return Ok(None);
+        };
+        if broadcast.status != BroadcastStatus::Scheduled {
+            return Ok(Some(broadcast.status));
+        }
+        let targeted = self
+            .get(&broadcast.topic)
+            .await?
+            .map_or(0, |t| t.subscribers);
+        let status: Option<String> = scripts::BROADCAST_START
+            .key(self.keys.broadcast(id).state())
+            .arg(targeted)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        status.as_deref().map(BroadcastStatus::parse).transpose()
     }
 
     pub async fn broadcast(&self, id: &str) -> Result<Option<Broadcast>, StoreError> {
@@ -457,7 +504,7 @@ impl TopicStore {
         Ok((first == 1, status))
     }
 
-    /// Cancels a queued or running broadcast; the broadcast after (`None` if it does not exist).
+    /// Cancels a scheduled, queued or running broadcast; the broadcast after (`None` if it does not exist).
     pub async fn cancel(&self, id: &str) -> Result<Option<Broadcast>, StoreError> {
         let fields: HashMap<String, String> = scripts::BROADCAST_CANCEL
             .key(self.keys.broadcast(id).state())

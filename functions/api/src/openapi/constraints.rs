@@ -195,6 +195,14 @@ pub(super) fn apply(doc: &mut Value) {
         broadcast["description"] = json!("The body of `POST /v1/topics/{key}/notifications`: the create body without a recipient (every subscriber is one), plus `maxPerSecond`. Unknown fields are refused.");
         broadcast["properties"]["maxPerSecond"] = json!({"type": ["integer", "null"], "minimum": 1, "maximum": BROADCAST_MAX_PER_SECOND,
             "description": "At most this many recipients a second (protects API Gateway's @connections throttling); unlimited when absent"});
+        // One moment for every subscriber: no per-recipient `optimal`, and a broadcast is
+        // cancelled by its id, not a `cancelKey` (both are 422).
+        broadcast["properties"]["sendAt"] = json!({"type": ["string", "null"], "format": "date-time",
+            "description": "Start later: an RFC 3339 date-time in the future, at most 30 days ahead (not `optimal`); the broadcast answers 202 `scheduled` and goes, at that moment, to the topic's subscribers then"});
+        if let Some(p) = broadcast["properties"].as_object_mut() {
+            p.remove("within");
+            p.remove("cancelKey");
+        }
         schemas["BroadcastRequest"] = broadcast;
         schemas["CreateNotificationBatchRequest"] = with(
             "userIds",

@@ -5,8 +5,11 @@
 //! takes any user token and lists the caller's own topics. Every input is checked before
 //! anything is written, and each write is one script on the topic's (or broadcast's) slot: a
 //! refused call writes nothing. A broadcast is accepted (202) once its state is stored and its
-//! chunk records are acknowledged by Kafka; the `broadcast` function fans it out.
+//! chunk records are acknowledged by Kafka; the `broadcast` function fans it out. A broadcast
+//! with `sendAt` is accepted once its state (`scheduled`) and its start job in the scheduler's
+//! due-set are stored; the scheduler produces its chunks at `sendAt`.
 
+use chrono::{DateTime, Utc};
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
@@ -15,8 +18,9 @@ use shared::auth::SCOPE_WRITE;
 use shared::error::{ApiError, FieldError, Problem};
 use shared::limits::{self, TOPIC_IDS_BODY_MAX_BYTES, TOPIC_MAX_IDS_PER_CALL};
 use shared::protocol::BroadcastChunk;
+use shared::schedule::{Scheduling, When};
 use shared::store::topics::{SubscriberCursor, Topic};
-use shared::store::{Broadcast, BroadcastStatus};
+use shared::store::{Broadcast, BroadcastStart, BroadcastStatus};
 use utoipa::ToSchema;
 
 use super::notifications::{admit, idempotency_key, preview, too_large_notification};
@@ -104,6 +108,9 @@ pub struct BroadcastAccepted {
     pub broadcast_id: String,
     pub topic: String,
     pub status: BroadcastStatus,
+    /// When a scheduled broadcast starts (absent for an immediate one).
+    #[serde(rename = "sendAt", default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<DateTime<Utc>>,
 }
 
 /// A broadcast's progress. Exact: each recipient counts once, in one of `created` (their
@@ -113,7 +120,11 @@ pub struct BroadcastView {
     pub id: String,
     pub topic: String,
     pub status: BroadcastStatus,
-    /// The topic's subscriber count when the broadcast was accepted.
+    /// When a scheduled broadcast starts (absent for an immediate one).
+    #[serde(rename = "sendAt", default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<DateTime<Utc>>,
+    /// The topic's subscriber count when the broadcast was accepted (a scheduled one: when it
+    /// started; until then, when it was accepted).
     pub targeted: u64,
     pub created: u64,
     pub skipped: u64,
@@ -126,6 +137,7 @@ impl From<Broadcast> for BroadcastView {
             id: b.id,
             topic: b.topic,
             status: b.status,
+            send_at: b.send_at,
             targeted: b.targeted,
             created: b.created,
             skipped: b.skipped,
@@ -469,6 +481,39 @@ fn read_broadcast_request(bytes: &[u8]) -> Result<BroadcastRequest, ApiError> {
     })
 }
 
+/// The moment of a broadcast's `sendAt`, checked by [`validate::check_with_schedule`] like a
+/// create's. A broadcast has one moment for every subscriber: `"optimal"` (a per-recipient
+/// choice) and `cancelKey` (a broadcast is cancelled by its id) are refused, naming the field.
+fn broadcast_moment(scheduling: Option<Scheduling>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(scheduling) = scheduling else {
+        return Ok(None);
+    };
+    let mut errors = Vec::new();
+    if scheduling.cancel_key.is_some() {
+        errors.push(FieldError::new(
+            "cancelKey",
+            "a broadcast is cancelled by its id: POST /v1/broadcasts/{id}/cancel",
+        ));
+    }
+    let at = match scheduling.when {
+        When::At(at) => Some(at),
+        When::Optimal { .. } => {
+            errors.push(FieldError::new(
+                "sendAt",
+                "\"optimal\" chooses a moment per recipient, and a broadcast starts once for \
+                 every subscriber: give an RFC 3339 date-time, or send to each user with \
+                 POST /v1/notifications",
+            ));
+            None
+        }
+    };
+    if errors.is_empty() {
+        Ok(at)
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
 /// The broadcast id: derived from the sender and its `Idempotency-Key`, so a retry names the
 /// same broadcast; random without a key.
 fn broadcast_id(sender: &str, key: Option<&str>) -> String {
@@ -495,9 +540,9 @@ fn broadcast_id(sender: &str, key: Option<&str>) -> String {
 #[utoipa::path(post, path = "/v1/topics/{key}/notifications", tag = "topics",
     params(("key" = String, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "Names this broadcast for 24 h: a retry with the same body answers the same broadcast; a different body is 422 and writes nothing")),
-    request_body(content = CreateRequest, description = "The create body without `userId`/`userIds`, plus an optional `maxPerSecond` (1–100,000): at most that many recipients a second"),
+    request_body(content = CreateRequest, description = "The create body without `userId`/`userIds`, plus an optional `maxPerSecond` (1–100,000): at most that many recipients a second. With `sendAt` (an RFC 3339 date-time, in the future, at most 30 days ahead; not `\"optimal\"`, and no `cancelKey`) the broadcast is `scheduled` and starts at that moment, to the topic's subscribers then"),
     responses(
-        (status = 202, description = "Accepted: the fan-out runs in the background", body = BroadcastAccepted),
+        (status = 202, description = "Accepted: the fan-out runs in the background (`queued`), or starts at `sendAt` (`scheduled`)", body = BroadcastAccepted),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such topic; nothing was written", body = Problem, content_type = "application/problem+json"),
@@ -515,8 +560,9 @@ pub async fn broadcast(deps: &Deps, req: &Request, key: &str) -> Result<Response
         request,
         max_per_second,
     } = read_broadcast_request(bytes)?;
-    let (recipients, notification) =
-        validate::check(request, Shape::Single).map_err(ApiError::validation)?;
+    let (recipients, notification, scheduling) =
+        validate::check_with_schedule(request, Shape::Single).map_err(ApiError::validation)?;
+    let send_at = broadcast_moment(scheduling)?;
     let longest = recipients.into_iter().next().unwrap_or_default();
     too_large_notification(&preview(&longest, &notification))?;
     let idempotency = idempotency_key(req)?;
@@ -525,13 +571,43 @@ pub async fn broadcast(deps: &Deps, req: &Request, key: &str) -> Result<Response
     let id = broadcast_id(&claims.sub, idempotency);
     let (stored, created) = deps
         .topics
-        .create_broadcast(&id, key, &claims.sub, &notification, max_per_second)
+        .create_broadcast(
+            &id,
+            key,
+            &claims.sub,
+            &notification,
+            max_per_second,
+            send_at,
+        )
         .await
         .map_err(store_error)?
         .ok_or(ApiError::NotFound)?;
+    // A scheduled broadcast's start job, stored again on a retry (a crash may have come between
+    // the two writes; a start that ran already finds the broadcast started).
+    if stored.status == BroadcastStatus::Scheduled {
+        if let Some(send_at) = stored.send_at {
+            let start = BroadcastStart {
+                broadcast_id: id.clone(),
+                sender: claims.sub.clone(),
+                send_at,
+            };
+            if let Err(e) = deps.schedules.add_broadcast_start(&start).await {
+                if created {
+                    deps.topics
+                        .discard_broadcast(&id)
+                        .await
+                        .map_err(store_error)?;
+                }
+                return Err(store_error(e));
+            }
+        }
+    }
     // A retry of a broadcast still queued may follow a crash before its chunks were produced:
-    // produce them again (a chunk runs once per recipient however often it arrives).
-    if created || stored.status == BroadcastStatus::Queued {
+    // produce them again (a chunk runs once per recipient however often it arrives). A
+    // scheduled one's chunks are the scheduler's to produce, at `sendAt`.
+    if stored.status != BroadcastStatus::Scheduled
+        && (created || stored.status == BroadcastStatus::Queued)
+    {
         let sent = deps
             .publisher
             .bus()
@@ -556,6 +632,7 @@ pub async fn broadcast(deps: &Deps, req: &Request, key: &str) -> Result<Response
             broadcast_id: id.clone(),
             topic: stored.topic,
             status: stored.status,
+            send_at: stored.send_at,
         },
     );
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/broadcasts/{id}")) {
@@ -586,7 +663,8 @@ pub async fn get_broadcast(
     Ok(http::json(StatusCode::OK, &BroadcastView::from(b)))
 }
 
-/// Cancel a broadcast: recipients not yet reached get nothing (a done broadcast stays done).
+/// Cancel a broadcast: recipients not yet reached get nothing (a done broadcast stays done); a
+/// scheduled one never starts.
 #[utoipa::path(post, path = "/v1/broadcasts/{id}/cancel", tag = "topics", params(("id" = String, Path)),
     responses((status = 200, body = BroadcastView),
         (status = 403, body = Problem, content_type = "application/problem+json"),
