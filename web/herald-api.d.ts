@@ -1039,7 +1039,7 @@ export interface components {
             /**
              * @description Why the attempt failed, besides a non-2xx status: `redirect-refused` (a 3xx, never
              *     followed), `endpoint-refused` (the URL or an address it resolves to is outside the
-             *     outbound policy), `timeout`, `connect`.
+             *     outbound policy), `timeout`, `connect`, `bad-secret` (a stored secret that cannot sign).
              */
             error?: string | null;
             /** @description The message's `webhook-id`. */
