@@ -817,7 +817,7 @@ export interface components {
         };
         /** @description The body of `POST /v1/scheduled/cancel`. */
         CancelByKeyRequest: {
-            /** @description The `cancelKey` the creates carried. */
+            /** @description The `cancelKey` the creates carried: 1–128 bytes */
             cancelKey: string;
         };
         CancelByKeyResponse: {

@@ -247,7 +247,8 @@ async fn apns_answers_map_into_the_contract() {
                 assert_eq!(*reason, why, "case {i}")
             }
             (Outcome::RetryAfter(wait), _) => {
-                let expected = if i == 3 { 30 } else { 60 };
+                // Case 4 is the 503 with `Retry-After: 30`; the 429s wait 60 s without one.
+                let expected = if i == 4 { 30 } else { 60 };
                 assert_eq!(*wait, Duration::from_secs(expected), "case {i}");
             }
             _ => {}

@@ -8,7 +8,7 @@ descriptions too):
 - a create's escalation `after` is at most 7 days, its digest `window` from 10s to 24h and its
   digest `key` at most 128 bytes (the pattern states the duration's syntax, not its range);
 - a create's (and a broadcast's) `sendAt` lies in the future (a fixed hour ahead), `within` comes
-  only with `sendAt: optimal` and `cancelKey` only with `sendAt` (and on a create, never on a
+  only with `sendAt: optimal` (above 0, at most 7 days) and `cancelKey` only with `sendAt` (and on a create, never on a
   broadcast), and a `cancelKey` is at most 128 bytes;
 - a create's `Idempotency-Key` is new: reusing one with another body is 422 by design;
 - a create names the token's own user, so the document's links (create -> get, patch, delete,
@@ -101,6 +101,8 @@ def _schedule(body: dict, broadcast: bool = False) -> None:
         ).isoformat().replace("+00:00", "Z")
     if broadcast or body.get("sendAt") != "optimal":
         body.pop("within", None)
+    elif body.get("within") is not None and not 0 < _seconds(body["within"]) <= 7 * 86400:
+        body["within"] = "24h"
     if broadcast or body.get("sendAt") is None:
         body.pop("cancelKey", None)
     if isinstance(body.get("cancelKey"), str) and len(body["cancelKey"].encode()) > 128:

@@ -229,6 +229,9 @@ pub(super) fn apply(doc: &mut Value) {
         .iter()
         .map(|f| json!({"required": [f], "properties": {*f: {"type": "boolean"}}}))
         .collect::<Vec<_>>());
+    schemas["CancelByKeyRequest"]["properties"]["cancelKey"] = json!({"type": "string",
+        "minLength": 1, "maxLength": shared::schedule::CANCEL_KEY_MAX_BYTES,
+        "description": format!("The `cancelKey` the creates carried: 1–{} bytes", shared::schedule::CANCEL_KEY_MAX_BYTES)});
     schemas["MarkAllReadRequest"]["properties"]["type"] = notification_type();
     schemas["MarkAllReadRequest"]["properties"]["type"]["type"] = json!(["string", "null"]);
     schemas["ChannelSwitches"] = json!({"type": "object",
