@@ -1171,7 +1171,16 @@ export interface components {
              *     (and no flag changes).
              */
             payload: {
-                changes: components["schemas"]["FlagsPatch"];
+                /**
+                 * @description A change to a notification's flags. Absent fields are left as they are. On the wire this is the
+                 *     body of `PATCH /v1/notifications/{id}`, and the `changes` of `NOTIFICATION_UPDATED` (which then
+                 *     holds only the fields that really changed, with their new values).
+                 */
+                changes: {
+                    archived?: boolean | null;
+                    read?: boolean | null;
+                    seen?: boolean | null;
+                };
                 counts: components["schemas"]["Counts"];
                 digest?: null | components["schemas"]["Digest"];
                 first?: null | components["schemas"]["FirstEngagement"];

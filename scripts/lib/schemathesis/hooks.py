@@ -7,7 +7,8 @@ descriptions too):
 - a create's `expiresAt` must be in the future;
 - a create's escalation `after` is at most 7 days, its digest `window` from 10s to 24h and its
   digest `key` at most 128 bytes (the pattern states the duration's syntax, not its range);
-- a create's (and a broadcast's) `sendAt` lies in the future (a fixed hour ahead), `within` comes
+- a create's (and a broadcast's) `sendAt` lies in the future and at most 30 days ahead (else an
+  hour ahead), `within` comes
   only with `sendAt: optimal` (above 0, at most 7 days) and `cancelKey` only with `sendAt` (and on a create, never on a
   broadcast), and a `cancelKey` is at most 128 bytes;
 - a create's `Idempotency-Key` is new: reusing one with another body is 422 by design;
@@ -70,6 +71,18 @@ def _future(value) -> bool:
     return at > datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
 
 
+def _soon(value) -> bool:
+    """In the future and at most 30 days ahead (a scheduled send's range)."""
+    try:
+        at = datetime.datetime.fromisoformat(str(value).replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        return True  # not ours to fix: the API parses it
+    if at.tzinfo is None:
+        return True
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now + datetime.timedelta(minutes=5) < at < now + datetime.timedelta(days=29)
+
+
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -95,7 +108,7 @@ def _workflows(body: dict) -> None:
 
 def _schedule(body: dict, broadcast: bool = False) -> None:
     send_at = body.get("sendAt")
-    if send_at is not None and send_at != "optimal" and not _future(send_at):
+    if send_at is not None and send_at != "optimal" and not _soon(send_at):
         body["sendAt"] = (
             datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
         ).isoformat().replace("+00:00", "Z")

@@ -224,6 +224,22 @@ pub(super) fn apply(doc: &mut Value) {
     }
 
     let schemas = &mut doc["components"]["schemas"];
+    // A `NOTIFICATION_UPDATED` record's `changes` is the patch as applied: empty when a digest
+    // item collected one more event. The request rule below is not its rule.
+    let applied = schemas["FlagsPatch"].clone();
+    if let Some(variants) = schemas["Event"]["oneOf"].as_array_mut() {
+        for variant in variants {
+            // `get_mut`, not indexing: indexing a missing key would insert a null.
+            let changes = variant
+                .get_mut("properties")
+                .and_then(|p| p.get_mut("payload"))
+                .and_then(|p| p.get_mut("properties"))
+                .and_then(|p| p.get_mut("changes"));
+            if let Some(changes) = changes.filter(|c| c.get("$ref").is_some()) {
+                *changes = applied.clone();
+            }
+        }
+    }
     // An empty patch, or one whose fields are all null, changes nothing: 422.
     schemas["FlagsPatch"]["anyOf"] = json!(["read", "seen", "archived"]
         .iter()
