@@ -88,6 +88,25 @@ pub fn services_required() -> bool {
 }
 
 /// Skips (or, under `HERALD_REQUIRE_SERVICES=1`, fails) a test that lacks a service.
+/// Polls `done` every 100 ms until it holds or `within` passes; whether it held. For waits on
+/// work the machine does at its own pace: the deadline is a generous bound, the condition ends it.
+pub async fn eventually<F, Fut>(within: Duration, mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let give_up = std::time::Instant::now() + within;
+    loop {
+        if done().await {
+            return true;
+        }
+        if std::time::Instant::now() > give_up {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub fn skip(why: &str) {
     assert!(!services_required(), "HERALD_REQUIRE_SERVICES=1 but {why}");
     eprintln!("SKIPPED: {why}");

@@ -21,6 +21,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use herald_tests::apns::{self, ApnsFake};
 use herald_tests::browser::Browser;
+use herald_tests::eventually;
 use herald_tests::fcm::{self, FcmFake, CLIENT_EMAIL};
 use herald_tests::provider::Provider;
 use herald_tests::stack::{http_client, Stack};
@@ -256,24 +257,6 @@ impl Phones {
     }
 }
 
-/// Polls `done` every 100 ms until it holds or [`DEADLINE`] passes; whether it held.
-async fn eventually<F, Fut>(mut done: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let give_up = Instant::now() + DEADLINE;
-    loop {
-        if done().await {
-            return true;
-        }
-        if Instant::now() > give_up {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_reaches_an_android_phone_with_the_unread_count_as_its_badge() {
     let Some(p) = phones() else { return };
@@ -282,9 +265,9 @@ async fn a_notification_reaches_an_android_phone_with_the_unread_count_as_its_ba
     // One unread already, in the inbox only: the phone's first push says 2.
     p.notify(&ada, "in-app only", &["IN_APP"]).await;
     let first = p.notify(&ada, "Deployed", &["IN_APP", "PUSH"]).await;
-    assert!(eventually(|| async { p.pushes(&token).len() == 1 }).await);
+    assert!(eventually(DEADLINE, || async { p.pushes(&token).len() == 1 }).await);
     let second = p.notify(&ada, "Rolled back", &["IN_APP", "PUSH"]).await;
-    assert!(eventually(|| async { p.pushes(&token).len() == 2 }).await);
+    assert!(eventually(DEADLINE, || async { p.pushes(&token).len() == 2 }).await);
     let pushes = p.pushes(&token);
     for (push, (n, badge)) in pushes.iter().zip([(&first, 2), (&second, 3)]) {
         let m = &push["message"];
@@ -312,11 +295,11 @@ async fn a_read_on_the_web_sends_the_phone_one_silent_badge_update_with_the_new_
     let second = p.notify(&ada, "two", &["IN_APP"]).await;
     p.read(&ada, &first["id"]).await;
     assert!(
-        eventually(|| async { !p.badge_updates(&token).is_empty() }).await,
+        eventually(DEADLINE, || async { !p.badge_updates(&token).is_empty() }).await,
         "a silent update reached the phone"
     );
     // Nothing else is on its way: no trailing update waits (one change asked for one).
-    assert!(eventually(|| async { !p.badge_pending(&ada).await }).await);
+    assert!(eventually(DEADLINE, || async { !p.badge_pending(&ada).await }).await);
     assert_eq!(p.badge_updates(&token), ["1"]);
     assert!(
         p.pushes(&token).is_empty(),
@@ -333,7 +316,11 @@ async fn a_read_on_the_web_sends_the_phone_one_silent_badge_update_with_the_new_
         p.drain().await;
         p.badge_updates(&token) == ["1", "0"]
     };
-    assert!(eventually(updates).await, "{:?}", p.badge_updates(&token));
+    assert!(
+        eventually(DEADLINE, updates).await,
+        "{:?}",
+        p.badge_updates(&token)
+    );
     socket.close().await;
 }
 
@@ -351,7 +338,7 @@ async fn a_burst_of_reads_brings_at_most_one_update_per_window_and_the_final_cou
     // machine is slower than 2 s a read (then they are sent as they come: the bound below holds
     // either way).
     p.read(&ada, &ids[0]).await;
-    assert!(eventually(|| async { p.badge_updates(&token) == ["4"] }).await);
+    assert!(eventually(DEADLINE, || async { p.badge_updates(&token) == ["4"] }).await);
     for id in &ids[1..3] {
         p.read(&ada, id).await;
     }
@@ -366,7 +353,7 @@ async fn a_burst_of_reads_brings_at_most_one_update_per_window_and_the_final_cou
     assert!((200..300).contains(&status), "{status} {body}");
     // The trailing update is the drain's (every minute on AWS): run it until it has nothing left
     // for this user and the phone shows 0.
-    let settled = eventually(|| async {
+    let settled = eventually(DEADLINE, || async {
         p.drain().await;
         !p.badge_pending(&ada).await
             && p.badge_updates(&token).last().map(String::as_str) == Some("0")
@@ -415,7 +402,7 @@ async fn a_gone_token_removes_that_device_only_and_the_other_targets_still_get_i
 
     let n = p.notify(&ada, "Deployed", &["IN_APP", "PUSH"]).await;
     assert!(
-        eventually(|| async {
+        eventually(DEADLINE, || async {
             p.device_ids(&ada).await == [live_id.clone()]
                 && p.pushes(&live).len() == 1
                 && service.received("/push/ada").len() == 1
@@ -458,9 +445,9 @@ async fn a_redelivered_batch_and_a_throttled_retry_send_nothing_twice_to_a_devic
         ],
     );
     let n = p.notify(&ada, "Deployed", &["IN_APP", "PUSH"]).await;
-    assert!(eventually(|| async { p.pushes(&fast).len() == 1 }).await);
+    assert!(eventually(DEADLINE, || async { p.pushes(&fast).len() == 1 }).await);
     assert!(
-        eventually(|| async {
+        eventually(DEADLINE, || async {
             p.drain().await;
             p.pushes(&slow).len() == 2
         })
@@ -514,8 +501,13 @@ async fn an_iphone_gets_the_badge_through_apns_a_read_updates_it_and_an_unregist
     let iphone = p.iphone(&ada, &iphone_token).await;
     p.android(&ada, &android_token).await;
     let first = p.notify(&ada, "Deployed", &["IN_APP", "PUSH"]).await;
-    assert!(eventually(|| async { p.apns_received(&iphone_token).len() == 1 }).await);
-    assert!(eventually(|| async { p.pushes(&android_token).len() == 1 }).await);
+    assert!(
+        eventually(DEADLINE, || async {
+            p.apns_received(&iphone_token).len() == 1
+        })
+        .await
+    );
+    assert!(eventually(DEADLINE, || async { p.pushes(&android_token).len() == 1 }).await);
     let (push_type, alert) = &p.apns_received(&iphone_token)[0];
     assert_eq!(push_type, "alert", "{alert}");
     assert_eq!(alert["id"], first["id"], "{alert}");
@@ -524,7 +516,12 @@ async fn an_iphone_gets_the_badge_through_apns_a_read_updates_it_and_an_unregist
 
     // Read on the web: the iPhone gets a silent background update with the new count.
     p.read(&ada, &first["id"]).await;
-    assert!(eventually(|| async { p.apns_received(&iphone_token).len() == 2 }).await);
+    assert!(
+        eventually(DEADLINE, || async {
+            p.apns_received(&iphone_token).len() == 2
+        })
+        .await
+    );
     let (push_type, update) = &p.apns_received(&iphone_token)[1];
     assert_eq!(push_type, "background", "{update}");
     assert_eq!(update["aps"]["content-available"], 1, "{update}");
@@ -536,9 +533,12 @@ async fn an_iphone_gets_the_badge_through_apns_a_read_updates_it_and_an_unregist
         .provider
         .always(&ApnsFake::path(&iphone_token), apns::unregistered());
     p.notify(&ada, "Rolled back", &["IN_APP", "PUSH"]).await;
-    assert!(eventually(|| async { p.pushes(&android_token).len() == 2 }).await);
+    assert!(eventually(DEADLINE, || async { p.pushes(&android_token).len() == 2 }).await);
     assert!(
-        eventually(|| async { !p.device_ids(&ada).await.contains(&iphone) }).await,
+        eventually(DEADLINE, || async {
+            !p.device_ids(&ada).await.contains(&iphone)
+        })
+        .await,
         "the unregistered iPhone is removed"
     );
     assert_eq!(p.device_ids(&ada).await.len(), 1, "the android phone stays");

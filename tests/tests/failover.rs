@@ -8,10 +8,11 @@
 //!
 //! Nothing here times the machine: each wait ends on a condition, with a generous deadline.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use herald_tests::eventually;
 use herald_tests::provider::{ses, Provider};
 use herald_tests::smtp_sink::SmtpSink;
 use herald_tests::stack::{http_client, Stack};
@@ -19,24 +20,6 @@ use serde_json::{json, Value};
 
 /// Long enough for any machine; conditions end the waits, not this.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// Polls `done` every 100 ms until it holds or [`DEADLINE`] passes; whether it held.
-async fn eventually<F, Fut>(mut done: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let give_up = Instant::now() + DEADLINE;
-    loop {
-        if done().await {
-            return true;
-        }
-        if Instant::now() > give_up {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_devstack_email_fails_over_from_an_unavailable_ses_to_smtp_once() {
@@ -80,13 +63,13 @@ async fn through_devstack_email_fails_over_from_an_unavailable_ses_to_smtp_once(
         .await;
     let ses_calls = || ses_api.received(ses::SEND_EMAIL).len();
     assert!(
-        eventually(|| async { sink.messages().len() == 1 }).await,
+        eventually(DEADLINE, || async { sink.messages().len() == 1 }).await,
         "SMTP took the email after SES"
     );
     // SES first, with its bounded retries (the count is the policy's, not this test's concern).
     let tried = ses_calls();
     assert!(tried >= 1, "SES was tried first");
-    let outcomes = eventually(|| async {
+    let outcomes = eventually(DEADLINE, || async {
         let deliveries = stack
             .get(
                 &user,
