@@ -7,7 +7,10 @@
 //!    the sum of `MEMORY USAGE` of the topic's keys (target: at most 100 bytes);
 //! 3. broadcasts to the topic and polls the broadcast until it is `done`, then prints
 //!    recipients per second in the fan-out (created / seconds from the 202 to `done`; target: at
-//!    least 5,000/s) and the final counts (`created` must be the subscriber count).
+//!    least 5,000/s) and the final counts (`created` must be the subscriber count);
+//! 4. prints, for the fan-out's window, each process's CPU (share of a core, and µs per
+//!    recipient: the figure that hardly depends on the machine's load) and Redis's busiest
+//!    commands per recipient (`INFO commandstats`, reset at the broadcast).
 //!
 //! ```text
 //! cargo build --profile local --bins
@@ -20,7 +23,7 @@
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use herald_bench::{mode_note, scale};
+use herald_bench::{cpu, mode_note, scale};
 use herald_tests::stack::{http_client, Stack, FUNCTIONS};
 use serde_json::{json, Value};
 use shared::store::keys::TOPIC_BUCKETS;
@@ -137,6 +140,12 @@ async fn run(stack: &Stack, subscribers: usize) {
     );
 
     // 3. Broadcast.
+    let redis_pid = cpu::redis_pid(&stack.redis_url).await;
+    let _: redis::RedisResult<()> = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut redis)
+        .await;
+    let cpu_before = cpu::in_process(redis_pid);
     let started = Instant::now();
     let accepted: Value = http
         .post(stack.http_url(&format!("/v1/topics/{topic}/notifications")))
@@ -172,12 +181,71 @@ async fn run(stack: &Stack, subscribers: usize) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let fanout_secs = started.elapsed().as_secs_f64();
+    let cpu_after = cpu::in_process(redis_pid);
     let created = state["created"].as_u64().unwrap_or(0);
     println!(
         "broadcast   {created} recipients in {fanout_secs:.2} s from the 202 to done: {:.0} recipients/s (target ≥ 5,000/s)",
         created as f64 / fanout_secs
     );
     println!("            final state {state}");
+    print!(
+        "{}",
+        cpu::report(&cpu_before, &cpu_after, fanout_secs, num_cores())
+    );
+    print_cpu_per_recipient(&cpu_before, &cpu_after, created);
+    print_commandstats(&mut redis, created).await;
     assert_eq!(state["status"], "done");
     assert_eq!(created, subscribers as u64, "every subscriber gets one");
+}
+
+/// CPU time per recipient of each process over the fan-out (µs): unlike rates, it hardly
+/// depends on how busy the machine is, so it is the figure to compare between runs.
+fn print_cpu_per_recipient(before: &cpu::Snapshot, after: &cpu::Snapshot, recipients: u64) {
+    let per = recipients.max(1) as f64;
+    let rows = after.delta(before);
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    println!(
+        "cpu/recip  {:.0} µs of CPU per recipient, all of this run's processes:",
+        1e6 * total / per
+    );
+    for (label, secs) in rows.iter().filter(|r| r.1 > 0.0) {
+        println!("  {:>6.1} µs  {label}", 1e6 * secs / per);
+    }
+}
+
+fn num_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Redis's busiest commands since the broadcast started (`INFO commandstats`, reset before it):
+/// calls and server time per recipient, so a change in round trips or script cost shows.
+async fn print_commandstats(redis: &mut redis::aio::MultiplexedConnection, recipients: u64) {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await
+        .unwrap_or_default();
+    let field = |stats: &str, name: &str| -> f64 {
+        stats
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let mut rows: Vec<(String, f64, f64)> = info
+        .lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_")?.split_once(':'))
+        .map(|(cmd, stats)| (cmd.to_owned(), field(stats, "calls"), field(stats, "usec")))
+        .collect();
+    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let per = recipients.max(1) as f64;
+    // A script's own commands are counted too (and their time is inside the script's).
+    println!("redis      commands per recipient (all clients; inside scripts too), busiest first:");
+    for (cmd, calls, usec) in rows.iter().take(10) {
+        println!(
+            "  {cmd:<12} {:>6.2} calls/recipient  {:>6.1} µs/recipient",
+            calls / per,
+            usec / per
+        );
+    }
 }

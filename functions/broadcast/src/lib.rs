@@ -10,6 +10,7 @@
 //!    each slice that the broadcast is not cancelled, and after it paying the broadcast's own rate
 //!    limit (shared by every run) for the recipients it reached first:
 //!    - marks the slice's users in the outbox's dirty index (one call), as every create does;
+//!    - reads the slice's preferences (one `MGET`, split by slot on a cluster);
 //!    - per recipient, concurrently: a recipient who muted the topic gets a skip record,
 //!      everyone else the inbox create script, both on the recipient's idempotency record for
 //!      the key `broadcast:<id>`: the first decision for a (broadcast, user) stands, and a later
@@ -31,6 +32,7 @@ use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 use shared::config::{Env, InboxSettings, KafkaSettings, RedisSettings, TriggerSettings};
 use shared::error::StartupError;
+use shared::model::Preferences;
 use shared::outbox::Publisher;
 use shared::protocol::BroadcastChunk;
 use shared::store::inbox::IdempotencyClaim;
@@ -267,6 +269,28 @@ async fn wait_for_budget(deps: &Deps, id: &str, mps: u32, cost: u32) -> Result<(
     Ok(())
 }
 
+/// Whether each of `users` muted `topic`, in order: their preferences in one `MGET` (a Redis
+/// Cluster client splits it by slot). Unreadable preferences mute nothing: the notification is
+/// stored as any create would store it.
+async fn mutes_topic(deps: &Deps, topic: &str, users: &[String]) -> Result<Vec<bool>, StoreError> {
+    let keys: Vec<String> = users
+        .iter()
+        .map(|user| deps.store.user_keys(user).prefs())
+        .collect();
+    let stored: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&keys)
+        .query_async(&mut deps.store.conn())
+        .await?;
+    Ok(stored
+        .iter()
+        .map(|raw| {
+            raw.as_deref()
+                .and_then(|raw| serde_json::from_str::<Preferences>(raw).ok())
+                .is_some_and(|prefs| prefs.mutes_topic(topic))
+        })
+        .collect())
+}
+
 /// Sends the broadcast to `users`, publishes what it created, and counts; with how many of them
 /// this call reached first (created or skipped now, not by an earlier run).
 async fn send_slice(
@@ -287,19 +311,12 @@ async fn send_slice(
         })
         .collect();
     let marked = deps.store.mark_many_for_create(news).await?;
-    let outcomes: Vec<Result<Outcome, StoreError>> = stream::iter(marked)
-        .map(|marked| {
+    let mutes = mutes_topic(deps, &broadcast.topic, users).await?;
+    let outcomes: Vec<Result<Outcome, StoreError>> = stream::iter(marked.into_iter().zip(mutes))
+        .map(|(marked, muted)| {
             let claim = &claim;
             async move {
                 let user = marked.user_id().to_owned();
-                let prefs = deps.store.preferences(&user).await;
-                let muted = match prefs {
-                    Ok(prefs) => prefs.mutes_topic(&broadcast.topic),
-                    Err(e) if e.is_transient() => return Err(e),
-                    // Unreadable preferences mute nothing: the notification is stored as any
-                    // create would store it.
-                    Err(_) => false,
-                };
                 let outcome = if muted {
                     // `None`: this call recorded the skip, which reads as a conflict does.
                     deps.store
