@@ -492,12 +492,14 @@ fn start_triggers(
     let mut tasks = Vec::new();
     for f in &stack.functions {
         for source in &f.kafka {
+            let batching_window = settings.batch_window.unwrap_or(source.batching_window);
             let m = Mapping {
                 function: f.binary.clone(),
                 source: source.clone(),
                 brokers: kafka.brokers().to_owned(),
-                batching_window: settings.batch_window.unwrap_or(source.batching_window),
-                prompt: source.topics.iter().all(|t| kafka.answers_promptly(t)),
+                batching_window,
+                prompt: batching_window <= mapping::PROMPT_WINDOW
+                    && source.topics.iter().all(|t| kafka.answers_promptly(t)),
             };
             tasks.push(tokio::spawn(m.run(lambda.clone(), stopped.clone())));
         }

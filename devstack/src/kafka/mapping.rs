@@ -46,8 +46,10 @@ pub struct Mapping {
     pub source: KafkaEventSource,
     pub brokers: String,
     pub batching_window: Duration,
-    /// Its topics are on the embedded broker's prompt broker, which answers a held fetch as soon
-    /// as a record arrives (`super::mock_log`).
+    /// It batches for [`PROMPT_WINDOW`] or less and its topics are on the embedded broker's
+    /// prompt broker, which ends its held fetches soon after a record arrives (`super::mock_log`;
+    /// only fetches that ask to wait 400 ms or more, so a windowed mapping of the same topic
+    /// keeps its whole wait).
     pub prompt: bool,
 }
 

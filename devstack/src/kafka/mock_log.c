@@ -20,9 +20,11 @@
  * fetch.wait.max.ms, even when a record arrives meanwhile (a real broker answers at once). When
  * the devstack binary is linked with `--wrap=rd_kafka_mock_partition_log_append` (build.rs), every
  * append to a partition led by PROMPT_BROKER_ID ends the waits of the fetches that broker holds
- * (PROMPT_ANSWER_AFTER_US after each began; the answer is empty, as a real broker's would be had
- * its wait ended), so their consumers ask again and get the records. devstack puts only the topics of its no-window mappings on that broker, so no other
- * consumer is woken.
+ * and that asked to wait PROMPT_MIN_WAIT_US or more (PROMPT_ANSWER_AFTER_US after each began; the
+ * answer is empty, as a real broker's would be had its wait ended), so their consumers ask again
+ * and get the records. devstack puts only the topics of its no-window mappings on that broker,
+ * and only those mappings ask to wait that long: a windowed mapping of the same topic is not
+ * woken.
  *
  * Compiled against the private headers of the librdkafka that rdkafka-sys builds (build.rs), so
  * the struct layouts are that version's.
@@ -136,6 +138,9 @@ void devstack_mock_log_coalesce(rd_kafka_mock_cluster_t *mcluster) {
  * batches of up to 20 ms under load, while an idle consumer asks only every 500 ms. 0 answers at
  * once: lower latency, but one invocation per record. */
 #define PROMPT_ANSWER_AFTER_US (20 * 1000)
+/* The shortest held fetch the prompt broker ends early: fetch.wait.max.ms 400 (devstack's
+ * no-window mappings ask 500, its windowed ones at most 250). */
+#define PROMPT_MIN_WAIT_US (400 * 1000)
 
 rd_kafka_resp_err_t
 __real_rd_kafka_mock_partition_log_append(rd_kafka_mock_partition_t *mpart,
@@ -153,6 +158,11 @@ static void answer_held_fetches(rd_kafka_mock_broker_t *mbroker) {
                 rd_ts_t answer_at;
                 if (!held || held->rkbuf_reqhdr.ApiKey != RD_KAFKAP_Fetch ||
                     !mconn->write_tmr.rtmr_callback)
+                        continue;
+                /* Only a consumer that asked to wait PROMPT_MIN_WAIT_US or more (devstack's
+                 * no-window mappings ask 500 ms) wants each record at once; a windowed mapping of
+                 * the same topic asks 250 ms and keeps its whole wait. */
+                if (held->rkbuf_ts_retry - held->rkbuf_ts_sent < PROMPT_MIN_WAIT_US)
                         continue;
                 /* rkbuf_ts_sent: when the mock queued the answer (its hold began). */
                 answer_at = held->rkbuf_ts_sent + PROMPT_ANSWER_AFTER_US;

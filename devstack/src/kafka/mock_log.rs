@@ -8,9 +8,10 @@
 //! so the embedded broker got slower the longer it ran, and stayed slow after an overload.
 //!
 //! It also makes broker 2 of the cluster the prompt broker: an append to one of its partitions
-//! answers the fetches it holds at once, as a real broker does, instead of after the consumer's
-//! whole `fetch.wait.max.ms` (see mock_log.c). devstack puts only the topics of its no-window
-//! mappings there.
+//! ends the fetches it holds that asked to wait 400 ms or more (20 ms after each began), as a
+//! real broker answers when data arrives, instead of after the consumer's whole
+//! `fetch.wait.max.ms` (see mock_log.c). devstack puts only the topics of its no-window mappings
+//! there, and only those mappings ask to wait that long.
 
 #![allow(unsafe_code)]
 
