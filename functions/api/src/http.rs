@@ -113,6 +113,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "must be a JSON object",
         )]));
     }
+    // The common case, a body that fits, takes one plain pass; only a refused body is read again
+    // to name the offending field (serde_path_to_error tracks the path of every value it visits,
+    // a cost every create paid). serde_path_to_error only observes, so both passes accept and
+    // refuse the same bodies (neither checks for trailing bytes after the value).
+    if let Ok(value) = T::deserialize(&mut serde_json::Deserializer::from_slice(bytes)) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

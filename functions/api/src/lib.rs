@@ -24,7 +24,7 @@ pub mod routes;
 pub mod shedding;
 pub mod validate;
 
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use shared::config::AnalyticsSettings;
 use shared::config::SenderSettings;
 use shared::config::SheddingSettings;
@@ -152,11 +152,17 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, std::co
     let response = match routes::route(deps, &req).await {
         Ok(response) => response,
         Err(error) => {
+            // The runtime opens no span per invocation (see main.rs): a failure names its request.
+            let request_id = req
+                .lambda_context_ref()
+                .map_or("", |c| c.request_id.as_str());
             match &error {
                 ApiError::Internal(cause) => {
-                    tracing::error!(error = %cause, method = %req.method(), path = req.uri().path(), "request failed")
+                    tracing::error!(error = %cause, method = %req.method(), path = req.uri().path(), request_id, "request failed")
                 }
-                ApiError::Unavailable(detail) => tracing::warn!(detail, "dependency unavailable"),
+                ApiError::Unavailable(detail) => {
+                    tracing::warn!(detail, request_id, "dependency unavailable")
+                }
                 _ => tracing::debug!(%error, "request refused"),
             }
             http::problem(&error)
