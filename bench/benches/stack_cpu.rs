@@ -35,7 +35,13 @@
 //!    plus the drain until the last frame), summed over each server's process tree: devstack
 //!    itself, each function binary over its instances, redis-server; the bench process (clients
 //!    and sender) apart. It prints every window's latency and CPU split, then the table.
-//! 5. With `CENTRIFUGO_BIN`: starts Centrifugo (in-memory engine, HTTP API key, HS256 connection
+//! 5. Around the `idle` and numeric windows it also reads devstack's Redis's own counters and
+//!    prints where Redis's CPU went, per notification (per second when idle): CPU on its main and
+//!    background threads, round trips, AOF bytes, each command's calls and µs
+//!    (`INFO commandstats`); with `BENCH_REDIS_SCRIPTS=1`, also each top-level command and each
+//!    script by name, from the slow log set to log every command for the window (which costs
+//!    Redis a little: compare Redis's CPU figure between runs without it).
+//! 6. With `CENTRIFUGO_BIN`: starts Centrifugo (in-memory engine, HTTP API key, HS256 connection
 //!    JWTs, each connection subscribed by the server to its personal channel `#<user>`), runs the
 //!    `idle` and numeric phases against it with the same fleet and sender (publish over
 //!    `POST /api/publish`), and prints Herald/Centrifugo at each rate.
@@ -49,6 +55,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use herald_bench::redis_cost;
 use herald_bench::server::Server;
 use herald_bench::window::{Run, Window};
 use herald_bench::{measuring, mode_note, ms, setting};
@@ -80,6 +87,7 @@ struct Settings {
     concurrency: usize,
     drain: Duration,
     centrifugo: Option<PathBuf>,
+    redis_scripts: bool,
 }
 
 fn list(name: &str, default: &str) -> Vec<String> {
@@ -137,6 +145,7 @@ impl Settings {
             centrifugo: std::env::var_os("CENTRIFUGO_BIN")
                 .filter(|b| !b.is_empty())
                 .map(PathBuf::from),
+            redis_scripts: std::env::var("BENCH_REDIS_SCRIPTS").is_ok_and(|v| v == "1"),
         }
     }
 
@@ -252,22 +261,93 @@ async fn connected<'a>(server: &'a Server, s: &Settings) -> Run<'a> {
     run
 }
 
+/// Devstack's Redis's counters around a window ([`redis_cost`]), and its slow log when asked.
+struct RedisWatch {
+    conn: Option<redis::aio::MultiplexedConnection>,
+    scripts: bool,
+}
+
+impl RedisWatch {
+    async fn of(server: &Server, s: &Settings) -> RedisWatch {
+        let url = server
+            .roots()
+            .first()
+            .and_then(|(_, pid)| redis_cost::url_in_tree(*pid));
+        let conn = match url {
+            Some(url) => redis_cost::connect(&url).await,
+            None => None,
+        };
+        if conn.is_none() {
+            println!("(devstack's redis-server not found: no Redis breakdown)");
+        }
+        RedisWatch {
+            conn,
+            scripts: s.redis_scripts,
+        }
+    }
+
+    async fn before(&self) -> Option<(redis_cost::Counters, Option<redis_cost::SlowLog>)> {
+        let conn = self.conn.as_ref()?;
+        let log = match self.scripts {
+            true => {
+                let catalog = shared::store::script_catalog()
+                    .into_iter()
+                    .map(|e| (e.name.to_owned(), e.sha, e.source.map(str::to_owned)));
+                Some(redis_cost::SlowLog::start(conn, catalog).await)
+            }
+            false => None,
+        };
+        Some((redis_cost::counters(conn).await, log))
+    }
+
+    /// The breakdown since `before`, over `w`.
+    async fn after(
+        &self,
+        before: Option<(redis_cost::Counters, Option<redis_cost::SlowLog>)>,
+        w: &Window,
+    ) {
+        let (Some(conn), Some((before, log))) = (self.conn.as_ref(), before) else {
+            return;
+        };
+        let after = redis_cost::counters(conn).await;
+        let logged = match log {
+            Some(log) => Some(log.take().await),
+            None => None,
+        };
+        println!(
+            "{}",
+            redis_cost::report(
+                &before,
+                &after,
+                w.summary.sends(),
+                w.wall,
+                logged.as_deref()
+            )
+        );
+    }
+}
+
 async fn herald_phases(server: &Server, s: &Settings) -> Results {
     let mut run = connected(server, s).await;
+    let watch = RedisWatch::of(server, s).await;
     let mut r = Results::default();
     for phase in &s.phases {
         match phase {
             Phase::Idle => {
+                let before = watch.before().await;
                 let w = run.idle(s.idle_secs).await;
                 print_window("Herald idle", &w);
+                watch.after(before, &w).await;
                 r.idle = Some(w);
             }
             Phase::Rate(rate) => {
+                let before = watch.before().await;
                 if let Some(w) = run
                     .window(&format!("{rate}/s"), *rate as f64, s.seconds)
                     .await
                 {
                     print_window(&format!("Herald {rate}/s"), &w);
+                    watch.after(before, &w).await;
                     r.rates.push(w);
                 }
             }

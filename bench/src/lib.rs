@@ -19,6 +19,7 @@
 //! - [`cpu`]: CPU time from `/proc` (processes, their trees, this process's threads) and Redis's;
 //! - [`fleet`]: many WebSocket clients, one user each, stamping the frames they receive;
 //! - [`load`]: the open-loop sender that stamps each request;
+//! - [`redis_cost`]: where a Redis server's CPU goes over a window (`INFO`, the slow log);
 //! - [`report`]: the latency summary of a run, printed and written as CSV;
 //! - [`server`]: Herald (the `devstack` binary) or Centrifugo as separate processes;
 //! - [`window`]: one measured window against a server: latency, and CPU by process.
@@ -26,6 +27,7 @@
 pub mod cpu;
 pub mod fleet;
 pub mod load;
+pub mod redis_cost;
 pub mod report;
 pub mod server;
 pub mod window;

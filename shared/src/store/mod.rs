@@ -58,6 +58,7 @@ pub use schedule::{
     AddOutcome, BroadcastStart, DueJob, EngagementStore, ScheduleStore, ScheduledJob,
     ScheduledState, ScheduledStatus,
 };
+pub use scripts::{catalog as script_catalog, CatalogEntry as ScriptCatalogEntry};
 pub use topics::{Broadcast, BroadcastStatus, ChunkCounts, TopicStore};
 pub use webhooks::{Enqueued, LedgerEntry, LedgerState, WebhookStore};
 

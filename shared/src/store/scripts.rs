@@ -129,3 +129,104 @@ pub static BROADCAST_BEGIN: LazyLock<Script> = script!("broadcast_begin.lua");
 pub static BROADCAST_START: LazyLock<Script> = script!("broadcast_start.lua");
 pub static BROADCAST_COMMIT: LazyLock<Script> = script!("broadcast_commit.lua");
 pub static BROADCAST_CANCEL: LazyLock<Script> = script!("broadcast_cancel.lua");
+
+/// Every script by name (its file's stem) and SHA-1, the two `EVAL`-sent ones with their source:
+/// for instruments that read Redis's per-command figures (`bench/benches/stack_cpu.rs` splits
+/// `EVALSHA` by script).
+pub fn catalog() -> Vec<CatalogEntry> {
+    let scripts: [(&'static str, &LazyLock<Script>); 48] = [
+        ("create", &CREATE),
+        ("digest_update", &DIGEST_UPDATE),
+        ("update", &UPDATE),
+        ("delete", &DELETE),
+        ("mark_all_read", &MARK_ALL_READ),
+        ("click", &CLICK),
+        ("get", &GET),
+        ("counts", &COUNTS),
+        ("list", &LIST),
+        ("changes", &CHANGES),
+        ("pending", &PENDING),
+        ("mark_dirty", &MARK_DIRTY),
+        ("clear_dirty", &CLEAR_DIRTY),
+        ("postpone_dirty", &POSTPONE_DIRTY),
+        ("gcra", &GCRA),
+        ("claim_request", &CLAIM_REQUEST),
+        ("analytics_count", &ANALYTICS_COUNT),
+        ("delivery_claim", &DELIVERY_CLAIM),
+        ("delivery_finish", &DELIVERY_FINISH),
+        ("erase", &ERASE),
+        ("push_schedule", &PUSH_SCHEDULE),
+        ("release_lease", &RELEASE_LEASE),
+        ("push_record", &PUSH_RECORD),
+        ("push_acknowledge", &PUSH_ACKNOWLEDGE),
+        ("push_claim_due", &PUSH_CLAIM_DUE),
+        ("escalation_plan", &ESCALATION_PLAN),
+        ("escalation_decide", &ESCALATION_DECIDE),
+        ("schedule_add", &SCHEDULE_ADD),
+        ("schedule_claim", &SCHEDULE_CLAIM),
+        ("schedule_settle", &SCHEDULE_SETTLE),
+        ("engagement_record", &ENGAGEMENT_RECORD),
+        ("push_subscribe", &PUSH_SUBSCRIBE),
+        ("compare_and_hdel", &COMPARE_AND_HDEL),
+        ("compare_and_set", &COMPARE_AND_SET),
+        ("breaker_admit", &BREAKER_ADMIT),
+        ("breaker_record", &BREAKER_RECORD),
+        ("compare_and_del", &COMPARE_AND_DEL),
+        ("webhook_enqueue", &WEBHOOK_ENQUEUE),
+        ("webhook_complete", &WEBHOOK_COMPLETE),
+        ("webhook_requeue", &WEBHOOK_REQUEUE),
+        ("topic_put", &TOPIC_PUT),
+        ("topic_members", &TOPIC_MEMBERS),
+        ("topic_delete", &TOPIC_DELETE),
+        ("broadcast_create", &BROADCAST_CREATE),
+        ("broadcast_begin", &BROADCAST_BEGIN),
+        ("broadcast_start", &BROADCAST_START),
+        ("broadcast_commit", &BROADCAST_COMMIT),
+        ("broadcast_cancel", &BROADCAST_CANCEL),
+    ];
+    let evaluated = [
+        ("history_admit", HISTORY_ADMIT_SOURCE),
+        ("history_append", HISTORY_APPEND_SOURCE),
+    ];
+    scripts
+        .into_iter()
+        .map(|(name, script)| CatalogEntry {
+            name,
+            sha: script.get_hash().to_owned(),
+            source: None,
+        })
+        .chain(evaluated.into_iter().map(|(name, source)| CatalogEntry {
+            name,
+            sha: Script::new(source).get_hash().to_owned(),
+            source: Some(source),
+        }))
+        .collect()
+}
+
+/// One entry of [`catalog`].
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    pub name: &'static str,
+    pub sha: String,
+    /// The source of a script sent as `EVAL` (Redis logs its text, not its SHA-1).
+    pub source: Option<&'static str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalog_names_every_script_once() {
+        let declared = include_str!("scripts.rs")
+            .lines()
+            .filter(|l| l.starts_with("pub static ") && l.contains("LazyLock<Script>"))
+            .count();
+        let catalog = catalog();
+        assert_eq!(catalog.len(), declared + 2);
+        let mut shas: Vec<&str> = catalog.iter().map(|e| e.sha.as_str()).collect();
+        shas.sort_unstable();
+        shas.dedup();
+        assert_eq!(shas.len(), catalog.len());
+    }
+}

@@ -31,29 +31,47 @@ if ARGV[13] ~= '' then
 end
 -- A first create after an erase starts a new life whose seqs continue above the erased ones, so
 -- every consumer tells a late record of the old life by its seq (store/erase.rs).
-if redis.call('HEXISTS', K.meta, 'seq') == 0 then
+local meta = read_meta()
+if meta.seq == nil then
   local marker = redis.call('GET', KEYS[10])
-  if marker then redis.call('HSET', K.meta, 'seq', string.match(marker, '^(%d+)') or '0') end
+  if marker then
+    meta.seq = string.match(marker, '^(%d+)') or '0'
+    redis.call('HSET', K.meta, 'seq', meta.seq)
+  end
 end
 -- Retention first, then the cap (making room for this one); both evict the oldest, each with
 -- its NOTIFICATION_DELETED before this notification's seq, so a client that sees the create
 -- sees the gap and syncs them.
-purge_expired(created - tonumber(ARGV[10]), ARGV[4], tonumber(ARGV[9]))
+local evicted = purge_expired(created - tonumber(ARGV[10]), ARGV[4], tonumber(ARGV[9]), meta)
 local over = redis.call('ZCARD', K.all) + 1 - tonumber(ARGV[8])
 if over > 0 then
   for _, old in ipairs(redis.call('ZRANGE', K.all, 0, over - 1)) do evict(old, ARGV[4], tonumber(ARGV[9])) end
 end
-local seq = next_seq()
-redis.call('HSET', K.docs, id, seq .. '\n' .. ARGV[3])
-local expires = tonumber(ARGV[12])
-redis.call('HSET', K.flags, id, state(0, created, typ, expires))
-if expires and expires < tonumber(redis.call('HGET', K.meta, 'exp') or expires + 1) then
-  redis.call('HSET', K.meta, 'exp', string.format('%d', expires))
+-- Evictions change the seq and the counts, and a due `exp` is rewritten: read `meta` again then.
+if evicted > 0 or over > 0 or (tonumber(meta.exp) or now_ms() + 1) <= now_ms() then
+  meta = read_meta()
 end
+-- The seq, the counts (what recount(typ, nil, 0) adds: one more unread, unseen notification) and
+-- the earliest expiry: one write of `meta`.
+local seq = (tonumber(meta.seq) or 0) + 1
+local expires = tonumber(ARGV[12])
+local writes = {}
+local function put(field, value)
+  meta[field] = value
+  writes[#writes + 1] = field
+  writes[#writes + 1] = string.format('%d', value)
+end
+put('seq', seq)
+for _, field in ipairs({'total', 'unseen', 'unread', 't:' .. typ}) do
+  put(field, (tonumber(meta[field]) or 0) + 1)
+end
+if expires and expires < (tonumber(meta.exp) or expires + 1) then put('exp', expires) end
+redis.call('HSET', K.meta, unpack(writes))
+redis.call('HSET', K.docs, id, seq .. '\n' .. ARGV[3])
+redis.call('HSET', K.flags, id, state(0, created, typ, expires))
 redis.call('ZADD', K.all, seq, id)
 redis.call('ZADD', K.unread, seq, id)
-recount(typ, nil, 0)
-local counts = counts_json()
+local counts = counts_json(meta)
 append_change(seq, counts, '{}', ARGV[11], ARGV[4], tonumber(ARGV[9]))
 if ARGV[5] ~= '' then
   redis.call('SET', KEYS[8], ARGV[5] .. '\n' .. seq .. '\n' .. ARGV[3], 'PX', ARGV[6])

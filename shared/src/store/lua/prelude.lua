@@ -15,9 +15,14 @@ local READ, SEEN, ARCHIVED = 1, 2, 4
 local SEEN_EVER, READ_EVER, CLICKED_EVER = 8, 16, 32
 local VISIBLE = READ + SEEN + ARCHIVED
 
+-- The Redis clock in ms, read once per call: a script is one step, at one time.
+local clock_ms = nil
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if clock_ms == nil then
+    local t = redis.call('TIME')
+    clock_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return clock_ms
 end
 
 local function has(bits, b) return bit.band(bits, b) ~= 0 end
@@ -61,13 +66,21 @@ local function recount(typ, old, new)
   end
 end
 
--- The counts as JSON: {unread, unseen, total, byType, version}.
-local function counts_json()
-  local flat = redis.call('HGETALL', K.meta)
+-- The `meta` hash as a table of its fields.
+local function read_meta()
+  local flat, meta = redis.call('HGETALL', K.meta), {}
+  for i = 1, #flat, 2 do meta[flat[i]] = flat[i + 1] end
+  return meta
+end
+
+-- The counts as JSON: {unread, unseen, total, byType, version}, from `meta` (a table of the meta
+-- hash's fields; read here when not given).
+local function counts_json(meta)
+  meta = meta or read_meta()
   local c = {unread = 0, unseen = 0, total = 0, version = 0}
   local by = {}
-  for i = 1, #flat, 2 do
-    local k, v = flat[i], tonumber(flat[i + 1])
+  for k, v in pairs(meta) do
+    v = tonumber(v)
     if k == 'seq' then c.version = v
     elseif string.sub(k, 1, 2) == 't:' then by[string.sub(k, 3)] = v
     elseif c[k] ~= nil then c[k] = v end
@@ -130,6 +143,9 @@ local function append_change(seq, counts, patch, idem, envelope, cap)
   redis.call('ZADD', K.log, seq, seq .. '\n' .. counts .. '\n' .. patch .. '\n' .. idem .. '\n' .. now_ms() .. '\n' .. envelope)
   redis.call('ZADD', K.unpub, seq, seq)
   local keep_from = seq - cap + 1
+  -- Seqs start at 1, and the lowest unpublished one only lowers `keep_from`: below 2 there is
+  -- nothing to trim (a log that has not reached its cap yet).
+  if keep_from < 2 then return end
   local lowest = redis.call('ZRANGE', K.unpub, 0, 0)[1]
   if lowest and tonumber(lowest) < keep_from then keep_from = tonumber(lowest) end
   redis.call('ZREMRANGEBYSCORE', K.log, '-inf', '(' .. keep_from)
@@ -170,8 +186,9 @@ end
 -- pass over `flags`, at most INBOX_CAP entries). At most 64 per call, so every call's work is
 -- bounded. Every inbox script but the relay's runs it first, so what it answers (counts, pages, a
 -- notification) excludes expired notifications (beyond 64 at once, the next calls finish the job;
--- list and get also skip what is left). Returns how many it evicted.
-local function purge_expired(cutoff, source, cap)
+-- list and get also skip what is left). `meta`: the meta hash as read_meta() read it earlier in
+-- this call, if the caller has it (its `exp` is then not read again). Returns how many it evicted.
+local function purge_expired(cutoff, source, cap, meta)
   local evicted = 0
   -- The oldest one at a time: when nothing has expired, one ZRANGE and one HGET.
   while evicted < 64 do
@@ -182,7 +199,8 @@ local function purge_expired(cutoff, source, cap)
     evict(old, source, cap)
     evicted = evicted + 1
   end
-  local due = tonumber(redis.call('HGET', K.meta, 'exp') or '')
+  local due
+  if meta then due = tonumber(meta.exp) else due = tonumber(redis.call('HGET', K.meta, 'exp') or '') end
   local now = now_ms()
   if due == nil or due > now then return evicted end
   local flat, next_due = redis.call('HGETALL', K.flags), nil
