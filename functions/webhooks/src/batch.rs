@@ -1,9 +1,14 @@
 //! A Kafka batch: every record's messages queued for the webhooks that want them, partition by
 //! partition in offset order; then the queues this batch was first in are worked, concurrently.
+//!
+//! A partition of a topic whose events no registered webhook wants (every partition, while none
+//! is registered) is counted and skipped without decoding its records: it would queue nothing,
+//! and a poison record in it harms no one.
 
 use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
+use shared::protocol::Topic;
 use shared::store::Enqueued;
 use shared::trigger::{self, BatchResponse, Counters};
 use shared::webhooks::Webhook;
@@ -34,6 +39,17 @@ pub async fn process_batch(
     };
     let mut owned: Vec<(&Webhook, String, String)> = Vec::new();
     for partition in &partitions {
+        let topic = partition
+            .records
+            .first()
+            .and_then(|r| r.topic.as_deref())
+            .and_then(|t| Topic::from_name(t, &deps.settings.topic_suffix));
+        if let Some(kinds) = topic.map(decode::kinds).filter(|k| !k.is_empty()) {
+            if !kinds.iter().any(|k| hooks.iter().any(|h| h.wants(*k))) {
+                stats.records += partition.records.len();
+                continue;
+            }
+        }
         'records: for record in &partition.records {
             stats.records += 1;
             let messages = match decode::messages(record, &deps.settings.topic_suffix) {

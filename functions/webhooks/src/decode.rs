@@ -4,7 +4,7 @@
 use aws_lambda_events::event::kafka::KafkaRecord;
 use shared::protocol::{DeliveryOutcome, Envelope, Event, Topic};
 use shared::trigger::{self, PoisonEnvelope, PoisonRecord};
-use shared::webhooks::WebhookMessage;
+use shared::webhooks::{WebhookEventType, WebhookMessage};
 
 /// Why a record makes no messages and never will.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +17,25 @@ pub enum Poison {
     Outcome(#[from] serde_json::Error),
     #[error("topic {0:?} is not a webhooks input")]
     Topic(String),
+}
+
+/// The webhook events a record of `topic` can make (the table in the crate's documentation):
+/// a record of a topic whose events no registered webhook wants is not decoded at all.
+pub fn kinds(topic: Topic) -> &'static [WebhookEventType] {
+    match topic {
+        Topic::NotificationEvents => &[WebhookEventType::NotificationCreated],
+        Topic::NotificationAnalytics => &[
+            WebhookEventType::NotificationSeen,
+            WebhookEventType::NotificationRead,
+            WebhookEventType::NotificationClicked,
+        ],
+        Topic::NotificationDelivery => &[
+            WebhookEventType::DeliverySent,
+            WebhookEventType::DeliveryFailed,
+            WebhookEventType::DeliverySuppressed,
+        ],
+        _ => &[],
+    }
 }
 
 /// The messages of `record` (none for records webhooks do not report), given the deployment's
@@ -53,7 +72,6 @@ mod tests {
     use serde_json::json;
     use shared::model::{Channel, Counts, FlagsPatch, OutcomeStatus};
     use shared::protocol::envelope::FirstEngagement;
-    use shared::webhooks::WebhookEventType;
 
     fn record(topic: &str, value: &[u8]) -> KafkaRecord {
         serde_json::from_value(json!({"topic": topic, "partition": 0, "offset": 1,
