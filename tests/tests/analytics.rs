@@ -958,3 +958,44 @@ async fn toggling_read_and_clicking_again_count_each_notification_once() {
     analytics::count_batch(&deps, &event(&records)).await;
     assert_eq!(report(&env, &day).await, counted);
 }
+
+/// The history scripts go by hash (`EVALSHA`); a server that lost its script cache (a restart, a
+/// `SCRIPT FLUSH`) answers `NOSCRIPT`, and those calls go again with the source: the history is
+/// still written, once.
+#[tokio::test]
+async fn histories_are_written_after_redis_forgot_its_scripts() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = deps(&env);
+    let dt = delivery_topic(&env);
+    let mut conn = env.conn.clone();
+    let n = notification(&env, "erin", "comment", &[Channel::InApp]).await;
+    let sent = outcome(&n, Channel::InApp, OutcomeStatus::Sent, None);
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let (response, stats) =
+        analytics::count_batch(&deps, &event(&[rec(&dt, 0, 1, &sent.encode())])).await;
+    assert_eq!(response, BatchResponse::default());
+    assert_eq!((stats.counted, stats.history_added), (1, 1), "{stats:?}");
+
+    let push = outcome(&n, Channel::Push, OutcomeStatus::Sent, None);
+    let (response, stats) =
+        analytics::count_batch(&deps, &event(&[rec(&dt, 0, 2, &push.encode())])).await;
+    assert_eq!(response, BatchResponse::default());
+    assert_eq!((stats.counted, stats.history_added), (1, 1), "{stats:?}");
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(env.keys.notification_outcomes(&n.id))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        fields.len(),
+        2,
+        "one entry per channel × status: {fields:?}"
+    );
+}

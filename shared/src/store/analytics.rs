@@ -331,12 +331,10 @@ impl AnalyticsStore {
     ) -> Vec<Result<u64, StoreError>> {
         let ttl = self.settings.history_ttl.as_secs().max(1) as i64;
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let admit = |i: usize, pipe: &mut redis::Pipeline| {
+        let admit = |i: usize, cmd: &mut redis::Pipeline| {
             let w = &writes[i];
             let user = self.keys.user(w.user_id);
-            pipe.cmd("EVAL")
-                .arg(scripts::HISTORY_ADMIT_SOURCE)
-                .arg(2)
+            cmd.arg(2)
                 .arg(user.erased())
                 .arg(user.histories())
                 .arg(w.notification_id)
@@ -346,7 +344,12 @@ impl AnalyticsStore {
                 .arg(ttl * 1000);
         };
         let admitted: Vec<Result<bool, StoreError>> = self
-            .run_pipelines(writes.len(), admit)
+            .run_script_pipelines(
+                &scripts::HISTORY_ADMIT,
+                scripts::HISTORY_ADMIT_SOURCE,
+                writes.len(),
+                admit,
+            )
             .await
             .into_iter()
             .map(|replies| Ok(matches!(replies?.first(), Some(Value::Int(1)))))
@@ -357,12 +360,9 @@ impl AnalyticsStore {
             .filter(|(_, a)| matches!(a, Ok(true)))
             .map(|(i, _)| i)
             .collect();
-        let append = |j: usize, pipe: &mut redis::Pipeline| {
+        let append = |j: usize, cmd: &mut redis::Pipeline| {
             let w = &writes[todo[j]];
-            let cmd = pipe
-                .cmd("EVAL")
-                .arg(scripts::HISTORY_APPEND_SOURCE)
-                .arg(1)
+            cmd.arg(1)
                 .arg(self.keys.notification_outcomes(w.notification_id))
                 .arg(ERASED_HISTORY_FIELD)
                 .arg(ttl);
@@ -376,7 +376,15 @@ impl AnalyticsStore {
                     .arg(serde_json::to_string(&stored).unwrap_or_default());
             }
         };
-        let mut appended = self.run_pipelines(todo.len(), append).await.into_iter();
+        let mut appended = self
+            .run_script_pipelines(
+                &scripts::HISTORY_APPEND,
+                scripts::HISTORY_APPEND_SOURCE,
+                todo.len(),
+                append,
+            )
+            .await
+            .into_iter();
         admitted
             .into_iter()
             .map(|admitted| match admitted? {
@@ -461,6 +469,40 @@ impl AnalyticsStore {
                     .find_map(|e| e.kind))
             })
             .collect()
+    }
+
+    /// [`Self::run_pipelines`] of one script call each (`args(i, pipe)` adds its key count, keys
+    /// and arguments to the call): sent as `EVALSHA`, so Redis does not hash the source on every call; the
+    /// calls a server answered `NOSCRIPT` (restarted, or its cache flushed) go again as `EVAL`,
+    /// which also caches the script there. Only for scripts that are safe to send twice: a
+    /// `NOSCRIPT` call ran nothing.
+    async fn run_script_pipelines(
+        &self,
+        script: &redis::Script,
+        source: &str,
+        count: usize,
+        args: impl Fn(usize, &mut redis::Pipeline),
+    ) -> Vec<Result<Vec<Value>, StoreError>> {
+        let by_hash = |i: usize, pipe: &mut redis::Pipeline| {
+            args(i, pipe.cmd("EVALSHA").arg(script.get_hash()));
+        };
+        let mut replies = self.run_pipelines(count, by_hash).await;
+        let missing: Vec<usize> = (0..count)
+            .filter(|&i| {
+                matches!(&replies[i], Err(StoreError::Redis(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+            })
+            .collect();
+        if missing.is_empty() {
+            return replies;
+        }
+        let by_source = |j: usize, pipe: &mut redis::Pipeline| {
+            args(missing[j], pipe.cmd("EVAL").arg(source));
+        };
+        let again = self.run_pipelines(missing.len(), by_source).await;
+        for (i, reply) in missing.iter().zip(again) {
+            replies[*i] = reply;
+        }
+        replies
     }
 
     /// Runs `count` pipelines that each stay in one hash slot (`build(i, pipe)` adds the

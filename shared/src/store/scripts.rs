@@ -78,10 +78,13 @@ pub static DELIVERY_FINISH: LazyLock<Script> = script!("delivery_finish.lua");
 
 // Erasing a user (`erase.rs`), and the erase checks of the writers outside the inbox scripts.
 pub static ERASE: LazyLock<Script> = script!("erase.lua");
-/// These two are sent as `EVAL` inside `analytics.rs`'s pipelines (one per notification; a
-/// pipeline cannot fall back from `EVALSHA`), hence their sources.
+/// These two go inside `analytics.rs`'s pipelines (one per notification): as `EVALSHA`, and as
+/// `EVAL` with the source only for a pipeline a server answered `NOSCRIPT` (a pipeline cannot fall
+/// back by itself), hence their sources.
 pub const HISTORY_ADMIT_SOURCE: &str = include_str!("lua/history_admit.lua");
 pub const HISTORY_APPEND_SOURCE: &str = include_str!("lua/history_append.lua");
+pub static HISTORY_ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(HISTORY_ADMIT_SOURCE));
+pub static HISTORY_APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(HISTORY_APPEND_SOURCE));
 pub static PUSH_SCHEDULE: LazyLock<Script> = script!("push_schedule.lua");
 
 // The outbox relay's lease.
