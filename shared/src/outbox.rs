@@ -188,6 +188,7 @@ impl Publisher {
     /// A repeated click (`first` false) is not sent: analytics would count nothing.
     pub async fn record_click(
         &self,
+        tenant: &Tenant,
         user_id: &str,
         notification_id: &str,
         first: bool,
@@ -201,7 +202,8 @@ impl Publisher {
                 id: notification_id.to_owned(),
                 first: Some(true),
             },
-        );
+        )
+        .in_tenant(tenant);
         let record = OutgoingRecord {
             topic: Topic::NotificationAnalytics,
             key: user_id.to_owned(),

@@ -333,7 +333,11 @@ async fn act(
                 reply(deps, connection_id, &not_found(&action, id)).await;
                 return Ok(());
             };
-            if let Err(e) = deps.publisher.record_click(user, id, first).await {
+            if let Err(e) = deps
+                .publisher
+                .record_click(deps.store.tenant(), user, id, first)
+                .await
+            {
                 tracing::warn!(user, id, error = %e, "click not recorded: kafka unavailable");
                 let frame = Frame::error(
                     ErrorCode::Unavailable,
