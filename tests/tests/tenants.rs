@@ -120,7 +120,7 @@ async fn the_same_user_id_in_two_tenants_has_two_inboxes_and_the_default_keeps_t
         format!("{p}{{acme/u:bob}}:meta"),
         format!("{p}{{umbrella/u:bob}}:meta"),
         format!("{p}{{s:svc}}:rate"),
-        format!("{p}{{acme/s:svc}}:rate"),
+        format!("{p}{{umbrella/s:svc}}:rate"),
     ] {
         assert!(keys.contains(&key), "{key} missing from {keys:?}");
     }
@@ -145,7 +145,7 @@ async fn preferences_topics_and_broadcasts_stay_inside_their_tenant() {
     };
     let deps = env.api();
     let r = as_user(Call::put("/v1/preferences"), "bob", Some(ACME))
-        .json(&json!({"types": {"comment": {"enabled": false}}}))
+        .json(&json!({"types": {"comment": ["IN_APP"]}}))
         .send(&deps)
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
