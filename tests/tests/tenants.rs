@@ -145,7 +145,7 @@ async fn preferences_topics_and_broadcasts_stay_inside_their_tenant() {
     };
     let deps = env.api();
     let r = as_user(Call::put("/v1/preferences"), "bob", Some(ACME))
-        .json(&json!({"types": {"comment": ["IN_APP"]}}))
+        .json(&json!({"types": {"comment": {"EMAIL": false}}}))
         .send(&deps)
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
