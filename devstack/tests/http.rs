@@ -264,6 +264,7 @@ async fn unknown_routes_cors_and_discovery() {
             audience: "herald".into(),
             jwks_url: url("/.well-known/jwks.json"),
             jwks_ttl: std::time::Duration::from_secs(600),
+            tenant_claim: Default::default(),
         };
         let claims = shared::auth::JwksVerifier::with_keys(settings, jwks)
             .verify(&token("bob", &["x"]))

@@ -11,6 +11,10 @@
 //! Scopes come from the space-separated `scope` claim. Both paths refuse a token whose `sub` is
 //! not a usable user id ([`usable_subject`]): a subject with a brace would break the user's
 //! `{u:<userId>}` hash tag, so such a token gets 401 on HTTP and a refused `$connect` alike.
+//!
+//! The tenant comes from the claim `TENANT_CLAIM` names ([`TenantClaim`], default `tenant`):
+//! absent, the caller is the default tenant's; present but not a valid tenant name, the token is
+//! refused like one with an unusable `sub` (never read as another tenant).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +26,8 @@ use lambda_http::RequestExt;
 use serde::Deserialize;
 use tokio::sync::RwLock;
 
-use crate::config::JwtSettings;
+use crate::config::{JwtSettings, TenantClaim};
+use crate::tenant::Tenant;
 
 /// Scope that lets a service create notifications for any user.
 pub const SCOPE_WRITE: &str = "notifications:write";
@@ -44,6 +49,8 @@ pub struct Claims {
     pub scopes: Vec<String>,
     /// Expiry, seconds since the epoch, when the token has one.
     pub exp: Option<u64>,
+    /// The caller's tenant: every key the caller's request touches is this tenant's.
+    pub tenant: Tenant,
 }
 
 /// Can a token with this `sub` act as a user? The one check every entry point applies: the
@@ -57,22 +64,32 @@ impl Claims {
         self.scopes.iter().any(|s| s == scope)
     }
 
-    fn from_map(claims: &HashMap<String, String>) -> Option<Self> {
+    fn from_map(claims: &HashMap<String, String>, tenant_claim: &TenantClaim) -> Option<Self> {
         let sub = claims.get("sub").filter(|s| usable_subject(s))?.clone();
+        let tenant = match claims.get(&tenant_claim.0) {
+            None => Tenant::default_tenant(),
+            Some(name) => Tenant::parse(name)?,
+        };
         let scopes = claims
             .get("scope")
             .map(|s| split_scopes(s))
             .unwrap_or_default();
         let exp = claims.get("exp").and_then(|e| e.parse().ok());
-        Some(Claims { sub, scopes, exp })
+        Some(Claims {
+            sub,
+            scopes,
+            exp,
+            tenant,
+        })
     }
 
     /// The claims API Gateway's JWT authorizer attached to an HTTP API request, if any and if
-    /// their subject is [usable](usable_subject).
-    pub fn from_request(req: &lambda_http::Request) -> Option<Self> {
+    /// their subject is [usable](usable_subject) and their tenant (the claim `tenant_claim`)
+    /// absent or valid.
+    pub fn from_request(req: &lambda_http::Request, tenant_claim: &TenantClaim) -> Option<Self> {
         match req.request_context_ref()? {
             RequestContext::ApiGatewayV2(ctx) => {
-                Self::from_map(&ctx.authorizer.as_ref()?.jwt.as_ref()?.claims)
+                Self::from_map(&ctx.authorizer.as_ref()?.jwt.as_ref()?.claims, tenant_claim)
             }
             _ => None,
         }
@@ -98,6 +115,8 @@ pub enum AuthError {
     UnknownKey,
     #[error("token has no subject, or one that is not a valid user id")]
     NoSubject,
+    #[error("token's tenant claim is not a valid tenant name")]
+    InvalidTenant,
     #[error("token is not valid yet (nbf)")]
     NotYetValid,
     #[error("could not fetch the JWKS: {0}")]
@@ -111,6 +130,9 @@ struct TokenClaims {
     scope: Option<String>,
     exp: Option<u64>,
     nbf: Option<u64>,
+    /// Every other claim: the tenant claim's name is a setting.
+    #[serde(flatten)]
+    other: HashMap<String, serde_json::Value>,
 }
 
 /// The issuer's key set as last fetched.
@@ -256,8 +278,8 @@ impl JwksVerifier {
     }
 
     /// Verifies signature, `iss`, `aud`, `exp`, `nbf` (with [`Self::NBF_LEEWAY_SECS`]) and a
-    /// [usable](usable_subject) `sub`. Only asymmetric algorithms are accepted, as
-    /// with API Gateway's JWT authorizer.
+    /// [usable](usable_subject) `sub`, and a valid tenant claim when there is one. Only asymmetric
+    /// algorithms are accepted, as with API Gateway's JWT authorizer.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
@@ -289,6 +311,13 @@ impl JwksVerifier {
             .sub
             .filter(|s| usable_subject(s))
             .ok_or(AuthError::NoSubject)?;
+        let tenant = match data.claims.other.get(&self.settings.tenant_claim.0) {
+            None => Tenant::default_tenant(),
+            Some(name) => name
+                .as_str()
+                .and_then(Tenant::parse)
+                .ok_or(AuthError::InvalidTenant)?,
+        };
         Ok(Claims {
             sub,
             scopes: data
@@ -298,6 +327,7 @@ impl JwksVerifier {
                 .map(split_scopes)
                 .unwrap_or_default(),
             exp: data.claims.exp,
+            tenant,
         })
     }
 }
@@ -335,6 +365,7 @@ ZIb/hywEYUgqr2EfZS3N7Evoo7UNH0MSYnAuiE2nMZfG6Rv5KyVKJXoA
             audience: "herald".into(),
             jwks_url: jwks_url.into(),
             jwks_ttl,
+            tenant_claim: TenantClaim::default(),
         }
     }
 
@@ -520,6 +551,14 @@ ZIb/hywEYUgqr2EfZS3N7Evoo7UNH0MSYnAuiE2nMZfG6Rv5KyVKJXoA
                 "subject with a space",
                 token(KEY_A, "k1", claims(json!({"sub": "a b"}))),
             ),
+            (
+                "tenant that would break the key schema",
+                token(KEY_A, "k1", claims(json!({"tenant": "a/b"}))),
+            ),
+            (
+                "tenant that is not a string",
+                token(KEY_A, "k1", claims(json!({"tenant": 7}))),
+            ),
             ("not a JWT", "nonsense".to_owned()),
             ("empty", String::new()),
         ];
@@ -536,6 +575,38 @@ ZIb/hywEYUgqr2EfZS3N7Evoo7UNH0MSYnAuiE2nMZfG6Rv5KyVKJXoA
             v.verify(&hs256).await.is_err(),
             "HS256 is refused, as by API Gateway"
         );
+    }
+
+    #[tokio::test]
+    async fn the_tenant_claim_names_the_tenant_and_its_absence_the_default() {
+        let v = verifier();
+        let tenant = |c: serde_json::Value| {
+            let t = token(KEY_A, "k1", claims(c));
+            let v = &v;
+            async move { v.verify(&t).await.ok().map(|c| c.tenant.to_string()) }
+        };
+        assert_eq!(tenant(json!({})).await.as_deref(), Some("default"));
+        assert_eq!(
+            tenant(json!({"tenant": "acme"})).await.as_deref(),
+            Some("acme")
+        );
+        let map = |pairs: &[(&str, &str)]| {
+            let m: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            Claims::from_map(&m, &TenantClaim("org".into())).map(|c| c.tenant.to_string())
+        };
+        assert_eq!(map(&[("sub", "bob")]).as_deref(), Some("default"));
+        assert_eq!(
+            map(&[("sub", "bob"), ("org", "uni")]).as_deref(),
+            Some("uni")
+        );
+        assert_eq!(
+            map(&[("sub", "bob"), ("tenant", "uni")]).as_deref(),
+            Some("default")
+        );
+        assert_eq!(map(&[("sub", "bob"), ("org", "Uni")]), None);
     }
 
     #[test]

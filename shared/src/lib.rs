@@ -22,6 +22,7 @@
 //! - [`schedule`]: scheduled sends (`sendAt`), the best moment to send, and firing due ones;
 //! - [`realtime`]: posting frames to a user's WebSocket connections (`@connections`);
 //! - [`auth`]: caller identity (API Gateway claims, JWKS verification);
+//! - [`tenant`]: the tenant a caller, a record or a worker-set member belongs to;
 //! - [`config`]: settings from the environment, read in one place, one file per component
 //!   (`config/`), every type re-exported as `shared::config::X`;
 //! - [`secrets`]: settings whose values live in Secrets Manager, resolved at cold start;
@@ -58,5 +59,6 @@ pub mod schedule;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
+pub mod tenant;
 pub mod trigger;
 pub mod webhooks;

@@ -62,6 +62,20 @@ pub fn valid_user_id(id: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}')
 }
 
+/// Maximum length of a tenant name, in bytes (`[a-z0-9._-]`).
+pub const TENANT_MAX_BYTES: usize = 64;
+
+/// Is `name` acceptable as a tenant ([`crate::tenant::Tenant`])? Lower-case letters, digits, `.`,
+/// `_` and `-`: no braces (the tenant goes inside every hash tag), no `/` or `:` (the separators
+/// of `{<tenant>/<kind>:<id>}`, which keep a tenant's keys apart from every other tenant's).
+pub fn valid_tenant(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= TENANT_MAX_BYTES
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
+}
+
 /// Is `key` acceptable as a topic key? Letters, digits, `.`, `_`, `:` and `-`: no braces (the
 /// `{t:<key>}` hash tag), nothing a URL path would need to escape.
 pub fn valid_topic_key(key: &str) -> bool {
@@ -160,6 +174,17 @@ mod tests {
         assert!(!valid_topic_key("a/b"));
         assert!(!valid_topic_key("a b"));
         assert!(!valid_topic_key(&"k".repeat(TOPIC_KEY_MAX_BYTES + 1)));
+    }
+
+    #[test]
+    fn tenants_are_lower_case_names_without_key_separators() {
+        for ok in ["default", "acme", "uni-42", "a.b_c"] {
+            assert!(valid_tenant(ok), "{ok}");
+        }
+        let long = "a".repeat(TENANT_MAX_BYTES + 1);
+        for bad in ["", "Acme", "a/b", "a:b", "{a}", "a b", "é", long.as_str()] {
+            assert!(!valid_tenant(bad), "{bad}");
+        }
     }
 
     #[test]

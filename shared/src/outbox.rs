@@ -24,7 +24,8 @@ use crate::bus::{BusError, EventBus, OutgoingRecord};
 use crate::config::OutboxSettings;
 use crate::protocol::{Frame, Topic, IDEMPOTENCY_KEY_HEADER};
 use crate::realtime::Fanout;
-use crate::store::{Change, InboxStore, StoreError};
+use crate::store::{Change, InboxStore, StoreError, TenantScoped};
+use crate::tenant::Tenant;
 
 /// Produces committed changes and marks them published.
 #[derive(Debug, Clone)]
@@ -100,7 +101,7 @@ impl Publisher {
         let per_change: Vec<Vec<OutgoingRecord>> = changes.iter().map(Self::records).collect();
         let flat: Vec<OutgoingRecord> = per_change.iter().flatten().cloned().collect();
         let mut results = self.bus.send(&flat).await.into_iter();
-        let mut acked: Vec<(&str, u64)> = Vec::new();
+        let mut acked: Vec<(&Tenant, &str, u64)> = Vec::new();
         let mut unacked: Vec<&Change> = Vec::new();
         let mut first_error = None;
         let mut failed = 0;
@@ -113,7 +114,11 @@ impl Publisher {
                 }
             }
             if ok {
-                acked.push((&change.envelope.user_id, change.seq()));
+                acked.push((
+                    &change.envelope.tenant,
+                    &change.envelope.user_id,
+                    change.seq(),
+                ));
             } else {
                 failed += 1;
                 unacked.push(change);
@@ -122,18 +127,26 @@ impl Publisher {
         self.fall_back(&unacked).await;
         acked.sort();
         // One mark per user, concurrently: a broadcast's slice publishes hundreds of users at once.
-        let groups: Vec<(String, Vec<u64>)> = acked
-            .chunk_by(|a, b| a.0 == b.0)
+        // Each in its change's tenant.
+        let groups: Vec<(Tenant, String, Vec<u64>)> = acked
+            .chunk_by(|a, b| (a.0, a.1) == (b.0, b.1))
             .map(|chunk| {
                 (
-                    chunk[0].0.to_owned(),
-                    chunk.iter().map(|(_, s)| *s).collect(),
+                    chunk[0].0.clone(),
+                    chunk[0].1.to_owned(),
+                    chunk.iter().map(|(_, _, s)| *s).collect(),
                 )
             })
             .collect();
         let store = &self.store;
         let marks: Vec<Result<(), StoreError>> = stream::iter(groups)
-            .map(|(user, seqs)| async move { store.mark_published(&user, &seqs).await })
+            .map(|(tenant, user, seqs)| async move {
+                if tenant == *store.tenant() {
+                    store.mark_published(&user, &seqs).await
+                } else {
+                    store.for_tenant(&tenant).mark_published(&user, &seqs).await
+                }
+            })
             .buffer_unordered(32)
             .collect()
             .await;
@@ -175,6 +188,7 @@ impl Publisher {
     /// A repeated click (`first` false) is not sent: analytics would count nothing.
     pub async fn record_click(
         &self,
+        tenant: &Tenant,
         user_id: &str,
         notification_id: &str,
         first: bool,
@@ -188,7 +202,8 @@ impl Publisher {
                 id: notification_id.to_owned(),
                 first: Some(true),
             },
-        );
+        )
+        .in_tenant(tenant);
         let record = OutgoingRecord {
             topic: Topic::NotificationAnalytics,
             key: user_id.to_owned(),
@@ -214,7 +229,11 @@ impl Publisher {
                 continue;
             };
             let user = &change.envelope.user_id;
-            match fanout.send_to_user(user, &frame).await {
+            let sent = fanout
+                .for_tenant(&change.envelope.tenant)
+                .send_to_user(user, &frame)
+                .await;
+            match sent {
                 Ok(report) => {
                     tracing::info!(
                         user,
@@ -343,12 +362,31 @@ impl Relay {
         Ok(report)
     }
 
-    async fn relay_user(&self, user: String, score: f64) -> Result<UserOutcome, StoreError> {
+    /// Relays the user the dirty-index member `member` names, in its tenant's keys.
+    async fn relay_user(&self, member: String, score: f64) -> Result<UserOutcome, StoreError> {
+        let Some((tenant, user)) = crate::tenant::parse_member(&member) else {
+            tracing::error!(
+                member,
+                "outbox: a dirty mark names an invalid tenant; skipped"
+            );
+            return Ok(UserOutcome::default());
+        };
+        let user = user.to_owned();
+        let store = self.store.for_tenant(&tenant);
+        self.relay_tenant_user(&store, user, score).await
+    }
+
+    async fn relay_tenant_user(
+        &self,
+        store: &InboxStore,
+        user: String,
+        score: f64,
+    ) -> Result<UserOutcome, StoreError> {
         let grace = self.settings.grace.as_millis() as i64;
         let mut out = UserOutcome::default();
         let mut last_read;
         loop {
-            let (now, pending) = self.store.pending(&user, PER_USER_BATCH).await?;
+            let (now, pending) = store.pending(&user, PER_USER_BATCH).await?;
             // Changes younger than the grace period may still be in flight from their request.
             let eligible: Vec<Change> = pending
                 .iter()
@@ -364,7 +402,7 @@ impl Relay {
                     out.failed += failed;
                     out.backlog += failed + younger;
                     let backoff = FAILED_USER_BACKOFF.as_millis() as u64;
-                    self.store.outbox().postpone(&user, backoff).await?;
+                    store.outbox().postpone(&user, backoff).await?;
                     return Ok(out);
                 }
                 Err(PublishError::Store(e)) => return Err(e),
@@ -380,8 +418,7 @@ impl Relay {
         // Every request that set a mark at or before `score` committed within one grace period of
         // it. If the mark was two grace periods old at the last read, all of those commits were
         // older than one grace period then, so that read saw them and they are now published.
-        out.cleared = self
-            .store
+        out.cleared = store
             .outbox()
             .clear_dirty(&user, score, last_read - 2 * grace)
             .await?;

@@ -369,6 +369,19 @@ impl Scheduler {
         }
     }
 
+    /// The same scheduler acting on `tenant`'s keys: what firing one of `tenant`'s jobs runs
+    /// with (the due-set is global; each job names its tenant).
+    fn for_tenant(&self, tenant: &crate::tenant::Tenant) -> Scheduler {
+        use crate::store::TenantScoped;
+        Scheduler {
+            inbox: self.inbox.for_tenant(tenant),
+            schedules: self.schedules.for_tenant(tenant),
+            topics: self.topics.for_tenant(tenant),
+            publisher: self.publisher.clone(),
+            settings: self.settings,
+        }
+    }
+
     /// One round: claims up to [`ROUND`] jobs due at `now` (each leased for `SCHEDULER_LEASE_MS`),
     /// creates each one's notification under its fixed id, publishes the changes and marks the
     /// jobs sent. A job whose create failed keeps its lease and comes due again after it; one
@@ -458,6 +471,9 @@ impl Scheduler {
     /// first), under its fixed id and the idempotency record `scheduled:<id>`; `None` when the
     /// recipient was erased after the send was scheduled.
     async fn create(&self, job: &ScheduledJob) -> Result<Option<CreateOutcome>, StoreError> {
+        if job.tenant != *self.inbox.tenant() {
+            return Box::pin(self.for_tenant(&job.tenant).create(job)).await;
+        }
         // A send scheduled before its recipient was erased is dropped, not created in the new
         // inbox (the id is a UUIDv7: its time is when the send was scheduled). Checked just
         // before the create, not in its script: an erase landing between the two lets this one
@@ -495,6 +511,9 @@ impl Scheduler {
     /// it produced them; false when the broadcast was cancelled, is gone, or is already running
     /// or done. An error (Redis, or Kafka not taking the records) leaves the job to its lease.
     async fn start_broadcast(&self, start: &BroadcastStart) -> Result<bool, StartError> {
+        if start.tenant != *self.inbox.tenant() {
+            return Box::pin(self.for_tenant(&start.tenant).start_broadcast(start)).await;
+        }
         let id = start.broadcast_id.as_str();
         if self.topics.start_scheduled(id).await? != Some(BroadcastStatus::Queued) {
             return Ok(false);
@@ -502,7 +521,7 @@ impl Scheduler {
         let sent = self
             .publisher
             .bus()
-            .send(&BroadcastChunk::all_records(id))
+            .send(&BroadcastChunk::all_records(&start.tenant, id))
             .await;
         if let Some(Err(e)) = sent.into_iter().find(Result::is_err) {
             return Err(StartError::Kafka(e));

@@ -85,6 +85,14 @@ impl Call {
         self
     }
 
+    /// In tenant `tenant` (the `tenant` claim, `TENANT_CLAIM`'s default), after `user`/`service`.
+    pub fn tenant(mut self, tenant: &str) -> Self {
+        if let Some(c) = self.claims.as_mut() {
+            c.insert("tenant".into(), json!(tenant));
+        }
+        self
+    }
+
     /// As a service `sub` holding `notifications:write`.
     pub fn service(self, sub: &str) -> Self {
         self.user(sub).scope("notifications:write")

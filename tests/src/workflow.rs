@@ -74,6 +74,7 @@ impl Workflow {
                 audience: "herald".into(),
                 jwks_url: "http://127.0.0.1:9/unused".into(),
                 jwks_ttl: std::time::Duration::MAX,
+                tenant_claim: Default::default(),
             }),
         };
         Some(Workflow {

@@ -254,6 +254,7 @@ async fn populate(env: &TestEnv, deps: &api::Deps, user: &str) -> (String, Strin
         .append_histories(&[HistoryWrite {
             notification_id: &n.id,
             user_id: user,
+            tenant: &shared::tenant::Tenant::default_tenant(),
             kind: Some(&n.kind),
             entries: vec![&entry],
             seq: outcome.seq,

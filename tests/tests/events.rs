@@ -404,6 +404,7 @@ async fn drive_ws(env: &TestEnv, name: &str, case: &str, text: &str) {
             audience: "herald".into(),
             jwks_url: "http://127.0.0.1:9/unused".into(),
             jwks_ttl: std::time::Duration::MAX,
+            tenant_claim: Default::default(),
         },
         jwks,
     );

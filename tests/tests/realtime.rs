@@ -691,6 +691,7 @@ async fn actions_over_the_users_limit_get_a_rate_limited_frame_and_other_users_d
             audience: "herald".into(),
             jwks_url: "http://127.0.0.1:9/unused".into(),
             jwks_ttl: Duration::MAX,
+            tenant_claim: Default::default(),
         }),
     };
     for (user, id) in [("alice", "AliceConn0001A="), ("bob", "BobConn000001B=")] {

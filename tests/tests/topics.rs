@@ -83,15 +83,16 @@ async fn broadcast_state(deps: &api::Deps, id: &str) -> Value {
 
 /// The `broadcast-chunks` batch Lambda would deliver for broadcast `id`, one partition.
 fn chunk_batch(id: &str) -> aws_lambda_events::event::kafka::KafkaEvent {
-    let records: Vec<Value> = BroadcastChunk::all_records(id)
-        .iter()
-        .enumerate()
-        .map(|(offset, r)| {
-            json!({"topic": "broadcast-chunks", "partition": 0, "offset": offset,
+    let records: Vec<Value> =
+        BroadcastChunk::all_records(&shared::tenant::Tenant::default_tenant(), id)
+            .iter()
+            .enumerate()
+            .map(|(offset, r)| {
+                json!({"topic": "broadcast-chunks", "partition": 0, "offset": offset,
                 "timestamp": 0, "timestampType": "CREATE_TIME", "key": null,
                 "value": STANDARD.encode(&r.payload), "headers": []})
-        })
-        .collect();
+            })
+            .collect();
     serde_json::from_value(json!({"eventSource": "SelfManagedKafka",
         "records": {"broadcast-chunks-0": records}}))
     .unwrap_or_else(|e| panic!("event: {e}"))
@@ -102,6 +103,7 @@ fn chunk(id: &str, chunk: u16) -> BroadcastChunk {
         v: shared::protocol::broadcast::BROADCAST_CHUNK_VERSION,
         broadcast_id: id.to_owned(),
         chunk,
+        tenant: shared::tenant::Tenant::default_tenant(),
     }
 }
 

@@ -7,6 +7,7 @@ use shared::model::{Channel, OutcomeStatus};
 use shared::protocol::envelope::{EnvelopeError, ENVELOPE_VERSION};
 use shared::protocol::{DeliveryOutcome, Envelope, Event, Topic};
 use shared::store::analytics::{HistoryEntry, Tally};
+use shared::tenant::Tenant;
 use shared::trigger;
 
 use crate::UNKNOWN_TYPE;
@@ -16,6 +17,8 @@ use crate::UNKNOWN_TYPE;
 pub(crate) struct Item {
     pub(crate) offset: i64,
     pub(crate) user_id: String,
+    /// The user's tenant (the record's; the default tenant's for a record without one).
+    pub(crate) tenant: Tenant,
     pub(crate) notification_id: String,
     /// The notification type, once known.
     pub(crate) kind: Option<String>,
@@ -38,6 +41,7 @@ impl Item {
         self.entries
             .iter()
             .map(|e| Tally {
+                tenant: &self.tenant,
                 day: self.day,
                 kind,
                 channel: e.channel,
@@ -80,6 +84,7 @@ pub(crate) fn decode(topic: Topic, record: &KafkaRecord) -> Result<Option<Item>,
         return Ok(Some(Item {
             offset: record.offset,
             user_id: outcome.user_id,
+            tenant: outcome.tenant,
             notification_id: outcome.notification_id,
             kind: Some(outcome.notification_type),
             kind_is_authoritative: true,
@@ -135,6 +140,7 @@ pub(crate) fn decode(topic: Topic, record: &KafkaRecord) -> Result<Option<Item>,
     Ok(Some(Item {
         offset: record.offset,
         user_id: envelope.user_id.clone(),
+        tenant: envelope.tenant.clone(),
         notification_id: id.to_owned(),
         kind: None,
         kind_is_authoritative: false,

@@ -10,6 +10,8 @@ use shared::config::AnalyticsSettings;
 use shared::model::OutcomeStatus;
 use shared::protocol::Topic;
 use shared::store::analytics::{HistoryWrite, ShardBatch};
+use shared::store::TenantScoped;
+use shared::tenant::Tenant;
 use shared::trigger::{PartitionBatch, RetryFrom};
 
 use crate::decode::{decode, Item, Poison};
@@ -62,6 +64,7 @@ pub(crate) async fn count_partition(
         .map(|(id, group)| HistoryWrite {
             notification_id: id,
             user_id: &group[0].user_id,
+            tenant: &group[0].tenant,
             kind: group
                 .iter()
                 .find(|i| i.kind_is_authoritative)
@@ -80,10 +83,28 @@ pub(crate) async fn count_partition(
             None => None,
         }
     };
+    // Each tenant's recipients in its own slot; the shards are registered with the default's.
+    let recipients_written = async {
+        let mut registered = Some(registered);
+        for (tenant, recipients) in &recipients {
+            let shards = match tenant.is_default() {
+                true => registered.take().unwrap_or_default(),
+                false => Vec::new(),
+            };
+            deps.store
+                .for_tenant(tenant)
+                .add_recipients(&shards, recipients)
+                .await?;
+        }
+        match registered {
+            Some(shards) => deps.store.add_recipients(&shards, &BTreeMap::new()).await,
+            None => Ok(()),
+        }
+    };
     let (histories, counted, recipients_written) = futures::join!(
         deps.store.append_histories(&writes),
         count,
-        deps.store.add_recipients(&registered, &recipients)
+        recipients_written
     );
 
     for (group, result) in groups.into_iter().zip(histories) {
@@ -136,7 +157,11 @@ async fn feed_histograms(deps: &Deps, items: &[Item], cut: Option<i64>) {
         else {
             continue;
         };
-        if let Err(e) = engagement.record(&item.user_id, entry.at).await {
+        let recorded = engagement
+            .for_tenant(&item.tenant)
+            .record(&item.user_id, entry.at)
+            .await;
+        if let Err(e) = recorded {
             tracing::warn!(error = %e, "could not add to an engagement histogram");
         }
     }
@@ -151,11 +176,13 @@ fn by_notification(items: &[Item]) -> BTreeMap<&str, Vec<&Item>> {
     groups
 }
 
-/// Recipients: the users of delivery outcomes, per day.
-fn recipients(items: &[Item]) -> BTreeMap<NaiveDate, BTreeSet<&str>> {
-    let mut recipients: BTreeMap<NaiveDate, BTreeSet<&str>> = BTreeMap::new();
+/// Recipients: the users of delivery outcomes, per tenant and day.
+fn recipients(items: &[Item]) -> BTreeMap<&Tenant, BTreeMap<NaiveDate, BTreeSet<&str>>> {
+    let mut recipients: BTreeMap<&Tenant, BTreeMap<NaiveDate, BTreeSet<&str>>> = BTreeMap::new();
     for item in items.iter().filter(|i| !i.engagement) {
         recipients
+            .entry(&item.tenant)
+            .or_default()
             .entry(item.day)
             .or_default()
             .insert(&item.user_id);

@@ -10,9 +10,13 @@ use serde::Serialize;
 use shared::auth::Claims;
 use shared::error::{ApiError, FieldError, PROBLEM_CONTENT_TYPE};
 
-/// The caller's verified claims, or 401.
+/// The caller's verified claims, or 401: what [`crate::handle`] read from the authorizer's claims
+/// (with the deployment's `TENANT_CLAIM`) and put in the request's extensions.
 pub fn claims(req: &Request) -> Result<Claims, ApiError> {
-    Claims::from_request(req).ok_or(ApiError::Unauthorized)
+    req.extensions()
+        .get::<Claims>()
+        .cloned()
+        .ok_or(ApiError::Unauthorized)
 }
 
 /// The caller's claims if they hold `scope`; 401 without claims, 403 without the scope.

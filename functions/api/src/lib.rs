@@ -25,20 +25,24 @@ pub mod shedding;
 pub mod validate;
 
 use lambda_http::{Body, Request, RequestExt, Response};
+use shared::auth::Claims;
 use shared::config::AnalyticsSettings;
 use shared::config::SenderSettings;
 use shared::config::SheddingSettings;
+use shared::config::TenantClaim;
 use shared::config::WebhookSettings;
 use shared::config::{Env, InboxSettings, KafkaSettings, RealtimeSettings, RedisSettings};
 use shared::error::{ApiError, StartupError};
 use shared::outbox::Publisher;
 use shared::realtime::{ConnectionsApi, Fanout};
+use shared::store::TenantScoped;
 use shared::store::TopicStore;
 use shared::store::{AnalyticsStore, InboxStore, KeySpace, RateLimiter, RedisConn};
 use shared::store::{
     ConnectionRegistry, ContactBook, DeviceBook, Eraser, EscalationBook, PushLedger, WebhookStore,
 };
 use shared::store::{EngagementStore, ScheduleStore};
+use shared::tenant::Tenant;
 
 /// Everything a request needs, built once per cold start.
 #[derive(Debug, Clone)]
@@ -77,6 +81,8 @@ pub struct Deps {
     pub engagement: EngagementStore,
     /// Topics, their members and broadcasts.
     pub topics: TopicStore,
+    /// Which claim names the caller's tenant.
+    pub tenant_claim: TenantClaim,
 }
 
 impl Deps {
@@ -91,6 +97,7 @@ impl Deps {
         let mut deps = Self::new(conn.clone(), keys.clone(), inbox, bus);
         deps.channels = SenderSettings::from_env(env)?;
         deps.webhook_settings = WebhookSettings::from_env(env)?;
+        deps.tenant_claim = TenantClaim::from_env(env)?;
         deps.memory = shedding::MemoryGate::new(conn.clone(), SheddingSettings::from_env(env)?);
         if RealtimeSettings::from_env(env)?.connections_url.is_some() {
             let fanout = Fanout::from_env(env, conn, keys)?;
@@ -143,12 +150,52 @@ impl Deps {
             schedules,
             engagement,
             topics,
+            tenant_claim: TenantClaim::default(),
+        }
+    }
+
+    /// The same dependencies acting on `tenant`'s keys: what a request of a caller of `tenant`
+    /// runs with, so every route stays inside its caller's tenant by construction (another
+    /// tenant's topic, broadcast, user, job or webhook is simply not there: 404). The publisher
+    /// needs no scope: it publishes and marks each change in the change's own tenant.
+    pub fn for_tenant(&self, tenant: &Tenant) -> Deps {
+        Deps {
+            store: self.store.for_tenant(tenant),
+            limiter: self.limiter.for_tenant(tenant),
+            analytics: self.analytics.for_tenant(tenant),
+            contacts: self.contacts.for_tenant(tenant),
+            devices: self.devices.for_tenant(tenant),
+            escalations: self.escalations.for_tenant(tenant),
+            webhooks: self.webhooks.for_tenant(tenant),
+            eraser: self.eraser.for_tenant(tenant),
+            ledger: self.ledger.for_tenant(tenant),
+            registry: self.registry.for_tenant(tenant),
+            schedules: self.schedules.for_tenant(tenant),
+            engagement: self.engagement.for_tenant(tenant),
+            topics: self.topics.for_tenant(tenant),
+            ..self.clone()
         }
     }
 }
 
 /// The Lambda handler: routes the request and turns every error into problem+json.
-pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, std::convert::Infallible> {
+///
+/// The caller's claims are read once here, with the deployment's `TENANT_CLAIM`, and put in the
+/// request's extensions ([`http::claims`]); the routes run with [`Deps::for_tenant`] of the
+/// caller's tenant.
+pub async fn handle(
+    deps: &Deps,
+    mut req: Request,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let claims = Claims::from_request(&req, &deps.tenant_claim);
+    let scoped: Option<Deps> = claims
+        .as_ref()
+        .filter(|c| !c.tenant.is_default())
+        .map(|c| deps.for_tenant(&c.tenant));
+    let deps = scoped.as_ref().unwrap_or(deps);
+    if let Some(claims) = claims {
+        req.extensions_mut().insert(claims);
+    }
     let response = match routes::route(deps, &req).await {
         Ok(response) => response,
         Err(error) => {

@@ -36,10 +36,12 @@ use shared::model::Preferences;
 use shared::outbox::Publisher;
 use shared::protocol::BroadcastChunk;
 use shared::store::inbox::IdempotencyClaim;
+use shared::store::TenantScoped;
 use shared::store::{
     Broadcast, BroadcastStatus, Change, ChunkCounts, CreateOutcome, InboxStore, KeySpace,
     RedisConn, StoreError, TopicStore,
 };
+use shared::tenant::Tenant;
 use shared::trigger::{self, BatchResponse, Report};
 
 /// Most recipients handled between two checks for a cancel.
@@ -82,6 +84,16 @@ impl Deps {
             publisher: Publisher::new(bus, store.clone()),
             store,
             trigger: TriggerSettings::default(),
+        }
+    }
+
+    /// The same dependencies acting on `tenant`'s keys (a chunk's tenant). The publisher
+    /// publishes each change in its own tenant already.
+    pub fn for_tenant(&self, tenant: &Tenant) -> Deps {
+        Deps {
+            store: self.store.for_tenant(tenant),
+            topics: self.topics.for_tenant(tenant),
+            ..self.clone()
         }
     }
 }
@@ -216,6 +228,14 @@ enum Outcome {
 
 /// Runs one chunk (see the module header). Errors are transient: the chunk is worth retrying.
 pub async fn fan_out_chunk(deps: &Deps, chunk: &BroadcastChunk) -> Result<ChunkRun, StoreError> {
+    // The broadcast, its topic and its recipients are all the chunk's tenant's.
+    let scoped;
+    let deps = if chunk.tenant.is_default() {
+        deps
+    } else {
+        scoped = deps.for_tenant(&chunk.tenant);
+        &scoped
+    };
     let id = chunk.broadcast_id.as_str();
     let Some(broadcast) = deps.topics.begin_chunk(id).await? else {
         // Discarded before it was accepted, or expired: nothing to do.

@@ -15,6 +15,9 @@
 //!    delete, mark-all-read) goes there too, for the silent badge update of the user's phones;
 //! 4. once those records are acknowledged, marks the `seq` delivered for the user.
 //!
+//! A user is the record's (tenant, userId): every claim, connection and mark is in the record's
+//! tenant's keys, and the outputs carry its `tenant`.
+//!
 //! Claim, then act: before step 2, each user's records of the batch are claimed in one atomic
 //! step that also reads which seqs are already delivered and the user's connections (one round
 //! trip per user per batch, [`ConnectionRegistry::claim_delivery`]). The claim is a lease that
@@ -50,9 +53,11 @@ use shared::model::{Channel, OutcomeStatus};
 use shared::protocol::outcome::reason;
 use shared::protocol::{DeliveryOutcome, Envelope, Event, Frame, Topic, IDEMPOTENCY_KEY_HEADER};
 use shared::realtime::{Fanout, FanoutReport};
+use shared::store::TenantScoped;
 use shared::store::{
     Connection, ConnectionRegistry, DeliveryClaim, KeySpace, RedisConn, StoreError,
 };
+use shared::tenant::Tenant;
 use shared::trigger::{self, BatchResponse, Counters, PartitionBatch, Report};
 
 /// How long an invocation waits for another one's claim on a user before sending the user's
@@ -202,7 +207,7 @@ struct Claimant {
 /// A record handled up to its outputs, which still need Kafka's acknowledgement.
 struct Handled {
     offset: i64,
-    user_id: String,
+    user_id: TenantUser,
     seq: u64,
     outputs: Vec<OutgoingRecord>,
 }
@@ -212,10 +217,14 @@ struct Handled {
 #[derive(Default)]
 struct PartitionResult {
     handled: Vec<Handled>,
-    claimed: Vec<String>,
+    claimed: Vec<TenantUser>,
     retry_from: Option<i64>,
     stats: BatchStats,
 }
+
+/// A user: the pair (tenant, userId), from the record's envelope. Two tenants' same user id are
+/// two users, with their own claims and connections.
+type TenantUser = (Tenant, String);
 
 /// Delivers every record of `event` and says which partitions to retry from where, with claims
 /// of [`DEFAULT_LEASE`].
@@ -251,7 +260,7 @@ pub async fn deliver_batch_leased(
 
     let mut stats = BatchStats::default();
     let mut response = BatchResponse::default();
-    let mut delivered: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut delivered: BTreeMap<TenantUser, Vec<u64>> = BTreeMap::new();
     for (partition, result) in &mut results {
         for h in &result.handled {
             // Take exactly this record's acknowledgements (no short-circuit).
@@ -281,13 +290,15 @@ pub async fn deliver_batch_leased(
     // Record what was delivered and release every claim, all at once.
     let registry = deps.fanout.registry();
     let claimed = results.iter().flat_map(|(_, r)| &r.claimed);
-    join_all(claimed.map(|user_id| {
-        let seqs = delivered.get(user_id).map_or(&[][..], Vec::as_slice);
+    join_all(claimed.map(|user| {
+        let seqs = delivered.get(user).map_or(&[][..], Vec::as_slice);
         stats.delivered += seqs.len();
+        let (tenant, user_id) = user;
         async move {
             // Not recording only means a retried record is delivered again (clients drop it by
             // seq), and the claim lasts to its lease.
             if let Err(e) = registry
+                .for_tenant(tenant)
                 .finish_delivery(user_id, seqs, &claimant.token)
                 .await
             {
@@ -307,14 +318,14 @@ async fn deliver_partition(
 ) -> PartitionResult {
     let mut result = PartitionResult::default();
     result.stats.records = batch.records.len();
-    let mut by_user: BTreeMap<String, Vec<(&KafkaRecord, Envelope, Frame)>> = BTreeMap::new();
+    let mut by_user: BTreeMap<TenantUser, Vec<(&KafkaRecord, Envelope, Frame)>> = BTreeMap::new();
     for record in &batch.records {
         match trigger::envelope(record) {
             // An event without a frame has nothing to deliver.
             Ok(envelope) => {
                 if let Some(frame) = Frame::from_envelope(&envelope) {
                     by_user
-                        .entry(envelope.user_id.clone())
+                        .entry((envelope.tenant.clone(), envelope.user_id.clone()))
                         .or_default()
                         .push((record, envelope, frame));
                 }
@@ -347,7 +358,7 @@ struct UserResult {
     handled: Vec<Handled>,
     stats: BatchStats,
     /// The user, if this invocation took its claim (to release after the acknowledgements).
-    claimed: Option<String>,
+    claimed: Option<TenantUser>,
     retry_from: Option<i64>,
 }
 
@@ -355,9 +366,10 @@ struct UserResult {
 async fn deliver_user(
     deps: &Deps,
     claimant: &Claimant,
-    user_id: String,
+    (tenant, user_id): TenantUser,
     records: Vec<(&KafkaRecord, Envelope, Frame)>,
 ) -> UserResult {
+    let fanout = deps.fanout.for_tenant(&tenant);
     let mut result = UserResult {
         handled: Vec::new(),
         stats: BatchStats::default(),
@@ -368,9 +380,7 @@ async fn deliver_user(
         return result;
     };
     let seqs: Vec<u64> = records.iter().map(|(_, e, _)| e.seq).collect();
-    let (delivered, connections) = match claim(deps.fanout.registry(), claimant, &user_id, &seqs)
-        .await
-    {
+    let (delivered, connections) = match claim(fanout.registry(), claimant, &user_id, &seqs).await {
         Ok(Some(claimed)) => claimed,
         Ok(None) => {
             tracing::warn!(
@@ -395,7 +405,7 @@ async fn deliver_user(
             continue;
         }
         let handled = deliver_one(
-            deps,
+            &fanout,
             &connections,
             record,
             envelope,
@@ -405,7 +415,7 @@ async fn deliver_user(
         .await;
         result.handled.push(handled);
     }
-    result.claimed = Some(user_id);
+    result.claimed = Some((tenant, user_id));
     result
 }
 
@@ -439,7 +449,7 @@ async fn claim(
 
 /// Posts one change's frame to the user's connections and builds its outputs.
 async fn deliver_one(
-    deps: &Deps,
+    fanout: &Fanout,
     connections: &[Connection],
     record: &KafkaRecord,
     envelope: &Envelope,
@@ -448,7 +458,7 @@ async fn deliver_one(
 ) -> Handled {
     let user_id = &envelope.user_id;
     let posted_at = chrono::Utc::now();
-    let report = deps.fanout.send(user_id, connections, frame).await;
+    let report = fanout.send(user_id, connections, frame).await;
     stats.frames_sent += report.sent;
     stats.gone += report.gone;
     stats.failed_posts += report.failed;
@@ -462,7 +472,7 @@ async fn deliver_one(
     }
     Handled {
         offset: record.offset,
-        user_id: user_id.clone(),
+        user_id: (envelope.tenant.clone(), user_id.clone()),
         seq: envelope.seq,
         outputs: outputs(record, envelope, &report, posted_at),
     }
@@ -486,7 +496,8 @@ fn outputs(
         };
     };
     let (status, why) = in_app_outcome(report);
-    let outcome = DeliveryOutcome::at(notification, Channel::InApp, status, why, posted_at);
+    let outcome = DeliveryOutcome::at(notification, Channel::InApp, status, why, posted_at)
+        .in_tenant(&envelope.tenant);
     let mut out = vec![OutgoingRecord {
         topic: Topic::NotificationDelivery,
         key: notification.id.clone(),

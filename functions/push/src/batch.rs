@@ -13,6 +13,7 @@ use futures::stream::{self, StreamExt};
 use shared::model::Notification;
 use shared::protocol::{Envelope, Event};
 use shared::store::StoreError;
+use shared::tenant::Tenant;
 use shared::trigger::{self, BatchResponse};
 
 use crate::badge::update_badge;
@@ -32,31 +33,40 @@ pub async fn process_batch(
 ) -> (BatchResponse, Stats) {
     let mut stats = Stats::default();
     let mut jobs: Vec<(String, i64, Job)> = Vec::new();
-    let mut plans: Vec<(String, i64, Notification)> = Vec::new();
-    // The users whose badge a change moved, each with the records that asked (one update each).
-    let mut badges: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+    let mut plans: Vec<(String, i64, Tenant, Notification)> = Vec::new();
+    // The users (tenant, userId) whose badge a change moved, each with the records that asked
+    // (one update each).
+    let mut badges: BTreeMap<(Tenant, String), Vec<(String, i64)>> = BTreeMap::new();
     for batch in trigger::partitions(event) {
         for record in &batch.records {
             stats.records += 1;
             match trigger::envelope(record) {
                 Ok(Envelope {
                     event: Event::NotificationCreated { notification, .. },
+                    tenant,
                     ..
                 }) => {
                     // Escalation steps and a digest item's close are planned; the rest runs now.
                     let planned = notification.escalate.is_some() || notification.digest.is_some();
                     match Job::from_notification(&notification) {
                         Some(_) if notification.digest.is_some() => {}
-                        Some(job) => jobs.push((batch.key.to_owned(), record.offset, job)),
+                        Some(job) => jobs.push((
+                            batch.key.to_owned(),
+                            record.offset,
+                            Job {
+                                tenant: tenant.clone(),
+                                ..job
+                            },
+                        )),
                         None if planned => {}
                         None => stats.ignored += 1,
                     }
                     if planned {
-                        plans.push((batch.key.to_owned(), record.offset, notification));
+                        plans.push((batch.key.to_owned(), record.offset, tenant, notification));
                     }
                 }
                 Ok(envelope) if envelope.changes_unread() => badges
-                    .entry(envelope.user_id)
+                    .entry((envelope.tenant, envelope.user_id))
                     .or_default()
                     .push((batch.key.to_owned(), record.offset)),
                 Ok(_) => stats.ignored += 1,
@@ -68,7 +78,8 @@ pub async fn process_batch(
         }
     }
     let planned: Vec<(String, i64, Result<(), StoreError>)> = stream::iter(plans)
-        .map(|(partition, offset, n)| async move {
+        .map(|(partition, offset, tenant, n)| async move {
+            let deps = &deps.for_tenant(&tenant);
             let planned = match escalate::plan(deps, &n).await {
                 Ok(()) => digest::plan(deps, &n).await,
                 Err(e) => Err(e),
@@ -87,8 +98,8 @@ pub async fn process_batch(
         .collect()
         .await;
     let badged = stream::iter(badges)
-        .map(|(user, records)| async move {
-            let done = update_badge(deps, &user).await;
+        .map(|((tenant, user), records)| async move {
+            let done = update_badge(&deps.for_tenant(&tenant), &user).await;
             (user, records, done)
         })
         .buffer_unordered(JOB_CONCURRENCY)
@@ -134,11 +145,11 @@ pub async fn process_batch(
         &finished.iter().map(|(_, _, d)| d).collect::<Vec<_>>(),
     )
     .await;
-    let mut acks: BTreeMap<&str, Vec<(String, u32)>> = BTreeMap::new();
+    let mut acks: BTreeMap<(&Tenant, &str), Vec<(String, u32)>> = BTreeMap::new();
     for ((partition, offset, done), ok) in finished.iter().zip(acked) {
         stats.merge(&done.stats);
         if ok {
-            acks.entry(done.user.as_str())
+            acks.entry((&done.tenant, done.user.as_str()))
                 .or_default()
                 .extend(done.acks.iter().cloned());
         } else {

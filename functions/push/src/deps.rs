@@ -1,5 +1,7 @@
 //! What the function builds once per cold start: the clients and the configured senders.
 
+use shared::store::TenantScoped;
+use shared::tenant::Tenant;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +71,20 @@ pub struct Deps {
 }
 
 impl Deps {
+    /// The same dependencies acting on `tenant`'s keys: what a job, plan or badge update of a
+    /// record (or retry entry) of `tenant` runs with.
+    pub fn for_tenant(&self, tenant: &Tenant) -> Deps {
+        Deps {
+            bus: self.bus.clone(),
+            contacts: self.contacts.for_tenant(tenant),
+            devices: self.devices.for_tenant(tenant),
+            ledger: self.ledger.for_tenant(tenant),
+            escalations: self.escalations.for_tenant(tenant),
+            senders: self.senders.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+
     pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
         let redis = RedisSettings::from_env(env)?;
         let kafka = KafkaSettings::from_env(env)?;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use shared::store::{DueEntry, StoreError};
+use shared::tenant::Tenant;
 
 use crate::badge::{update_badge, BADGE_ENTRY};
 use crate::job::Job;
@@ -62,9 +63,14 @@ pub async fn drain_due(deps: &Deps, now: DateTime<Utc>) -> Stats {
         }
         let results: Vec<(DueEntry, Option<Result<JobDone, StoreError>>)> = stream::iter(claimed)
             .map(|due| async move {
+                // The entry's tenant is its member's: every step runs in its keys.
+                let deps = &deps.for_tenant(&due.tenant);
                 let job = match deps.ledger.entry(&due).await {
                     Ok(Some(text)) => match serde_json::from_str::<Job>(&text) {
-                        Ok(job) => job,
+                        Ok(job) => Job {
+                            tenant: due.tenant.clone(),
+                            ..job
+                        },
                         Err(e) => {
                             tracing::error!(entry = due.entry_id, error = %e, "dropping an unreadable retry entry");
                             return (due, None);
@@ -106,11 +112,11 @@ pub async fn drain_due(deps: &Deps, now: DateTime<Utc>) -> Stats {
             }
         }
         let acked = produce(deps, &finished.iter().map(|(_, d)| d).collect::<Vec<_>>()).await;
-        let mut acks: BTreeMap<&str, Vec<(String, u32)>> = BTreeMap::new();
+        let mut acks: BTreeMap<(&Tenant, &str), Vec<(String, u32)>> = BTreeMap::new();
         for ((due, done), ok) in finished.iter().zip(acked) {
             stats.merge(&done.stats);
             if ok {
-                acks.entry(&due.user_id)
+                acks.entry((&due.tenant, &due.user_id))
                     .or_default()
                     .extend(done.acks.iter().cloned());
                 if let Err(e) = deps.ledger.finish(due).await {
@@ -136,7 +142,7 @@ async fn drain_badge(deps: &Deps, due: DueEntry) -> Option<crate::badge::BadgeDo
         tracing::warn!(user = due.user_id, error = %e, "could not remove a badge entry; it comes due again after its lease");
         return None;
     }
-    match update_badge(deps, &due.user_id).await {
+    match update_badge(&deps.for_tenant(&due.tenant), &due.user_id).await {
         Ok(done) => Some(done),
         Err(e) => {
             tracing::warn!(user = due.user_id, error = %e, "badge update lost to an infrastructure error; the next change brings it");

@@ -6,12 +6,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::model::{Channel, Notification, OutcomeStatus};
 use shared::store::{StoredDevice, StoredSubscription};
+use shared::tenant::Tenant;
 
 /// One trip of a notification's off-app channels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     pub notification: Notification,
+    /// The user's tenant (from the record's envelope); absent for the default tenant.
+    #[serde(default, skip_serializing_if = "shared::tenant::is_default")]
+    pub tenant: Tenant,
     pub channels: Vec<Channel>,
     /// 0 from Kafka; n on the n-th trip through the retry schedule.
     pub hop: u32,
@@ -40,6 +44,7 @@ impl Job {
             .collect();
         (!channels.is_empty()).then(|| Job {
             notification: n.clone(),
+            tenant: Tenant::default_tenant(),
             channels,
             hop: 0,
             only: None,
@@ -54,6 +59,7 @@ impl Job {
     pub(crate) fn escalation(n: &Notification, step: u8, channels: &[Channel]) -> Job {
         Job {
             notification: n.clone(),
+            tenant: Tenant::default_tenant(),
             channels: channels.to_vec(),
             hop: 0,
             only: None,

@@ -56,6 +56,7 @@ pub(crate) fn next_hop(
 ) -> Job {
     Job {
         notification: job.notification.clone(),
+        tenant: job.tenant.clone(),
         channels: vec![channel],
         hop: job.hop + 1,
         only,

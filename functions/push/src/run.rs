@@ -13,7 +13,8 @@ use shared::bus::OutgoingRecord;
 use shared::model::Channel;
 use shared::protocol::outcome::reason;
 use shared::protocol::{DeliveryOutcome, Topic};
-use shared::store::{PushLedger, SendRecord, StoreError};
+use shared::store::{PushLedger, SendRecord, StoreError, TenantScoped};
+use shared::tenant::Tenant;
 
 use crate::channel::run_channel;
 use crate::job::{Job, PushTarget};
@@ -28,6 +29,7 @@ pub(crate) const JOB_CONCURRENCY: usize = 64;
 pub(crate) struct JobDone {
     /// The notification's user: every key the job touched is in their slot.
     pub(crate) user: String,
+    pub(crate) tenant: Tenant,
     pub(crate) outputs: Vec<OutgoingRecord>,
     pub(crate) acks: Vec<(String, u32)>,
     pub(crate) stats: Stats,
@@ -48,6 +50,13 @@ pub(crate) async fn run_job(
     job: &Job,
     now: DateTime<Utc>,
 ) -> Result<JobDone, StoreError> {
+    let scoped;
+    let deps = if job.tenant.is_default() {
+        deps
+    } else {
+        scoped = deps.for_tenant(&job.tenant);
+        &scoped
+    };
     let n = &job.notification;
     let user = &n.user_id;
     let fields: Vec<String> = job
@@ -58,6 +67,7 @@ pub(crate) async fn run_job(
     let mut view = deps.ledger.view(user, &fields).await?;
     let mut done = JobDone {
         user: user.clone(),
+        tenant: job.tenant.clone(),
         ..JobDone::default()
     };
     if n.seq <= view.erased_seq {
@@ -139,7 +149,9 @@ pub(crate) async fn run_job(
             // An escalation step's outcomes say so, unless a gate gave its own reason.
             let why = why.or(job.step.map(|_| reason::ESCALATED));
             done.stats.count(status);
-            let outcome = DeliveryOutcome::new(n, *channel, status, why).with_provider(r.provider);
+            let outcome = DeliveryOutcome::new(n, *channel, status, why)
+                .with_provider(r.provider)
+                .in_tenant(&job.tenant);
             done.outputs.push(outcome_record(&outcome));
             done.acks.push((field.clone(), job.hop));
             String::from_utf8(outcome.encode()).unwrap_or_default()
@@ -178,10 +190,15 @@ pub(crate) async fn produce(deps: &Deps, done: &[&JobDone]) -> Vec<bool> {
         .collect()
 }
 
-/// Marks the acknowledged outcomes' send records acknowledged, per user.
-pub(crate) async fn acknowledge(deps: &Deps, acks: BTreeMap<&str, Vec<(String, u32)>>) {
-    for (user, fields) in acks {
-        if let Err(e) = deps.ledger.acknowledge(user, &fields).await {
+/// Marks the acknowledged outcomes' send records acknowledged, per user (tenant, userId).
+pub(crate) async fn acknowledge(deps: &Deps, acks: BTreeMap<(&Tenant, &str), Vec<(String, u32)>>) {
+    for ((tenant, user), fields) in acks {
+        if let Err(e) = deps
+            .ledger
+            .for_tenant(tenant)
+            .acknowledge(user, &fields)
+            .await
+        {
             // The pending copies stay; only a redelivery would re-emit them.
             tracing::warn!(user, error = %e, "could not acknowledge send records");
         }

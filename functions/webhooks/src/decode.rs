@@ -40,6 +40,10 @@ pub fn kinds(topic: Topic) -> &'static [WebhookEventType] {
 
 /// The messages of `record` (none for records webhooks do not report), given the deployment's
 /// topic suffix.
+///
+/// Only the default tenant's records make messages: this function works the default tenant's
+/// registry, and another tenant's events must never reach it (a tenant's own webhooks, in its
+/// `{<tenant>/wh}:hooks`, get no deliveries yet: `docs/tenants.md`).
 pub fn messages(record: &KafkaRecord, suffix: &str) -> Result<Vec<WebhookMessage>, Poison> {
     let topic = record.topic.as_deref().unwrap_or_default();
     match Topic::from_name(topic, suffix) {
@@ -47,6 +51,9 @@ pub fn messages(record: &KafkaRecord, suffix: &str) -> Result<Vec<WebhookMessage
         // `notification-analytics`, which carries only first engagements.
         Some(Topic::NotificationEvents) => {
             let envelope: Envelope = trigger::envelope(record)?;
+            if !envelope.tenant.is_default() {
+                return Ok(Vec::new());
+            }
             Ok(match envelope.event {
                 Event::NotificationCreated { .. } => WebhookMessage::from_envelope(&envelope),
                 _ => Vec::new(),
@@ -54,10 +61,16 @@ pub fn messages(record: &KafkaRecord, suffix: &str) -> Result<Vec<WebhookMessage
         }
         Some(Topic::NotificationAnalytics) => {
             let envelope: Envelope = trigger::envelope(record)?;
+            if !envelope.tenant.is_default() {
+                return Ok(Vec::new());
+            }
             Ok(WebhookMessage::from_envelope(&envelope))
         }
         Some(Topic::NotificationDelivery) => {
             let outcome: DeliveryOutcome = serde_json::from_slice(&trigger::value(record)?)?;
+            if !outcome.tenant.is_default() {
+                return Ok(Vec::new());
+            }
             Ok(WebhookMessage::from_outcome(&outcome).into_iter().collect())
         }
         _ => Err(Poison::Topic(topic.to_owned())),

@@ -5,12 +5,14 @@
 //!
 //! - `$connect` verifies the JWT in `?token=` (signature against the issuer's JWKS, `iss`, `aud`,
 //!   `exp`, `nbf`, a subject that is a valid user id: [`JwksVerifier::verify`]) and registers the
-//!   connection for its subject; anything else answers 401 and API Gateway refuses the handshake;
+//!   connection for its subject in its tenant (the `TENANT_CLAIM` claim; the connection's key
+//!   records the tenant); anything else answers 401 and API Gateway refuses the handshake;
 //! - `$disconnect` unregisters it;
 //! - the actions of [`Action`] (`sync`, `markRead`, `markSeen`, `markAllRead`, `archive`, `click`,
 //!   `ping`), and `$default` for anything else, which gets an `error` frame.
 //!
-//! Every action first checks the connection's session: a connection that is no longer registered,
+//! Every action acts on the connection's tenant's keys ([`Deps::for_tenant`]), and first checks
+//! the connection's session: a connection that is no longer registered,
 //! or whose token has expired (the expiry stored at `$connect`), gets an `error` frame
 //! `unauthorized` and is closed (`DELETE @connections/{id}`); the action does not run. Then every
 //! action but `ping` takes one from the user's mutation limit (shared with the HTTP API's
@@ -36,10 +38,12 @@ use shared::protocol::frames::{sync_pages, ErrorCode};
 use shared::protocol::{Action, Frame, FRAME_MAX_BYTES};
 use shared::realtime::Fanout;
 use shared::store::inbox::MarkAllRead;
+use shared::store::TenantScoped;
 use shared::store::{
     whole_seconds, ChangesPage, Connection, InboxStore, KeySpace, RateDecision, RateLimiter,
     RedisConn, StoreError, UpdateOutcome,
 };
+use shared::tenant::Tenant;
 
 /// How many changes one store read of a `sync` fetches.
 const SYNC_READ: usize = 200;
@@ -73,6 +77,17 @@ impl Deps {
             verifier: JwksVerifier::new(JwtSettings::from_env(env)?),
             limiter,
         })
+    }
+
+    /// The same dependencies acting on `tenant`'s keys (a connection's tenant, from `$connect`).
+    pub fn for_tenant(&self, tenant: &Tenant) -> Deps {
+        Deps {
+            store: self.store.for_tenant(tenant),
+            publisher: self.publisher.clone(),
+            fanout: self.fanout.for_tenant(tenant),
+            verifier: self.verifier.clone(),
+            limiter: self.limiter.for_tenant(tenant),
+        }
     }
 }
 
@@ -132,6 +147,7 @@ async fn connect(
     match deps
         .fanout
         .registry()
+        .for_tenant(&claims.tenant)
         .register(&claims.sub, &connection)
         .await
     {
@@ -173,13 +189,14 @@ async fn message(deps: &Deps, request: &ApiGatewayWebsocketProxyRequest, connect
         Err(error) => return reply(deps, connection_id, &error).await,
     };
     let registry = deps.fanout.registry();
-    let user = match registry.session(connection_id).await {
-        Ok(Some((user, connection)))
+    let (tenant, user) = match registry.session(connection_id).await {
+        Ok(Some((tenant, user, connection)))
             if !connection.token_expired(chrono::Utc::now().timestamp_millis()) =>
         {
-            user
+            (tenant, user)
         }
-        Ok(Some((user, _))) => {
+        Ok(Some((tenant, user, _))) => {
+            let registry = registry.for_tenant(&tenant);
             let why = "your token has expired; reconnect with a fresh one";
             refuse(deps, connection_id, action.name(), why).await;
             // $disconnect unregisters it too; this makes sure no delivery posts to it meanwhile.
@@ -193,6 +210,14 @@ async fn message(deps: &Deps, request: &ApiGatewayWebsocketProxyRequest, connect
             return refuse(deps, connection_id, action.name(), why).await;
         }
         Err(e) => return unavailable(deps, connection_id, action.name(), &e).await,
+    };
+    // Every action acts on the connection's tenant's keys.
+    let scoped;
+    let deps = if tenant.is_default() {
+        deps
+    } else {
+        scoped = deps.for_tenant(&tenant);
+        &scoped
     };
     let name = action.name();
     if !matches!(action, Action::Ping {}) {
@@ -308,7 +333,11 @@ async fn act(
                 reply(deps, connection_id, &not_found(&action, id)).await;
                 return Ok(());
             };
-            if let Err(e) = deps.publisher.record_click(user, id, first).await {
+            if let Err(e) = deps
+                .publisher
+                .record_click(deps.store.tenant(), user, id, first)
+                .await
+            {
                 tracing::warn!(user, id, error = %e, "click not recorded: kafka unavailable");
                 let frame = Frame::error(
                     ErrorCode::Unavailable,

@@ -1,4 +1,5 @@
-//! [`JwtSettings`]: how the functions that verify tokens themselves (`ws`) verify them.
+//! [`JwtSettings`]: how the functions that verify tokens themselves (`ws`) verify them;
+//! [`TenantClaim`]: which claim names the caller's tenant, for every function that reads claims.
 
 use std::time::Duration;
 
@@ -14,6 +15,29 @@ pub struct JwtSettings {
     /// How long a fetched key set is trusted before it is fetched again: the longest a key the
     /// issuer removed keeps verifying tokens. `JWKS_TTL_SECONDS`.
     pub jwks_ttl: Duration,
+    /// Which claim names the tenant. `TENANT_CLAIM`.
+    pub tenant_claim: TenantClaim,
+}
+
+/// The name of the claim that names the caller's tenant (`TENANT_CLAIM`, default `tenant`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantClaim(pub String);
+
+impl TenantClaim {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(TenantClaim(env.parse("TENANT_CLAIM")?))
+    }
+}
+
+/// The reference's default (`tenant`).
+impl Default for TenantClaim {
+    fn default() -> Self {
+        TenantClaim(
+            super::reference::default_of("TENANT_CLAIM")
+                .unwrap_or("tenant")
+                .to_owned(),
+        )
+    }
 }
 
 impl JwtSettings {
@@ -23,6 +47,7 @@ impl JwtSettings {
             audience: env.required("JWT_AUDIENCE")?,
             jwks_url: env.required("JWKS_URL")?,
             jwks_ttl: Duration::from_secs(env.positive("JWKS_TTL_SECONDS")?),
+            tenant_claim: TenantClaim::from_env(env)?,
         })
     }
 }

@@ -30,7 +30,7 @@ pub mod webhooks;
 pub use self::analytics::AnalyticsSettings;
 pub use self::env::{ConfigError, Env};
 pub use self::inbox::{InboxSettings, RateLimit};
-pub use self::jwt::JwtSettings;
+pub use self::jwt::{JwtSettings, TenantClaim};
 pub use self::kafka::{KafkaAuth, KafkaSettings};
 pub use self::outbox::OutboxSettings;
 pub use self::realtime::{ConnectionsSettings, RealtimeSettings, CONNECTIONS_DEFAULT_REGION};

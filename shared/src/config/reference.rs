@@ -125,6 +125,12 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "how long a fetched JWKS is trusted before it is fetched again (a removed key stops verifying within this time; a failed refresh keeps the old keys and retries every 30 s)",
     },
     Variable {
+        names: &["TENANT_CLAIM"],
+        default: "`tenant`",
+        used_by: "api, ws",
+        meaning: "the JWT claim naming the caller's tenant (`[a-z0-9._-]`, at most 64 bytes; a token whose claim is invalid is refused like one with an unusable `sub`); without the claim, the tenant is `default` ([tenants](tenants.md))",
+    },
+    Variable {
         names: &["CONNECTIONS_URL"],
         default: "unset",
         used_by: "ws, delivery (**required**); api (optional)",

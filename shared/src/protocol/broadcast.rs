@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bus::OutgoingRecord;
 use crate::store::topics::{BROADCAST_CHUNKS, BUCKETS_PER_CHUNK};
+use crate::tenant::Tenant;
 
 use super::Topic;
 
@@ -21,18 +22,22 @@ pub const BROADCAST_CHUNK_VERSION: u32 = 1;
 pub struct BroadcastChunk {
     pub v: u32,
     pub broadcast_id: String,
+    /// The broadcast's tenant (its keys and its recipients'); absent for the default tenant.
+    #[serde(default, skip_serializing_if = "crate::tenant::is_default")]
+    pub tenant: Tenant,
     /// `0..BROADCAST_CHUNKS`.
     pub chunk: u16,
 }
 
 impl BroadcastChunk {
-    /// Every chunk of the broadcast `id`, as records to produce.
-    pub fn all_records(id: &str) -> Vec<OutgoingRecord> {
+    /// Every chunk of `tenant`'s broadcast `id`, as records to produce.
+    pub fn all_records(tenant: &Tenant, id: &str) -> Vec<OutgoingRecord> {
         (0..BROADCAST_CHUNKS)
             .map(|chunk| {
                 let record = BroadcastChunk {
                     v: BROADCAST_CHUNK_VERSION,
                     broadcast_id: id.to_owned(),
+                    tenant: tenant.clone(),
                     chunk,
                 };
                 OutgoingRecord {
@@ -66,7 +71,7 @@ mod tests {
 
     #[test]
     fn the_chunks_cover_every_bucket_once() {
-        let records = BroadcastChunk::all_records("b1");
+        let records = BroadcastChunk::all_records(&Tenant::default_tenant(), "b1");
         let mut covered = vec![0; TOPIC_BUCKETS as usize];
         for record in &records {
             let buckets = BroadcastChunk::decode(&record.payload).map(|c| c.buckets());

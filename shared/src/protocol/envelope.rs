@@ -7,6 +7,9 @@
 //!  "occurredAt":"2026-11-29T12:00:00Z","payload":{"notification":{..},"counts":{..}}}
 //! ```
 //!
+//! `tenant` names the user's tenant; it is absent for the default tenant (and in every record
+//! written before tenants), so a consumer reads a record without it as the default tenant's.
+//!
 //! Contract: `seq` is the user's sequence number assigned atomically with the change in Redis, so
 //! consumers order a user's changes by it and drop any `seq` they have already applied. Every
 //! state-changing payload carries the user's exact counts at that `seq`. The `Idempotency-Key` of
@@ -18,6 +21,7 @@ use utoipa::ToSchema;
 
 use crate::digest::Digest;
 use crate::model::{Counts, FlagsPatch, Notification};
+use crate::tenant::Tenant;
 
 /// The schema version this code writes and reads. A consumer skips (and counts) any other.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -31,6 +35,10 @@ pub struct Envelope {
     /// UUIDv7 of this event.
     pub id: String,
     pub user_id: String,
+    /// The user's tenant; absent for the default tenant.
+    #[serde(default, skip_serializing_if = "crate::tenant::is_default")]
+    #[schema(value_type = Option<String>, pattern = "^[a-z0-9._-]{1,64}$")]
+    pub tenant: Tenant,
     pub seq: u64,
     pub occurred_at: DateTime<Utc>,
     #[serde(flatten)]
@@ -108,16 +116,24 @@ pub enum EnvelopeError {
 }
 
 impl Envelope {
-    /// A new event for `user_id`; `seq` and counts are filled in by the store, which assigns them.
+    /// A new event for `user_id` of the default tenant ([`Envelope::in_tenant`] names another);
+    /// `seq` and counts are filled in by the store, which assigns them.
     pub fn new(user_id: &str, event: Event) -> Self {
         Envelope {
             v: ENVELOPE_VERSION,
             id: uuid::Uuid::now_v7().to_string(),
             user_id: user_id.to_owned(),
+            tenant: Tenant::default_tenant(),
             seq: 0,
             occurred_at: Utc::now(),
             event,
         }
+    }
+
+    /// The same event, of `tenant`'s user.
+    pub fn in_tenant(mut self, tenant: &Tenant) -> Self {
+        self.tenant = tenant.clone();
+        self
     }
 
     /// Parses an envelope and checks its version.

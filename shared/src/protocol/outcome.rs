@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Channel, Notification, OutcomeStatus};
+use crate::tenant::Tenant;
 
 use super::envelope::ENVELOPE_VERSION;
 
@@ -61,6 +62,9 @@ pub struct DeliveryOutcome {
     pub id: String,
     pub notification_id: String,
     pub user_id: String,
+    /// The user's tenant; absent for the default tenant (and in records from before tenants).
+    #[serde(default, skip_serializing_if = "crate::tenant::is_default")]
+    pub tenant: Tenant,
     pub notification_type: String,
     pub channel: Channel,
     pub status: OutcomeStatus,
@@ -110,6 +114,7 @@ impl DeliveryOutcome {
             id: uuid::Uuid::now_v7().to_string(),
             notification_id: notification.id.clone(),
             user_id: notification.user_id.clone(),
+            tenant: Tenant::default_tenant(),
             notification_type: notification.kind.clone(),
             channel,
             status,
@@ -119,6 +124,12 @@ impl DeliveryOutcome {
             provider: None,
             seq: (notification.seq > 0).then_some(notification.seq),
         }
+    }
+
+    /// The same outcome, of `tenant`'s user.
+    pub fn in_tenant(mut self, tenant: &Tenant) -> Self {
+        self.tenant = tenant.clone();
+        self
     }
 
     /// The same outcome, naming the provider that answered the send.

@@ -18,7 +18,7 @@ use futures::future::join_all;
 use tokio::sync::Semaphore;
 
 use crate::protocol::{Frame, FRAME_MAX_BYTES};
-use crate::store::{Connection, ConnectionRegistry, StoreError};
+use crate::store::{Connection, ConnectionRegistry, StoreError, TenantScoped};
 
 use super::gateway::{ConnectionsApi, PostOutcome};
 
@@ -80,7 +80,8 @@ impl Fanout {
         &self.api
     }
 
-    /// Posts `frame` to every connection of the user, reading them from the registry.
+    /// Posts `frame` to every connection of the user (of the fan-out's tenant:
+    /// [`TenantScoped::for_tenant`]), reading them from the registry.
     pub async fn send_to_user(
         &self,
         user_id: &str,
@@ -174,5 +175,12 @@ impl Fanout {
         if let Err(e) = self.registry.remove(user_id, connection_id).await {
             tracing::warn!(connection = connection_id, error = %e, "removing a connection failed");
         }
+    }
+}
+
+/// The fan-out's registry names the tenant's connections.
+impl TenantScoped for Fanout {
+    fn key_space(&mut self) -> &mut crate::store::KeySpace {
+        self.registry.key_space()
     }
 }

@@ -36,6 +36,7 @@ use super::keys::KeySpace;
 use super::{scripts, RedisConn, StoreError};
 use crate::config::AnalyticsSettings;
 use crate::model::{Channel, OutcomeStatus};
+use crate::tenant::Tenant;
 
 /// What one counter counts: records of one notification type, on one channel, with one outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,15 +46,34 @@ pub struct CounterKey {
     pub status: OutcomeStatus,
 }
 
-/// The hash field of a counter: `<type>|<channel>|<outcome>` (types never contain `|`).
-fn counter_field(kind: &str, channel: Channel, status: OutcomeStatus) -> String {
-    format!("{kind}|{}|{}", channel.as_str(), status.as_str())
+/// The hash field of a counter: `<type>|<channel>|<outcome>` (types never contain `|`), the
+/// default tenant's (as before tenants), or `<tenant>/<type>|<channel>|<outcome>` (no type
+/// contains `/`): a tenant's counts are its own, in the same shard hashes.
+fn counter_field(tenant: &Tenant, kind: &str, channel: Channel, status: OutcomeStatus) -> String {
+    if tenant.is_default() {
+        format!("{kind}|{}|{}", channel.as_str(), status.as_str())
+    } else {
+        format!("{tenant}/{kind}|{}|{}", channel.as_str(), status.as_str())
+    }
+}
+
+/// The tenant and counter of a hash field ([`counter_field`]); `None` for a corrupt field.
+fn parse_counter_field(field: &str) -> Option<(Tenant, CounterKey)> {
+    match field.split_once('/') {
+        Some((tenant, counter)) => Some((Tenant::parse(tenant)?, CounterKey::parse(counter)?)),
+        None => Some((Tenant::default_tenant(), CounterKey::parse(field)?)),
+    }
 }
 
 impl CounterKey {
     #[cfg(test)]
     fn field(&self) -> String {
-        counter_field(&self.kind, self.channel, self.status)
+        counter_field(
+            &Tenant::default_tenant(),
+            &self.kind,
+            self.channel,
+            self.status,
+        )
     }
 
     fn parse(field: &str) -> Option<Self> {
@@ -71,6 +91,8 @@ impl CounterKey {
 /// One counted outcome: a counter (type × channel × outcome) on a day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Tally<'a> {
+    /// The tenant of the record's user: its counters are the tenant's.
+    pub tenant: &'a Tenant,
     pub day: NaiveDate,
     pub kind: &'a str,
     pub channel: Channel,
@@ -179,6 +201,8 @@ pub struct DayCounters {
 pub struct HistoryWrite<'a> {
     pub notification_id: &'a str,
     pub user_id: &'a str,
+    /// The user's tenant: the history and the erase check are in its keys.
+    pub tenant: &'a Tenant,
     /// Recorded with each entry; `None` when the caller does not know it.
     pub kind: Option<&'a str>,
     /// In the order they happened: the first of each channel × status is kept.
@@ -198,7 +222,7 @@ fn parse<T: redis::FromRedisValue>(v: Value) -> Result<T, StoreError> {
 #[derive(Debug, Clone)]
 pub struct AnalyticsStore {
     conn: RedisConn,
-    keys: KeySpace,
+    pub(super) keys: KeySpace,
     settings: AnalyticsSettings,
 }
 
@@ -261,7 +285,7 @@ impl AnalyticsStore {
         for (t, n) in &sums {
             invocation
                 .arg(day_index(&t.day))
-                .arg(counter_field(t.kind, t.channel, t.status))
+                .arg(counter_field(t.tenant, t.kind, t.channel, t.status))
                 .arg(*n);
         }
         let (counted, watermark_before): (i64, i64) =
@@ -279,7 +303,7 @@ impl AnalyticsStore {
             for t in tallies {
                 invocation
                     .arg(day_index(&t.day))
-                    .arg(counter_field(t.kind, t.channel, t.status));
+                    .arg(counter_field(t.tenant, t.kind, t.channel, t.status));
             }
         }
         let (counted, watermark_before): (i64, i64) =
@@ -291,9 +315,10 @@ impl AnalyticsStore {
         })
     }
 
-    /// Registers the shards a batch touched and adds its recipients to their days' estimates.
-    /// Both are idempotent, so a retried batch may repeat this freely. One atomic pipeline on the
-    /// `{an}` slot.
+    /// Registers the shards a batch touched and adds its recipients to their days' estimates
+    /// (this store's tenant's). Both are idempotent, so a retried batch may repeat this freely.
+    /// One atomic pipeline on the `{an}` slot: a tenant's store (whose recipients are in its own
+    /// `{<tenant>/an}` slot) is given no shards; the default tenant's registers them.
     pub async fn add_recipients(
         &self,
         shards: &[String],
@@ -333,7 +358,7 @@ impl AnalyticsStore {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let admit = |i: usize, cmd: &mut redis::Pipeline| {
             let w = &writes[i];
-            let user = self.keys.user(w.user_id);
+            let user = self.keys.for_tenant(w.tenant).user(w.user_id);
             cmd.arg(2)
                 .arg(user.erased())
                 .arg(user.histories())
@@ -363,7 +388,11 @@ impl AnalyticsStore {
         let append = |j: usize, cmd: &mut redis::Pipeline| {
             let w = &writes[todo[j]];
             cmd.arg(1)
-                .arg(self.keys.notification_outcomes(w.notification_id))
+                .arg(
+                    self.keys
+                        .for_tenant(w.tenant)
+                        .notification_outcomes(w.notification_id),
+                )
                 .arg(ERASED_HISTORY_FIELD)
                 .arg(ttl);
             for entry in &w.entries {
@@ -598,8 +627,8 @@ impl AnalyticsStore {
         Ok(shards)
     }
 
-    /// The counters of every day in `from..=to`, summed over every shard (one atomic pipeline per
-    /// shard, concurrently), with each day's unique recipients.
+    /// This store's tenant's counters of every day in `from..=to`, summed over every shard (one
+    /// atomic pipeline per shard, concurrently), with each day's unique recipients.
     pub async fn days(
         &self,
         from: NaiveDate,
@@ -636,8 +665,11 @@ impl AnalyticsStore {
         for maps in per_shard {
             for (day, map) in out.iter_mut().zip(maps) {
                 for (field, n) in map {
-                    match CounterKey::parse(&field) {
-                        Some(key) => *day.counts.entry(key).or_default() += n,
+                    match parse_counter_field(&field) {
+                        Some((tenant, key)) if tenant == *self.keys.tenant() => {
+                            *day.counts.entry(key).or_default() += n
+                        }
+                        Some(_) => {}
                         None => {
                             return Err(StoreError::Corrupt(format!("counter field {field:?}")))
                         }
@@ -681,7 +713,15 @@ mod tests {
             status: OutcomeStatus::Clicked,
         };
         assert_eq!(key.field(), "comment.reply|IN_APP|clicked");
-        assert_eq!(CounterKey::parse(&key.field()), Some(key));
+        assert_eq!(CounterKey::parse(&key.field()), Some(key.clone()));
+        let acme = Tenant::parse("acme").unwrap_or_default();
+        let field = counter_field(&acme, &key.kind, key.channel, key.status);
+        assert_eq!(field, "acme/comment.reply|IN_APP|clicked");
+        assert_eq!(parse_counter_field(&field), Some((acme, key.clone())));
+        assert_eq!(
+            parse_counter_field(&key.field()),
+            Some((Tenant::default_tenant(), key))
+        );
         assert_eq!(CounterKey::parse("x|CARRIER_PIGEON|sent"), None);
         assert_eq!(CounterKey::parse("sent"), None);
     }

@@ -5,7 +5,8 @@
 //! read. Each connection also has a small key of its own naming its user, because `$disconnect`
 //! knows only the connection id. Both expire shortly after API Gateway's 2-hour connection cap,
 //! so a connection whose `$disconnect` was lost cannot linger; entries older than the cap are
-//! also skipped (and removed) when read.
+//! also skipped (and removed) when read. The connection's own key is global (API Gateway's ids
+//! are unique) and names the user as a [`crate::tenant::member`]: its tenant comes with it.
 //!
 //! ## Delivering a user's records exactly once: claim, act, record
 //!
@@ -32,7 +33,8 @@ use std::time::Duration;
 use redis::{AsyncCommands, Value};
 
 use super::keys::KeySpace;
-use super::{scripts, RedisConn, StoreError};
+use super::{scripts, RedisConn, StoreError, TenantScoped};
+use crate::tenant::{member, parse_member, Tenant};
 
 /// API Gateway closes every WebSocket connection after 2 hours.
 pub const CONNECTION_MAX_AGE: Duration = Duration::from_secs(2 * 3600);
@@ -93,7 +95,7 @@ pub enum DeliveryClaim {
 #[derive(Debug, Clone)]
 pub struct ConnectionRegistry {
     conn: RedisConn,
-    keys: KeySpace,
+    pub(super) keys: KeySpace,
 }
 
 impl ConnectionRegistry {
@@ -124,19 +126,27 @@ impl ConnectionRegistry {
             .query_async(&mut conn)
             .await?;
         let _: () = conn
-            .set_ex(self.keys.connection(&connection.id), user_id, ttl)
+            .set_ex(
+                self.keys.connection(&connection.id),
+                member(self.keys.tenant(), user_id),
+                ttl,
+            )
             .await?;
         Ok(())
     }
 
-    /// Removes a connection by id alone (`$disconnect`); returns its user, if it was known.
+    /// Removes a connection by id alone (`$disconnect`), in its user's tenant; returns its user,
+    /// if it was known.
     pub async fn unregister(&self, connection_id: &str) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn.clone();
-        let user: Option<String> = conn.get_del(self.keys.connection(connection_id)).await?;
-        if let Some(user_id) = &user {
-            self.remove(user_id, connection_id).await?;
-        }
-        Ok(user)
+        let value: Option<String> = conn.get_del(self.keys.connection(connection_id)).await?;
+        let Some((tenant, user_id)) = value.as_deref().and_then(parse_member) else {
+            return Ok(None);
+        };
+        self.for_tenant(&tenant)
+            .remove(user_id, connection_id)
+            .await?;
+        Ok(Some(user_id.to_owned()))
     }
 
     /// Removes one connection of a user (gone, expired or stale).
@@ -149,32 +159,43 @@ impl ConnectionRegistry {
         Ok(())
     }
 
-    /// The user of a connection, while it is registered.
-    pub async fn user_of(&self, connection_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
+    /// The tenant and user of a connection, while it is registered (whatever this registry's
+    /// tenant: connection ids are global).
+    pub async fn user_of(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<(Tenant, String)>, StoreError> {
+        let value: Option<String> = self
             .conn
             .clone()
             .get(self.keys.connection(connection_id))
-            .await?)
+            .await?;
+        Ok(value
+            .as_deref()
+            .and_then(parse_member)
+            .map(|(tenant, user)| (tenant, user.to_owned())))
     }
 
-    /// The user of a connection and its entry (with its token's expiry), while both are
-    /// registered: an entry `delivery` pruned, or one whose `$disconnect` ran, is `None`.
+    /// The tenant and user of a connection and its entry (with its token's expiry), while both
+    /// are registered: an entry `delivery` pruned, or one whose `$disconnect` ran, is `None`.
     pub async fn session(
         &self,
         connection_id: &str,
-    ) -> Result<Option<(String, Connection)>, StoreError> {
-        let Some(user_id) = self.user_of(connection_id).await? else {
+    ) -> Result<Option<(Tenant, String, Connection)>, StoreError> {
+        let Some((tenant, user_id)) = self.user_of(connection_id).await? else {
             return Ok(None);
         };
         let value: Option<String> = self
             .conn
             .clone()
-            .hget(self.keys.user(&user_id).conns(), connection_id)
+            .hget(
+                self.keys.for_tenant(&tenant).user(&user_id).conns(),
+                connection_id,
+            )
             .await?;
         Ok(value.map(|value| {
             let connection = parse_connection(connection_id.to_owned(), &value);
-            (user_id, connection)
+            (tenant, user_id, connection)
         }))
     }
 

@@ -39,7 +39,7 @@ pub struct StoredSubscription {
 #[derive(Debug, Clone)]
 pub struct ContactBook {
     conn: RedisConn,
-    keys: KeySpace,
+    pub(super) keys: KeySpace,
 }
 
 impl ContactBook {

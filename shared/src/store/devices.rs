@@ -40,7 +40,7 @@ pub struct StoredDevice {
 #[derive(Debug, Clone)]
 pub struct DeviceBook {
     conn: RedisConn,
-    keys: KeySpace,
+    pub(super) keys: KeySpace,
 }
 
 impl DeviceBook {

@@ -87,6 +87,20 @@ pub struct Eraser {
 }
 
 impl Eraser {
+    pub(crate) fn keys_mut(&mut self) -> &mut KeySpace {
+        &mut self.keys
+    }
+
+    /// [`crate::store::TenantScoped::for_tenant`]: the user's keys and the analytics both `tenant`'s.
+    pub(crate) fn scoped(&self, tenant: &crate::tenant::Tenant) -> Self {
+        use crate::store::TenantScoped;
+        Eraser {
+            conn: self.conn.clone(),
+            keys: self.keys.for_tenant(tenant),
+            analytics: self.analytics.for_tenant(tenant),
+        }
+    }
+
     pub fn new(conn: RedisConn, keys: KeySpace, analytics: AnalyticsStore) -> Self {
         Eraser {
             conn,
@@ -174,7 +188,7 @@ impl Eraser {
         for id in &found.retries {
             let _: i64 = redis::cmd("ZREM")
                 .arg(self.keys.push_due())
-                .arg(member(user_id, id))
+                .arg(member(self.keys.tenant(), user_id, id))
                 .query_async(&mut conn)
                 .await?;
         }

@@ -41,7 +41,7 @@ pub enum StepDecision {
 #[derive(Debug, Clone)]
 pub struct EscalationBook {
     conn: RedisConn,
-    keys: KeySpace,
+    pub(super) keys: KeySpace,
 }
 
 fn field(notification_id: &str, step: u8) -> String {

@@ -29,7 +29,7 @@
 //! | `<p>{u:<id>}:retry` | hash | retry-schedule entry id → entry JSON (a deferred or throttled send) |
 //! | `<p>{u:<id>}:digests` | hash | digest key → `<itemId>|<closesMs>|<count>`: the item each digest key last opened, and the token an update must match (see `inbox/digest.rs`); expires with the inbox |
 //! | `<p>{u:<id>}:escalations` | hash | `<notificationId>#<step>` → `<status>|<decidedMs>|<reason>|<dueMs>|<step JSON>`: each escalation step, `pending` until `push` decides it `fired` or `cancelled` (see `escalations.rs`); expires 10 days after its last write |
-//! | `<p>{push}:due` | zset | `<userId>\n<entryId>` by due time (ms): the retry schedule `push` drains |
+//! | `<p>{push}:due` | zset | `<userId>\n<entryId>` (a [member](crate::tenant::member): ` <tenant>` appended outside the default tenant) by due time (ms): the retry schedule `push` drains |
 //! | `<p>{breaker:<provider>}` | hash | a provider's circuit breaker, shared by every `push` instance: `failures`, `openedAt` (ms), `trialUntil` (ms); expires a while after its last failure (see `breaker.rs`) |
 //! | `<p>{t:<key>}` | hash | a topic: `name`, `subscribers` (exact count), `createdAt` (ms); exists while the topic does (never expires) |
 //! | `<p>{t:<key>}:m:<bucket>` | hash | one of the topic's [`TOPIC_BUCKETS`] membership buckets: userId → `""`, the user in bucket [`topic_bucket`]`(userId)` (small hashes stay listpacks: see `docs/topics.md`) |
@@ -37,25 +37,25 @@
 //! | `<p>{b:<id>}` | hash | a broadcast: `topic`, `sender`, `status`, `targeted`, `created`, `skipped`, `failed`, `chunks`, `committed`, `maxPerSecond`, `notification` (the template JSON), `createdAt`, `sendAt` (scheduled ones); 7 days (past `sendAt` when scheduled) |
 //! | `<p>{b:<id>}:chunks` | set | the broadcast's chunks whose counts are committed (each counted once); 7 days |
 //! | `<p>{b:<id>}:rate` | string | the broadcast's `maxPerSecond` GCRA state |
-//! | `<p>{c:<connectionId>}` | string | the user of a WebSocket connection (for `$disconnect`) |
+//! | `<p>{c:<connectionId>}` | string | the user of a WebSocket connection, as a [member](crate::tenant::member) (`<userId>`, or `<userId> <tenant>`), for `$disconnect` and the WebSocket actions; global |
 //! | `<p>{s:<id>}:rate` | string | per-sender GCRA state |
 //! | `<p>{s:<id>}:idem:<hash>` | string | the sender's claim of an `Idempotency-Key`: the hash of the request it was first sent with, 24 h |
 //! | `<p>{u:<id>}:engage` | hash | the user's engagement histogram: `h<hour of week>` → decayed weight, `n` → events (see `schedule.rs`); 180 days without an event |
 //! | `<p>{engage}:global` | hash | the same for every user together |
 //! | `<p>{sched}:due` | zset | scheduled job ids by due time (ms); a claimed job's score is its lease's end; a scheduled broadcast's start is the job `broadcast:<broadcastId>` |
-//! | `<p>{sched}:jobs` | hash | job id → job JSON (sender, sendAt, cancelKey, the notification; a broadcast start: sender, sendAt, broadcastId); once settled, `{sender, sendAt}` |
+//! | `<p>{sched}:jobs` | hash | job id → job JSON (sender, sendAt, cancelKey, the notification; a broadcast start: sender, sendAt, broadcastId; `tenant` outside the default tenant); once settled, `{sender, sendAt}` |
 //! | `<p>{sched}:state` | hash | job id → `scheduled`, `firing`, `sent` or `cancelled` |
 //! | `<p>{sched}:done` | zset | settled job ids by settle time, to remove them after 7 days |
 //! | `<p>{sched}:ck:<hash>` | set | the pending job ids of one (sender, `cancelKey`) |
 //! | `<p>{sched}:idem:<hash>` | string | the job id of one (sender, Idempotency-Key, recipient), 24 h |
-//! | `<p>{outbox}:dirty` | zset | users with possibly unpublished changes, by mark time |
+//! | `<p>{outbox}:dirty` | zset | users with possibly unpublished changes ([members](crate::tenant::member): `<userId>[ <tenant>]`), by mark time |
 //! | `<p>{outbox}:lease` | string | the relay's lease (one relay at a time) |
 //! | `<p>{an:<shard>}:wm` | string | analytics: the highest offset of the shard's partition already counted; `<shard>` is `<cluster>:<topic>:<partition>` |
-//! | `<p>{an:<shard>}:d:<YYYY-MM-DD>` | hash | analytics: `<type>|<channel>|<outcome>` → count, for that partition's records of that day (UTC) |
+//! | `<p>{an:<shard>}:d:<YYYY-MM-DD>` | hash | analytics: `<type>|<channel>|<outcome>` (the default tenant's) or `<tenant>/<type>|<channel>|<outcome>` → count, for that partition's records of that day (UTC) |
 //! | `<p>{an}:shards` | set | analytics: every shard ever counted (what the api sums) |
 //! | `<p>{an}:recipients:<YYYY-MM-DD>` | HyperLogLog | analytics: unique recipients of that day |
 //! | `<p>{n:<notificationId>}:outcomes` | hash | a notification's outcome history: `<CHANNEL>/<status>` → the first such outcome's entry JSON, with the notification's user and type (at most 28 fields); after its user's erase, only the tombstone field `!erased` (see `erase.rs`) |
-//! | `<p>{wh}:hooks` | hash | webhook id → webhook JSON (url, events, secret, createdAt): the registry (one per deployment; a tenant would get its own slot) |
+//! | `<p>{wh}:hooks` | hash | webhook id → webhook JSON (url, events, secret, createdAt): the tenant's registry |
 //! | `<p>{wh:<id>}:ledger` | hash | message id → `<state>|<attempts>` (`queued`, `sent`, `dead`): what the webhook got of each message, so a redelivered record sends nothing again; `dead` is the dead letter |
 //! | `<p>{wh:<id>}:messages` | hash | message id → message JSON (its body, type, notification, time): what every attempt and replay sends |
 //! | `<p>{wh:<id>}:log` | zset | message ids by event time (ms): the replay window; entries older than `WEBHOOK_RETENTION_HOURS` (7 days) that are not queued are pruned with their ledger entry and message |
@@ -71,8 +71,15 @@
 //! holds `skip:<broadcastId>` as its hash. Topic memberships live in the topic's slot, not the
 //! user's: erasing a user walks `{topics}` ([`crate::store::TopicStore::forget_user`]).
 //!
-//! Tenants (a later change) go inside the braces (`{u:<tenant>:<id>}`, `{t:<tenant>:<key>}`, `{b:<tenant>:<id>}`,
-//! `{topics:<tenant>}`), so each tenant's data keeps its own slots; only [`KeySpace`] changes.
+//! **Tenants.** The table names the default tenant's keys. [`KeySpace::for_tenant`] names another
+//! tenant's: every tenant-owned tag `{<kind>:<id>}` (`u`, `dev`, `s`, `t`, `b`, `n`, `wh`) becomes
+//! `{<tenant>/<kind>:<id>}`, and `{topics}`, `{engage}`, `{an}` (recipients) and `{wh}` (hooks) become
+//! `{<tenant>/topics}` …: `{acme/u:bob}:meta`, `{acme/t:math}`. No kind contains `/` and no
+//! tenant contains `/` or `:`, so no two tenants' keys coincide, and the default tenant's keys are
+//! those of a deployment without tenants (no migration). The global keys (`{c:…}`, `{outbox}`,
+//! `{push}`, `{sched}`, `{breaker:…}`, `{an:<shard>}`, `{an}:shards`) stay global and carry the
+//! tenant in what they hold (see `crate::tenant`); a `{sched}:ck:`/`:idem:` digest includes the
+//! tenant. See `docs/tenants.md`.
 //!
 //! `<p>` is `REDIS_KEY_PREFIX`. The inbox keys (meta … unpub) expire together after the retention
 //! period without writes. The analytics keys expire after `ANALYTICS_RETENTION_DAYS` without
@@ -82,10 +89,16 @@
 
 use sha2::{Digest, Sha256};
 
-/// Names every key; holds the deployment's prefix.
+use crate::tenant::Tenant;
+
+/// Names every key; holds the deployment's prefix and the tenant whose keys it names.
 #[derive(Debug, Clone, Default)]
 pub struct KeySpace {
     prefix: String,
+    /// `<tenant>/`, put before the kind of every tenant-owned tag; empty for the default tenant,
+    /// whose keys are those of a deployment without tenants.
+    scope: String,
+    tenant: Tenant,
 }
 
 /// The keys of one user's slot.
@@ -95,26 +108,68 @@ pub struct UserKeys {
 }
 
 impl KeySpace {
+    /// The default tenant's keys under `prefix`.
     pub fn new(prefix: impl Into<String>) -> Self {
         KeySpace {
             prefix: prefix.into(),
+            scope: String::new(),
+            tenant: Tenant::default_tenant(),
+        }
+    }
+
+    /// The same deployment's keys of `tenant`: every tenant-owned tag `{<kind>:<id>}` becomes
+    /// `{<tenant>/<kind>:<id>}` (`{topics}` becomes `{<tenant>/topics}`), so two tenants never
+    /// share a key or a slot; the default tenant's are unchanged. Unambiguous: no kind contains
+    /// `/`, and a tenant contains neither `/` nor `:`. The global keys (connections, worker sets,
+    /// breakers, analytics shards) stay global; what they hold carries the tenant.
+    pub fn for_tenant(&self, tenant: &Tenant) -> KeySpace {
+        KeySpace {
+            prefix: self.prefix.clone(),
+            scope: if tenant.is_default() {
+                String::new()
+            } else {
+                format!("{tenant}/")
+            },
+            tenant: tenant.clone(),
+        }
+    }
+
+    /// The tenant whose keys this names.
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
+
+    /// The tag `{<scope><kind>:<id>}` of a tenant-owned slot, with the prefix.
+    fn owned(&self, kind: &str, id: &str) -> String {
+        format!("{}{{{}{}:{}}}", self.prefix, self.scope, kind, id)
+    }
+
+    /// Feeds the tenant to a digest that names a key in a global slot: nothing for the default
+    /// tenant (its digests are unchanged), else the tenant and a byte no id contains.
+    fn digest_scope(&self, digest: Sha256) -> Sha256 {
+        if self.tenant.is_default() {
+            digest
+        } else {
+            digest
+                .chain_update(self.tenant.as_str())
+                .chain_update([0xffu8])
         }
     }
 
     pub fn user(&self, user_id: &str) -> UserKeys {
         UserKeys {
-            tag: format!("{}{{u:{}}}", self.prefix, user_id),
+            tag: self.owned("u", user_id),
         }
     }
 
     /// Who holds the device `device_id` now, in the device's own slot (its id is derived from its
     /// token).
     pub fn device_owner(&self, device_id: &str) -> String {
-        format!("{}{{dev:{}}}:owner", self.prefix, device_id)
+        format!("{}:owner", self.owned("dev", device_id))
     }
 
     pub fn sender_rate(&self, sender: &str) -> String {
-        format!("{}{{s:{}}}:rate", self.prefix, sender)
+        format!("{}:rate", self.owned("s", sender))
     }
 
     /// The sender's claim of an `Idempotency-Key`, in the sender's slot: one record per key
@@ -123,9 +178,8 @@ impl KeySpace {
     pub fn sender_idempotency(&self, sender: &str, key: &str) -> String {
         let digest = Sha256::digest(key);
         format!(
-            "{}{{s:{}}}:idem:{}",
-            self.prefix,
-            sender,
+            "{}:idem:{}",
+            self.owned("s", sender),
             hex::encode(&digest[..16])
         )
     }
@@ -133,24 +187,24 @@ impl KeySpace {
     /// The keys of one topic's slot.
     pub fn topic(&self, key: &str) -> TopicKeys {
         TopicKeys {
-            tag: format!("{}{{t:{}}}", self.prefix, key),
+            tag: self.owned("t", key),
         }
     }
 
     /// Every topic key.
     pub fn topic_registry(&self) -> String {
-        format!("{}{{topics}}", self.prefix)
+        format!("{}{{{}topics}}", self.prefix, self.scope)
     }
 
     /// The keys of one broadcast's slot.
     pub fn broadcast(&self, id: &str) -> BroadcastKeys {
         BroadcastKeys {
-            tag: format!("{}{{b:{}}}", self.prefix, id),
+            tag: self.owned("b", id),
         }
     }
 
-    /// The user of a WebSocket connection; its own slot, since only the id is known at
-    /// `$disconnect`.
+    /// The tenant and user of a WebSocket connection; its own slot, since only the id is known at
+    /// `$disconnect`. Global: connection ids are unique across tenants.
     pub fn connection(&self, connection_id: &str) -> String {
         format!("{}{{c:{}}}", self.prefix, connection_id)
     }
@@ -182,7 +236,8 @@ impl KeySpace {
 
     /// The pending jobs `sender` created with `cancel_key` (hashed: any text makes a safe name).
     pub fn schedule_cancel_key(&self, sender: &str, cancel_key: &str) -> String {
-        let digest = Sha256::new()
+        let digest = self
+            .digest_scope(Sha256::new())
             .chain_update(sender)
             .chain_update([0u8])
             .chain_update(cancel_key)
@@ -192,7 +247,8 @@ impl KeySpace {
 
     /// The job one recipient got from `sender`'s request with the Idempotency-Key share `key`.
     pub fn schedule_idempotency(&self, sender: &str, key: &str, recipient: &str) -> String {
-        let digest = Sha256::new()
+        let digest = self
+            .digest_scope(Sha256::new())
             .chain_update(sender)
             .chain_update([0u8])
             .chain_update(key)
@@ -206,9 +262,9 @@ impl KeySpace {
         )
     }
 
-    /// Every user's engagement histogram together.
+    /// Every user's engagement histogram together (the tenant's users').
     pub fn engagement_global(&self) -> String {
-        format!("{}{{engage}}:global", self.prefix)
+        format!("{}{{{}engage}}:global", self.prefix, self.scope)
     }
 
     /// The retry schedule of the off-app channels (one index; the entries live in user slots).
@@ -235,29 +291,29 @@ impl KeySpace {
         format!("{}{{an}}:shards", self.prefix)
     }
 
-    /// The unique recipients of one UTC day (`YYYY-MM-DD`); every day in the `{an}` slot, so
-    /// one PFCOUNT unites a range.
+    /// The tenant's unique recipients of one UTC day (`YYYY-MM-DD`); every day in the tenant's
+    /// `{an}` slot, so one PFCOUNT unites a range.
     pub fn analytics_recipients(&self, day: &str) -> String {
-        format!("{}{{an}}:recipients:{}", self.prefix, day)
+        format!("{}{{{}an}}:recipients:{}", self.prefix, self.scope, day)
     }
 
-    /// The webhook registry. One hash for the deployment now; with tenants, one per tenant.
+    /// The tenant's webhook registry.
     pub fn webhooks(&self) -> String {
-        format!("{}{{wh}}:hooks", self.prefix)
+        format!("{}{{{}wh}}:hooks", self.prefix, self.scope)
     }
 
     /// The delivery state of one webhook, all in its own slot so one script moves a message
     /// through its ledger, its notification's queue and the retry schedule together.
     pub fn webhook(&self, webhook_id: &str) -> WebhookKeys {
         WebhookKeys {
-            tag: format!("{}{{wh:{}}}", self.prefix, webhook_id),
+            tag: self.owned("wh", webhook_id),
         }
     }
 
     /// A notification's outcome history; its own slot, since delivery outcomes and engagement
     /// reach it from different topics and the api reads it by notification id alone.
     pub fn notification_outcomes(&self, notification_id: &str) -> String {
-        format!("{}{{n:{}}}:outcomes", self.prefix, notification_id)
+        format!("{}:outcomes", self.owned("n", notification_id))
     }
 }
 
@@ -607,6 +663,54 @@ mod tests {
         ] {
             assert!(key.starts_with("t1:{wh:h1}:"), "{key}");
         }
+    }
+
+    #[test]
+    fn a_tenants_keys_carry_the_tenant_in_every_owned_tag_and_the_defaults_are_unchanged() {
+        let base = KeySpace::new("t1:");
+        let default = base.for_tenant(&Tenant::default_tenant());
+        assert_eq!(default.user("bob").meta(), "t1:{u:bob}:meta");
+        assert_eq!(
+            default.schedule_cancel_key("svc", "k"),
+            base.schedule_cancel_key("svc", "k")
+        );
+        let acme = base.for_tenant(&Tenant::parse("acme").unwrap_or_default());
+        assert_eq!(acme.tenant().as_str(), "acme");
+        assert_eq!(acme.user("bob").meta(), "t1:{acme/u:bob}:meta");
+        assert_eq!(acme.topic("math").meta(), "t1:{acme/t:math}");
+        assert_eq!(acme.topic_registry(), "t1:{acme/topics}");
+        assert_eq!(acme.broadcast("b1").state(), "t1:{acme/b:b1}");
+        assert_eq!(acme.sender_rate("svc"), "t1:{acme/s:svc}:rate");
+        assert!(acme
+            .sender_idempotency("svc", "k")
+            .starts_with("t1:{acme/s:svc}:idem:"));
+        assert_eq!(acme.device_owner("d1"), "t1:{acme/dev:d1}:owner");
+        assert_eq!(acme.notification_outcomes("n1"), "t1:{acme/n:n1}:outcomes");
+        assert_eq!(acme.webhooks(), "t1:{acme/wh}:hooks");
+        assert_eq!(acme.webhook("h1").log(), "t1:{acme/wh:h1}:log");
+        assert_eq!(acme.engagement_global(), "t1:{acme/engage}:global");
+        assert_eq!(acme.analytics_recipients("d"), "t1:{acme/an}:recipients:d");
+        // Global keys stay global; what they hold carries the tenant.
+        assert_eq!(acme.connection("c1"), base.connection("c1"));
+        assert_eq!(acme.outbox_dirty(), base.outbox_dirty());
+        assert_eq!(acme.push_due(), base.push_due());
+        assert_eq!(acme.schedule_jobs(), base.schedule_jobs());
+        assert_eq!(acme.analytics_shards(), base.analytics_shards());
+        // In the global `{sched}` slot, a tenant's digests differ from the default tenant's,
+        // even for a default-tenant sender whose name spells the tenant.
+        assert_ne!(
+            acme.schedule_cancel_key("svc", "k"),
+            base.schedule_cancel_key("svc", "k")
+        );
+        assert_ne!(
+            acme.schedule_idempotency("svc", "k", "bob"),
+            base.schedule_idempotency("acme/svc", "k", "bob")
+        );
+        // Scoping a scoped key space replaces its tenant.
+        assert_eq!(
+            acme.for_tenant(&Tenant::default()).user("bob").meta(),
+            "t1:{u:bob}:meta"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! Records are pruned after 3 days, longer than the topic's retention (24 h) plus the longest
 //! deferral (quiet hours, < 24 h).
 //!
-//! **Retry schedule**: one index `{push}:due` (member `<userId>\n<entryId>`, score = due time in
+//! **Retry schedule**: one index `{push}:due` (member `<userId>\n<entryId>[ <tenant>]`, score = due time in
 //! ms) and the entries themselves in the user's slot (`{u:<id>}:retry`). The entry is written
 //! first, the index second; a drain *claims* due members by moving their score a lease ahead
 //! ([`PushLedger::claim_due`]), and removes entry and member only after handling them, so a crashed
@@ -41,6 +41,7 @@ use super::scripts::{
     PUSH_SCHEDULE,
 };
 use super::{RedisConn, StoreError};
+use crate::tenant::{parse_member, Tenant};
 
 /// How long send records are kept.
 pub const SENDS_KEEP: Duration = Duration::from_secs(3 * 86_400);
@@ -125,6 +126,8 @@ pub type UserRecords = (Vec<(String, SendRecord)>, Vec<(String, String)>);
 /// A claimed retry-schedule member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueEntry {
+    /// The user's tenant (the member's suffix; none before tenants: the default tenant).
+    pub tenant: Tenant,
     pub user_id: String,
     pub entry_id: String,
     member: String,
@@ -134,7 +137,7 @@ pub struct DueEntry {
 #[derive(Debug, Clone)]
 pub struct PushLedger {
     conn: RedisConn,
-    keys: KeySpace,
+    pub(super) keys: KeySpace,
 }
 
 impl PushLedger {
@@ -282,7 +285,11 @@ impl PushLedger {
         let _: i64 = self
             .conn
             .clone()
-            .zadd(self.keys.push_due(), member(user_id, entry_id), due_ms)
+            .zadd(
+                self.keys.push_due(),
+                member(self.keys.tenant(), user_id, entry_id),
+                due_ms,
+            )
             .await?;
         Ok(())
     }
@@ -304,8 +311,10 @@ impl PushLedger {
         Ok(members
             .into_iter()
             .filter_map(|m| {
-                let (user, entry) = m.split_once('\n')?;
+                let (tenant, id) = parse_member(&m)?;
+                let (user, entry) = id.split_once('\n')?;
                 Some(DueEntry {
+                    tenant: tenant.clone(),
                     user_id: user.to_owned(),
                     entry_id: entry.to_owned(),
                     member: m.clone(),
@@ -319,7 +328,10 @@ impl PushLedger {
         Ok(self
             .conn
             .clone()
-            .hget(self.keys.user(&due.user_id).retry(), &due.entry_id)
+            .hget(
+                self.keys.for_tenant(&due.tenant).user(&due.user_id).retry(),
+                &due.entry_id,
+            )
             .await?)
     }
 
@@ -328,7 +340,10 @@ impl PushLedger {
         let _: i64 = self
             .conn
             .clone()
-            .hdel(self.keys.user(&due.user_id).retry(), &due.entry_id)
+            .hdel(
+                self.keys.for_tenant(&due.tenant).user(&due.user_id).retry(),
+                &due.entry_id,
+            )
             .await?;
         let _: i64 = self
             .conn
@@ -393,9 +408,10 @@ impl PushLedger {
     }
 }
 
-/// The `{push}:due` member of a user's retry entry.
-pub(crate) fn member(user_id: &str, entry_id: &str) -> String {
-    format!("{user_id}\n{entry_id}")
+/// The `{push}:due` member of a user's retry entry: `<userId>\n<entryId>`, with the tenant's
+/// suffix ([`crate::tenant::member`]) outside the default tenant.
+pub(crate) fn member(tenant: &Tenant, user_id: &str, entry_id: &str) -> String {
+    crate::tenant::member(tenant, &format!("{user_id}\n{entry_id}"))
 }
 
 #[cfg(test)]

@@ -3,15 +3,19 @@
 //! (see `clear_dirty.lua`). A user whose publish failed is postponed (its score moved later,
 //! never earlier), so users that keep failing cannot fill the front of the relay's oldest-first
 //! scan.
+//!
+//! The index is global; its members name the user with [`crate::tenant::member`] (`<userId>`,
+//! or `<userId> <tenant>`), so the index scoped to a tenant marks and clears that tenant's users.
 
 use redis::AsyncCommands;
 
 use super::{keys::KeySpace, scripts, RedisConn, StoreError};
+use crate::tenant::member;
 
 #[derive(Debug, Clone)]
 pub struct OutboxIndex {
     conn: RedisConn,
-    keys: KeySpace,
+    pub(super) keys: KeySpace,
 }
 
 impl OutboxIndex {
@@ -23,7 +27,7 @@ impl OutboxIndex {
     pub async fn mark_dirty(&self, user_id: &str) -> Result<(), StoreError> {
         let _: i64 = scripts::MARK_DIRTY
             .key(self.keys.outbox_dirty())
-            .arg(user_id)
+            .arg(member(self.keys.tenant(), user_id))
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(())
@@ -34,15 +38,20 @@ impl OutboxIndex {
         if user_ids.is_empty() {
             return Ok(());
         }
+        let members: Vec<String> = user_ids
+            .iter()
+            .map(|user| member(self.keys.tenant(), user))
+            .collect();
         let _: i64 = scripts::MARK_DIRTY
             .key(self.keys.outbox_dirty())
-            .arg(user_ids)
+            .arg(members)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(())
     }
 
-    /// Up to `limit` marked users with their mark scores, oldest mark first.
+    /// Up to `limit` marked users of every tenant with their mark scores, oldest mark first: the
+    /// members, each read with [`crate::tenant::parse_member`].
     pub async fn dirty_users(&self, limit: usize) -> Result<Vec<(String, f64)>, StoreError> {
         let users: Vec<(String, f64)> = self
             .conn
@@ -61,7 +70,7 @@ impl OutboxIndex {
     ) -> Result<bool, StoreError> {
         let cleared: i64 = scripts::CLEAR_DIRTY
             .key(self.keys.outbox_dirty())
-            .arg(user_id)
+            .arg(member(self.keys.tenant(), user_id))
             .arg(format!("{score:.0}"))
             .arg(cutoff_ms)
             .invoke_async(&mut self.conn.clone())
@@ -74,7 +83,7 @@ impl OutboxIndex {
     pub async fn postpone(&self, user_id: &str, backoff_ms: u64) -> Result<bool, StoreError> {
         let moved: i64 = scripts::POSTPONE_DIRTY
             .key(self.keys.outbox_dirty())
-            .arg(user_id)
+            .arg(member(self.keys.tenant(), user_id))
             .arg(backoff_ms)
             .invoke_async(&mut self.conn.clone())
             .await?;

@@ -27,7 +27,7 @@ pub fn whole_seconds(retry_after: Duration) -> u64 {
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     conn: RedisConn,
-    keys: KeySpace,
+    pub(super) keys: KeySpace,
     per_sender: RateLimit,
     per_recipient: RateLimit,
     per_user_mutation: RateLimit,

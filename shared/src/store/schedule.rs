@@ -31,6 +31,7 @@ use crate::schedule::{event_weight, hour_of_week, Histogram, ScheduleInfo, HOURS
 use super::inbox::NewNotification;
 use super::keys::KeySpace;
 use super::{scripts, RedisConn, StoreError};
+use crate::tenant::Tenant;
 
 /// How long a settled job's record answers `GET /v1/scheduled/{id}`.
 pub const SETTLED_KEEP: Duration = Duration::from_secs(7 * 86_400);
@@ -47,6 +48,9 @@ pub struct ScheduledJob {
     /// The id the `202` answered, and the notification's id once sent.
     pub id: String,
     pub sender: String,
+    /// The sender's (and recipient's) tenant; absent for the default tenant.
+    #[serde(default, skip_serializing_if = "crate::tenant::is_default")]
+    pub tenant: Tenant,
     pub send_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_key: Option<String>,
@@ -63,6 +67,9 @@ pub struct ScheduledJob {
 pub struct BroadcastStart {
     pub broadcast_id: String,
     pub sender: String,
+    /// The broadcast's tenant; absent for the default tenant.
+    #[serde(default, skip_serializing_if = "crate::tenant::is_default")]
+    pub tenant: Tenant,
     pub send_at: DateTime<Utc>,
 }
 
@@ -70,9 +77,13 @@ pub struct BroadcastStart {
 const BROADCAST_JOB_PREFIX: &str = "broadcast:";
 
 impl BroadcastStart {
-    /// Its id in the due-set: one per broadcast, so adding it again replaces it.
+    /// Its id in the due-set: one per broadcast, so adding it again replaces it. A tenant's
+    /// carries the tenant ([`crate::tenant::member`]): two tenants' broadcast ids may coincide.
     pub fn job_id(&self) -> String {
-        format!("{BROADCAST_JOB_PREFIX}{}", self.broadcast_id)
+        crate::tenant::member(
+            &self.tenant,
+            &format!("{BROADCAST_JOB_PREFIX}{}", self.broadcast_id),
+        )
     }
 }
 
@@ -91,6 +102,14 @@ impl DueJob {
             DueJob::BroadcastStart(start) => start.job_id(),
         }
     }
+
+    /// The tenant whose keys firing it touches.
+    pub fn tenant(&self) -> &Tenant {
+        match self {
+            DueJob::Notification(job) => &job.tenant,
+            DueJob::BroadcastStart(start) => &start.tenant,
+        }
+    }
 }
 
 /// What a settled job keeps, and what a read needs.
@@ -98,6 +117,8 @@ impl DueJob {
 #[serde(rename_all = "camelCase")]
 struct JobSummary {
     sender: String,
+    #[serde(default, skip_serializing_if = "crate::tenant::is_default")]
+    tenant: Tenant,
     send_at: DateTime<Utc>,
 }
 
@@ -133,7 +154,7 @@ pub enum AddOutcome {
 #[derive(Debug, Clone)]
 pub struct ScheduleStore {
     conn: RedisConn,
-    keys: KeySpace,
+    pub(super) keys: KeySpace,
 }
 
 fn state_of(text: &str) -> Option<(ScheduledState, bool)> {
@@ -157,6 +178,11 @@ fn json(v: &impl Serialize) -> String {
 impl ScheduleStore {
     pub fn new(conn: RedisConn, keys: KeySpace) -> Self {
         ScheduleStore { conn, keys }
+    }
+
+    /// The tenant whose jobs this store adds and reads.
+    pub fn tenant(&self) -> &Tenant {
+        self.keys.tenant()
     }
 
     /// Stores `job`, due at its `send_at`. With `idempotency` (the recipient's share of the
@@ -256,7 +282,10 @@ impl ScheduleStore {
         let Some((state, cancellable)) = state_of(&state) else {
             return Err(StoreError::Corrupt(format!("scheduled job state {state}")));
         };
-        Ok((stored.sender == sender).then(|| ScheduledStatus {
+        // The due-set is global: another tenant's job (even of a sender of the same name) is
+        // not this store's.
+        let own = stored.sender == sender && stored.tenant == *self.keys.tenant();
+        Ok(own.then(|| ScheduledStatus {
             id: id.to_owned(),
             state,
             send_at: stored.send_at,
@@ -383,8 +412,13 @@ impl ScheduleStore {
         Ok(jobs)
     }
 
-    /// Marks a fired job sent (its notification exists, or its broadcast started).
+    /// Marks a fired job sent (its notification exists, or its broadcast started), in its
+    /// tenant.
     pub async fn finish(&self, job: &DueJob, now_ms: i64) -> Result<(), StoreError> {
+        if job.tenant() != self.keys.tenant() {
+            use crate::store::TenantScoped;
+            return Box::pin(self.for_tenant(job.tenant()).finish(job, now_ms)).await;
+        }
         let (send_at, sender, cancel_key) = match job {
             DueJob::Notification(j) => {
                 (&j.send_at, &j.sender, j.cancel_key.as_deref().unwrap_or(""))
@@ -437,6 +471,7 @@ impl ScheduleStore {
         for (id, send_at, sender) in jobs {
             invocation.arg(*id).arg(json(&JobSummary {
                 sender: (*sender).to_owned(),
+                tenant: self.keys.tenant().clone(),
                 send_at: **send_at,
             }));
         }
@@ -450,7 +485,7 @@ impl ScheduleStore {
 #[derive(Debug, Clone)]
 pub struct EngagementStore {
     conn: RedisConn,
-    keys: KeySpace,
+    pub(super) keys: KeySpace,
 }
 
 impl EngagementStore {

@@ -152,7 +152,7 @@ pub struct ChunkCounts {
 #[derive(Debug, Clone)]
 pub struct TopicStore {
     conn: RedisConn,
-    keys: KeySpace,
+    pub(super) keys: KeySpace,
 }
 
 impl TopicStore {

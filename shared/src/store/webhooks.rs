@@ -84,7 +84,7 @@ impl LedgerEntry {
 #[derive(Debug, Clone)]
 pub struct WebhookStore {
     conn: RedisConn,
-    keys: KeySpace,
+    pub(super) keys: KeySpace,
 }
 
 impl WebhookStore {

@@ -324,7 +324,11 @@ pub async fn click(deps: &Deps, req: &Request, id: &str) -> Result<Response<Body
     else {
         return Err(ApiError::NotFound);
     };
-    if let Err(e) = deps.publisher.record_click(&claims.sub, id, first).await {
+    if let Err(e) = deps
+        .publisher
+        .record_click(&claims.tenant, &claims.sub, id, first)
+        .await
+    {
         tracing::warn!(id, error = %e, "click not recorded: kafka unavailable");
         return Err(ApiError::Unavailable(
             "the click could not be recorded; retry shortly".into(),

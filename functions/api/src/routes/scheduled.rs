@@ -122,6 +122,7 @@ pub(crate) async fn schedule(
                 let job = ScheduledJob {
                     id: uuid::Uuid::now_v7().to_string(),
                     sender: sender.to_owned(),
+                    tenant: deps.schedules.tenant().clone(),
                     send_at: choice.send_at,
                     cancel_key: scheduling.cancel_key.clone(),
                     schedule: choice.info.clone(),

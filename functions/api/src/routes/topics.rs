@@ -589,6 +589,7 @@ pub async fn broadcast(deps: &Deps, req: &Request, key: &str) -> Result<Response
             let start = BroadcastStart {
                 broadcast_id: id.clone(),
                 sender: claims.sub.clone(),
+                tenant: claims.tenant.clone(),
                 send_at,
             };
             if let Err(e) = deps.schedules.add_broadcast_start(&start).await {
@@ -611,7 +612,7 @@ pub async fn broadcast(deps: &Deps, req: &Request, key: &str) -> Result<Response
         let sent = deps
             .publisher
             .bus()
-            .send(&BroadcastChunk::all_records(&id))
+            .send(&BroadcastChunk::all_records(&claims.tenant, &id))
             .await;
         if let Some(Err(e)) = sent.into_iter().find(Result::is_err) {
             tracing::warn!(error = %e, broadcast = %id, "kafka did not take the broadcast's chunks");

@@ -161,7 +161,8 @@ impl InboxStore {
                 counts: Counts::default(),
                 digest: Some(Box::new(digest)),
             },
-        );
+        )
+        .in_tenant(self.keys.tenant());
         envelope.occurred_at = Utc
             .timestamp_millis_opt(at.timestamp_millis())
             .single()

@@ -293,6 +293,26 @@ impl InboxStore {
         &self.settings
     }
 
+    pub(crate) fn keys_mut(&mut self) -> &mut KeySpace {
+        &mut self.keys
+    }
+
+    /// [`crate::store::TenantScoped::for_tenant`]: the inbox and its outbox index both `tenant`'s.
+    pub(crate) fn scoped(&self, tenant: &crate::tenant::Tenant) -> Self {
+        use crate::store::TenantScoped;
+        InboxStore {
+            conn: self.conn.clone(),
+            keys: self.keys.for_tenant(tenant),
+            settings: self.settings.clone(),
+            outbox: self.outbox.for_tenant(tenant),
+        }
+    }
+
+    /// The tenant whose inboxes this names.
+    pub fn tenant(&self) -> &crate::tenant::Tenant {
+        self.keys.tenant()
+    }
+
     pub fn outbox(&self) -> &OutboxIndex {
         &self.outbox
     }
@@ -414,7 +434,8 @@ impl InboxStore {
                 notification: notification.clone(),
                 counts: Counts::default(),
             },
-        );
+        )
+        .in_tenant(self.keys.tenant());
         envelope.occurred_at = created_at;
         let keys = self.keys.user(&notification.user_id);
         let reply: Vec<Value> = scripts::CREATE
@@ -763,7 +784,7 @@ impl InboxStore {
         args: impl FnOnce(&mut redis::ScriptInvocation<'_>),
     ) -> Result<(Envelope, Vec<Value>), StoreError> {
         let keys = self.keys.user(user_id);
-        let envelope = Envelope::new(user_id, event);
+        let envelope = Envelope::new(user_id, event).in_tenant(self.keys.tenant());
         self.outbox.mark_dirty(user_id).await?;
         let mut invocation = script.key(&keys.inbox()[..]);
         args(&mut invocation);
@@ -779,13 +800,16 @@ impl InboxStore {
     /// What the scripts that may evict expired notifications build each eviction's
     /// `NOTIFICATION_DELETED` envelope from: an empty one of this user, at this time.
     fn eviction_template(&self, user_id: &str) -> String {
-        to_json(&Envelope::new(
-            user_id,
-            Event::NotificationDeleted {
-                id: String::new(),
-                counts: Counts::default(),
-            },
-        ))
+        to_json(
+            &Envelope::new(
+                user_id,
+                Event::NotificationDeleted {
+                    id: String::new(),
+                    counts: Counts::default(),
+                },
+            )
+            .in_tenant(self.keys.tenant()),
+        )
     }
 
     /// After a read that evicted expired notifications: their deletes wait in the log, so the
