@@ -56,7 +56,7 @@ devstack: Herald's AWS on one machine (Lambda, API Gateway HTTP + WebSocket, Kaf
 
 USAGE:
   devstack [serve] [OPTIONS]      run everything the template wires
-  devstack token --user ID [--scope S]... [--ttl SECONDS] [--data-dir DIR] [--issuer URL]
+  devstack token --user ID [--scope S]... [--tenant T] [--ttl SECONDS] [--data-dir DIR] [--issuer URL]
                                   print a development token signed with devstack's key
   devstack functions [--template PATH]
                                   print the binary name of every function in the template

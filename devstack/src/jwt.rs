@@ -3,7 +3,8 @@
 //! OpenID discovery document and JWKS served on the HTTP port, and signed development tokens.
 //!
 //! Contract: a token from [`Issuer::token`] carries `iss`, `aud`, `sub`, `iat`, `exp` and, when
-//! scopes are given, the space-separated `scope` claim; [`Issuer::verify`] accepts exactly those
+//! scopes are given, the space-separated `scope` claim (and, from [`Issuer::token_with_claims`],
+//! the extra claims it is given, such as the tenant); [`Issuer::verify`] accepts exactly those
 //! tokens (ES256 with this key, matching issuer and audience, not expired), as API Gateway's JWT
 //! authorizer would.
 
@@ -138,8 +139,20 @@ impl Issuer {
 
     /// A signed token for `sub`, valid for `ttl`.
     pub fn token(&self, sub: &str, scopes: &[String], ttl: Duration) -> Result<String, JwtError> {
+        self.token_with_claims(sub, scopes, Map::new(), ttl)
+    }
+
+    /// A signed token for `sub`, valid for `ttl`, that also carries `extra` (a tenant claim, for
+    /// one); the registered claims it sets win over any of the same name in `extra`.
+    pub fn token_with_claims(
+        &self,
+        sub: &str,
+        scopes: &[String],
+        extra: Map<String, Value>,
+        ttl: Duration,
+    ) -> Result<String, JwtError> {
         let now = now_secs();
-        let mut claims = Map::new();
+        let mut claims = extra;
         claims.insert("iss".into(), self.issuer.clone().into());
         claims.insert("aud".into(), self.audience.clone().into());
         claims.insert("sub".into(), sub.into());

@@ -7,6 +7,7 @@
 //!   concurrently, and serves the Lambda Invoke API;
 //! - [`http_gateway`]: API Gateway HTTP API (payload 2.0) with its JWT authorizer and CORS;
 //! - [`jwt`]: the local token issuer (key pair, discovery, JWKS, signed development tokens);
+//! - [`token`]: the `token` command (a development token, of a tenant with `--tenant`);
 //! - [`push_keys`]: the VAPID key pair and unsubscribe key the off-app channels use locally;
 //! - [`ws_gateway`]: API Gateway WebSocket API (route selection, `$connect`/`$disconnect`, limits)
 //!   and its `@connections` management API;
@@ -34,4 +35,5 @@ mod secret_file;
 pub mod site;
 pub mod stack;
 pub mod template;
+pub mod token;
 pub mod ws_gateway;

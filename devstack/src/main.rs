@@ -1,11 +1,9 @@
-//! `devstack`: parse the command line, then serve (until Ctrl-C), print a token, or list the
-//! template's functions. Everything else lives in the library.
-
-use std::collections::BTreeMap;
-use std::time::Duration;
+//! `devstack`: parse the command line, then serve (until Ctrl-C), print a token
+//! ([`devstack::token`]), or list the template's functions. Everything else lives in the library.
 
 use devstack::config::{Settings, USAGE};
-use devstack::jwt::Issuer;
+use devstack::token::TokenCommand;
+use std::collections::BTreeMap;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -56,53 +54,11 @@ async fn serve(args: &[String], env: BTreeMap<String, String>) -> anyhow::Result
     Ok(())
 }
 
-/// `devstack token --user ID [--scope S]... [--ttl SECONDS] [--data-dir DIR] [--issuer URL]`.
+/// `devstack token --user ID [--scope S]... [--tenant T] [--ttl SECONDS] [--data-dir DIR]
+/// [--issuer URL]` ([`TokenCommand`]): the token alone on stdout, what it is on stderr.
 fn token(args: &[String], env: &BTreeMap<String, String>) -> anyhow::Result<()> {
-    let (mut user, mut scopes, mut ttl) = (None, Vec::new(), 3600u64);
-    let mut data_dir = env
-        .get("DEVSTACK_DATA_DIR")
-        .cloned()
-        .unwrap_or_else(|| ".herald".into());
-    let mut issuer = format!(
-        "http://{}",
-        env.get("DEVSTACK_HTTP_ADDR")
-            .cloned()
-            .unwrap_or_else(|| "127.0.0.1:3000".into())
-    );
-    let mut audience = "herald".to_owned();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--user" | "--sub" => user = Some(value()?),
-            "--scope" => scopes.push(value()?),
-            "--ttl" => {
-                ttl = value()?
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--ttl expects seconds"))?
-            }
-            "--data-dir" => data_dir = value()?,
-            "--issuer" => issuer = value()?,
-            "--audience" => audience = value()?,
-            other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
-        }
-    }
-    let user = user.ok_or_else(|| anyhow::anyhow!("--user is required"))?;
-    let issuer = Issuer::load_or_create(std::path::Path::new(&data_dir), &issuer, &audience)?;
-    let token = issuer.token(&user, &scopes, Duration::from_secs(ttl))?;
-    eprintln!(
-        "token for {user} (scopes: {}), valid {ttl}s, issuer {}",
-        if scopes.is_empty() {
-            "none".into()
-        } else {
-            scopes.join(" ")
-        },
-        issuer.issuer
-    );
+    let (token, summary) = TokenCommand::parse(args, env)?.mint()?;
+    eprintln!("{summary}");
     println!("{token}");
     Ok(())
 }

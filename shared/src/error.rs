@@ -75,6 +75,13 @@ pub enum ApiError {
         retry_after_secs: u64,
         detail: String,
     },
+    /// The caller's tenant is over its quota of creates (`TENANT_CREATES_PER_MINUTE`); nothing
+    /// was written.
+    #[error("tenant quota exceeded, retry after {retry_after_secs} s")]
+    QuotaExceeded {
+        retry_after_secs: u64,
+        detail: String,
+    },
     /// A dependency failed; the cause is logged, not returned.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -114,7 +121,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::Unprocessable(..) => 422,
-            ApiError::RateLimited { .. } => 429,
+            ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => 429,
             ApiError::Internal(_) => 500,
             ApiError::Unavailable(_) => 503,
         }
@@ -137,6 +144,7 @@ impl ApiError {
             }
             ApiError::Unprocessable(..) => ("validation", "Request is invalid"),
             ApiError::RateLimited { .. } => ("rate-limited", "Too many requests"),
+            ApiError::QuotaExceeded { .. } => ("quota-exceeded", "Tenant quota exceeded"),
             ApiError::Internal(_) => ("internal", "Internal error"),
             ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
         }
@@ -150,6 +158,10 @@ impl ApiError {
                 (d.clone(), e.clone(), None)
             }
             ApiError::RateLimited {
+                retry_after_secs,
+                detail,
+            }
+            | ApiError::QuotaExceeded {
                 retry_after_secs,
                 detail,
             } => (detail.clone(), vec![], Some(*retry_after_secs)),

@@ -1,9 +1,14 @@
-//! [`InboxSettings`]: the inbox's caps, retention and idempotency window, and the GCRA
-//! [`RateLimit`]s per recipient, per sender and per user (mutations and WebSocket actions).
+//! [`InboxSettings`]: the inbox's caps, retention and idempotency window, the GCRA
+//! [`RateLimit`]s per recipient, per sender and per user (mutations and WebSocket actions), the
+//! quota of creates per tenant, and the tenants with limits of their own
+//! ([`super::tenant_limits`], which reads the limits).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::tenant_limits::{TenantLimits, TenantOverrides};
 use super::{ConfigError, Env};
+use crate::tenant::Tenant;
 
 /// One GCRA limit: `burst` requests at once, refilled at `per_period` per `period`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,31 +40,40 @@ pub struct InboxSettings {
     pub per_sender: RateLimit,
     /// Every mutation a user makes (HTTP) and every WebSocket action but `ping`, together.
     pub per_user_mutation: RateLimit,
+    /// Each tenant's quota of creates (`TENANT_CREATES_PER_MINUTE`); `None` is unlimited.
+    pub creates_per_tenant: Option<RateLimit>,
+    /// The tenants with limits of their own (`TENANT_LIMITS`), resolved against the deployment's
+    /// settings at cold start: changing the fields above later does not reach them.
+    pub tenant_overrides: Arc<TenantOverrides>,
 }
 
 impl InboxSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let limits = TenantLimits::from_env(env)?;
         Ok(InboxSettings {
             inbox_cap: env.positive("INBOX_CAP")?,
             change_log_cap: env.positive("CHANGE_LOG_CAP")?,
             retention: Duration::from_secs(env.positive::<u64>("RETENTION_DAYS")? * 86_400),
             idempotency_ttl: Duration::from_secs(env.positive("IDEMPOTENCY_TTL_SECONDS")?),
-            per_recipient: RateLimit {
-                burst: env.positive("RATE_RECIPIENT_BURST")?,
-                per_period: env.positive("RATE_RECIPIENT_PER_MINUTE")?,
-                period: Duration::from_secs(60),
-            },
-            per_sender: RateLimit {
-                burst: env.positive("RATE_SENDER_BURST")?,
-                per_period: env.positive("RATE_SENDER_PER_SECOND")?,
-                period: Duration::from_secs(1),
-            },
-            per_user_mutation: RateLimit {
-                burst: env.positive("RATE_USER_MUTATION_BURST")?,
-                per_period: env.positive("RATE_USER_MUTATION_PER_MINUTE")?,
-                period: Duration::from_secs(60),
-            },
+            per_recipient: limits.per_recipient,
+            per_sender: limits.per_sender,
+            per_user_mutation: limits.per_user_mutation,
+            creates_per_tenant: limits.creates,
+            tenant_overrides: Arc::new(TenantOverrides::from_env(env, &limits)?),
         })
+    }
+
+    /// The limits `tenant` works under: its own from `TENANT_LIMITS`, else the deployment's.
+    pub fn limits_of(&self, tenant: &Tenant) -> TenantLimits {
+        match self.tenant_overrides.get(tenant) {
+            Some(own) => *own,
+            None => TenantLimits {
+                per_recipient: self.per_recipient,
+                per_sender: self.per_sender,
+                per_user_mutation: self.per_user_mutation,
+                creates: self.creates_per_tenant,
+            },
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! One file per component: [`env`] (the reader and its error), [`redis`], [`kafka`], [`aws`]
 //! (reads [`AwsSettings`]), [`trigger`], [`jwt`], [`inbox`], [`outbox`], [`realtime`],
-//! [`analytics`], [`senders`] (the off-app senders), [`webhooks`] (outbound webhooks), [`telemetry`] (logs and metrics). Every public type is re-exported here, so
+//! [`analytics`], [`senders`] (the off-app senders), [`webhooks`] (outbound webhooks), [`telemetry`] (logs and metrics), [`tenant_limits`] (per-tenant limits and quota). Every public type is re-exported here, so
 //! `shared::config::X` is the path to use.
 
 pub mod analytics;
@@ -24,6 +24,7 @@ pub mod scheduler;
 pub mod senders;
 pub mod shedding;
 pub mod telemetry;
+pub mod tenant_limits;
 pub mod trigger;
 pub mod webhooks;
 
@@ -42,6 +43,7 @@ pub use self::senders::{
 };
 pub use self::shedding::SheddingSettings;
 pub use self::telemetry::TelemetrySettings;
+pub use self::tenant_limits::{TenantLimits, TenantOverrides};
 pub use self::trigger::TriggerSettings;
 pub use self::webhooks::WebhookSettings;
 pub use crate::aws::AwsSettings;

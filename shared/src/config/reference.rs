@@ -209,6 +209,18 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "GCRA limit per user on mutations (PATCH, DELETE, mark-all-read, click, preferences, push subscriptions) and WebSocket actions (all but `ping`), together; over it: 429 or an `error` frame `rate-limited`",
     },
     Variable {
+        names: &["TENANT_CREATES_PER_MINUTE"],
+        default: "`0`",
+        used_by: "api",
+        meaning: "each tenant's quota of creates: every recipient of `POST /v1/notifications` (single or batch, scheduled or not) counts one, every accepted broadcast one; a minute's worth may come at once, then it refills evenly. Over it: 429 `quota-exceeded` with `Retry-After`, and nothing is written. `0` is unlimited ([Per-tenant limits](#per-tenant-limits-and-quota))",
+    },
+    Variable {
+        names: &["TENANT_LIMITS"],
+        default: "empty",
+        used_by: "api, ws",
+        meaning: "limits per tenant: a JSON object `{\"<tenant>\": {\"<SETTING>\": <number>, …}}` where a setting is one of `RATE_RECIPIENT_BURST`, `RATE_RECIPIENT_PER_MINUTE`, `RATE_SENDER_BURST`, `RATE_SENDER_PER_SECOND`, `RATE_USER_MUTATION_BURST`, `RATE_USER_MUTATION_PER_MINUTE`, `TENANT_CREATES_PER_MINUTE` (`0` lifts the quota); a setting left out keeps the deployment's value. Bad JSON, an invalid tenant name, another setting or a bad value fails the cold start, naming them",
+    },
+    Variable {
         names: &["REDIS_SHED_MEMORY_PERCENT"],
         default: "`90`",
         used_by: "api",

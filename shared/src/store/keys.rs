@@ -39,6 +39,7 @@
 //! | `<p>{b:<id>}:rate` | string | the broadcast's `maxPerSecond` GCRA state |
 //! | `<p>{c:<connectionId>}` | string | the user of a WebSocket connection, as a [member](crate::tenant::member) (`<userId>`, or `<userId> <tenant>`), for `$disconnect` and the WebSocket actions; global |
 //! | `<p>{s:<id>}:rate` | string | per-sender GCRA state |
+//! | `<p>{quota}:creates` | string | the tenant's quota of creates per minute: GCRA state (`TENANT_CREATES_PER_MINUTE`, see `ratelimit.rs`); one key per tenant (`{<tenant>/quota}:creates`) |
 //! | `<p>{s:<id>}:idem:<hash>` | string | the sender's claim of an `Idempotency-Key`: the hash of the request it was first sent with, 24 h |
 //! | `<p>{u:<id>}:engage` | hash | the user's engagement histogram: `h<hour of week>` → decayed weight, `n` → events (see `schedule.rs`); 180 days without an event |
 //! | `<p>{engage}:global` | hash | the same for every user together |
@@ -170,6 +171,11 @@ impl KeySpace {
 
     pub fn sender_rate(&self, sender: &str) -> String {
         format!("{}:rate", self.owned("s", sender))
+    }
+
+    /// The tenant's quota of creates (GCRA state): one key per tenant, in a slot of its own.
+    pub fn tenant_creates(&self) -> String {
+        format!("{}{{{}quota}}:creates", self.prefix, self.scope)
     }
 
     /// The sender's claim of an `Idempotency-Key`, in the sender's slot: one record per key

@@ -7,11 +7,20 @@
 //! same algorithm from `gcra_lib.lua`), saving a round trip and a script call per create; and so
 //! does the per-sender limit of a request with an `Idempotency-Key`, inside the claim's script
 //! ([`crate::store::InboxStore::claim_request`] with [`RateLimiter::per_sender`]).
+//!
+//! Tenants: [`RateLimiter::for_tenant`] is the limiter of one tenant — its keys
+//! ([`KeySpace::for_tenant`]) and its limits ([`InboxSettings::limits_of`], `TENANT_LIMITS`).
+//! Its quota of creates ([`RateLimiter::charge_creates`]) is one GCRA key per tenant, charged one
+//! per notification a request asks for, before anything is written; what the request then does
+//! not create (a recipient over its own limit, a replay) is given back
+//! ([`RateLimiter::refund_creates`]), so the quota counts what was created.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{keys::KeySpace, scripts, RedisConn, StoreError};
 use crate::config::{InboxSettings, RateLimit};
+use crate::tenant::Tenant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateDecision {
@@ -31,16 +40,39 @@ pub struct RateLimiter {
     per_sender: RateLimit,
     per_recipient: RateLimit,
     per_user_mutation: RateLimit,
+    /// The tenant's quota of creates; `None` is unlimited.
+    creates: Option<RateLimit>,
+    /// Where every tenant's limits come from ([`RateLimiter::for_tenant`]).
+    settings: Arc<InboxSettings>,
 }
 
 impl RateLimiter {
+    /// The limiter of `keys`' tenant (the default tenant's for an unscoped [`KeySpace`]).
     pub fn new(conn: RedisConn, keys: KeySpace, limits: &InboxSettings) -> Self {
+        let own = limits.limits_of(keys.tenant());
         RateLimiter {
             conn,
             keys,
-            per_sender: limits.per_sender,
-            per_recipient: limits.per_recipient,
-            per_user_mutation: limits.per_user_mutation,
+            per_sender: own.per_sender,
+            per_recipient: own.per_recipient,
+            per_user_mutation: own.per_user_mutation,
+            creates: own.creates,
+            settings: Arc::new(limits.clone()),
+        }
+    }
+
+    /// The limiter of `tenant`: its keys and its limits (its own from `TENANT_LIMITS`, else the
+    /// deployment's). Cheap: a few copies and the key prefix.
+    pub fn for_tenant(&self, tenant: &Tenant) -> RateLimiter {
+        let own = self.settings.limits_of(tenant);
+        RateLimiter {
+            conn: self.conn.clone(),
+            keys: self.keys.for_tenant(tenant),
+            per_sender: own.per_sender,
+            per_recipient: own.per_recipient,
+            per_user_mutation: own.per_user_mutation,
+            creates: own.creates,
+            settings: self.settings.clone(),
         }
     }
 
@@ -93,5 +125,54 @@ impl RateLimiter {
             1,
         )
         .await
+    }
+
+    /// The tenant whose keys and limits these are.
+    pub fn tenant(&self) -> Tenant {
+        self.keys.tenant().clone()
+    }
+
+    /// The tenant's quota of creates, `None` when unlimited.
+    pub fn creates_quota(&self) -> Option<RateLimit> {
+        self.creates
+    }
+
+    /// Charges `creates` notifications to the tenant's quota, all or none: allowed without a
+    /// Redis call when the tenant has no quota. A request larger than the whole quota is never
+    /// allowed (the caller can tell by [`RateLimiter::creates_quota`]'s burst).
+    pub async fn charge_creates(&self, creates: u32) -> Result<RateDecision, StoreError> {
+        match self.creates {
+            None => Ok(RateDecision::Allowed),
+            Some(quota) => self.check(self.keys.tenant_creates(), quota, creates).await,
+        }
+    }
+
+    /// Gives back `creates` of an allowed [`RateLimiter::charge_creates`]: notifications the
+    /// request was charged for and did not create.
+    pub async fn refund_creates(&self, creates: u32) -> Result<(), StoreError> {
+        match self.creates {
+            Some(quota) if creates > 0 => {
+                self.refund(self.keys.tenant_creates(), quota, creates)
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Gives back the one request [`RateLimiter::check_sender`] (or the claim's script) charged
+    /// `sender`, when the tenant's quota refused it.
+    pub async fn refund_sender(&self, sender: &str) -> Result<(), StoreError> {
+        self.refund(self.keys.sender_rate(sender), self.per_sender, 1)
+            .await
+    }
+
+    async fn refund(&self, key: String, limit: RateLimit, cost: u32) -> Result<(), StoreError> {
+        let _: i64 = scripts::GCRA_REFUND
+            .key(key)
+            .arg(limit.emission_interval().as_secs_f64() * 1000.0)
+            .arg(cost)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 }

@@ -70,6 +70,8 @@ macro_rules! script_with_gcra {
 
 pub static GCRA: LazyLock<Script> = script_with_gcra!("gcra.lua");
 pub static CLAIM_REQUEST: LazyLock<Script> = script_with_gcra!("claim_request.lua");
+/// Gives back a GCRA charge (the per-tenant quota of creates, `ratelimit.rs`).
+pub static GCRA_REFUND: LazyLock<Script> = script!("gcra_refund.lua");
 pub static ANALYTICS_COUNT: LazyLock<Script> = script!("analytics_count.lua");
 
 // `delivery`'s per-user claim (`connections.rs`).

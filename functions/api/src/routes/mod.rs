@@ -8,6 +8,7 @@ pub mod health;
 pub mod notifications;
 pub mod preferences;
 pub mod push;
+mod quota;
 pub mod scheduled;
 pub mod topics;
 pub mod users;

@@ -19,7 +19,7 @@ use shared::store::{
 };
 use utoipa::ToSchema;
 
-use super::{rate_limited, scheduled};
+use super::{quota, rate_limited, scheduled};
 use crate::http::{self, store_error};
 use crate::validate::{self, CreateRequest, Shape};
 use crate::Deps;
@@ -261,7 +261,7 @@ fn read_create_request(
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over a rate limit (`rate-limited`) or the tenant's quota of creates (`quota-exceeded`): nothing was written; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis is nearly full (or restarting): nothing was written; retry after `Retry-After`", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = ["notifications:write"])))]
 pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -278,11 +278,21 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
             new,
             scheduling,
             single: true,
+            tenant: claims.tenant.clone(),
         };
         return scheduled::schedule(deps, &claims.sub, key, bytes, create).await;
     }
-    let (marked, claimed) = admit_and_mark(deps, key, &claims.sub, bytes, new).await?;
-    match create_for(deps, &claims.sub, marked, claimed.as_ref()).await? {
+    let admission = admit_and_mark(deps, key, &claims.sub, bytes, new);
+    let ((marked, claimed), charged) =
+        quota::charge(deps, &claims.tenant, &claims.sub, 1, admission).await?;
+    let outcome = create_for(deps, &claims.sub, marked, claimed.as_ref()).await;
+    charged
+        .settle(usize::from(matches!(
+            outcome,
+            Ok(CreateOutcome::Created { .. })
+        )))
+        .await;
+    match outcome? {
         CreateOutcome::Limited { retry_after } => Err(rate_limited(
             retry_after,
             "this recipient is over its rate limit",
@@ -333,7 +343,7 @@ fn idempotency_conflict() -> ApiError {
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large or more than 1,000 recipients", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over a rate limit (`rate-limited`) or the tenant's quota of creates (`quota-exceeded`): nothing was written; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis is nearly full (or restarting): nothing was written; retry after `Retry-After`", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = ["notifications:write"])))]
 pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -362,10 +372,19 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
             new,
             scheduling,
             single: false,
+            tenant: claims.tenant.clone(),
         };
         return scheduled::schedule(deps, &claims.sub, key, bytes, create).await;
     }
-    let claimed = admit(deps, key, &claims.sub, bytes, |k| format!("batch:{k}")).await?;
+    let admission = admit(deps, key, &claims.sub, bytes, |k| format!("batch:{k}"));
+    let (claimed, charged) = quota::charge(
+        deps,
+        &claims.tenant,
+        &claims.sub,
+        recipients.len(),
+        admission,
+    )
+    .await?;
     let claimed = claimed.as_ref();
     let results: Vec<Result<CreateOutcome, ApiError>> = stream::iter(recipients.clone())
         .map(|recipient: String| {
@@ -411,6 +430,7 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
             }
         }
     }
+    charged.settle(changes.len()).await;
     deps.publisher.publish_or_defer(&changes).await;
     if let Some(failure) = failure {
         return Err(failure);

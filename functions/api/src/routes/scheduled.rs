@@ -15,8 +15,10 @@ use shared::store::{AddOutcome, NewNotification, ScheduledJob, ScheduledState, S
 use utoipa::ToSchema;
 
 use super::notifications::{admit, enforce_sender_limit, REPLAYED_HEADER};
+use super::quota;
 use crate::http::{self, store_error};
 use crate::Deps;
+use shared::tenant::Tenant;
 
 /// A scheduled send, as `202`, `GET` and `DELETE` answer it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -83,6 +85,8 @@ pub(crate) struct ScheduledCreate {
     pub(crate) new: NewNotification,
     pub(crate) scheduling: Scheduling,
     pub(crate) single: bool,
+    /// The caller's tenant, whose quota of creates the jobs count against.
+    pub(crate) tenant: Tenant,
 }
 
 /// The recipients' jobs of a create with `sendAt`, after the create's own checks: the sender's
@@ -101,6 +105,7 @@ pub(crate) async fn schedule(
         new,
         scheduling,
         single,
+        tenant,
     } = create;
     let derive = |k: &str| {
         if single {
@@ -109,7 +114,9 @@ pub(crate) async fn schedule(
             format!("batch:{k}")
         }
     };
-    let claimed = admit(deps, key, sender, body, derive).await?;
+    let admission = admit(deps, key, sender, body, derive);
+    let (claimed, charged) =
+        quota::charge(deps, &tenant, sender, recipients.len(), admission).await?;
     let share = claimed.as_ref().map(|c| c.recipient.key.clone());
     let ttl = deps.store.settings().idempotency_ttl;
     let results: Vec<Result<(ScheduledBatchItem, bool), ApiError>> = stream::iter(recipients)
@@ -160,6 +167,11 @@ pub(crate) async fn schedule(
         .buffered(32)
         .collect()
         .await;
+    let scheduled = results
+        .iter()
+        .filter(|r| matches!(r, Ok((_, false))))
+        .count();
+    charged.settle(scheduled).await;
     let mut items = Vec::with_capacity(results.len());
     let mut replayed = true;
     for result in results {

@@ -24,6 +24,7 @@ use shared::store::{Broadcast, BroadcastStart, BroadcastStatus};
 use utoipa::ToSchema;
 
 use super::notifications::{admit, idempotency_key, preview, too_large_notification};
+use super::quota;
 use crate::http::{self, store_error};
 use crate::validate::{self, CreateRequest, Shape};
 use crate::Deps;
@@ -549,6 +550,7 @@ fn broadcast_id(sender: &str, key: Option<&str>) -> String {
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the sender's rate limit (`rate-limited`) or the tenant's quota of creates (`quota-exceeded`, a broadcast counts one): nothing was accepted; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis is nearly full, or Kafka did not take the broadcast: nothing was accepted; retry after `Retry-After`", body = Problem, content_type = "application/problem+json")),
     security(("jwt" = ["notifications:write"])))]
 pub async fn broadcast(deps: &Deps, req: &Request, key: &str) -> Result<Response<Body>, ApiError> {
@@ -567,9 +569,10 @@ pub async fn broadcast(deps: &Deps, req: &Request, key: &str) -> Result<Response
     too_large_notification(&preview(&longest, &notification))?;
     let idempotency = idempotency_key(req)?;
     deps.memory.admit_create().await?;
-    admit(deps, idempotency, &claims.sub, bytes, str::to_owned).await?;
+    let admission = admit(deps, idempotency, &claims.sub, bytes, str::to_owned);
+    let (_, charged) = quota::charge(deps, &claims.tenant, &claims.sub, 1, admission).await?;
     let id = broadcast_id(&claims.sub, idempotency);
-    let (stored, created) = deps
+    let stored = deps
         .topics
         .create_broadcast(
             &id,
@@ -580,8 +583,11 @@ pub async fn broadcast(deps: &Deps, req: &Request, key: &str) -> Result<Response
             send_at,
         )
         .await
-        .map_err(store_error)?
-        .ok_or(ApiError::NotFound)?;
+        .map_err(store_error);
+    charged
+        .settle(usize::from(matches!(stored, Ok(Some((_, true))))))
+        .await;
+    let (stored, created) = stored?.ok_or(ApiError::NotFound)?;
     // A scheduled broadcast's start job, stored again on a retry (a crash may have come between
     // the two writes; a start that ran already finds the broadcast started).
     if stored.status == BroadcastStatus::Scheduled {
