@@ -469,7 +469,7 @@ pub const VARIABLES: &[Variable] = &[
         names: &["RUST_LOG"],
         default: "`info`",
         used_by: "all",
-        meaning: "log filter",
+        meaning: "log filter: a level or `target=level` directives (`warn,api=debug`), by target only; a value that does not parse means `info`",
     },
 ];
 
