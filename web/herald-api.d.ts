@@ -1125,6 +1125,8 @@ export interface components {
             occurredAt: string;
             /** Format: int64 */
             seq: number;
+            /** @description The user's tenant; absent for the default tenant. */
+            tenant?: string | null;
             userId: string;
             /** Format: int32 */
             v: number;
@@ -2442,6 +2444,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Over a rate limit (`rate-limited`) or the tenant's quota of creates (`quota-exceeded`): nothing was written; retry after `Retry-After` */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -2538,6 +2541,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Over a rate limit (`rate-limited`) or the tenant's quota of creates (`quota-exceeded`): nothing was written; retry after `Retry-After` */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3497,7 +3501,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            429: components["responses"]["TooManyRequests"];
+            /** @description Over the sender's rate limit (`rate-limited`) or the tenant's quota of creates (`quota-exceeded`, a broadcast counts one): nothing was accepted; retry after `Retry-After` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Redis is nearly full, or Kafka did not take the broadcast: nothing was accepted; retry after `Retry-After` */
             503: {
                 headers: {
