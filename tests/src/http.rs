@@ -86,11 +86,8 @@ impl Call {
     }
 
     /// In tenant `tenant` (the `tenant` claim, `TENANT_CLAIM`'s default), after `user`/`service`.
-    pub fn tenant(mut self, tenant: &str) -> Self {
-        if let Some(c) = self.claims.as_mut() {
-            c.insert("tenant".into(), json!(tenant));
-        }
-        self
+    pub fn tenant(self, tenant: &str) -> Self {
+        self.claim("tenant", tenant)
     }
 
     /// As a service `sub` holding `notifications:write`.

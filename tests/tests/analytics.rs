@@ -999,3 +999,60 @@ async fn histories_are_written_after_redis_forgot_its_scripts() {
         "one entry per channel × status: {fields:?}"
     );
 }
+
+/// A tenant's counters are its own: the same user id and type in tenant `acme` count in acme's
+/// report and never in the default tenant's, and the other way round.
+#[tokio::test]
+async fn each_tenant_reads_only_its_own_counters() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = deps(&env);
+    let dt = delivery_topic(&env);
+    let n = notification(&env, "bob", "grade", &[Channel::InApp]).await;
+    let default_sent = outcome(&n, Channel::InApp, OutcomeStatus::Sent, None);
+    let mut acme_sent = outcome(&n, Channel::Push, OutcomeStatus::Sent, None);
+    acme_sent.tenant =
+        shared::tenant::Tenant::parse("acme").unwrap_or_else(|| panic!("a valid tenant"));
+    let day = default_sent.at.date_naive().format("%Y-%m-%d").to_string();
+
+    let batch = event(&[
+        rec(&dt, 0, 1, &default_sent.encode()),
+        rec(&dt, 0, 2, &acme_sent.encode()),
+    ]);
+    let (response, stats) = analytics::count_batch(&deps, &batch).await;
+    assert_eq!(response, BatchResponse::default());
+    assert_eq!(stats.counted, 2, "{stats:?}");
+
+    let sent = |report: &Value, channel: &str| {
+        report["totals"]["byChannel"][channel]["sent"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let default_report = report(&env, &day).await;
+    let r = Call::get("/v1/analytics")
+        .user("analyst")
+        .tenant("acme")
+        .scope("analytics:read")
+        .query("from", &day)
+        .query("to", &day)
+        .send(&env.api())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let acme_report = r.body;
+    assert_eq!(
+        (
+            sent(&default_report, "IN_APP"),
+            sent(&default_report, "PUSH")
+        ),
+        (1, 0),
+        "the default tenant sees only its own: {default_report}"
+    );
+    assert_eq!(
+        (sent(&acme_report, "IN_APP"), sent(&acme_report, "PUSH")),
+        (0, 1),
+        "acme sees only its own: {acme_report}"
+    );
+    assert_eq!(default_report["totals"]["uniqueRecipients"], 1);
+    assert_eq!(acme_report["totals"]["uniqueRecipients"], 1);
+}
