@@ -112,15 +112,15 @@ async fn the_same_user_id_in_two_tenants_has_two_inboxes_and_the_default_keeps_t
     assert_eq!(unread(&deps, "bob", Some(ACME)).await, 1);
 
     // The key schema: the default tenant's keys are exactly those of a deployment without
-    // tenants; a tenant's carry it inside the hash tag.
+    // tenants; a tenant's carry it inside the hash tag. (Rate-limit state is not checked here: a
+    // GCRA key expires as soon as its bucket is full again, which a slow machine can reach before
+    // this read; keys.rs's unit tests name every scoped tag.)
     let p = &env.redis.key_prefix;
     let keys = env.keys().await;
     for key in [
         format!("{p}{{u:bob}}:meta"),
         format!("{p}{{acme/u:bob}}:meta"),
         format!("{p}{{umbrella/u:bob}}:meta"),
-        format!("{p}{{s:svc}}:rate"),
-        format!("{p}{{umbrella/s:svc}}:rate"),
     ] {
         assert!(keys.contains(&key), "{key} missing from {keys:?}");
     }
