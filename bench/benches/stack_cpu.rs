@@ -292,7 +292,7 @@ impl RedisWatch {
             true => {
                 let catalog = shared::store::script_catalog()
                     .into_iter()
-                    .map(|e| (e.name.to_owned(), e.sha, e.source.map(str::to_owned)));
+                    .map(|e| (e.name.to_owned(), e.sha));
                 Some(redis_cost::SlowLog::start(conn, catalog).await)
             }
             false => None,

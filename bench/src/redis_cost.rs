@@ -250,18 +250,17 @@ pub struct Logged {
 /// The slow log switched to log every command for a window, then put back.
 pub struct SlowLog {
     conn: MultiplexedConnection,
-    /// (name, sha) of each script sent as `EVALSHA`, (name, source) of each sent as `EVAL`.
+    /// sha → name of each script (every one is sent as `EVALSHA`).
     shas: BTreeMap<String, String>,
-    sources: Vec<(String, String)>,
     saved: Vec<(String, String)>,
 }
 
 impl SlowLog {
     /// Empties the slow log and makes it log every command (up to a million); `scripts`: each
-    /// script's (name, SHA-1, source when sent as `EVAL`).
+    /// script's (name, SHA-1).
     pub async fn start(
         conn: &MultiplexedConnection,
-        scripts: impl IntoIterator<Item = (String, String, Option<String>)>,
+        scripts: impl IntoIterator<Item = (String, String)>,
     ) -> SlowLog {
         let mut conn = conn.clone();
         let mut saved = Vec::new();
@@ -289,20 +288,8 @@ impl SlowLog {
             .arg("RESET")
             .query_async(&mut conn)
             .await;
-        let mut shas = BTreeMap::new();
-        let mut sources = Vec::new();
-        for (name, sha, source) in scripts {
-            if let Some(source) = source {
-                sources.push((name.clone(), source));
-            }
-            shas.insert(sha, name);
-        }
-        SlowLog {
-            conn,
-            shas,
-            sources,
-            saved,
-        }
+        let shas = scripts.into_iter().map(|(name, sha)| (sha, name)).collect();
+        SlowLog { conn, shas, saved }
     }
 
     /// Everything logged since [`SlowLog::start`], named; the settings are put back and the log
@@ -357,17 +344,8 @@ impl SlowLog {
                         .shas
                         .get(&arg)
                         .map_or_else(|| format!("evalsha {arg}"), |n| format!("script {n}")),
-                    "eval" | "eval_ro" => {
-                        // The log keeps the first 128 bytes of a long argument.
-                        let head = arg.split("... (").next().unwrap_or("");
-                        self.sources
-                            .iter()
-                            .find(|(_, s)| !head.is_empty() && s.starts_with(head))
-                            .map_or_else(
-                                || "eval (unknown)".to_owned(),
-                                |(n, _)| format!("eval {n}"),
-                            )
-                    }
+                    // Only a script's fallback after `NOSCRIPT` goes by source.
+                    "eval" | "eval_ro" => "eval".to_owned(),
                     _ => command,
                 };
                 Some(Logged { name, usec })

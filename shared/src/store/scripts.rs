@@ -135,8 +135,7 @@ pub static BROADCAST_START: LazyLock<Script> = script!("broadcast_start.lua");
 pub static BROADCAST_COMMIT: LazyLock<Script> = script!("broadcast_commit.lua");
 pub static BROADCAST_CANCEL: LazyLock<Script> = script!("broadcast_cancel.lua");
 
-/// Every script by name (its file's stem) and SHA-1 (every one goes as `EVALSHA`; `source` stays
-/// for a script sent as `EVAL`, none today): for instruments that read Redis's per-command figures (`bench/benches/stack_cpu.rs` splits
+/// Every script by name (its file's stem) and SHA-1 (every one goes as `EVALSHA`): for instruments that read Redis's per-command figures (`bench/benches/stack_cpu.rs` splits
 /// `EVALSHA` by script).
 pub fn catalog() -> Vec<CatalogEntry> {
     let scripts: [(&'static str, &LazyLock<Script>); 51] = [
@@ -197,7 +196,6 @@ pub fn catalog() -> Vec<CatalogEntry> {
         .map(|(name, script)| CatalogEntry {
             name,
             sha: script.get_hash().to_owned(),
-            source: None,
         })
         .collect()
 }
@@ -207,8 +205,6 @@ pub fn catalog() -> Vec<CatalogEntry> {
 pub struct CatalogEntry {
     pub name: &'static str,
     pub sha: String,
-    /// The source of a script sent as `EVAL` (Redis logs its text, not its SHA-1).
-    pub source: Option<&'static str>,
 }
 
 #[cfg(test)]
