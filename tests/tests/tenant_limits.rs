@@ -27,7 +27,7 @@ fn tenant(name: &str) -> Tenant {
 fn create_in(tenant: Option<&str>, body: &Value) -> Call {
     let call = Call::post("/v1/notifications").service("svc").json(body);
     match tenant {
-        Some(t) => call.claim("tenant", t),
+        Some(t) => call.tenant(t),
         None => call,
     }
 }
@@ -36,7 +36,7 @@ fn create_in(tenant: Option<&str>, body: &Value) -> Call {
 async fn total(deps: &api::Deps, tenant: Option<&str>, user: &str) -> Option<u64> {
     let call = Call::get("/v1/notifications/counts").user(user);
     let call = match tenant {
-        Some(t) => call.claim("tenant", t),
+        Some(t) => call.tenant(t),
         None => call,
     };
     let r = call.send(deps).await;
@@ -106,7 +106,7 @@ async fn a_tenant_over_its_quota_gets_429_and_nothing_is_stored_while_others_cre
     let batch = json!({"userIds": ["a1", "a2", "a3"], "type": "t", "title": "x", "body": "b"});
     let r = Call::post("/v1/notifications/batch")
         .service("svc")
-        .claim("tenant", "acme")
+        .tenant("acme")
         .json(&batch)
         .send(&deps)
         .await;
@@ -123,7 +123,7 @@ async fn a_tenant_over_its_quota_gets_429_and_nothing_is_stored_while_others_cre
     let batch = json!({"userIds": ["a1", "a2"], "type": "t", "title": "x", "body": "b"});
     let r = Call::post("/v1/notifications/batch")
         .service("svc")
-        .claim("tenant", "acme")
+        .tenant("acme")
         .json(&batch)
         .send(&deps)
         .await;
