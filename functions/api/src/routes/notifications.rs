@@ -278,13 +278,11 @@ pub async fn create(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiErr
             new,
             scheduling,
             single: true,
-            tenant: claims.tenant.clone(),
         };
         return scheduled::schedule(deps, &claims.sub, key, bytes, create).await;
     }
     let admission = admit_and_mark(deps, key, &claims.sub, bytes, new);
-    let ((marked, claimed), charged) =
-        quota::charge(deps, &claims.tenant, &claims.sub, 1, admission).await?;
+    let ((marked, claimed), charged) = quota::charge(deps, &claims.sub, 1, admission).await?;
     let outcome = create_for(deps, &claims.sub, marked, claimed.as_ref()).await;
     charged
         .settle(usize::from(matches!(
@@ -372,19 +370,11 @@ pub async fn create_batch(deps: &Deps, req: &Request) -> Result<Response<Body>, 
             new,
             scheduling,
             single: false,
-            tenant: claims.tenant.clone(),
         };
         return scheduled::schedule(deps, &claims.sub, key, bytes, create).await;
     }
     let admission = admit(deps, key, &claims.sub, bytes, |k| format!("batch:{k}"));
-    let (claimed, charged) = quota::charge(
-        deps,
-        &claims.tenant,
-        &claims.sub,
-        recipients.len(),
-        admission,
-    )
-    .await?;
+    let (claimed, charged) = quota::charge(deps, &claims.sub, recipients.len(), admission).await?;
     let claimed = claimed.as_ref();
     let results: Vec<Result<CreateOutcome, ApiError>> = stream::iter(recipients.clone())
         .map(|recipient: String| {

@@ -14,7 +14,6 @@ use std::future::Future;
 
 use shared::error::ApiError;
 use shared::store::{whole_seconds, RateDecision, RateLimiter};
-use shared::tenant::Tenant;
 
 use crate::http::store_error;
 use crate::Deps;
@@ -37,17 +36,17 @@ impl Charged {
     }
 }
 
-/// Charges `creates` to `tenant`'s quota while `admission` (the sender's) runs: 429
+/// Charges `creates` to the quota of `deps`'s tenant (the routes get [`Deps::for_tenant`] of the
+/// caller's) while `admission` (the sender's) runs: 429
 /// `quota-exceeded` when the tenant is over its quota, with the sender's charge given back; the
 /// admission's own error, with the quota's charge given back, when it refuses.
 pub(crate) async fn charge<T>(
     deps: &Deps,
-    tenant: &Tenant,
     sender: &str,
     creates: usize,
     admission: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<(T, Charged), ApiError> {
-    let limiter = &deps.limiter.for_tenant(tenant);
+    let limiter = &deps.limiter;
     let creates = u32::try_from(creates).unwrap_or(u32::MAX);
     let (admitted, decision) = futures::join!(admission, limiter.charge_creates(creates));
     let decision = decision.map_err(store_error);

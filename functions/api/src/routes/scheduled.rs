@@ -18,7 +18,6 @@ use super::notifications::{admit, enforce_sender_limit, REPLAYED_HEADER};
 use super::quota;
 use crate::http::{self, store_error};
 use crate::Deps;
-use shared::tenant::Tenant;
 
 /// A scheduled send, as `202`, `GET` and `DELETE` answer it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -85,8 +84,6 @@ pub(crate) struct ScheduledCreate {
     pub(crate) new: NewNotification,
     pub(crate) scheduling: Scheduling,
     pub(crate) single: bool,
-    /// The caller's tenant, whose quota of creates the jobs count against.
-    pub(crate) tenant: Tenant,
 }
 
 /// The recipients' jobs of a create with `sendAt`, after the create's own checks: the sender's
@@ -105,7 +102,6 @@ pub(crate) async fn schedule(
         new,
         scheduling,
         single,
-        tenant,
     } = create;
     let derive = |k: &str| {
         if single {
@@ -115,8 +111,7 @@ pub(crate) async fn schedule(
         }
     };
     let admission = admit(deps, key, sender, body, derive);
-    let (claimed, charged) =
-        quota::charge(deps, &tenant, sender, recipients.len(), admission).await?;
+    let (claimed, charged) = quota::charge(deps, sender, recipients.len(), admission).await?;
     let share = claimed.as_ref().map(|c| c.recipient.key.clone());
     let ttl = deps.store.settings().idempotency_ttl;
     let results: Vec<Result<(ScheduledBatchItem, bool), ApiError>> = stream::iter(recipients)

@@ -570,7 +570,7 @@ pub async fn broadcast(deps: &Deps, req: &Request, key: &str) -> Result<Response
     let idempotency = idempotency_key(req)?;
     deps.memory.admit_create().await?;
     let admission = admit(deps, idempotency, &claims.sub, bytes, str::to_owned);
-    let (_, charged) = quota::charge(deps, &claims.tenant, &claims.sub, 1, admission).await?;
+    let (_, charged) = quota::charge(deps, &claims.sub, 1, admission).await?;
     let id = broadcast_id(&claims.sub, idempotency);
     let stored = deps
         .topics
