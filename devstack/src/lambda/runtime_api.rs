@@ -28,6 +28,10 @@ use super::{InvokeError, Pool, MAX_RESPONSE_PAYLOAD};
 pub(crate) struct InFlight {
     pub request_id: String,
     pub reply: oneshot::Sender<Result<Bytes, InvokeError>>,
+    /// Dropped with the invocation once it is answered (or failed), which ends its timeout
+    /// watchdog at once: a watchdog left to sleep out the whole timeout kept one timer per
+    /// answered invocation, each expiring alone later and waking a worker for nothing.
+    _watchdog: oneshot::Sender<()>,
 }
 
 /// What the Runtime API handlers and the supervisor of one instance share.
@@ -163,20 +167,27 @@ async fn next(State(st): State<Arc<InstanceState>>) -> Response {
     let timeout = pool.spec.timeout;
     let deadline = epoch_ms() + timeout.as_millis();
     let request_id = inv.request_id.clone();
+    let (watchdog_tx, answered) = oneshot::channel::<()>();
     if let Ok(mut held) = st.in_flight.lock() {
         *held = Some(InFlight {
             request_id: request_id.clone(),
             reply: inv.reply,
+            _watchdog: watchdog_tx,
         });
     }
     let watchdog = st.clone();
     let watched = request_id.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(timeout).await;
-        if let Some(timed_out) = watchdog.take(&watched) {
-            tracing::warn!(instance = %watchdog.label, request_id = %watched, "invocation timed out after {timeout:?}; killing the instance");
-            let _ = timed_out.reply.send(Err(InvokeError::Timeout(timeout)));
-            watchdog.kill.notify_one();
+        tokio::select! {
+            // Answered, failed or dropped: the sender went with the invocation.
+            _ = answered => {}
+            _ = tokio::time::sleep(timeout) => {
+                if let Some(timed_out) = watchdog.take(&watched) {
+                    tracing::warn!(instance = %watchdog.label, request_id = %watched, "invocation timed out after {timeout:?}; killing the instance");
+                    let _ = timed_out.reply.send(Err(InvokeError::Timeout(timeout)));
+                    watchdog.kill.notify_one();
+                }
+            }
         }
     });
 
