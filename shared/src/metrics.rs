@@ -29,7 +29,7 @@
 
 use std::sync::OnceLock;
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 /// The CloudWatch namespace of every Herald metric.
 pub const NAMESPACE: &str = "Herald";
@@ -105,43 +105,107 @@ impl MetricSet {
 
     /// The EMF line (no trailing newline) stamped `timestamp_ms` (Unix epoch, milliseconds).
     pub fn line(&self, timestamp_ms: i64) -> String {
-        let mut root = Map::new();
-        let dimension_names: Vec<&str> = self.dimensions.iter().map(|(k, _)| *k).collect();
-        let metrics: Vec<Value> = self
-            .values
-            .iter()
-            .map(|(name, _, unit)| json!({"Name": name, "Unit": unit.as_str()}))
-            .collect();
-        root.insert(
-            "_aws".into(),
-            json!({
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [dimension_names],
-                    "Metrics": metrics,
-                }],
-            }),
+        let mut line = Vec::with_capacity(256);
+        self.write_line(&mut line, timestamp_ms);
+        String::from_utf8(line).unwrap_or_default()
+    }
+
+    /// Appends the line to `out`, serialised straight from the set (no JSON tree in between:
+    /// the consumers write a line or two for every batch).
+    fn write_line(&self, out: &mut Vec<u8>, timestamp_ms: i64) {
+        // Serialising strings and numbers into a Vec cannot fail.
+        let _ = serde_json::to_writer(
+            out,
+            &Line {
+                set: self,
+                timestamp_ms,
+            },
         );
-        for (k, v) in &self.dimensions {
-            root.insert((*k).to_owned(), Value::String(v.clone()));
-        }
-        for (name, v, _) in &self.values {
-            root.insert((*name).to_owned(), json!(v));
-        }
-        Value::Object(root).to_string()
     }
 
     /// Writes the line to stdout (where Lambda's log capture, and so CloudWatch, reads it).
     pub fn emit(self) {
-        if self.values.is_empty() {
-            return;
+        emit_all([self]);
+    }
+}
+
+/// Writes each set's line to stdout in one write: a run's lines never interleave with another
+/// task's, and a batch's metrics cost one system call. Sets with no metric write nothing.
+pub fn emit_all(sets: impl IntoIterator<Item = MetricSet>) {
+    use std::io::Write;
+    let timestamp_ms = chrono::Utc::now().timestamp_millis();
+    let mut lines = Vec::new();
+    for set in sets {
+        if set.values.is_empty() {
+            continue;
         }
-        use std::io::Write;
-        let mut line = self.line(chrono::Utc::now().timestamp_millis());
-        line.push('\n');
-        // One write per line: concurrent emitters never interleave within a line.
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        set.write_line(&mut lines, timestamp_ms);
+        lines.push(b'\n');
+    }
+    if !lines.is_empty() {
+        let _ = std::io::stdout().lock().write_all(&lines);
+    }
+}
+
+/// One set's EMF object: the `_aws` directive, then every dimension and every metric as a
+/// top-level member (EMF's rule).
+struct Line<'a> {
+    set: &'a MetricSet,
+    timestamp_ms: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Directive<'a> {
+    timestamp: i64,
+    cloud_watch_metrics: [MetricDirective<'a>; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct MetricDirective<'a> {
+    namespace: &'static str,
+    dimensions: [Vec<&'static str>; 1],
+    metrics: Vec<MetricName<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct MetricName<'a> {
+    name: &'a str,
+    unit: &'static str,
+}
+
+impl Serialize for Line<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let set = self.set;
+        let mut root = s.serialize_map(None)?;
+        root.serialize_entry(
+            "_aws",
+            &Directive {
+                timestamp: self.timestamp_ms,
+                cloud_watch_metrics: [MetricDirective {
+                    namespace: NAMESPACE,
+                    dimensions: [set.dimensions.iter().map(|(k, _)| *k).collect()],
+                    metrics: set
+                        .values
+                        .iter()
+                        .map(|(name, _, unit)| MetricName {
+                            name,
+                            unit: unit.as_str(),
+                        })
+                        .collect(),
+                }],
+            },
+        )?;
+        for (k, v) in &set.dimensions {
+            root.serialize_entry(k, v)?;
+        }
+        for (name, v, _) in &set.values {
+            root.serialize_entry(name, v)?;
+        }
+        root.end()
     }
 }
 
@@ -154,6 +218,7 @@ impl Default for MetricSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     #[test]
     fn a_line_is_embedded_metric_format() {

@@ -181,9 +181,7 @@ pub trait Report {
 /// The log-and-metrics step every run (Kafka batch or scheduled run) ends with.
 pub fn report(run: &impl Report) {
     run.log();
-    for set in run.metrics() {
-        set.emit();
-    }
+    crate::metrics::emit_all(run.metrics());
 }
 
 /// Ends a Kafka batch: reports it, then answers Lambda ([`BatchResponse::into_result`]).

@@ -725,7 +725,7 @@ async fn send(deps: &api::Deps, name: &str, event: &str) -> Reply {
 /// the notification asks for is recorded `suppressed`/`not-configured`, nothing fails), or the
 /// scheduled drain of the retry schedule (nothing due).
 async fn drive_push(env: &TestEnv, name: &str, text: &str, kafka: bool) {
-    let payload: serde_json::Value =
+    let payload: KafkaEvent =
         serde_json::from_str(text).unwrap_or_else(|e| panic!("events/{name}: {e}"));
     let deps = push::Deps::new(
         env.conn.clone(),

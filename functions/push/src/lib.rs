@@ -93,13 +93,15 @@ pub use stats::Stats;
 
 /// The Lambda handler: a Kafka batch from `push-notifications`, or the scheduled drain of the
 /// retry schedule (an EventBridge event). Never fails as a whole.
+///
+/// Both arrive as one [`KafkaEvent`], read from the invocation's bytes in one pass: a batch names
+/// its `eventSource`; the schedule's event has none (its own fields are not read), so it drains.
 pub async fn handle(
     deps: &Deps,
-    event: LambdaEvent<serde_json::Value>,
+    event: LambdaEvent<KafkaEvent>,
 ) -> Result<serde_json::Value, lambda_runtime::Error> {
-    let payload = event.payload;
-    if payload.get("records").is_some() && payload.get("eventSource").is_some() {
-        let kafka: KafkaEvent = serde_json::from_value(payload)?;
+    let kafka = event.payload;
+    if kafka.event_source.is_some() {
         let (response, stats) = process_batch(deps, &kafka, Utc::now()).await;
         // Always the partial batch response: push's Deps read no `TriggerSettings`.
         trigger::report(&stats::BatchRun(&stats));

@@ -136,17 +136,24 @@ impl Envelope {
         self
     }
 
-    /// Parses an envelope and checks its version.
+    /// Parses an envelope and checks its version: another version is [`EnvelopeError::Version`]
+    /// whether or not the rest reads as this version's shape.
+    ///
+    /// One pass in the usual case (every record a consumer reads): the version is read from the
+    /// parsed envelope, and the bytes are read again for `v` alone only when they do not parse.
     pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         #[derive(Deserialize)]
         struct Version {
             v: u32,
         }
-        let Version { v } = serde_json::from_slice(bytes)?;
-        if v != ENVELOPE_VERSION {
-            return Err(EnvelopeError::Version(v));
+        match serde_json::from_slice::<Envelope>(bytes) {
+            Ok(envelope) if envelope.v == ENVELOPE_VERSION => Ok(envelope),
+            Ok(envelope) => Err(EnvelopeError::Version(envelope.v)),
+            Err(e) => match serde_json::from_slice::<Version>(bytes) {
+                Ok(Version { v }) if v != ENVELOPE_VERSION => Err(EnvelopeError::Version(v)),
+                _ => Err(EnvelopeError::Json(e)),
+            },
         }
-        Ok(serde_json::from_slice(bytes)?)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -298,6 +305,12 @@ mod tests {
         let raw = br#"{"v":2,"id":"x","userId":"a","seq":1,"occurredAt":"2026-01-01T00:00:00Z","type":"X","payload":{}}"#;
         assert!(matches!(
             Envelope::decode(raw),
+            Err(EnvelopeError::Version(2))
+        ));
+        // Another version is refused whether or not the rest reads as this version's shape.
+        let same_shape = br#"{"v":2,"id":"x","userId":"a","seq":1,"occurredAt":"2026-01-01T00:00:00Z","type":"NOTIFICATION_DELETED","payload":{"id":"n","counts":{"total":0,"unseen":0,"unread":0,"byType":{},"version":0}}}"#;
+        assert!(matches!(
+            Envelope::decode(same_shape),
             Err(EnvelopeError::Version(2))
         ));
         assert!(matches!(
