@@ -28,6 +28,7 @@ use utoipa::ToSchema;
 use crate::egress::EgressPolicy;
 use crate::error::FieldError;
 use crate::limits;
+use crate::tenant::Tenant;
 
 /// Most Web Push subscriptions one user may hold (one per browser profile and device).
 pub const MAX_PUSH_SUBSCRIPTIONS: usize = 10;
@@ -268,11 +269,14 @@ pub fn check_email(email: &str) -> Result<(), &'static str> {
 }
 
 /// A one-click unsubscribe link's token: "turn EMAIL off for notifications of `kind`, for
-/// `user_id`". Wire form: `base64url("v1\n<user>\n<type>") "." base64url(HMAC-SHA256)`.
+/// `user_id` of `tenant`". Wire form: `base64url("v1\n<user>\n<type>") "." base64url(HMAC-SHA256)`
+/// for the default tenant (the links signed before tenants), `base64url("v1\n<user>\n<type>\n<tenant>")`
+/// for another: the tenant is signed with the rest, so a link opts out its own tenant's user only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsubscribeToken {
     pub user_id: String,
     pub kind: String,
+    pub tenant: Tenant,
 }
 
 /// Why a token was refused.
@@ -298,7 +302,10 @@ impl UnsubscribeToken {
     }
 
     pub fn sign(&self, secret: &[u8]) -> String {
-        let payload = format!("v1\n{}\n{}", self.user_id, self.kind);
+        let mut payload = format!("v1\n{}\n{}", self.user_id, self.kind);
+        if !self.tenant.is_default() {
+            payload = format!("{payload}\n{}", self.tenant);
+        }
         let tag = Self::mac(secret, payload.as_bytes())
             .finalize()
             .into_bytes();
@@ -323,17 +330,23 @@ impl UnsubscribeToken {
             .map_err(|_| TokenError::BadSignature)?;
         let text = String::from_utf8(payload).map_err(|_| TokenError::Malformed)?;
         let mut parts = text.split('\n');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some("v1"), Some(user), Some(kind), None)
-                if limits::valid_user_id(user) && limits::valid_type(kind) =>
-            {
-                Ok(UnsubscribeToken {
-                    user_id: user.to_owned(),
-                    kind: kind.to_owned(),
-                })
-            }
-            _ => Err(TokenError::Malformed),
+        let (Some("v1"), Some(user), Some(kind)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let tenant = match (parts.next(), parts.next()) {
+            (None, _) => Tenant::default_tenant(),
+            (Some(name), None) => Tenant::parse(name).ok_or(TokenError::Malformed)?,
+            (Some(_), Some(_)) => return Err(TokenError::Malformed),
+        };
+        if !(limits::valid_user_id(user) && limits::valid_type(kind)) {
+            return Err(TokenError::Malformed);
         }
+        Ok(UnsubscribeToken {
+            user_id: user.to_owned(),
+            kind: kind.to_owned(),
+            tenant,
+        })
     }
 }
 
@@ -445,8 +458,15 @@ mod tests {
         let t = UnsubscribeToken {
             user_id: "alice".into(),
             kind: "invoice.paid".into(),
+            tenant: Tenant::default_tenant(),
         };
         let signed = t.sign(b"secret-1");
+        // The default tenant's wire form is the one from before tenants.
+        let (payload, _) = signed.split_once('.').unwrap_or_default();
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(payload).unwrap_or_default(),
+            b"v1\nalice\ninvoice.paid"
+        );
         assert_eq!(UnsubscribeToken::verify(&signed, b"secret-1"), Ok(t));
         assert_eq!(
             UnsubscribeToken::verify(&signed, b"secret-2"),
@@ -465,5 +485,25 @@ mod tests {
             UnsubscribeToken::verify(payload, b"secret-1"),
             Err(TokenError::Malformed)
         );
+    }
+
+    #[test]
+    fn an_unsubscribe_token_carries_its_tenant_under_the_signature() {
+        let acme = UnsubscribeToken {
+            user_id: "alice".into(),
+            kind: "invoice.paid".into(),
+            tenant: Tenant::parse("acme").unwrap_or_default(),
+        };
+        let signed = acme.sign(b"secret-1");
+        assert_eq!(UnsubscribeToken::verify(&signed, b"secret-1"), Ok(acme));
+        // Moving the signature to the default tenant's payload (or another tenant's) fails.
+        let (_, tag) = signed.split_once('.').unwrap_or_default();
+        for payload in ["v1\nalice\ninvoice.paid", "v1\nalice\ninvoice.paid\nglobex"] {
+            let moved = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(payload));
+            assert_eq!(
+                UnsubscribeToken::verify(&moved, b"secret-1"),
+                Err(TokenError::BadSignature)
+            );
+        }
     }
 }

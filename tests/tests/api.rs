@@ -1042,6 +1042,7 @@ async fn a_preferences_put_from_a_copy_older_than_a_one_click_unsubscribe_gets_4
     let token = shared::addresses::UnsubscribeToken {
         user_id: "paula".into(),
         kind: "invoice.paid".into(),
+        tenant: shared::tenant::Tenant::default_tenant(),
     }
     .sign(secret.as_bytes());
     let r = Call::post("/v1/unsubscribe")

@@ -288,6 +288,54 @@ async fn web_push_arrives_encrypted_for_the_browser_and_signed_for_the_endpoints
     assert_eq!(s.outcomes(1).await, [row(&n, "PUSH", "sent", "")]);
 }
 
+/// A tenant user's subscription gets the tenant's notification; the default tenant's user with
+/// the same id, subscribed at another endpoint, gets nothing of it.
+#[tokio::test]
+async fn a_tenant_users_subscription_gets_the_tenants_notification_and_no_other_tenants() {
+    use shared::store::{CreateOutcome, TenantScoped};
+    use shared::tenant::Tenant;
+    let Some(s) = Setup::new(&[]).await else {
+        return;
+    };
+    let acme = Tenant::parse("acme").unwrap_or_default();
+    let service = Provider::start().await;
+    let (acme_browser, default_browser) = (Browser::new(), Browser::new());
+    let alice = user();
+    let r = Call::post("/v1/push-subscriptions")
+        .user(&alice)
+        .tenant(acme.as_str())
+        .json(&acme_browser.subscription(&format!("{}/push/acme", service.url)))
+        .send(&s.api)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    s.subscribe(
+        &alice,
+        &default_browser,
+        &format!("{}/push/default", service.url),
+    )
+    .await;
+    let new = NewNotification {
+        channels: vec![Channel::Push],
+        ..herald_tests::new_notification(&alice)
+    };
+    let store = s.env.store(TestEnv::unlimited()).for_tenant(&acme);
+    let n = match store.create("svc", new, None).await {
+        Ok(CreateOutcome::Created { change, .. }) => change.envelope,
+        other => panic!("create: {other:?}"),
+    };
+    assert_eq!(n.tenant, acme);
+
+    let stats = s.run(&[&n]).await;
+    assert_eq!((stats.sent, stats.failed), (1, 0), "{stats:?}");
+    let got = service.received("/push/acme");
+    assert_eq!(got.len(), 1);
+    assert_eq!(acme_browser.decrypt(&got[0].body)["id"], json!(id(&n)));
+    assert!(
+        service.received("/push/default").is_empty(),
+        "the default tenant's alice gets nothing"
+    );
+}
+
 #[tokio::test]
 async fn a_gone_or_missing_endpoint_removes_that_subscription_and_no_other() {
     let Some(s) = Setup::new(&[]).await else {

@@ -136,6 +136,49 @@ async fn a_scheduled_send_is_invisible_until_due_then_created_and_published_unde
     }
 }
 
+/// A tenant's scheduled send fires into that tenant's user's inbox, not the default tenant's user
+/// with the same id, and its record names the tenant.
+#[tokio::test]
+async fn a_tenants_scheduled_send_fires_into_the_tenants_inbox_only() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    let fired = scheduler(&env);
+    let bob = user("bob");
+    let send_at = Utc::now() + Span::minutes(10);
+    let r = Call::post("/v1/notifications")
+        .service("svc")
+        .tenant("acme")
+        .json(&later(&bob, send_at))
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let scheduled = id(&r);
+
+    let report = fire(&fired, send_at).await;
+    assert_eq!((report.claimed, report.created), (1, 1), "{report:?}");
+    let acme_inbox = Call::get("/v1/notifications")
+        .user(&bob)
+        .tenant("acme")
+        .send(&deps)
+        .await;
+    assert_eq!(acme_inbox.status, 200, "{}", acme_inbox.body);
+    let ids: Vec<Value> = acme_inbox.body["items"]
+        .as_array()
+        .map(|items| items.iter().map(|n| n["id"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, [json!(scheduled)]);
+    assert!(
+        inbox(&deps, &bob).await.is_empty(),
+        "the default tenant's bob gets nothing"
+    );
+    let records = env.consume(Topic::NotificationEvents, 1).await;
+    assert_eq!(records.len(), 1);
+    let envelope = Envelope::decode(&records[0].payload).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(envelope.tenant.as_str(), "acme");
+}
+
 #[tokio::test]
 async fn firing_is_exactly_once_under_concurrent_runs_a_crash_and_an_expired_lease() {
     let Some(env) = TestEnv::new().await else {

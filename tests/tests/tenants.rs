@@ -2,7 +2,8 @@
 //! `delivery`'s own entry point: the same user id in two tenants has two inboxes, counts,
 //! preferences, topics and sockets; a service acts only inside its tenant (another tenant's
 //! topic or broadcast is 404); erase and export stay in the tenant; a token without the claim
-//! keeps today's keys exactly; the records carry the tenant.
+//! keeps today's keys exactly; the records carry the tenant; a tenant user's unsubscribe link opts
+//! out that tenant's user only.
 
 use aws_lambda_events::event::kafka::KafkaEvent;
 use base64::engine::general_purpose::STANDARD;
@@ -387,4 +388,63 @@ fn a_record_without_the_field_is_the_default_tenants() {
     let envelope = envelope.unwrap_or_else(|e| panic!("{e}"));
     assert!(envelope.tenant.is_default());
     assert!(!String::from_utf8_lossy(&envelope.encode()).contains("tenant"));
+}
+
+/// A tenant user's email link (as `push` makes it for the tenant's job) opts out that tenant's
+/// user only: the default tenant's user with the same id keeps getting the type's emails.
+#[tokio::test]
+async fn a_tenant_users_unsubscribe_link_opts_out_that_tenants_user_only() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let settings = shared::config::SenderSettings::from_env(&Env::from_pairs([
+        ("UNSUBSCRIBE_SECRET", "test-unsubscribe-secret-0123456789"),
+        ("PUBLIC_API_URL", "https://api.herald.test"),
+    ]))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut deps = env.api();
+    deps.channels = settings.clone();
+    let notification: shared::model::Notification = serde_json::from_value(json!({
+        "id": "n1", "seq": 1, "userId": "bob", "type": "invoice.paid", "title": "t",
+        "body": "b", "data": {}, "channels": ["EMAIL"], "priority": "normal", "read": false,
+        "seen": false, "archived": false, "createdAt": "2026-12-06T06:00:00Z"}))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let link = push::unsubscribe_url(&settings, &notification, &tenant(ACME));
+    let token = link
+        .strip_prefix("https://api.herald.test/v1/unsubscribe?token=")
+        .unwrap_or_else(|| panic!("unexpected link {link}"));
+
+    let r = Call::post("/v1/unsubscribe")
+        .query("token", token)
+        .bytes(
+            "application/x-www-form-urlencoded",
+            b"List-Unsubscribe=One-Click",
+        )
+        .send(&deps)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let preferences = |tenant: Option<&'static str>| {
+        let deps = &deps;
+        async move {
+            let r = as_user(Call::get("/v1/preferences"), "bob", tenant)
+                .send(deps)
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body["types"].clone()
+        }
+    };
+    assert_eq!(
+        preferences(Some(ACME)).await,
+        json!({"invoice.paid": {"EMAIL": false}})
+    );
+    assert_eq!(
+        preferences(None).await,
+        json!({}),
+        "the default tenant's bob"
+    );
+    assert_eq!(
+        preferences(Some(UMBRELLA)).await,
+        json!({}),
+        "another tenant's bob"
+    );
 }

@@ -791,6 +791,122 @@ async fn a_400_dead_letters_at_once_and_a_410_removes_the_webhook() {
     unregister(stack, witness_hook["id"].as_str().unwrap_or_default()).await;
 }
 
+/// A token of `tenant` (the `tenant` claim) for `sub` with `scopes`.
+fn tenant_token(stack: &Stack, tenant: &str, sub: &str, scopes: &[&str]) -> String {
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    let mut claims = serde_json::Map::new();
+    claims.insert("tenant".into(), json!(tenant));
+    stack
+        .issuer
+        .token_with_claims(sub, &scopes, claims, Duration::from_secs(600))
+        .unwrap_or_else(|e| panic!("token: {e}"))
+}
+
+/// Registers a webhook of `tenant` for `notification.created` at the receiver; returns its id.
+async fn register_in(stack: &Stack, tenant: &str, provider: &Provider) -> String {
+    let admin = tenant_token(stack, tenant, "ops", &["webhooks:admin"]);
+    let url = format!("{}{HOOK}", provider.url);
+    let body = json!({"url": url, "events": ["notification.created"]});
+    let (status, created) = call(stack, &admin, "POST", "/v1/webhooks", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Creates a notification for `user` in `tenant`; returns its id.
+async fn create_in(stack: &Stack, tenant: &str, user: &str) -> String {
+    let service = tenant_token(stack, tenant, "svc", &["notifications:write"]);
+    let body = json!({"userId": user, "type": "comment", "title": "t", "body": "b"});
+    let (status, created) = call(stack, &service, "POST", "/v1/notifications", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A tenant's event goes to that tenant's webhook only, not to the default tenant's nor another
+/// tenant's registered for the same event, for the same user id; the tenant's retry is drained.
+/// The default tenant's own later event for the user (same partition, so after the tenant's)
+/// is what the test waits for before asserting that the other receivers got nothing else.
+#[tokio::test]
+async fn a_tenants_events_reach_its_own_webhooks_only_and_its_retries_are_drained() {
+    let Some(stack) = stack() else { return };
+    let tina = user("tina");
+    let (acme, globex) = ("acme", "globex");
+    let acme_receiver = receiver(&tina).await;
+    acme_receiver.queue(HOOK, vec![answer(503)]);
+    acme_receiver.always(HOOK, answer(204));
+    let default_receiver = receiver(&tina).await;
+    default_receiver.always(HOOK, answer(204));
+    let globex_receiver = receiver(&tina).await;
+    globex_receiver.always(HOOK, answer(204));
+    let acme_hook = register_in(stack, acme, &acme_receiver).await;
+    let default_hook = register(stack, &default_receiver, &["notification.created"]).await;
+    let default_hook = default_hook["id"].as_str().unwrap_or_default().to_owned();
+    let globex_hook = register_in(stack, globex, &globex_receiver).await;
+
+    let id = create_in(stack, acme, &tina).await;
+    until("the tenant's retry is delivered", stack, true, || {
+        let n = created_for(&acme_receiver, &tina, &id).len();
+        async move { n >= 2 }
+    })
+    .await;
+    drain(stack).await;
+    assert_eq!(
+        created_for(&acme_receiver, &tina, &id).len(),
+        2,
+        "one failure, one drained retry"
+    );
+    let acme_admin = tenant_token(stack, acme, "ops", &["webhooks:admin"]);
+    let path = format!("/v1/webhooks/{acme_hook}/deliveries");
+    let (status, list) = call(stack, &acme_admin, "GET", &path, None).await;
+    assert_eq!(status, 200, "{list}");
+    let results: Vec<Value> = list["items"]
+        .as_array()
+        .map(|items| items.iter().map(|a| a["result"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(results, [json!("delivered"), json!("retrying")]);
+
+    let own = stack.create(&tina, "the default tenant's").await;
+    let own = own["id"].as_str().unwrap_or_default().to_owned();
+    until("the default tenant's event arrives", stack, false, || {
+        let n = created_for(&default_receiver, &tina, &own).len();
+        async move { n >= 1 }
+    })
+    .await;
+    let ids = |provider: &Provider| -> Vec<Value> {
+        received_for(provider, &tina)
+            .iter()
+            .map(|r| body(r)["data"]["id"].clone())
+            .collect()
+    };
+    assert_eq!(
+        ids(&default_receiver),
+        [json!(own)],
+        "only its own tenant's"
+    );
+    assert!(
+        ids(&globex_receiver).is_empty(),
+        "another tenant's gets none"
+    );
+    assert_eq!(
+        ids(&acme_receiver),
+        [json!(id), json!(id)],
+        "the default tenant's event is not the tenant's"
+    );
+
+    for (tenant, hook) in [(acme, acme_hook), (globex, globex_hook)] {
+        let admin = tenant_token(stack, tenant, "ops", &["webhooks:admin"]);
+        let (status, answer) = call(
+            stack,
+            &admin,
+            "DELETE",
+            &format!("/v1/webhooks/{hook}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 204, "{answer}");
+    }
+    unregister(stack, &default_hook).await;
+}
+
 /// The store alone, on real Redis (no stack): the ledger, a notification's queue and its owner,
 /// the schedule, a replay, and a removal that leaves no key behind.
 #[tokio::test]

@@ -14,6 +14,7 @@ use shared::model::{Channel, Notification, OutcomeStatus};
 use shared::protocol::outcome::reason;
 use shared::redact::Redacted;
 use shared::store::{ChannelView, StoredDevice, StoredSubscription};
+use shared::tenant::Tenant;
 
 use crate::devices::{self, send_to_device, via, DeviceMessage};
 use crate::gates::{self, Gate};
@@ -60,7 +61,7 @@ pub(crate) async fn run_channel(
             let Some(to) = &view.contacts.email else {
                 return result(OutcomeStatus::Suppressed, Some(reason::NO_CONTACT));
             };
-            let url = unsubscribe_url(&deps.settings, n);
+            let url = unsubscribe_url(&deps.settings, n, &job.tenant);
             let mail = payload::email(n, &url);
             let (delivery, provider) = senders
                 .policy
@@ -190,11 +191,13 @@ fn push_ttl(n: &Notification, now: DateTime<Utc>, ttl: Duration) -> Duration {
     }
 }
 
-/// The one-click unsubscribe link for `n`'s type (settings guarantee both parts with email).
-pub fn unsubscribe_url(settings: &SenderSettings, n: &Notification) -> String {
+/// The one-click unsubscribe link for `n`'s type, for its user of `tenant` (settings guarantee
+/// both parts with email).
+pub fn unsubscribe_url(settings: &SenderSettings, n: &Notification, tenant: &Tenant) -> String {
     let token = UnsubscribeToken {
         user_id: n.user_id.clone(),
         kind: n.kind.clone(),
+        tenant: tenant.clone(),
     }
     .sign(
         settings

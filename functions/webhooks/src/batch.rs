@@ -1,5 +1,5 @@
-//! A Kafka batch: every record's messages queued for the webhooks that want them, partition by
-//! partition in offset order; then the queues this batch was first in are worked, concurrently.
+//! A Kafka batch: every record's messages queued for the webhooks of the record's tenant that want
+//! them, partition by partition in offset order; then the queues this batch was first in are worked, concurrently.
 //!
 //! A partition of a topic whose events no registered webhook wants (every partition, while none
 //! is registered) is counted and skipped without decoding its records: it would queue nothing,
@@ -11,9 +11,9 @@ use futures::stream::{self, StreamExt};
 use shared::protocol::Topic;
 use shared::store::Enqueued;
 use shared::trigger::{self, BatchResponse, Counters};
-use shared::webhooks::Webhook;
+use shared::webhooks::{Webhook, WebhookEventType};
 
-use crate::{decode, queue, Deps, Stats, QUEUE_CONCURRENCY, QUEUE_LEASE};
+use crate::{decode, queue, registries, Deps, Registry, Stats, QUEUE_CONCURRENCY, QUEUE_LEASE};
 
 /// Queues and sends the messages of `event`. A Redis failure while queueing reports the record's
 /// partition from it (everything before it is queued; the retry finds those in the ledger).
@@ -25,8 +25,8 @@ pub async fn process_batch(
     let mut stats = Stats::default();
     let mut response = BatchResponse::default();
     let partitions = trigger::partitions(event);
-    let hooks = match deps.store.list().await {
-        Ok(hooks) => hooks,
+    let registries = match registries(deps).await {
+        Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the webhook registry; retrying the batch");
             for p in &partitions {
@@ -37,7 +37,7 @@ pub async fn process_batch(
             return (response, stats);
         }
     };
-    let mut owned: Vec<(&Webhook, String, String)> = Vec::new();
+    let mut owned: Vec<(&Registry, &Webhook, String, String)> = Vec::new();
     for partition in &partitions {
         let topic = partition
             .records
@@ -45,15 +45,23 @@ pub async fn process_batch(
             .and_then(|r| r.topic.as_deref())
             .and_then(|t| Topic::from_name(t, &deps.settings.topic_suffix));
         if let Some(kinds) = topic.map(decode::kinds).filter(|k| !k.is_empty()) {
-            if !kinds.iter().any(|k| hooks.iter().any(|h| h.wants(*k))) {
+            let wanted = |k: &WebhookEventType| {
+                registries
+                    .values()
+                    .any(|r| r.hooks.iter().any(|h| h.wants(*k)))
+            };
+            if !kinds.iter().any(wanted) {
                 stats.records += partition.records.len();
                 continue;
             }
         }
         'records: for record in &partition.records {
             stats.records += 1;
-            let messages = match decode::messages(record, &deps.settings.topic_suffix) {
-                Ok(m) => m,
+            let (registry, messages) = match decode::messages(record, &deps.settings.topic_suffix) {
+                Ok((tenant, messages)) => match registries.get(&tenant) {
+                    Some(registry) => (registry, messages),
+                    None => continue,
+                },
                 Err(why) => {
                     partition.log_poison(record, &why);
                     stats.poison += 1;
@@ -61,8 +69,8 @@ pub async fn process_batch(
                 }
             };
             for message in &messages {
-                for hook in hooks.iter().filter(|h| h.wants(message.kind)) {
-                    match deps
+                for hook in registry.hooks.iter().filter(|h| h.wants(message.kind)) {
+                    match registry
                         .store
                         .enqueue(
                             &hook.id,
@@ -77,7 +85,12 @@ pub async fn process_batch(
                         Ok(Enqueued::Waiting) => stats.queued += 1,
                         Ok(Enqueued::Owner) => {
                             stats.queued += 1;
-                            owned.push((hook, message.notification_id.clone(), message.id.clone()));
+                            owned.push((
+                                registry,
+                                hook,
+                                message.notification_id.clone(),
+                                message.id.clone(),
+                            ));
                         }
                         Err(e) => {
                             tracing::warn!(partition = partition.key, offset = record.offset, error = %e, "cannot queue a webhook message; retrying the partition from it");
@@ -90,8 +103,8 @@ pub async fn process_batch(
         }
     }
     let worked: Vec<Stats> = stream::iter(owned)
-        .map(|(hook, notification, head)| async move {
-            match queue::work(deps, hook, &notification, head).await {
+        .map(|(registry, hook, notification, head)| async move {
+            match queue::work(deps, &registry.store, hook, &notification, head).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(webhook = hook.id, error = %e, "webhook queue interrupted; the retry schedule takes it over");

@@ -3,6 +3,7 @@
 
 use aws_lambda_events::event::kafka::KafkaRecord;
 use shared::protocol::{DeliveryOutcome, Envelope, Event, Topic};
+use shared::tenant::Tenant;
 use shared::trigger::{self, PoisonEnvelope, PoisonRecord};
 use shared::webhooks::{WebhookEventType, WebhookMessage};
 
@@ -38,40 +39,33 @@ pub fn kinds(topic: Topic) -> &'static [WebhookEventType] {
     }
 }
 
-/// The messages of `record` (none for records webhooks do not report), given the deployment's
-/// topic suffix.
-///
-/// Only the default tenant's records make messages: this function works the default tenant's
-/// registry, and another tenant's events must never reach it (a tenant's own webhooks, in its
-/// `{<tenant>/wh}:hooks`, get no deliveries yet: `docs/tenants.md`).
-pub fn messages(record: &KafkaRecord, suffix: &str) -> Result<Vec<WebhookMessage>, Poison> {
+/// The tenant of `record` and its messages (none for records webhooks do not report), given the
+/// deployment's topic suffix. The messages go to that tenant's webhooks only.
+pub fn messages(
+    record: &KafkaRecord,
+    suffix: &str,
+) -> Result<(Tenant, Vec<WebhookMessage>), Poison> {
     let topic = record.topic.as_deref().unwrap_or_default();
     match Topic::from_name(topic, suffix) {
         // An engagement change is on both envelope topics with one id: it is taken from
         // `notification-analytics`, which carries only first engagements.
         Some(Topic::NotificationEvents) => {
             let envelope: Envelope = trigger::envelope(record)?;
-            if !envelope.tenant.is_default() {
-                return Ok(Vec::new());
-            }
-            Ok(match envelope.event {
+            let messages = match envelope.event {
                 Event::NotificationCreated { .. } => WebhookMessage::from_envelope(&envelope),
                 _ => Vec::new(),
-            })
+            };
+            Ok((envelope.tenant, messages))
         }
         Some(Topic::NotificationAnalytics) => {
             let envelope: Envelope = trigger::envelope(record)?;
-            if !envelope.tenant.is_default() {
-                return Ok(Vec::new());
-            }
-            Ok(WebhookMessage::from_envelope(&envelope))
+            let messages = WebhookMessage::from_envelope(&envelope);
+            Ok((envelope.tenant, messages))
         }
         Some(Topic::NotificationDelivery) => {
             let outcome: DeliveryOutcome = serde_json::from_slice(&trigger::value(record)?)?;
-            if !outcome.tenant.is_default() {
-                return Ok(Vec::new());
-            }
-            Ok(WebhookMessage::from_outcome(&outcome).into_iter().collect())
+            let messages = WebhookMessage::from_outcome(&outcome).into_iter().collect();
+            Ok((outcome.tenant, messages))
         }
         _ => Err(Poison::Topic(topic.to_owned())),
     }
@@ -103,6 +97,13 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The messages of a default tenant's record.
+    fn only(record: &KafkaRecord, suffix: &str) -> Result<Vec<WebhookMessage>, Poison> {
+        let (tenant, messages) = messages(record, suffix)?;
+        assert!(tenant.is_default());
+        Ok(messages)
+    }
+
     fn kinds(messages: &[WebhookMessage]) -> Vec<WebhookEventType> {
         messages.iter().map(|m| m.kind).collect()
     }
@@ -116,8 +117,7 @@ mod tests {
                 counts: Counts::default(),
             },
         );
-        let m =
-            messages(&record("notification-events.t", &created.encode()), ".t").unwrap_or_default();
+        let m = only(&record("notification-events.t", &created.encode()), ".t").unwrap_or_default();
         assert_eq!(kinds(&m), [WebhookEventType::NotificationCreated]);
         assert_eq!(m[0].notification_id, "n1");
         assert_eq!(m[0].id, format!("{}.notification.created", created.id));
@@ -141,7 +141,7 @@ mod tests {
                 digest: None,
             },
         );
-        let m = messages(&record("notification-analytics", &read.encode()), "").unwrap_or_default();
+        let m = only(&record("notification-analytics", &read.encode()), "").unwrap_or_default();
         assert_eq!(
             kinds(&m),
             [
@@ -151,7 +151,7 @@ mod tests {
         );
         assert_ne!(m[0].id, m[1].id);
         // The same change on notification-events is taken from notification-analytics only.
-        let on_events = messages(&record("notification-events", &read.encode()), "");
+        let on_events = only(&record("notification-events", &read.encode()), "");
         assert!(on_events.is_ok_and(|m| m.is_empty()));
         let all_read = Envelope::new(
             "alice",
@@ -160,7 +160,7 @@ mod tests {
                 counts: Counts::default(),
             },
         );
-        let none = messages(&record("notification-analytics", &all_read.encode()), "");
+        let none = only(&record("notification-analytics", &all_read.encode()), "");
         assert!(
             none.is_ok_and(|m| m.is_empty()),
             "ALL_READ names no notification"
@@ -168,15 +168,14 @@ mod tests {
 
         let n = notification();
         let failed = DeliveryOutcome::new(&n, Channel::Email, OutcomeStatus::Failed, Some("error"));
-        let m =
-            messages(&record("notification-delivery", &failed.encode()), "").unwrap_or_default();
+        let m = only(&record("notification-delivery", &failed.encode()), "").unwrap_or_default();
         assert_eq!(kinds(&m), [WebhookEventType::DeliveryFailed]);
         let body: serde_json::Value = serde_json::from_str(&m[0].body).unwrap_or_default();
         assert_eq!(body["data"]["reason"], "error");
         assert_eq!(body["data"]["channel"], "EMAIL");
         assert!(body["data"].get("v").is_none());
         let deferred = DeliveryOutcome::new(&n, Channel::Email, OutcomeStatus::Deferred, None);
-        let none = messages(&record("notification-delivery", &deferred.encode()), "");
+        let none = only(&record("notification-delivery", &deferred.encode()), "");
         assert!(
             none.is_ok_and(|m| m.is_empty()),
             "a deferral is not an event"
@@ -184,17 +183,44 @@ mod tests {
     }
 
     #[test]
+    fn a_tenants_record_makes_messages_for_that_tenant() {
+        let acme = Tenant::parse("acme").unwrap_or_default();
+        let mut created = Envelope::new(
+            "alice",
+            Event::NotificationCreated {
+                notification: notification(),
+                counts: Counts::default(),
+            },
+        );
+        created.tenant = acme.clone();
+        let decoded = messages(&record("notification-events", &created.encode()), "");
+        assert!(
+            decoded.is_ok_and(|(tenant, m)| tenant == acme && m.len() == 1),
+            "the message keeps its record's tenant"
+        );
+        let mut failed = DeliveryOutcome::new(
+            &notification(),
+            Channel::Email,
+            OutcomeStatus::Failed,
+            Some("error"),
+        );
+        failed.tenant = acme.clone();
+        let decoded = messages(&record("notification-delivery", &failed.encode()), "");
+        assert!(decoded.is_ok_and(|(tenant, m)| tenant == acme && m.len() == 1));
+    }
+
+    #[test]
     fn records_that_are_not_what_their_topic_carries_are_poison() {
         assert!(matches!(
-            messages(&record("push-notifications", b"{}"), ""),
+            only(&record("push-notifications", b"{}"), ""),
             Err(Poison::Topic(_))
         ));
         assert!(matches!(
-            messages(&record("notification-delivery", b"{}"), ""),
+            only(&record("notification-delivery", b"{}"), ""),
             Err(Poison::Outcome(_))
         ));
         assert!(matches!(
-            messages(&record("notification-events", b"nope"), ""),
+            only(&record("notification-events", b"nope"), ""),
             Err(Poison::Envelope(_))
         ));
     }

@@ -1,5 +1,6 @@
-//! The scheduled drain of the retry schedule: for every webhook, the queues due now are claimed
-//! (a lease, so a concurrent drain skips them) and worked from their heads.
+//! The scheduled drain of the retry schedule: for every webhook of every tenant ([`registries`]),
+//! the queues due now are claimed (a lease, so a concurrent drain skips them) and worked from
+//! their heads.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use shared::trigger::Counters;
 
-use crate::{queue, Deps, Stats, QUEUE_CONCURRENCY, QUEUE_LEASE};
+use crate::{queue, registries, Deps, Stats, QUEUE_CONCURRENCY, QUEUE_LEASE};
 
 /// Queues claimed per webhook and round, and the time a drain may start new rounds for.
 const DRAIN_ROUND: usize = 100;
@@ -18,17 +19,19 @@ const DRAIN_BUDGET: Duration = Duration::from_secs(20);
 pub async fn drain_due(deps: &Deps, now: DateTime<Utc>) -> Stats {
     let mut stats = Stats::default();
     let started = std::time::Instant::now();
-    let hooks = match deps.store.list().await {
-        Ok(h) => h,
+    let registries = match registries(deps).await {
+        Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the webhook registry");
+            tracing::warn!(error = %e, "cannot read the webhook registries");
             return stats;
         }
     };
-    for hook in &hooks {
+    let hooks = registries
+        .values()
+        .flat_map(|r| r.hooks.iter().map(move |hook| (&r.store, hook)));
+    for (store, hook) in hooks {
         loop {
-            let claimed = match deps
-                .store
+            let claimed = match store
                 .claim_due(&hook.id, now.timestamp_millis(), QUEUE_LEASE, DRAIN_ROUND)
                 .await
             {
@@ -41,10 +44,9 @@ pub async fn drain_due(deps: &Deps, now: DateTime<Utc>) -> Stats {
             let count = claimed.len();
             let worked: Vec<Stats> = stream::iter(claimed)
                 .map(|notification| async move {
-                    let result = match deps.store.head(&hook.id, &notification).await {
-                        Ok(Some(head)) => queue::work(deps, hook, &notification, head).await,
-                        Ok(None) => deps
-                            .store
+                    let result = match store.head(&hook.id, &notification).await {
+                        Ok(Some(head)) => queue::work(deps, store, hook, &notification, head).await,
+                        Ok(None) => store
                             .forget_due(&hook.id, &notification)
                             .await
                             .map(|()| Stats::default()),

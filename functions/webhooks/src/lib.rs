@@ -10,8 +10,8 @@
 //! | `notification-delivery` | delivery outcomes | `delivery.sent`, `delivery.failed`, `delivery.suppressed` |
 //! | `notification-analytics` | first seen / read, first click | `notification.seen`, `notification.read`, `notification.clicked` |
 //!
-//! For each record ([`decode`]), each message it makes and each webhook that wants it, the
-//! message is queued in the webhook's ledger behind its notification's waiting messages
+//! For each record ([`decode`]), each message it makes and each webhook of the record's tenant
+//! that wants it ([`Registry`]: another tenant's webhooks never get it), the message is queued in the webhook's ledger behind its notification's waiting messages
 //! ([`shared::store::WebhookStore`]). The run that queued into an empty queue sends it now, then
 //! whatever queued behind it ([`queue`]), concurrently across notifications.
 //!
@@ -56,6 +56,7 @@ pub mod drain;
 pub mod queue;
 pub mod send;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_lambda_events::event::kafka::KafkaEvent;
@@ -64,8 +65,10 @@ use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use shared::config::{Env, RedisSettings, TriggerSettings, WebhookSettings};
 use shared::error::StartupError;
-use shared::store::{KeySpace, RedisConn, WebhookStore};
+use shared::store::{KeySpace, RedisConn, StoreError, TenantScoped, WebhookStore};
+use shared::tenant::Tenant;
 use shared::trigger::{self, Report};
+use shared::webhooks::Webhook;
 
 pub use batch::process_batch;
 pub use drain::drain_due;
@@ -77,9 +80,31 @@ pub const QUEUE_LEASE: Duration = Duration::from_secs(300);
 /// Queues (notifications) worked at once.
 pub const QUEUE_CONCURRENCY: usize = 16;
 
+/// One tenant's webhooks, with the store of that tenant's delivery state.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub store: WebhookStore,
+    pub hooks: Vec<Webhook>,
+}
+
+/// The webhooks of every tenant that has some (the default tenant's, and those of the tenants in
+/// `{wh}:tenants`), by tenant.
+pub async fn registries(deps: &Deps) -> Result<BTreeMap<Tenant, Registry>, StoreError> {
+    let mut all = BTreeMap::new();
+    for tenant in deps.store.tenants().await? {
+        let store = deps.store.for_tenant(&tenant);
+        let hooks = store.list().await?;
+        if !hooks.is_empty() {
+            all.insert(tenant, Registry { store, hooks });
+        }
+    }
+    Ok(all)
+}
+
 /// Built once per cold start.
 #[derive(Debug, Clone)]
 pub struct Deps {
+    /// The default tenant's; [`registries`] scopes it to each tenant.
     pub store: WebhookStore,
     pub settings: WebhookSettings,
     /// The webhook adapter: the outbound policy's client, with the attempt timeout.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use shared::adapter::Outcome;
 use shared::config::WebhookSettings;
-use shared::store::{LedgerEntry, LedgerState, StoreError};
+use shared::store::{LedgerEntry, LedgerState, StoreError, WebhookStore};
 use shared::webhooks::{AttemptResult, DeliveryAttempt, Webhook};
 
 use crate::{Deps, Stats, QUEUE_LEASE};
@@ -52,16 +52,16 @@ pub fn next_step(settings: &WebhookSettings, outcome: &Outcome, attempt: u32) ->
     }
 }
 
-/// Sends `head` and what follows it in `notification_id`'s queue, until the queue is empty or
-/// a message waits for its retry. A Redis failure stops the work (the queue's lease runs out and
+/// Sends `head` and what follows it in `notification_id`'s queue of `hook`, a webhook of
+/// `store`'s tenant, until the queue is empty or a message waits for its retry. A Redis failure stops the work (the queue's lease runs out and
 /// a drain takes over); it is returned so the caller can count it.
 pub async fn work(
     deps: &Deps,
+    store: &WebhookStore,
     hook: &Webhook,
     notification_id: &str,
     head: String,
 ) -> Result<Stats, StoreError> {
-    let store = &deps.store;
     let mut stats = Stats::default();
     let mut head = head;
     loop {

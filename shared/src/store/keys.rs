@@ -57,6 +57,7 @@
 //! | `<p>{an}:recipients:<YYYY-MM-DD>` | HyperLogLog | analytics: unique recipients of that day |
 //! | `<p>{n:<notificationId>}:outcomes` | hash | a notification's outcome history: `<CHANNEL>/<status>` → the first such outcome's entry JSON, with the notification's user and type (at most 28 fields); after its user's erase, only the tombstone field `!erased` (see `erase.rs`) |
 //! | `<p>{wh}:hooks` | hash | webhook id → webhook JSON (url, events, secret, createdAt): the tenant's registry |
+//! | `<p>{wh}:tenants` | set | global: every tenant other than the default that ever registered a webhook (added on register, never removed), which the `webhooks` function reads to find each tenant's registry and retry schedules; absent in a deployment without tenants |
 //! | `<p>{wh:<id>}:ledger` | hash | message id → `<state>|<attempts>` (`queued`, `sent`, `dead`): what the webhook got of each message, so a redelivered record sends nothing again; `dead` is the dead letter |
 //! | `<p>{wh:<id>}:messages` | hash | message id → message JSON (its body, type, notification, time): what every attempt and replay sends |
 //! | `<p>{wh:<id>}:log` | zset | message ids by event time (ms): the replay window; entries older than `WEBHOOK_RETENTION_HOURS` (7 days) that are not queued are pruned with their ledger entry and message |
@@ -75,7 +76,8 @@
 //! **Tenants.** The table names the default tenant's keys. [`KeySpace::for_tenant`] names another
 //! tenant's: every tenant-owned tag `{<kind>:<id>}` (`u`, `dev`, `s`, `t`, `b`, `n`, `wh`) becomes
 //! `{<tenant>/<kind>:<id>}`, and `{topics}`, `{engage}`, `{an}` (recipients) and `{wh}` (hooks) become
-//! `{<tenant>/topics}` …: `{acme/u:bob}:meta`, `{acme/t:math}`. No kind contains `/` and no
+//! `{<tenant>/topics}` …: `{acme/u:bob}:meta`, `{acme/t:math}` (but `{wh}:tenants`, the index of
+//! tenants with webhooks, is global). No kind contains `/` and no
 //! tenant contains `/` or `:`, so no two tenants' keys coincide, and the default tenant's keys are
 //! those of a deployment without tenants (no migration). The global keys (`{c:…}`, `{outbox}`,
 //! `{push}`, `{sched}`, `{breaker:…}`, `{an:<shard>}`, `{an}:shards`) stay global and carry the
@@ -306,6 +308,12 @@ impl KeySpace {
     /// The tenant's webhook registry.
     pub fn webhooks(&self) -> String {
         format!("{}{{{}wh}}:hooks", self.prefix, self.scope)
+    }
+
+    /// The global index of the tenants (other than the default) that registered a webhook: the
+    /// same key whatever the tenant this names.
+    pub fn webhook_tenants(&self) -> String {
+        format!("{}{{wh}}:tenants", self.prefix)
     }
 
     /// The delivery state of one webhook, all in its own slot so one script moves a message
@@ -658,6 +666,9 @@ mod tests {
     fn a_webhooks_delivery_state_shares_its_slot() {
         let keys = KeySpace::new("t1:");
         assert_eq!(keys.webhooks(), "t1:{wh}:hooks");
+        let acme = keys.for_tenant(&Tenant::parse("acme").unwrap_or_default());
+        assert_eq!(acme.webhooks(), "t1:{acme/wh}:hooks");
+        assert_eq!(acme.webhook_tenants(), keys.webhook_tenants());
         let hook = keys.webhook("h1");
         for key in [
             hook.ledger(),

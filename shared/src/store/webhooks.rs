@@ -1,5 +1,10 @@
 //! [`WebhookStore`]: the webhook registry and each webhook's delivery state (keys in
-//! [`super::keys`]: `{wh}:hooks` and the `{wh:<id>}` slot).
+//! [`super::keys`]: `{wh}:hooks` and the `{wh:<id>}` slot), per tenant ([`super::TenantScoped`]).
+//!
+//! **Tenants.** Each tenant has its own registry and delivery state; the global `{wh}:tenants`
+//! names every tenant other than the default that registered a webhook ([`WebhookStore::tenants`]),
+//! so the `webhooks` function finds each tenant's registry and retry schedules. A deployment
+//! without tenants never writes it: its keys are those from before tenants.
 //!
 //! A message travels: enqueued (ledger `queued|0`, behind its notification's waiting messages) →
 //! sent as the queue's head → `sent|n`, or retried at a scheduled time (`queued|n`, the head
@@ -25,6 +30,7 @@ use super::scripts::{
     PUSH_CLAIM_DUE as CLAIM_DUE, WEBHOOK_COMPLETE, WEBHOOK_ENQUEUE, WEBHOOK_REQUEUE,
 };
 use super::{RedisConn, StoreError};
+use crate::tenant::Tenant;
 use crate::webhooks::{DeliveryAttempt, Webhook, WebhookMessage};
 
 /// Attempts kept per webhook for `GET /v1/webhooks/{id}/deliveries`.
@@ -92,16 +98,46 @@ impl WebhookStore {
         WebhookStore { conn, keys }
     }
 
-    /// Registers `hook` unless `max` webhooks exist already (returns `false` then).
+    /// The tenant whose webhooks this works.
+    pub fn tenant(&self) -> &Tenant {
+        self.keys.tenant()
+    }
+
+    /// Registers `hook` unless `max` webhooks exist already (returns `false` then). A tenant
+    /// other than the default is put in `{wh}:tenants` first, so a registered webhook's tenant is
+    /// always there.
     pub async fn register(&self, hook: &Webhook, max: usize) -> Result<bool, StoreError> {
         let registry = self.keys.webhooks();
         let count: usize = self.conn.clone().hlen(&registry).await?;
         if count >= max {
             return Ok(false);
         }
+        let tenant = self.keys.tenant();
+        if !tenant.is_default() {
+            let _: i64 = self
+                .conn
+                .clone()
+                .sadd(self.keys.webhook_tenants(), tenant.as_str())
+                .await?;
+        }
         let json = serde_json::to_string(hook).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let _: i64 = self.conn.clone().hset(&registry, &hook.id, json).await?;
         Ok(true)
+    }
+
+    /// Every tenant that may have webhooks: the default, then those in `{wh}:tenants` (a name
+    /// that is not a valid tenant is skipped).
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let names: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(self.keys.webhook_tenants())
+            .await?;
+        let mut tenants: Vec<Tenant> = names.iter().filter_map(|n| Tenant::parse(n)).collect();
+        tenants.retain(|t| !t.is_default());
+        tenants.sort();
+        tenants.insert(0, Tenant::default_tenant());
+        Ok(tenants)
     }
 
     /// Every webhook, oldest first.

@@ -21,7 +21,7 @@ use shared::auth::SCOPE_WRITE;
 use shared::error::{ApiError, FieldError, Problem};
 use shared::limits;
 use shared::model::Channel;
-use shared::store::SubscribeOutcome;
+use shared::store::{SubscribeOutcome, TenantScoped};
 use utoipa::ToSchema;
 
 use crate::http::{self, store_error};
@@ -207,19 +207,22 @@ fn unsubscribe_token(deps: &Deps, req: &Request) -> Result<UnsubscribeToken, Api
     })
 }
 
-/// One-click unsubscribe (RFC 8058): turns the link's notification type off for EMAIL.
+/// One-click unsubscribe (RFC 8058): turns the link's notification type off for EMAIL, for the
+/// link's user in the link's tenant (the request carries no token but the link's).
 #[utoipa::path(post, path = "/v1/unsubscribe", tag = "push",
     params(("token" = String, Query, description = "The signed token from the email's List-Unsubscribe link")),
     responses((status = 200, body = Unsubscribed), (status = 400, description = "Missing, malformed or forged token", body = Problem, content_type = "application/problem+json")))]
 pub async fn one_click_unsubscribe(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
     let token = unsubscribe_token(deps, req)?;
     deps.contacts
+        .for_tenant(&token.tenant)
         .opt_out(&token.user_id, &token.kind, Channel::Email)
         .await
         .map_err(store_error)?;
     tracing::info!(
         user = token.user_id,
         kind = token.kind,
+        tenant = %token.tenant,
         "one-click unsubscribe"
     );
     Ok(http::json(
