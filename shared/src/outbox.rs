@@ -27,6 +27,9 @@ use crate::realtime::Fanout;
 use crate::store::{Change, InboxStore, StoreError, TenantScoped};
 use crate::tenant::Tenant;
 
+/// One user's acknowledged seqs, to mark published.
+type PublishedMarks = (String, Vec<u64>);
+
 /// Produces committed changes and marks them published.
 #[derive(Debug, Clone)]
 pub struct Publisher {
@@ -129,7 +132,7 @@ impl Publisher {
         // Each user's seqs, then each tenant's users marked together (a broadcast's slice
         // publishes hundreds of users at once: a few calls, `mark_published_many`). Owned, so
         // nothing borrowed lives across the awaits.
-        let mut tenants: Vec<(Tenant, Vec<(String, Vec<u64>)>)> = Vec::new();
+        let mut tenants: Vec<(Tenant, Vec<PublishedMarks>)> = Vec::new();
         for (tenant, user, seq) in acked {
             if tenants.last().is_none_or(|(t, _)| t != tenant) {
                 tenants.push((tenant.clone(), Vec::new()));
