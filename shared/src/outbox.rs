@@ -27,6 +27,9 @@ use crate::realtime::Fanout;
 use crate::store::{Change, InboxStore, StoreError, TenantScoped};
 use crate::tenant::Tenant;
 
+/// One user's acknowledged seqs, to mark published.
+type PublishedMarks = (String, Vec<u64>);
+
 /// Produces committed changes and marks them published.
 #[derive(Debug, Clone)]
 pub struct Publisher {
@@ -126,31 +129,30 @@ impl Publisher {
         }
         self.fall_back(&unacked).await;
         acked.sort();
-        // One mark per user, concurrently: a broadcast's slice publishes hundreds of users at once.
-        // Each in its change's tenant.
-        let groups: Vec<(Tenant, String, Vec<u64>)> = acked
-            .chunk_by(|a, b| (a.0, a.1) == (b.0, b.1))
-            .map(|chunk| {
-                (
-                    chunk[0].0.clone(),
-                    chunk[0].1.to_owned(),
-                    chunk.iter().map(|(_, _, s)| *s).collect(),
-                )
-            })
-            .collect();
-        let store = &self.store;
-        let marks: Vec<Result<(), StoreError>> = stream::iter(groups)
-            .map(|(tenant, user, seqs)| async move {
-                if tenant == *store.tenant() {
-                    store.mark_published(&user, &seqs).await
-                } else {
-                    store.for_tenant(&tenant).mark_published(&user, &seqs).await
-                }
-            })
-            .buffer_unordered(32)
-            .collect()
-            .await;
-        marks.into_iter().collect::<Result<(), StoreError>>()?;
+        // Each user's seqs, then each tenant's users marked together (a broadcast's slice
+        // publishes hundreds of users at once: a few calls, `mark_published_many`). Owned, so
+        // nothing borrowed lives across the awaits.
+        let mut tenants: Vec<(Tenant, Vec<PublishedMarks>)> = Vec::new();
+        for (tenant, user, seq) in acked {
+            if tenants.last().is_none_or(|(t, _)| t != tenant) {
+                tenants.push((tenant.clone(), Vec::new()));
+            }
+            let Some((_, users)) = tenants.last_mut() else {
+                continue;
+            };
+            match users.last_mut() {
+                Some((last, seqs)) if last == user => seqs.push(seq),
+                _ => users.push((user.to_owned(), vec![seq])),
+            }
+        }
+        for (tenant, marks) in tenants {
+            if tenant == *self.store.tenant() {
+                self.store.mark_published_many(&marks).await?;
+            } else {
+                let store = self.store.for_tenant(&tenant);
+                store.mark_published_many(&marks).await?;
+            }
+        }
         match first_error {
             None => Ok(()),
             Some(first) => Err(PublishError::NotAcknowledged {

@@ -18,8 +18,10 @@ use serde_json::{json, Value};
 use shared::config::{InboxSettings, SchedulerSettings};
 use shared::protocol::{BroadcastChunk, Topic};
 use shared::schedule::{FireReport, Scheduler};
+use shared::store::inbox::IdempotencyClaim;
 use shared::store::keys::topic_bucket;
 use shared::store::topics::{BROADCAST_CHUNKS, BUCKETS_PER_CHUNK};
+use shared::store::CreateOutcome;
 
 fn broadcast_deps(env: &TestEnv) -> broadcast::Deps {
     broadcast::Deps::new(
@@ -400,6 +402,78 @@ async fn every_subscriber_gets_one_notification_through_concurrent_and_redeliver
     // Each created notification was published once, like any create.
     let events = env.consume(Topic::NotificationEvents, 299).await;
     assert_eq!(events.len(), 299);
+}
+
+/// A run after an earlier one that served only some recipients (a chunk cut off half-way): within
+/// each group of the batched creates the served recipients replay and the others are created,
+/// each counted once as created, each inbox holding one notification with seq 1, and each new
+/// one published and marked published (nothing left for the relay).
+#[tokio::test]
+async fn a_run_after_a_partial_one_creates_the_rest_and_counts_each_recipient_once() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let deps = env.api();
+    let fanout = broadcast_deps(&env);
+    put_topic(&deps, "partial").await;
+    let members = users("partial", 130);
+    subscribe(&deps, "partial", &members).await;
+    let id = start_broadcast(&deps, "partial", json!({})).await;
+    let broadcast = fanout
+        .topics
+        .broadcast(&id)
+        .await
+        .unwrap_or_else(|e| panic!("broadcast: {e}"))
+        .unwrap_or_else(|| panic!("no broadcast {id}"));
+    let claim = IdempotencyClaim {
+        key: format!("broadcast:{id}"),
+        body_hash: id.clone(),
+    };
+    // The earlier run served every third recipient (one create each, as before batching).
+    let served: BTreeSet<&String> = members.iter().step_by(3).collect();
+    for user in &served {
+        let mut new = broadcast.notification.clone();
+        new.user_id = (*user).clone();
+        let outcome = fanout
+            .store
+            .create(&broadcast.sender, new, Some(&claim))
+            .await
+            .unwrap_or_else(|e| panic!("create for {user}: {e}"));
+        assert!(
+            matches!(outcome, CreateOutcome::Created { .. }),
+            "{outcome:?}"
+        );
+    }
+
+    let (response, stats) = broadcast::fan_out_batch(&fanout, &chunk_batch(&id)).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!((stats.created, stats.skipped, stats.failed), (130, 0, 0));
+    let state = broadcast_state(&deps, &id).await;
+    assert_eq!(
+        state,
+        json!({"id": id, "topic": "partial", "status": "done", "targeted": 130,
+            "created": 130, "skipped": 0, "failed": 0})
+    );
+    let store = env.store(InboxSettings::default());
+    let mut conn = env.conn.clone();
+    for user in &members {
+        let counts = store
+            .counts(user)
+            .await
+            .unwrap_or_else(|e| panic!("counts of {user}: {e}"));
+        assert_eq!((counts.total, counts.version), (1, 1), "{user}");
+        if !served.contains(user) {
+            let unpublished: u64 = conn
+                .zcard(store.user_keys(user).unpub())
+                .await
+                .unwrap_or_else(|e| panic!("unpublished of {user}: {e}"));
+            assert_eq!(unpublished, 0, "{user}'s create is marked published");
+        }
+    }
+    let events = env
+        .consume(Topic::NotificationEvents, members.len() - served.len())
+        .await;
+    assert_eq!(events.len(), members.len() - served.len());
 }
 
 #[tokio::test]

@@ -28,14 +28,16 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::kafka::KafkaEvent;
+use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
+use futures::FutureExt;
 use lambda_runtime::LambdaEvent;
 use shared::config::{Env, InboxSettings, KafkaSettings, RedisSettings, TriggerSettings};
 use shared::error::StartupError;
-use shared::model::Preferences;
+use shared::model::{Preferences, Priority};
 use shared::outbox::Publisher;
 use shared::protocol::BroadcastChunk;
-use shared::store::inbox::IdempotencyClaim;
+use shared::store::inbox::{IdempotencyClaim, Marked};
 use shared::store::TenantScoped;
 use shared::store::{
     Broadcast, BroadcastStatus, Change, ChunkCounts, CreateOutcome, InboxStore, KeySpace,
@@ -46,8 +48,9 @@ use shared::trigger::{self, BatchResponse, Report};
 
 /// Most recipients handled between two checks for a cancel.
 pub const SLICE: usize = 500;
-/// Creates in flight at once within a slice.
-const CONCURRENCY: usize = 128;
+/// Script calls in flight at once within a slice (a group's creates, or one muted recipient's
+/// skip record).
+const GROUPS_AT_ONCE: usize = 16;
 /// Chunks of one batch fanned out at once.
 pub const CHUNKS_AT_ONCE: usize = 8;
 
@@ -311,6 +314,73 @@ async fn mutes_topic(deps: &Deps, topic: &str, users: &[String]) -> Result<Vec<b
         .collect())
 }
 
+/// Whether the broadcast's notifications join a digest (an urgent one bypasses digests).
+fn joins_digest(broadcast: &Broadcast) -> bool {
+    let template = &broadcast.notification;
+    template.digest.is_some() && template.priority != Priority::Urgent
+}
+
+/// Creates the notifications of `group` (one call: [`InboxStore::create_many`]; a single
+/// notification that joins a digest: [`InboxStore::create_within`]). When the group's call fails
+/// for a reason other than a transient one, each of its recipients is tried on its own, so one
+/// bad recipient fails alone (those the call wrote replay as created).
+async fn create_group(
+    deps: &Deps,
+    broadcast: &Broadcast,
+    claim: &IdempotencyClaim,
+    group: Vec<Marked>,
+) -> Vec<Result<Outcome, StoreError>> {
+    let sender = &broadcast.sender;
+    let batched = if group.len() == 1 && joins_digest(broadcast) {
+        None
+    } else {
+        Some(deps.store.create_many(&group, sender, claim).await)
+    };
+    match batched {
+        Some(Ok(outcomes)) => group
+            .iter()
+            .zip(outcomes)
+            .map(|(marked, outcome)| outcome_of(broadcast, marked.user_id(), outcome))
+            .collect(),
+        Some(Err(e)) if e.is_transient() => vec![Err(e)],
+        batched => {
+            if let Some(Err(e)) = batched {
+                tracing::error!(error = %e, broadcast = %broadcast.id, "a group of recipients failed; trying each");
+            }
+            let mut outcomes = Vec::with_capacity(group.len());
+            for marked in group {
+                let user = marked.user_id().to_owned();
+                let outcome = deps
+                    .store
+                    .create_within(marked, sender, Some(claim), None)
+                    .await;
+                outcomes.push(outcome_of(broadcast, &user, outcome));
+            }
+            outcomes
+        }
+    }
+}
+
+/// One recipient's outcome from its create or skip record; `Err` only for a transient failure.
+fn outcome_of(
+    broadcast: &Broadcast,
+    user: &str,
+    outcome: Result<CreateOutcome, StoreError>,
+) -> Result<Outcome, StoreError> {
+    Ok(match outcome {
+        Ok(CreateOutcome::Created { change, .. }) => Outcome::Created(Some(change)),
+        Ok(CreateOutcome::Replayed(_)) => Outcome::Created(None),
+        // The recipient's record is a skip (this run's or an earlier one's).
+        Ok(CreateOutcome::Conflict) => Outcome::Skipped,
+        Ok(CreateOutcome::Limited { .. }) => Outcome::Failed,
+        Err(e) if e.is_transient() => return Err(e),
+        Err(e) => {
+            tracing::error!(error = %e, user, broadcast = %broadcast.id, "a recipient failed");
+            Outcome::Failed
+        }
+    })
+}
+
 /// Sends the broadcast to `users`, publishes what it created, and counts; with how many of them
 /// this call reached first (created or skipped now, not by an earlier run).
 async fn send_slice(
@@ -332,37 +402,39 @@ async fn send_slice(
         .collect();
     let marked = deps.store.mark_many_for_create(news).await?;
     let mutes = mutes_topic(deps, &broadcast.topic, users).await?;
-    let outcomes: Vec<Result<Outcome, StoreError>> = stream::iter(marked.into_iter().zip(mutes))
-        .map(|(marked, muted)| {
-            let claim = &claim;
+    let (muted, to_create): (Vec<_>, Vec<_>) =
+        marked.into_iter().zip(mutes).partition(|(_, muted)| *muted);
+    let to_create: Vec<Marked> = to_create.into_iter().map(|(marked, _)| marked).collect();
+    // A template that joins a digest is created one recipient at a time (its create reads the
+    // digest's open item first); every other goes in groups, one script call each.
+    let groups = if joins_digest(broadcast) {
+        to_create.into_iter().map(|marked| vec![marked]).collect()
+    } else {
+        deps.store.create_groups(to_create)
+    };
+    // Built in loops, not stream closures: the fan-out's future must be `Send` for any lifetime.
+    let mut calls: Vec<BoxFuture<'_, Vec<Result<Outcome, StoreError>>>> = Vec::new();
+    for (marked, _) in muted {
+        let claim = &claim;
+        calls.push(
             async move {
-                let user = marked.user_id().to_owned();
-                let outcome = if muted {
-                    // `None`: this call recorded the skip, which reads as a conflict does.
-                    deps.store
-                        .record_skip(&broadcast.sender, &user, claim)
-                        .await
-                        .map(|earlier| earlier.unwrap_or(CreateOutcome::Conflict))
-                } else {
-                    deps.store
-                        .create_within(marked, &broadcast.sender, Some(claim), None)
-                        .await
-                };
-                Ok(match outcome {
-                    Ok(CreateOutcome::Created { change, .. }) => Outcome::Created(Some(change)),
-                    Ok(CreateOutcome::Replayed(_)) => Outcome::Created(None),
-                    // The recipient's record is a skip (this run's or an earlier one's).
-                    Ok(CreateOutcome::Conflict) => Outcome::Skipped,
-                    Ok(CreateOutcome::Limited { .. }) => Outcome::Failed,
-                    Err(e) if e.is_transient() => return Err(e),
-                    Err(e) => {
-                        tracing::error!(error = %e, user, broadcast = %broadcast.id, "a recipient failed");
-                        Outcome::Failed
-                    }
-                })
+                // `None`: this call recorded the skip, which reads as a conflict does.
+                let outcome = deps
+                    .store
+                    .record_skip(&broadcast.sender, marked.user_id(), claim)
+                    .await
+                    .map(|earlier| earlier.unwrap_or(CreateOutcome::Conflict));
+                vec![outcome_of(broadcast, marked.user_id(), outcome)]
             }
-        })
-        .buffer_unordered(CONCURRENCY)
+            .boxed(),
+        );
+    }
+    for group in groups {
+        calls.push(create_group(deps, broadcast, &claim, group).boxed());
+    }
+    let outcomes: Vec<Result<Outcome, StoreError>> = stream::iter(calls)
+        .buffer_unordered(GROUPS_AT_ONCE)
+        .flat_map(stream::iter)
         .collect()
         .await;
     let mut counts = ChunkCounts::default();

@@ -50,6 +50,13 @@ impl RedisConn {
     }
 }
 
+impl RedisConn {
+    /// Whether this is a Redis Cluster, where one script may touch only one slot's keys.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisConn::Cluster(_))
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

@@ -42,6 +42,21 @@ macro_rules! user_script {
 
 pub static CREATE: LazyLock<Script> = user_script_with_gcra!("create.lua");
 pub static DIGEST_UPDATE: LazyLock<Script> = user_script_with_gcra!("digest_update.lua");
+/// A broadcast's creates for a group of users: `create.lua` wrapped as the function `create_one`
+/// (its `KEYS` and `ARGV` become parameters, each of its `return`s the function's), called by
+/// `create_many.lua` once per user, so a broadcast recipient is created by the very code of a
+/// single create.
+pub static CREATE_MANY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/prelude.lua"),
+        "\n",
+        include_str!("lua/gcra_lib.lua"),
+        "\nlocal function create_one(KEYS, ARGV)\n",
+        include_str!("lua/create.lua"),
+        "\nend\n",
+        include_str!("lua/create_many.lua")
+    ))
+});
 pub static UPDATE: LazyLock<Script> = user_script!("update.lua");
 pub static DELETE: LazyLock<Script> = user_script!("delete.lua");
 pub static MARK_ALL_READ: LazyLock<Script> = user_script!("mark_all_read.lua");
@@ -54,6 +69,8 @@ pub static PENDING: LazyLock<Script> = user_script!("pending.lua");
 
 pub static MARK_DIRTY: LazyLock<Script> = script!("mark_dirty.lua");
 pub static CLEAR_DIRTY: LazyLock<Script> = script!("clear_dirty.lua");
+/// The outbox's published marks of many users in one call (`change_log.rs`).
+pub static MARK_PUBLISHED_MANY: LazyLock<Script> = script!("mark_published_many.lua");
 pub static POSTPONE_DIRTY: LazyLock<Script> = script!("postpone_dirty.lua");
 /// A sender-slot (or any single-key) script that checks a rate limit (`gcra_lib.lua` in front).
 macro_rules! script_with_gcra {
@@ -138,8 +155,10 @@ pub static BROADCAST_CANCEL: LazyLock<Script> = script!("broadcast_cancel.lua");
 /// Every script by name (its file's stem) and SHA-1 (every one goes as `EVALSHA`): for instruments that read Redis's per-command figures (`bench/benches/stack_cpu.rs` splits
 /// `EVALSHA` by script).
 pub fn catalog() -> Vec<CatalogEntry> {
-    let scripts: [(&'static str, &LazyLock<Script>); 51] = [
+    let scripts: [(&'static str, &LazyLock<Script>); 53] = [
         ("create", &CREATE),
+        ("create_many", &CREATE_MANY),
+        ("mark_published_many", &MARK_PUBLISHED_MANY),
         ("digest_update", &DIGEST_UPDATE),
         ("update", &UPDATE),
         ("delete", &DELETE),

@@ -1,6 +1,9 @@
 //! The change log's reads and acknowledgements: changes after a seq (a WebSocket `sync`), the
 //! unpublished changes (the outbox relay), and marking changes published.
 
+use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt};
+use futures::FutureExt;
 use redis::{AsyncCommands, Value};
 
 use crate::limits::PAGE_MAX_BYTES;
@@ -87,4 +90,44 @@ impl InboxStore {
             .await?;
         Ok(())
     }
+
+    /// [`InboxStore::mark_published`] of many users (each with its seqs): on a single Redis one
+    /// script call per [`MARK_PUBLISHED_GROUP`] users, on a Redis Cluster one call per user;
+    /// the calls run concurrently.
+    pub async fn mark_published_many(
+        &self,
+        marks: &[(String, Vec<u64>)],
+    ) -> Result<(), StoreError> {
+        let calls: Vec<BoxFuture<'_, Result<(), StoreError>>> = if self.conn.is_cluster() {
+            marks
+                .iter()
+                .map(|(user, seqs)| self.mark_published(user, seqs).boxed())
+                .collect()
+        } else {
+            marks
+                .chunks(MARK_PUBLISHED_GROUP)
+                .map(|group| {
+                    let mut invocation = scripts::MARK_PUBLISHED_MANY.prepare_invoke();
+                    for (user, seqs) in group.iter().filter(|(_, seqs)| !seqs.is_empty()) {
+                        invocation
+                            .key(self.keys.user(user).unpub())
+                            .arg(seqs.len())
+                            .arg(seqs);
+                    }
+                    let mut conn = self.conn.clone();
+                    async move {
+                        let _: i64 = invocation.invoke_async(&mut conn).await?;
+                        Ok(())
+                    }
+                    .boxed()
+                })
+                .collect()
+        };
+        let results: Vec<Result<(), StoreError>> =
+            stream::iter(calls).buffer_unordered(32).collect().await;
+        results.into_iter().collect()
+    }
 }
+
+/// Most users in one `mark_published_many.lua` call.
+pub const MARK_PUBLISHED_GROUP: usize = 100;

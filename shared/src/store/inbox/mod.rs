@@ -32,6 +32,7 @@ use super::{scripts, RedisConn, StoreError};
 mod change_log;
 mod digest;
 mod idempotency;
+mod many;
 mod reply;
 
 pub use idempotency::RequestClaim;
@@ -213,6 +214,38 @@ fn refused(answer: &str, reply: &[Value]) -> Result<Option<CreateOutcome>, Store
         })),
         "stale" => Ok(None),
         other => Err(StoreError::Corrupt(format!("create replied {other}"))),
+    }
+}
+
+/// What `create.lua` answered (`reply`) for the notification `envelope` creates (unstamped):
+/// `None` for a stale digest item.
+fn create_outcome(
+    reply: &[Value],
+    mut envelope: Envelope,
+    claim: Option<&IdempotencyClaim>,
+    now: DateTime<Utc>,
+) -> Result<Option<CreateOutcome>, StoreError> {
+    match text(reply, 0)?.as_str() {
+        "created" => {
+            let (seq, counts) = (int(reply, 1)?, parse_counts(&text(reply, 2)?)?);
+            envelope.stamp(seq, counts);
+            let Event::NotificationCreated { notification, .. } = &envelope.event else {
+                return Err(StoreError::Corrupt(
+                    "created a change that is no create".into(),
+                ));
+            };
+            let notification = notification.clone();
+            let change = Change {
+                envelope,
+                idempotency_key: claim.map(|c| c.key.clone()),
+                written_at_ms: now.timestamp_millis(),
+            };
+            Ok(Some(CreateOutcome::Created {
+                notification,
+                change,
+            }))
+        }
+        other => refused(other, reply),
     }
 }
 
@@ -468,26 +501,7 @@ impl InboxStore {
             .arg(guard.map_or(String::new(), |g| g.token.encode()))
             .invoke_async(&mut self.conn.clone())
             .await?;
-        match text(&reply, 0)?.as_str() {
-            "created" => {
-                let (seq, counts) = (int(&reply, 1)?, parse_counts(&text(&reply, 2)?)?);
-                envelope.stamp(seq, counts);
-                let Event::NotificationCreated { notification, .. } = &envelope.event else {
-                    unreachable!("built above")
-                };
-                let notification = notification.clone();
-                let change = Change {
-                    envelope,
-                    idempotency_key: claim.map(|c| c.key.clone()),
-                    written_at_ms: now.timestamp_millis(),
-                };
-                Ok(Some(CreateOutcome::Created {
-                    notification,
-                    change,
-                }))
-            }
-            other => refused(other, &reply),
-        }
+        create_outcome(&reply, envelope, claim, now)
     }
 
     /// One notification of this user (`None` once it has expired).
