@@ -282,6 +282,70 @@ async fn with_kafka_down_creates_succeed_and_one_relay_run_publishes_each_change
     assert_eq!(kept.body["changes"].as_array().map(Vec::len), Some(2));
 }
 
+/// Tenants: with Kafka down, the same user id's changes in two tenants wait in two outboxes; one
+/// relay run publishes each tenant's, in its own seq order, on records that name the tenant.
+#[tokio::test]
+async fn the_relay_publishes_each_tenants_changes_in_that_tenant() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let down = env.api_with(Default::default(), env.dead_bus());
+    let user = format!("tina-{}", uuid::Uuid::new_v4().simple());
+    for (i, tenant) in [Some("acme"), None, Some("acme")].into_iter().enumerate() {
+        let call = Call::post("/v1/notifications")
+            .service("svc")
+            .json(&note(&user, i));
+        let call = match tenant {
+            Some(t) => call.tenant(t),
+            None => call,
+        };
+        let r = call.send(&down).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
+    let event = lambda_runtime::LambdaEvent::new(Default::default(), Default::default());
+    let report = outbox_relay::handle(&env.relay(), event)
+        .await
+        .unwrap_or_else(|e| panic!("relay: {e}"));
+    assert_eq!(
+        (report.published, report.failed, report.users_cleared),
+        (3, 0, 2),
+        "two users: acme's and the default's {report:?}"
+    );
+    let topic = Topic::NotificationEvents.name_with(&env.kafka.topic_suffix);
+    let records = consume(
+        &env.kafka,
+        &topic,
+        3,
+        Duration::from_secs(20),
+        Duration::from_millis(500),
+    )
+    .await;
+    let of = |tenant: Option<&str>| -> Vec<(u64, String)> {
+        records
+            .iter()
+            .filter(|r| r.key == user)
+            .map(|r| r.json())
+            .filter(|e| e["tenant"].as_str() == tenant)
+            .map(|e| {
+                let title = e["payload"]["notification"]["title"]
+                    .as_str()
+                    .unwrap_or_default();
+                (e["seq"].as_u64().unwrap_or_default(), title.to_owned())
+            })
+            .collect()
+    };
+    assert_eq!(
+        of(Some("acme")),
+        [(1, "n0".to_owned()), (2, "n2".to_owned())]
+    );
+    assert_eq!(
+        of(None),
+        [(1, "n1".to_owned())],
+        "the default tenant's record names no tenant"
+    );
+}
+
 #[tokio::test]
 async fn the_relay_leaves_published_changes_alone_and_clears_marks() {
     let Some(env) = TestEnv::new().await else {
