@@ -10,12 +10,9 @@
 use chrono::{TimeZone, Utc};
 use redis::Value;
 
-use crate::protocol::{Envelope, Event};
-
 use super::super::{scripts, StoreError};
 use super::reply::to_json;
 use super::{create_outcome, CreateOutcome, IdempotencyClaim, InboxStore, Marked, RequestArgs};
-use crate::model::Counts;
 
 /// Most recipients in one `create_many.lua` call: the call blocks Redis while it runs (about
 /// 50 µs per recipient), so a group stays a few milliseconds long.
@@ -75,15 +72,7 @@ impl InboxStore {
             }
             let request = RequestArgs::new(&self.keys, &new.user_id, sender, Some(claim), None);
             let keys = self.keys.user(&new.user_id);
-            let mut envelope = Envelope::new(
-                &notification.user_id,
-                Event::NotificationCreated {
-                    notification: notification.clone(),
-                    counts: Counts::default(),
-                },
-            )
-            .in_tenant(self.keys.tenant());
-            envelope.occurred_at = created_at;
+            let envelope = self.created_envelope(&notification);
             invocation
                 .key(&keys.inbox()[..])
                 .key(&request.idem_key)

@@ -449,6 +449,21 @@ impl InboxStore {
             .ok_or_else(|| StoreError::Corrupt("create replied stale without a digest".into()))
     }
 
+    /// The `NOTIFICATION_CREATED` envelope of `notification` in this store's tenant, stamped
+    /// with its creation time; the create script fills in its `seq` and counts.
+    pub(crate) fn created_envelope(&self, notification: &Notification) -> Envelope {
+        let mut envelope = Envelope::new(
+            &notification.user_id,
+            Event::NotificationCreated {
+                notification: notification.clone(),
+                counts: Counts::default(),
+            },
+        )
+        .in_tenant(self.keys.tenant());
+        envelope.occurred_at = notification.created_at;
+        envelope
+    }
+
     /// Writes a new notification (`create.lua`); with a digest `guard`, only if the digest's open
     /// item is still the one the caller saw (`None` otherwise: nothing written).
     async fn insert(
@@ -461,15 +476,7 @@ impl InboxStore {
         let created_at = notification.created_at;
         let claim = request.claim;
         let doc = to_json(&notification);
-        let mut envelope = Envelope::new(
-            &notification.user_id,
-            Event::NotificationCreated {
-                notification: notification.clone(),
-                counts: Counts::default(),
-            },
-        )
-        .in_tenant(self.keys.tenant());
-        envelope.occurred_at = created_at;
+        let envelope = self.created_envelope(&notification);
         let keys = self.keys.user(&notification.user_id);
         let reply: Vec<Value> = scripts::CREATE
             .key(&keys.inbox()[..])
