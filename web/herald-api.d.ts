@@ -487,7 +487,10 @@ export interface paths {
          */
         get: operations["unsubscribePage"];
         put?: never;
-        /** One-click unsubscribe (RFC 8058): turns the link's notification type off for EMAIL. */
+        /**
+         * One-click unsubscribe (RFC 8058): turns the link's notification type off for EMAIL, for the
+         *     link's user in the link's tenant (the request carries no token but the link's).
+         */
         post: operations["oneClickUnsubscribe"];
         delete?: never;
         options?: never;
