@@ -7,12 +7,15 @@
 //! counts and its change, marked unpublished. Notifications that join a digest are not taken
 //! (their create reads the digest's open item first, `digest.rs`).
 
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use redis::Value;
 
 use super::super::{scripts, StoreError};
 use super::reply::to_json;
-use super::{create_outcome, CreateOutcome, IdempotencyClaim, InboxStore, Marked, RequestArgs};
+use super::{
+    create_outcome, stale_without_digest, whole_millis, CreateOutcome, IdempotencyClaim,
+    InboxStore, Marked, RequestArgs,
+};
 
 /// Most recipients in one `create_many.lua` call: the call blocks Redis while it runs (about
 /// 50 µs per recipient), so a group stays a few milliseconds long.
@@ -48,10 +51,7 @@ impl InboxStore {
             return Ok(Vec::new());
         }
         let now = Utc::now();
-        let created_at = Utc
-            .timestamp_millis_opt(now.timestamp_millis())
-            .single()
-            .unwrap_or(now);
+        let created_at = whole_millis(now);
         let mut invocation = scripts::CREATE_MANY.prepare_invoke();
         invocation
             .arg(&claim.body_hash)
@@ -106,9 +106,7 @@ impl InboxStore {
                         "create_many replied {reply:?}"
                     )));
                 };
-                create_outcome(&reply, envelope, Some(claim), now)?.ok_or_else(|| {
-                    StoreError::Corrupt("create replied stale without a digest".into())
-                })
+                create_outcome(&reply, envelope, Some(claim), now)?.ok_or_else(stale_without_digest)
             })
             .collect())
     }

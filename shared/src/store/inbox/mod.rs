@@ -434,10 +434,7 @@ impl InboxStore {
     ) -> Result<CreateOutcome, StoreError> {
         let Marked(new) = marked;
         let now = Utc::now();
-        let created_at = Utc
-            .timestamp_millis_opt(now.timestamp_millis())
-            .single()
-            .unwrap_or(now);
+        let created_at = whole_millis(now);
         let mut notification = new.into_notification(id, 0, created_at);
         notification.schedule = schedule;
         let request = RequestArgs::new(&self.keys, &notification.user_id, sender, claim, limit);
@@ -446,7 +443,7 @@ impl InboxStore {
         }
         self.insert(notification, &request, now, None)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("create replied stale without a digest".into()))
+            .ok_or_else(stale_without_digest)
     }
 
     /// The `NOTIFICATION_CREATED` envelope of `notification` in this store's tenant, stamped
@@ -850,4 +847,16 @@ impl InboxStore {
             written_at_ms: Utc::now().timestamp_millis(),
         }
     }
+}
+
+/// `at` cut to whole milliseconds: a notification's `createdAt` as it is stored and sent.
+pub(super) fn whole_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(at.timestamp_millis())
+        .single()
+        .unwrap_or(at)
+}
+
+/// The create script answered `stale`, which only a create joining a digest can.
+pub(super) fn stale_without_digest() -> StoreError {
+    StoreError::Corrupt("create replied stale without a digest".into())
 }
