@@ -497,6 +497,11 @@ fn figures(r: &Results) -> String {
             each("devstack", w.sends()),
             "≈ 1.9 ms (40%)",
         ));
+        rows.push((
+            "context switches of server threads per notification".into(),
+            format!("{:.1}", w.switches as f64 / w.sends()),
+            "not measured",
+        ));
     }
     if let Some(capacity) = r.capacity {
         rows.push((

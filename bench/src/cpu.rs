@@ -100,6 +100,27 @@ pub struct Snapshot {
     pub instances: BTreeMap<String, usize>,
     pub machine_busy: f64,
     pub machine_total: f64,
+    /// Context switches so far of every thread of the server processes (not this process): how
+    /// often a server thread went to sleep and was woken, each about one hop's receiving end.
+    pub switches: u64,
+}
+
+/// Context switches so far (voluntary and not) of every thread of process `pid`; 0 if it is gone.
+pub fn switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
 }
 
 impl Snapshot {
@@ -171,6 +192,7 @@ pub fn trees(roots: &[(&str, u32)]) -> Snapshot {
             continue;
         }
         let Some(i) = root_of(p.pid) else { continue };
+        s.switches += switches(p.pid);
         if p.pid == roots[i].1 {
             s.add(roots[i].0, p.cpu);
         } else {
@@ -268,5 +290,14 @@ mod tests {
         let me = std::process::id();
         assert!(processes().iter().any(|p| p.pid == me));
         assert!(trees(&[]).by_label.contains_key(BENCH));
+    }
+
+    #[test]
+    fn a_thread_that_slept_counts_its_wake_up() {
+        let me = std::process::id();
+        let before = switches(me);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(switches(me) > before, "a sleep is a context switch");
+        assert_eq!(switches(u32::MAX), 0, "a process that does not exist has none");
     }
 }

@@ -43,6 +43,8 @@ pub struct Window {
     /// CPU seconds by label (root label, binary name, [`BENCH`]), busiest first.
     pub cpu: Vec<(String, f64)>,
     pub machine_busy: f64,
+    /// Context switches of every server thread over the window ([`cpu::Snapshot::switches`]).
+    pub switches: u64,
 }
 
 impl<'a> Run<'a> {
@@ -108,6 +110,7 @@ impl<'a> Run<'a> {
             drain: self.drain,
             cpu: after.delta(&before),
             machine_busy: after.machine_busy - before.machine_busy,
+            switches: after.switches.saturating_sub(before.switches),
         })
     }
 
@@ -129,6 +132,7 @@ impl<'a> Run<'a> {
             drain: self.drain,
             cpu: after.delta(&before),
             machine_busy: after.machine_busy - before.machine_busy,
+            switches: after.switches.saturating_sub(before.switches),
         }
     }
 
@@ -223,6 +227,16 @@ impl Window {
             } else {
                 0.0
             },
+        );
+        let _ = writeln!(
+            out,
+            "wake-ups   {:.1} context switches of server threads per {} (each about one hop's receiving end; `scripts/bench floor` prices one)",
+            if per {
+                self.switches as f64 / self.sends()
+            } else {
+                self.switches as f64 / self.wall.max(1e-9)
+            },
+            if per { "message" } else { "second" },
         );
         out
     }
