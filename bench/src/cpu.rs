@@ -298,6 +298,10 @@ mod tests {
         let before = switches(me);
         std::thread::sleep(std::time::Duration::from_millis(2));
         assert!(switches(me) > before, "a sleep is a context switch");
-        assert_eq!(switches(u32::MAX), 0, "a process that does not exist has none");
+        assert_eq!(
+            switches(u32::MAX),
+            0,
+            "a process that does not exist has none"
+        );
     }
 }
