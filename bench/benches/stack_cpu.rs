@@ -499,7 +499,16 @@ fn figures(r: &Results) -> String {
         ));
         rows.push((
             "context switches of server threads per notification".into(),
-            format!("{:.1}", w.switches as f64 / w.sends()),
+            format!("{:.1}", w.all_switches() as f64 / w.sends()),
+            "not measured",
+        ));
+        rows.push((
+            "… of `api` per create / of `delivery` per message".into(),
+            format!(
+                "{:.1} / {:.1}",
+                w.switches_of("api") as f64 / w.sends(),
+                w.switches_of("delivery") as f64 / frames
+            ),
             "not measured",
         ));
     }

@@ -100,9 +100,10 @@ pub struct Snapshot {
     pub instances: BTreeMap<String, usize>,
     pub machine_busy: f64,
     pub machine_total: f64,
-    /// Context switches so far of every thread of the server processes (not this process): how
-    /// often a server thread went to sleep and was woken, each about one hop's receiving end.
-    pub switches: u64,
+    /// Context switches so far of every thread of the server processes (not this process), by
+    /// the same labels as the CPU: how often a server thread went to sleep and was woken, each
+    /// about one hop's receiving end.
+    pub switches: BTreeMap<String, u64>,
 }
 
 /// Context switches so far (voluntary and not) of every thread of process `pid`; 0 if it is gone.
@@ -153,6 +154,17 @@ impl Snapshot {
             - before.by_label.get(label).copied().unwrap_or(0.0)
     }
 
+    /// Every label's context switches between `before` and this snapshot.
+    pub fn switches_since(&self, before: &Snapshot) -> BTreeMap<String, u64> {
+        self.switches
+            .iter()
+            .map(|(label, n)| {
+                let was = before.switches.get(label).copied().unwrap_or(0);
+                (label.clone(), n.saturating_sub(was))
+            })
+            .collect()
+    }
+
     /// Every label's CPU seconds between `before` and this snapshot, busiest first.
     pub fn delta(&self, before: &Snapshot) -> Vec<(String, f64)> {
         let mut rows: Vec<(String, f64)> = self
@@ -192,13 +204,14 @@ pub fn trees(roots: &[(&str, u32)]) -> Snapshot {
             continue;
         }
         let Some(i) = root_of(p.pid) else { continue };
-        s.switches += switches(p.pid);
-        if p.pid == roots[i].1 {
-            s.add(roots[i].0, p.cpu);
+        let label = if p.pid == roots[i].1 {
+            roots[i].0.to_owned()
         } else {
             *s.instances.entry(p.comm.clone()).or_default() += 1;
-            s.add(p.comm.clone(), p.cpu);
-        }
+            p.comm.clone()
+        };
+        *s.switches.entry(label.clone()).or_default() += switches(p.pid);
+        s.add(label, p.cpu);
     }
     s.machine()
 }

@@ -6,6 +6,7 @@
 //! devstack, each function binary over its instances, redis-server), and the bench process
 //! (clients and sender) apart, since on AWS it would be other machines.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -43,8 +44,9 @@ pub struct Window {
     /// CPU seconds by label (root label, binary name, [`BENCH`]), busiest first.
     pub cpu: Vec<(String, f64)>,
     pub machine_busy: f64,
-    /// Context switches of every server thread over the window ([`cpu::Snapshot::switches`]).
-    pub switches: u64,
+    /// Context switches of every server thread over the window, by label
+    /// ([`cpu::Snapshot::switches`]).
+    pub switches: BTreeMap<String, u64>,
 }
 
 impl<'a> Run<'a> {
@@ -110,7 +112,7 @@ impl<'a> Run<'a> {
             drain: self.drain,
             cpu: after.delta(&before),
             machine_busy: after.machine_busy - before.machine_busy,
-            switches: after.switches.saturating_sub(before.switches),
+            switches: after.switches_since(&before),
         })
     }
 
@@ -132,7 +134,7 @@ impl<'a> Run<'a> {
             drain: self.drain,
             cpu: after.delta(&before),
             machine_busy: after.machine_busy - before.machine_busy,
-            switches: after.switches.saturating_sub(before.switches),
+            switches: after.switches_since(&before),
         }
     }
 
@@ -228,16 +230,36 @@ impl Window {
                 0.0
             },
         );
+        // Wake-ups per message (per second when idle), busiest first, then the total.
+        let unit = if per {
+            self.sends()
+        } else {
+            self.wall.max(1e-9)
+        };
+        let mut by_label: Vec<(&String, &u64)> = self.switches.iter().collect();
+        by_label.sort_by(|a, b| b.1.cmp(a.1));
+        let split: Vec<String> = by_label
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(label, n)| format!("{label} {:.1}", **n as f64 / unit))
+            .collect();
         let _ = writeln!(
             out,
-            "wake-ups   {:.1} context switches of server threads per {} (each about one hop's receiving end; `scripts/bench floor` prices one)",
-            if per {
-                self.switches as f64 / self.sends()
-            } else {
-                self.switches as f64 / self.wall.max(1e-9)
-            },
+            "wake-ups   {:.1} context switches of server threads per {} ({}; each about one hop's receiving end, `scripts/bench floor` prices one)",
+            self.all_switches() as f64 / unit,
             if per { "message" } else { "second" },
+            split.join(", "),
         );
         out
+    }
+
+    /// Context switches of every server thread over the window.
+    pub fn all_switches(&self) -> u64 {
+        self.switches.values().sum()
+    }
+
+    /// Context switches of one label's threads over the window (0 if none).
+    pub fn switches_of(&self, label: &str) -> u64 {
+        self.switches.get(label).copied().unwrap_or(0)
     }
 }
