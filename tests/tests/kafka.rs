@@ -15,6 +15,14 @@ fn note(user: &str, i: usize) -> Value {
     json!({"userId": user, "type": "comment", "title": format!("n{i}"), "body": ""})
 }
 
+/// One scheduled run of the outbox relay with `relay`'s dependencies.
+async fn relay_once(relay: &outbox_relay::Deps) -> shared::outbox::RelayReport {
+    let event = lambda_runtime::LambdaEvent::new(Default::default(), Default::default());
+    outbox_relay::handle(relay, event)
+        .await
+        .unwrap_or_else(|e| panic!("relay: {e}"))
+}
+
 fn seqs_of(records: &[herald_tests::kafka::Consumed], user: &str) -> Vec<u64> {
     records
         .iter()
@@ -206,10 +214,7 @@ async fn with_kafka_down_creates_succeed_and_one_relay_run_publishes_each_change
     );
 
     let relay = env.relay();
-    let event = lambda_runtime::LambdaEvent::new(Default::default(), Default::default());
-    let report = outbox_relay::handle(&relay, event)
-        .await
-        .unwrap_or_else(|e| panic!("relay: {e}"));
+    let report = relay_once(&relay).await;
     assert_eq!(
         (
             report.ran,
@@ -235,10 +240,7 @@ async fn with_kafka_down_creates_succeed_and_one_relay_run_publishes_each_change
         "each change exactly once, in order"
     );
 
-    let event = lambda_runtime::LambdaEvent::new(Default::default(), Default::default());
-    let again = outbox_relay::handle(&relay, event)
-        .await
-        .unwrap_or_else(|e| panic!("relay: {e}"));
+    let again = relay_once(&relay).await;
     assert_eq!((again.published, again.users_scanned), (0, 0), "{again:?}");
     let records = consume(
         &env.kafka,
@@ -303,10 +305,7 @@ async fn the_relay_publishes_each_tenants_changes_in_that_tenant() {
         assert_eq!(r.status, 201, "{}", r.body);
     }
 
-    let event = lambda_runtime::LambdaEvent::new(Default::default(), Default::default());
-    let report = outbox_relay::handle(&env.relay(), event)
-        .await
-        .unwrap_or_else(|e| panic!("relay: {e}"));
+    let report = relay_once(&env.relay()).await;
     assert_eq!(
         (report.published, report.failed, report.users_cleared),
         (3, 0, 2),
@@ -364,10 +363,7 @@ async fn the_relay_leaves_published_changes_alone_and_clears_marks() {
         );
     }
     let relay = env.relay();
-    let event = lambda_runtime::LambdaEvent::new(Default::default(), Default::default());
-    let report = outbox_relay::handle(&relay, event)
-        .await
-        .unwrap_or_else(|e| panic!("relay: {e}"));
+    let report = relay_once(&relay).await;
     assert_eq!(
         (report.users_scanned, report.published, report.users_cleared),
         (1, 0, 1),
