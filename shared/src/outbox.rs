@@ -132,19 +132,19 @@ impl Publisher {
         // Each user's seqs, then each tenant's users marked together (a broadcast's slice
         // publishes hundreds of users at once: a few calls, `mark_published_many`). Owned, so
         // nothing borrowed lives across the awaits.
-        let mut tenants: Vec<(Tenant, Vec<PublishedMarks>)> = Vec::new();
-        for (tenant, user, seq) in acked {
-            if tenants.last().is_none_or(|(t, _)| t != tenant) {
-                tenants.push((tenant.clone(), Vec::new()));
-            }
-            let Some((_, users)) = tenants.last_mut() else {
-                continue;
-            };
-            match users.last_mut() {
-                Some((last, seqs)) if last == user => seqs.push(seq),
-                _ => users.push((user.to_owned(), vec![seq])),
-            }
-        }
+        let tenants: Vec<(Tenant, Vec<PublishedMarks>)> = acked
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|same_tenant| {
+                let marks = same_tenant
+                    .chunk_by(|a, b| a.1 == b.1)
+                    .map(|same_user| {
+                        let seqs = same_user.iter().map(|(_, _, seq)| *seq).collect();
+                        (same_user[0].1.to_owned(), seqs)
+                    })
+                    .collect();
+                (same_tenant[0].0.clone(), marks)
+            })
+            .collect();
         for (tenant, marks) in tenants {
             if tenant == *self.store.tenant() {
                 self.store.mark_published_many(&marks).await?;
