@@ -331,34 +331,33 @@ async fn create_group(
     group: Vec<Marked>,
 ) -> Vec<Result<Outcome, StoreError>> {
     let sender = &broadcast.sender;
-    let batched = if group.len() == 1 && joins_digest(broadcast) {
-        None
-    } else {
-        Some(deps.store.create_many(&group, sender, claim).await)
-    };
-    match batched {
-        Some(Ok(outcomes)) => group
-            .iter()
-            .zip(outcomes)
-            .map(|(marked, outcome)| outcome_of(broadcast, marked.user_id(), outcome))
-            .collect(),
-        Some(Err(e)) if e.is_transient() => vec![Err(e)],
-        batched => {
-            if let Some(Err(e)) = batched {
+    // A notification that joins a digest is created on its own (`send_slice` makes its groups of
+    // one): its create reads the digest's open item first.
+    if !joins_digest(broadcast) {
+        match deps.store.create_many(&group, sender, claim).await {
+            Ok(outcomes) => {
+                return group
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(marked, outcome)| outcome_of(broadcast, marked.user_id(), outcome))
+                    .collect()
+            }
+            Err(e) if e.is_transient() => return vec![Err(e)],
+            Err(e) => {
                 tracing::error!(error = %e, broadcast = %broadcast.id, "a group of recipients failed; trying each");
             }
-            let mut outcomes = Vec::with_capacity(group.len());
-            for marked in group {
-                let user = marked.user_id().to_owned();
-                let outcome = deps
-                    .store
-                    .create_within(marked, sender, Some(claim), None)
-                    .await;
-                outcomes.push(outcome_of(broadcast, &user, outcome));
-            }
-            outcomes
         }
     }
+    let mut outcomes = Vec::with_capacity(group.len());
+    for marked in group {
+        let user = marked.user_id().to_owned();
+        let outcome = deps
+            .store
+            .create_within(marked, sender, Some(claim), None)
+            .await;
+        outcomes.push(outcome_of(broadcast, &user, outcome));
+    }
+    outcomes
 }
 
 /// One recipient's outcome from its create or skip record; `Err` only for a transient failure.
