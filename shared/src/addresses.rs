@@ -269,9 +269,10 @@ pub fn check_email(email: &str) -> Result<(), &'static str> {
 }
 
 /// A one-click unsubscribe link's token: "turn EMAIL off for notifications of `kind`, for
-/// `user_id` of `tenant`". Wire form: `base64url("v1\n<user>\n<type>") "." base64url(HMAC-SHA256)`
-/// for the default tenant (the links signed before tenants), `base64url("v1\n<user>\n<type>\n<tenant>")`
-/// for another: the tenant is signed with the rest, so a link opts out its own tenant's user only.
+/// `user_id` of `tenant`". Wire form: `base64url(payload) "." base64url(HMAC-SHA256)`, the payload
+/// `v1\n<user>\n<type>` for the default tenant (the links signed before tenants) and
+/// `v1\n<user>\n<type>\n<tenant>` for another: the tenant is signed with the rest, so a link opts
+/// out its own tenant's user only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsubscribeToken {
     pub user_id: String,

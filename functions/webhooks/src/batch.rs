@@ -1,5 +1,6 @@
 //! A Kafka batch: every record's messages queued for the webhooks of the record's tenant that want
-//! them, partition by partition in offset order; then the queues this batch was first in are worked, concurrently.
+//! them, partition by partition in offset order; then the queues this batch was first in are
+//! worked, concurrently.
 //!
 //! A partition of a topic whose events no registered webhook wants (every partition, while none
 //! is registered) is counted and skipped without decoding its records: it would queue nothing,

@@ -11,7 +11,8 @@
 //! | `notification-analytics` | first seen / read, first click | `notification.seen`, `notification.read`, `notification.clicked` |
 //!
 //! For each record ([`decode`]), each message it makes and each webhook of the record's tenant
-//! that wants it ([`Registry`]: another tenant's webhooks never get it), the message is queued in the webhook's ledger behind its notification's waiting messages
+//! that wants it ([`Registry`]: another tenant's webhooks never get it), the message is queued in
+//! the webhook's ledger behind its notification's waiting messages
 //! ([`shared::store::WebhookStore`]). The run that queued into an empty queue sends it now, then
 //! whatever queued behind it ([`queue`]), concurrently across notifications.
 //!

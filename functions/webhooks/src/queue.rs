@@ -53,8 +53,9 @@ pub fn next_step(settings: &WebhookSettings, outcome: &Outcome, attempt: u32) ->
 }
 
 /// Sends `head` and what follows it in `notification_id`'s queue of `hook`, a webhook of
-/// `store`'s tenant, until the queue is empty or a message waits for its retry. A Redis failure stops the work (the queue's lease runs out and
-/// a drain takes over); it is returned so the caller can count it.
+/// `store`'s tenant, until the queue is empty or a message waits for its retry. A Redis failure
+/// stops the work (the queue's lease runs out and a drain takes over); it is returned so the
+/// caller can count it.
 pub async fn work(
     deps: &Deps,
     store: &WebhookStore,
